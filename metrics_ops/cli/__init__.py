@@ -1,0 +1,42 @@
+"""The ``metrics-ops`` command group. Each command is one module here plus one registration line below."""
+
+from __future__ import annotations
+
+import click
+
+from metrics_ops import __version__
+from metrics_ops.cli.common import CONTEXT_SETTINGS, State
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "-V", "--version", prog_name="metrics-ops")
+@click.option("--config", type=click.Path(exists=True, dir_okay=False), envvar="METRICS_CONFIG",
+              help="TOML file with settings (keys as in `config show`); env METRICS_CONFIG.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory (env METRICS_DIR).")
+@click.option("json_", "--json", is_flag=True, help="Print one JSON document.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (for cron).")
+@click.option("-v", "--verbose", count=True, help="Say more (repeat for more).")
+@click.pass_context
+def cli(ctx, config, data_dir, json_, quiet, verbose):
+    """Operate a privacy-friendly behaviour-analytics pipeline: rotate, gzip and prune the event files.
+
+    \b
+    Examples:
+      metrics-ops rotate --once            # one maintenance pass, for cron
+      metrics-ops rotate --interval 300    # a loop, for a sidecar
+      metrics-ops config show              # effective settings and their sources
+    """
+    ctx.obj = State(config=config, data_dir=data_dir, json=json_, quiet=quiet, verbose=verbose)
+
+
+from metrics_ops.cli.config_cmd import config  # noqa: E402
+from metrics_ops.cli.maintenance import gzip_cmd, prune, rotate  # noqa: E402
+
+cli.add_command(rotate)
+cli.add_command(gzip_cmd)
+cli.add_command(prune)
+cli.add_command(config)
+
+
+def main() -> None:
+    cli(prog_name="metrics-ops")

@@ -1,0 +1,49 @@
+"""config show: the effective settings and where each value came from."""
+
+from __future__ import annotations
+
+import click
+
+from metrics_ops.cli.common import CONTEXT_SETTINGS, output, output_options, settings
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+def config():
+    """Inspect the settings shared by every command.
+
+    \b
+    Example:
+      metrics-ops config show
+    """
+
+
+@config.command("show")
+@output_options
+@click.pass_context
+def show(ctx, json_, quiet, verbose):
+    """Print every setting, its value and its source (default, TOML, .env, environment or flag).
+
+    \b
+    Examples:
+      metrics-ops config show
+      METRICS_RETENTION=60 metrics-ops --config /etc/metrics-ops.toml config show --json
+    """
+    from metrics_ops.config import Settings, env_name, origins_of
+
+    out = output(ctx, json_, quiet, verbose)
+    s = settings(ctx)
+    origins = origins_of(s)
+    values = {name: getattr(s, name) for name in Settings.model_fields}
+    values["jsonl"] = s.link_path
+    if out.json:
+        out.document({name: {"value": None if v is None else (str(v) if not isinstance(v, int | float) else v),
+                             "source": origins[name].source, "env": env_name(name),
+                             **({"file": origins[name].file} if origins[name].file else {})}
+                      for name, v in values.items()})
+        return
+    if out.quiet:
+        return
+    rows = [(name, "unset" if v is None else v, origins[name].source
+             + (f" ({origins[name].file})" if origins[name].file else ""), env_name(name))
+            for name, v in values.items()]
+    out.table("effective settings", ("setting", "value", "source", "environment"), rows)

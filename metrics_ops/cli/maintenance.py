@@ -1,0 +1,151 @@
+"""rotate, gzip and prune: the maintenance pass and its steps alone."""
+
+from __future__ import annotations
+
+import click
+
+from metrics_ops.cli.common import Failure, output, output_options, settings
+from metrics_ops.exitcodes import ExitCode
+
+
+def _common(fn):
+    fn = click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")(fn)
+    fn = click.option("--lock-timeout", type=float, default=None, metavar="SECONDS",
+                      help="Wait this long for another pass to finish (default 10; env METRICS_LOCK_TIMEOUT).")(fn)
+    fn = click.option("--tz", default=None, metavar="ZONE",
+                      help="IANA time zone that decides the day (default UTC; env METRICS_TZ).")(fn)
+    return output_options(fn)
+
+
+def _gzip_opts(fn):
+    fn = click.option("--level", "gzip_level", type=int, default=None, metavar="1-9",
+                      help="gzip level (default 6; env METRICS_GZIP_LEVEL).")(fn)
+    return click.option("--gzip-after", type=int, default=None, metavar="DAYS",
+                        help="Compress files whose day is at least DAYS old (default 3; env METRICS_GZIP_AFTER).")(fn)
+
+
+def _retention_opt(fn):
+    return click.option("--retention", type=int, default=None, metavar="DAYS",
+                        help="Delete files whose day is at least DAYS old (default 30; env METRICS_RETENTION).")(fn)
+
+
+def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: bool,
+         loop: bool = False, interval: float | None = None) -> None:
+    import signal
+    import threading
+    import time
+
+    from metrics_ops.maintenance import LockBusy, locked, run_loop, run_pass
+    from metrics_ops.render import render_pass
+    from metrics_ops.store import Store
+
+    out = output(ctx, **out_flags)
+    s = settings(ctx, interval=interval, **flags)
+    store = Store.from_settings(s)
+    if not store.dir.is_dir():
+        if "rotate" not in steps:
+            raise Failure(f"data directory {store.dir} does not exist (METRICS_DIR / --data-dir)")
+        if not dry_run:
+            try:
+                store.dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise Failure(f"cannot create data directory {store.dir}: {exc.strerror}") from None
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def one_pass():
+        with out.progress("compressing") as bar:
+            def on_plan(actions):
+                bar.add_total(sum(a.bytes_before or 0 for a in actions if a.kind in ("gzip", "reconcile")))
+
+            kwargs = dict(now=time.time(), steps=steps, gzip_after=s.gzip_after, retention=s.retention,
+                          level=s.gzip_level, dry_run=dry_run, stop=stop, on_plan=on_plan, progress=bar.advance)
+            if dry_run:
+                return run_pass(store, **kwargs)
+            with locked(store, s.lock_timeout):
+                return run_pass(store, **kwargs)
+
+    if loop and not dry_run:
+        if not out.quiet:
+            out.warn(f"rotating {store.dir} every {s.interval:g} s; SIGTERM or Ctrl-C stops after the current step")
+        run_loop(one_pass, s.interval, stop, lambda r: render_pass(out, r), out.error)
+        return
+    try:
+        result = one_pass()
+    except LockBusy as exc:
+        raise Failure(str(exc), ExitCode.LOCKED) from None
+    except OSError as exc:
+        raise Failure(f"pass failed: {exc}") from None
+    render_pass(out, result)
+    if not result.ok:
+        ctx.exit(ExitCode.FAILURE)
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Run one pass and exit; the exit status says whether it succeeded.")
+@click.option("--interval", type=float, default=None, metavar="SECONDS",
+              help="Seconds between passes of the loop (default 300; env METRICS_INTERVAL).")
+@click.option("--max-mb", type=float, default=None, metavar="MIB",
+              help="Start the next shard when the current file reaches MIB (env METRICS_MAX_MB; unset: never).")
+@_gzip_opts
+@_retention_opt
+@_common
+@click.pass_context
+def rotate(ctx, once, interval, max_mb, gzip_after, gzip_level, retention, tz, lock_timeout, dry_run,
+           json_, quiet, verbose):
+    """Point the link at today's file, start size shards, then gzip and prune: one pass or a loop.
+
+    Without --once it loops every --interval seconds until SIGTERM/SIGINT (the sidecar layout);
+    errors in one pass are reported on stderr and the loop goes on.
+
+    \b
+    Examples:
+      metrics-ops rotate --once -q                       # cron: mail only on trouble
+      metrics-ops rotate --interval 300 --gzip-after 3 --retention 30 --max-mb 64
+      metrics-ops rotate --once --dry-run                # show the plan
+    """
+    flags = dict(max_mb=max_mb, gzip_after=gzip_after, gzip_level=gzip_level, retention=retention, tz=tz,
+                 lock_timeout=lock_timeout)
+    _run(ctx, ("rotate", "gzip", "prune"), flags, dict(json_=json_, quiet=quiet, verbose=verbose),
+         dry_run=dry_run, loop=not once, interval=interval)
+
+
+@click.command("gzip")
+@_gzip_opts
+@_common
+@click.pass_context
+def gzip_cmd(ctx, gzip_after, gzip_level, tz, lock_timeout, dry_run, json_, quiet, verbose):
+    """Compress day files whose day is at least --gzip-after days old (never today's, never the link's).
+
+    Crash-safe: a killed run leaves every line in place, and the next run finishes the job.
+
+    \b
+    Examples:
+      metrics-ops gzip --gzip-after 3
+      metrics-ops gzip --dry-run --json
+    """
+    _run(ctx, ("gzip",), dict(gzip_after=gzip_after, gzip_level=gzip_level, tz=tz, lock_timeout=lock_timeout),
+         dict(json_=json_, quiet=quiet, verbose=verbose), dry_run=dry_run)
+
+
+@click.command()
+@_retention_opt
+@_common
+@click.pass_context
+def prune(ctx, retention, tz, lock_timeout, dry_run, json_, quiet, verbose):
+    """Delete data files (plain, shards, .gz) whose day is at least --retention days old.
+
+    Never a symlink, never a name outside the file grammar, never the file the link points at.
+
+    \b
+    Examples:
+      metrics-ops prune --retention 30 --dry-run
+      metrics-ops prune --retention 30 -q
+    """
+    _run(ctx, ("prune",), dict(retention=retention, tz=tz, lock_timeout=lock_timeout),
+         dict(json_=json_, quiet=quiet, verbose=verbose), dry_run=dry_run)

@@ -1,0 +1,259 @@
+"""The one settings model of every command, and where each value came from.
+
+Precedence, highest first: command-line flag > environment (``METRICS_*``) > ``.env`` > TOML file (``--config``)
+> default. The existing system's names (METRICS_DIR, METRICS_JSONL, METRICS_SAMPLE_RATE, METRICS_RING_CAPACITY)
+keep their meaning. A bad value becomes a :class:`ConfigError` whose lines name the setting the way the operator
+wrote it, the value and its source: ``METRICS_SAMPLE_RATE=1.5 (from the environment): input should be ...``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import tomllib
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ENV_PREFIX = "METRICS_"
+
+#: source labels, lowest precedence first
+DEFAULT, TOML, DOTENV, ENV, FLAG = "default", "toml", ".env", "environment", "flag"
+
+#: flags whose name is not "--" + the field name with dashes
+FLAG_NAMES = {"dir": "--data-dir"}
+
+
+class ConfigError(Exception):
+    """Invalid settings; ``lines`` holds one self-contained message per problem."""
+
+    def __init__(self, lines: list[str]):
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+_toml_values: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("toml_values", default={})
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """The values of the --config file, parsed and checked by :func:`read_toml` before construction."""
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - __call__ is used instead
+        return _toml_values.get().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_toml_values.get())
+
+
+class Settings(BaseSettings):
+    """Every setting of every command. Field name = TOML key = env name without METRICS_, lower-cased."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", case_sensitive=False, validate_default=True
+    )
+
+    dir: Path = Field(Path("data"), description="data directory holding the JSONL files")
+    jsonl: Path | None = Field(
+        None, description="the link to the current file; must be in the data directory (default DIR/metrics.jsonl)"
+    )
+    tz: str = Field("UTC", description="IANA time zone that decides the day of an event and of a file")
+    sample_rate: float = Field(1.0, ge=0, le=1, description="server-side sampling rate, 0..1")
+    ring_capacity: int = Field(500, ge=1, le=1_000_000, description="events kept for the debug snapshot")
+    gzip_after: int = Field(3, ge=1, description="compress files whose day is at least this many days old")
+    retention: int = Field(30, ge=1, description="delete files whose day is at least this many days old")
+    max_mb: float | None = Field(None, gt=0, description="start a new shard at this size in MiB (unset: no shards)")
+    interval: float = Field(300, gt=0, description="seconds between passes of rotate's loop")
+    gzip_level: int = Field(6, ge=1, le=9, description="gzip compression level, 1 (fast) .. 9 (small)")
+    lock_timeout: float = Field(10, ge=0, description="seconds a maintenance pass waits for another to finish")
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ):
+        return (init_settings, env_settings, dotenv_settings, _TomlSource(settings_cls))
+
+    @field_validator("max_mb", "jsonl", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value):
+        return None if isinstance(value, str) and value.strip() == "" else value
+
+    @field_validator("tz")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise PydanticCustomError("zone", "unknown time zone (want an IANA name such as Europe/Berlin)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _relations(self) -> Settings:
+        if self.gzip_after > self.retention:
+            raise PydanticCustomError(
+                "relation",
+                "gzip_after is greater than retention: files would be deleted before they are compressed",
+                {"fields": ("gzip_after", "retention")},
+            )
+        if self.jsonl is not None and self.jsonl.parent.resolve() != self.dir.resolve():
+            raise PydanticCustomError(
+                "relation",
+                "the link must be a file directly inside the data directory",
+                {"fields": ("jsonl", "dir")},
+            )
+        return self
+
+    @cached_property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.tz)
+
+    @property
+    def link_path(self) -> Path:
+        return self.jsonl if self.jsonl is not None else self.dir / "metrics.jsonl"
+
+    @property
+    def max_bytes(self) -> int | None:
+        return None if self.max_mb is None else max(1, int(self.max_mb * 1024 * 1024))
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a setting's value came from, and how the operator spelled it there."""
+
+    source: str
+    spelled: str  # e.g. "METRICS_SAMPLE_RATE", "--sample-rate", "sample_rate"
+    raw: Any = None
+    file: str | None = None
+
+    def describe(self, value: Any = None) -> str:
+        shown = self.raw if self.raw is not None else value
+        if self.source == FLAG:
+            return f"{self.spelled} {shown} (from the command line)"
+        if self.source == ENV:
+            return f"{self.spelled}={shown} (from the environment)"
+        if self.source == DOTENV:
+            return f"{self.spelled}={shown} (from {self.file or '.env'})"
+        if self.source == TOML:
+            return f"{self.spelled} = {shown!r} (from {self.file})"
+        return f"{self.spelled}={shown} (default)"
+
+
+def flag_name(field: str) -> str:
+    return FLAG_NAMES.get(field, "--" + field.replace("_", "-"))
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def read_toml(path: str | os.PathLike) -> dict[str, Any]:
+    """Parse a --config file; unknown keys and syntax errors are ConfigErrors naming the file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError([f"--config {path}: the file does not exist"]) from None
+    except IsADirectoryError:
+        raise ConfigError([f"--config {path}: is a directory, not a TOML file"]) from None
+    except PermissionError:
+        raise ConfigError([f"--config {path}: permission denied"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"--config {path}: malformed TOML: {exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"--config {path}: malformed TOML: not UTF-8 text"]) from None
+    known = set(Settings.model_fields)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            [f"--config {path}: unknown setting {key!r} (known: {', '.join(sorted(known))})" for key in unknown]
+        )
+    base = path.parent
+    for key in ("dir", "jsonl"):  # paths in a config file are relative to that file, not to the CWD
+        if isinstance(data.get(key), str) and data[key] and not os.path.isabs(data[key]):
+            data[key] = str(base / data[key])
+    return data
+
+
+def _origins(flags: dict[str, Any], toml_data: dict[str, Any], toml_file: str | None, env_file) -> dict:
+    env_found = EnvSettingsSource(Settings)()
+    dotenv_found = DotEnvSettingsSource(Settings, env_file=env_file)() if env_file else {}
+    # DotEnvSettingsSource also reports the process environment; keep what only the file says.
+    dotenv_found = {k: v for k, v in dotenv_found.items() if k not in env_found}
+    origins = {}
+    for field in Settings.model_fields:
+        if field in flags:
+            origins[field] = Origin(FLAG, flag_name(field), flags[field])
+        elif field in env_found:
+            origins[field] = Origin(ENV, env_name(field), env_found[field])
+        elif field in dotenv_found:
+            origins[field] = Origin(DOTENV, env_name(field), dotenv_found[field], str(env_file))
+        elif field in toml_data:
+            origins[field] = Origin(TOML, field, toml_data[field], toml_file)
+        else:
+            origins[field] = Origin(DEFAULT, env_name(field))
+    return origins
+
+
+def _format_errors(exc: ValidationError, origins: dict[str, Origin]) -> list[str]:
+    lines = []
+    for err in exc.errors(include_url=False):
+        msg = err["msg"]
+        msg = msg[:1].lower() + msg[1:]
+        fields = (err.get("ctx") or {}).get("fields") or err["loc"][:1]
+        parts = []
+        for field in fields:
+            origin = origins.get(field) or Origin(DEFAULT, env_name(str(field)))
+            value = err.get("input") if len(fields) == 1 else None
+            if value is None or isinstance(value, dict):
+                value = Settings.model_fields[field].default if origin.source == DEFAULT else origin.raw
+            parts.append(origin.describe(value))
+        lines.append(f"{' with '.join(parts)}: {msg}")
+    return lines
+
+
+def load_settings(
+    flags: dict[str, Any] | None = None,
+    config_file: str | os.PathLike | None = None,
+    env_file: str | os.PathLike | None = ".env",
+) -> Settings:
+    """Build the settings from every layer; ``flags`` holds only the options the operator gave.
+
+    Returns a Settings whose ``origins`` attribute maps each field to its :class:`Origin`.
+    Raises :class:`ConfigError` with one line per problem.
+    """
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    toml_data = read_toml(config_file) if config_file is not None else {}
+    toml_file = str(config_file) if config_file is not None else None
+    if env_file is not None and not Path(env_file).is_file():
+        env_file = None
+    origins = _origins(flags, toml_data, toml_file, env_file)
+    # METRICS_JSONL alone (the existing system's habit) implies the data directory it sits in.
+    if origins["dir"].source == DEFAULT and origins["jsonl"].source != DEFAULT and origins["jsonl"].raw:
+        flags["dir"] = str(Path(str(origins["jsonl"].raw)).parent)
+        origins["dir"] = Origin(origins["jsonl"].source, origins["jsonl"].spelled + " (its directory)",
+                                flags["dir"], origins["jsonl"].file)
+    token = _toml_values.set(toml_data)
+    try:
+        settings = Settings(_env_file=env_file, **flags)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, origins)) from None
+    finally:
+        _toml_values.reset(token)
+    object.__setattr__(settings, "_origins", origins)
+    return settings
+
+
+def origins_of(settings: Settings) -> dict[str, Origin]:
+    return getattr(settings, "_origins", None) or {f: Origin(DEFAULT, env_name(f)) for f in Settings.model_fields}

@@ -1,0 +1,21 @@
+"""Exit statuses of every metrics-ops command, defined once (README "Exit status" and man pages list them)."""
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    #: the work failed (an OSError in a pass, a sampling FAIL, a probe mismatch, a gzip conflict)
+    FAILURE = 1
+    #: bad usage or a bad setting (flag, environment, .env or TOML); nothing was changed
+    USAGE = 2
+    #: another maintenance pass holds the data directory's lock for longer than --lock-timeout
+    LOCKED = 3
+
+
+EXIT_STATUS_DOC = {
+    ExitCode.OK: "success; with -q nothing is printed",
+    ExitCode.FAILURE: "the work failed: a file operation in the pass failed, or a result did not hold",
+    ExitCode.USAGE: "bad usage or an invalid setting (flag, environment, .env or TOML file); nothing was changed",
+    ExitCode.LOCKED: "another maintenance pass held the lock longer than --lock-timeout; nothing was changed",
+}

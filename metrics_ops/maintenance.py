@@ -1,0 +1,250 @@
+"""Plans and actions of a maintenance pass: rotate (link and shards), gzip, prune. A dry run is the plan.
+
+Every step scans the directory, plans a list of :class:`Action` from the names alone (the day in the name,
+never the mtime), then carries the actions out one by one. Nothing here reads the wall clock: the caller
+passes ``now`` as a POSIX timestamp.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import date
+
+from metrics_ops.store import LOCK_NAME, Listing, LockBusy, Store, StoreError, file_name, flock_path, parse_name
+
+STEPS = ("rotate", "gzip", "prune")
+
+
+@dataclass
+class Action:
+    step: str  # rotate | gzip | prune
+    kind: str  # adopt | create | shard | link | gzip | reconcile | remove-temp | delete
+    file: str
+    bytes_before: int | None = None
+    bytes_after: int | None = None
+    detail: str = ""
+    status: str = "planned"  # planned | done | failed | skipped
+    error: str | None = None
+
+
+@dataclass
+class PassResult:
+    steps: tuple[str, ...]
+    dry_run: bool
+    day: str
+    actions: list[Action] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)  # names outside the grammar: reported, never touched
+    kept: list[tuple[str, str]] = field(default_factory=list)  # (file, why it was left alone)
+    errors: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and all(a.status != "failed" for a in self.actions)
+
+    def to_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "steps": list(self.steps),
+            "dry_run": self.dry_run,
+            "day": self.day,
+            "interrupted": self.interrupted,
+            "actions": [asdict(a) for a in self.actions],
+            "unknown": self.unknown,
+            "kept": [{"file": f, "reason": r} for f, r in self.kept],
+            "errors": self.errors,
+        }
+
+
+def _age(day: date, today: date) -> int:
+    return (today - day).days
+
+
+def plan_rotate(store: Store, listing: Listing, today: date) -> list[Action]:
+    """Adopt a legacy metrics.jsonl, start the next shard when today's current file is full, point the link."""
+    actions: list[Action] = []
+    names = [f.name for f in listing.files]
+    if listing.legacy_link_file:
+        size = store.size_of(store.link.name)
+        actions.append(Action("rotate", "adopt", store.link.name, size, size,
+                              "legacy regular file moved into the dated layout"))
+    target = store.current_target(today, names)
+    size = store.size_of(target) if target in names else None
+    if size is not None and store.max_bytes is not None and size >= store.max_bytes:
+        full, target = target, file_name(today, parse_name(target).shard + 1)
+        actions.append(Action("rotate", "shard", target, None, 0, f"{full} reached {size} bytes"))
+    elif size is None:
+        actions.append(Action("rotate", "create", target, None, 0, "today's file"))
+    if listing.link_target != target or listing.legacy_link_file:
+        actions.append(Action("rotate", "link", store.link.name, detail=f"-> {target}"))
+    return actions
+
+
+def plan_gzip(listing: Listing, today: date, gzip_after: int, *, link_target: str | None,
+              retention: int | None = None) -> tuple[list[Action], list[tuple[str, str]]]:
+    """Compress plain files whose day is at least ``gzip_after`` days old. With ``retention`` (a full pass),
+    files that the prune step is about to delete are not compressed first."""
+    actions = [Action("gzip", "remove-temp", name, detail="left by a killed pass; the source is intact")
+               for name in listing.temps]
+    kept: list[tuple[str, str]] = []
+    names = listing.by_name()
+    for f in listing.files:
+        if f.gz:
+            continue
+        age = _age(f.day, today)
+        if age < gzip_after:
+            continue
+        if f.name == link_target:
+            kept.append((f.name, "the link points at it"))
+            continue
+        if age <= 0:
+            kept.append((f.name, "today's file"))
+            continue
+        if retention is not None and age >= retention:
+            continue
+        kind = "reconcile" if f.name + ".gz" in names else "gzip"
+        actions.append(Action("gzip", kind, f.name, detail=f"{age} days old"))
+    return actions, kept
+
+
+def plan_prune(listing: Listing, today: date, retention: int, *, link_target: str | None
+               ) -> tuple[list[Action], list[tuple[str, str]]]:
+    """Delete data files (plain, shards, archives) whose day is at least ``retention`` days old."""
+    actions, kept = [], []
+    for f in listing.files:
+        age = _age(f.day, today)
+        if age < retention:
+            continue
+        if f.name == link_target:
+            kept.append((f.name, "the link points at it"))
+            continue
+        actions.append(Action("prune", "delete", f.name, detail=f"{age} days old"))
+    return actions, kept
+
+
+def _sizes(store: Store, actions: list[Action]) -> None:
+    for a in actions:
+        if a.bytes_before is None and a.kind in ("gzip", "reconcile", "delete", "remove-temp"):
+            a.bytes_before = store.size_of(a.file)
+
+
+def run_pass(
+    store: Store,
+    *,
+    now: float,
+    steps: tuple[str, ...] = STEPS,
+    gzip_after: int = 3,
+    retention: int = 30,
+    level: int = 6,
+    dry_run: bool = False,
+    threads: int | None = None,
+    stop: threading.Event | None = None,
+    on_plan: Callable[[list[Action]], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> PassResult:
+    """One maintenance pass over ``store``. The caller holds the maintenance lock (see :func:`locked`).
+
+    ``stop`` (set by a signal handler) ends the pass after the action in progress. ``on_plan`` sees the
+    gzip actions before they run (a progress bar sizes itself from them); ``progress`` gets byte counts.
+    """
+    today = store.today(now)
+    result = PassResult(tuple(steps), dry_run, today.isoformat())
+    threads = threads or min(2, os.cpu_count() or 1)
+    if not store.dir.is_dir():
+        if dry_run or "rotate" not in steps:
+            result.errors.append(f"data directory {store.dir} does not exist")
+            return result
+        os.makedirs(store.dir, exist_ok=True)
+    listing = store.scan()
+    result.unknown = listing.unknown
+    link_target = listing.link_target
+    for step in steps:
+        if stop is not None and stop.is_set():
+            result.interrupted = True
+            break
+        if step == "rotate":
+            actions = plan_rotate(store, listing, today)
+            for a in actions:
+                if a.kind == "link":
+                    link_target = a.detail[3:]
+            kept: list[tuple[str, str]] = []
+        elif step == "gzip":
+            actions, kept = plan_gzip(listing, today, gzip_after, link_target=link_target,
+                                      retention=retention if "prune" in steps else None)
+        else:
+            actions, kept = plan_prune(listing, today, retention, link_target=link_target)
+        _sizes(store, actions)
+        result.kept.extend(kept)
+        result.actions.extend(actions)
+        if dry_run:
+            continue
+        if on_plan is not None:
+            on_plan(actions)
+        for action in actions:
+            if stop is not None and stop.is_set():
+                action.status = "skipped"
+                result.interrupted = True
+                continue
+            _execute(store, action, today=today, level=level, threads=threads, progress=progress)
+        listing = store.scan()
+        link_target = listing.link_target
+    return result
+
+
+def _execute(store: Store, a: Action, *, today: date, level: int, threads: int,
+             progress: Callable[[int], None] | None) -> None:
+    try:
+        if a.kind == "adopt":
+            _changed, adopted = store.point_link(store.current_target(today), forward_only=False)
+            a.detail = f"legacy regular file kept as {adopted}"
+        elif a.kind in ("create", "shard"):
+            fd = os.open(store.dir / a.file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            os.close(fd)
+        elif a.kind == "link":
+            store.point_link(a.detail[3:], forward_only=False)
+        elif a.kind == "gzip":
+            a.bytes_before, a.bytes_after = store.compress(a.file, level, threads=threads, progress=progress)
+        elif a.kind == "reconcile":
+            a.detail, a.bytes_before, a.bytes_after = store.finish_compress(a.file, level)
+            if progress is not None:
+                progress(a.bytes_before)
+        elif a.kind == "remove-temp":
+            a.bytes_before = store.remove_temp(a.file)
+            a.bytes_after = 0
+        elif a.kind == "delete":
+            a.bytes_before = store.delete(a.file)
+            a.bytes_after = 0
+        a.status = "done"
+    except (OSError, StoreError) as exc:
+        a.status = "failed"
+        a.error = str(exc) if isinstance(exc, StoreError) else f"{exc.strerror or exc} ({a.file})"
+
+
+def locked(store: Store, timeout: float):
+    """The maintenance lock of ``store``'s directory; raises :class:`LockBusy` after ``timeout`` seconds."""
+    return flock_path(store.dir / LOCK_NAME, timeout)
+
+
+
+
+def run_loop(one_pass: Callable[[], PassResult], interval: float, stop: threading.Event,
+             on_result: Callable[[PassResult], None], on_error: Callable[[str], None]) -> int:
+    """rotate --interval: a pass every ``interval`` seconds until ``stop`` is set; returns the passes run.
+
+    An OSError or a busy lock in one pass is handed to ``on_error`` and the loop goes on (the next pass
+    retries); a signal sets ``stop``, the action in progress finishes, and the loop ends.
+    """
+    passes = 0
+    while not stop.is_set():
+        try:
+            on_result(one_pass())
+        except LockBusy as exc:
+            on_error(str(exc))
+        except OSError as exc:
+            on_error(f"pass failed: {exc}")
+        passes += 1
+        stop.wait(interval)
+    return passes
