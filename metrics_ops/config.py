@@ -44,17 +44,17 @@ class ConfigError(Exception):
         self.lines = lines
 
 
-_toml_values: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("toml_values", default={})
+_toml_values: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("toml_values", default=None)
 
 
 class _TomlSource(PydanticBaseSettingsSource):
     """The values of the --config file, parsed and checked by :func:`read_toml` before construction."""
 
     def get_field_value(self, field, field_name):  # pragma: no cover - __call__ is used instead
-        return _toml_values.get().get(field_name), field_name, False
+        return (_toml_values.get() or {}).get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return dict(_toml_values.get())
+        return dict(_toml_values.get() or {})
 
 
 class Settings(BaseSettings):

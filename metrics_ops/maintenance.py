@@ -13,7 +13,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date
 
-from metrics_ops.store import LOCK_NAME, Listing, LockBusy, Store, StoreError, file_name, flock_path, parse_name
+from metrics_ops.store import (
+    LOCK_NAME,
+    Listing,
+    LockBusy,
+    Store,
+    StoreError,
+    file_name,
+    flock_path,
+    parse_name,
+)
 
 STEPS = ("rotate", "gzip", "prune")
 

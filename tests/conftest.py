@@ -1,0 +1,62 @@
+import gzip
+import os
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from metrics_ops.cli import cli
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch):
+    """No METRICS_* from the developer's shell, no .env of the checkout: each test starts from defaults."""
+    for key in list(os.environ):
+        if key.startswith("METRICS_") or key == "NO_COLOR":
+            monkeypatch.delenv(key)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    d = tmp_path / "data"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def run():
+    """Invoke the CLI in-process: run("rotate", "--once") -> click Result (stdout and stderr apart)."""
+    runner = CliRunner()
+
+    def invoke(*args, env=None):
+        return runner.invoke(cli, [str(a) for a in args], env=env, catch_exceptions=False)
+
+    return invoke
+
+
+def write_lines(path: Path, tag: str, n: int) -> list[str]:
+    lines = [f'{{"visitor_id":"v{i}","event":"{tag}","n":{i}}}' for i in range(n)]
+    path.write_text("".join(line + "\n" for line in lines))
+    return lines
+
+
+def all_lines(directory: Path) -> list[str]:
+    """Every line of every data file, archives included (the no-loss oracle)."""
+    out = []
+    for p in sorted(directory.iterdir()):
+        if p.is_symlink() or not p.name.startswith("metrics-"):
+            continue
+        if p.name.endswith(".jsonl.gz"):
+            out.extend(gzip.decompress(p.read_bytes()).decode().splitlines())
+        elif p.name.endswith(".jsonl"):
+            out.extend(p.read_text().splitlines())
+    return out
+
+
+def days_ago(n: int, today: date | None = None) -> date:
+    return (today or date.today()) - timedelta(days=n)

@@ -1,0 +1,175 @@
+"""The config layer: precedence of every layer, provenance, and the exact one-line errors (exit 2)."""
+
+import json
+
+import pytest
+
+from metrics_ops.config import ConfigError, Settings, load_settings, origins_of
+
+
+def test_defaults_keep_the_existing_systems_names_and_values():
+    s = load_settings()
+    assert (s.dir.as_posix(), s.link_path.as_posix()) == ("data", "data/metrics.jsonl")
+    assert (s.sample_rate, s.ring_capacity, s.gzip_after, s.retention) == (1.0, 500, 3, 30)
+    assert (s.max_mb, s.interval, s.tz) == (None, 300, "UTC")
+    assert {o.source for o in origins_of(s).values()} == {"default"}
+
+
+def _layers(tmp_path, monkeypatch, *, toml=None, dotenv=None, env=None):
+    cfg = None
+    if toml is not None:
+        cfg = tmp_path / "m.toml"
+        cfg.write_text(f"retention = {toml}\n")
+    if dotenv is not None:
+        (tmp_path / "cwd" / ".env").write_text(f"METRICS_RETENTION={dotenv}\n")
+    if env is not None:
+        monkeypatch.setenv("METRICS_RETENTION", str(env))
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "layers, flag, expected, source",
+    [
+        ({}, None, 30, "default"),
+        ({"toml": 11}, None, 11, "toml"),
+        ({"toml": 11, "dotenv": 12}, None, 12, ".env"),
+        ({"toml": 11, "dotenv": 12, "env": 13}, None, 13, "environment"),
+        ({"toml": 11, "dotenv": 12, "env": 13}, 14, 14, "flag"),
+        ({"dotenv": 12}, 14, 14, "flag"),
+        ({"toml": 11, "env": 13}, None, 13, "environment"),
+    ],
+)
+def test_each_layer_beats_the_one_below(tmp_path, monkeypatch, layers, flag, expected, source):
+    cfg = _layers(tmp_path, monkeypatch, **layers)
+    s = load_settings({"retention": flag}, config_file=cfg)
+    assert s.retention == expected
+    assert origins_of(s)["retention"].source == source
+
+
+def test_config_show_names_every_source(tmp_path, monkeypatch, run):
+    cfg = tmp_path / "m.toml"
+    cfg.write_text('gzip_after = 2\ntz = "Europe/Berlin"\n')
+    (tmp_path / "cwd" / ".env").write_text("METRICS_INTERVAL=60\n")
+    monkeypatch.setenv("METRICS_RETENTION", "45")
+    r = run("--config", cfg, "--data-dir", tmp_path / "d", "config", "show", "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["gzip_after"] == {"value": 2, "source": "toml", "env": "METRICS_GZIP_AFTER", "file": str(cfg)}
+    assert doc["tz"]["source"] == "toml"
+    assert doc["interval"]["source"] == ".env" and doc["interval"]["value"] == 60
+    assert doc["retention"]["source"] == "environment" and doc["retention"]["value"] == 45
+    assert doc["dir"] == {"value": str(tmp_path / "d"), "source": "flag", "env": "METRICS_DIR"}
+    assert doc["sample_rate"]["source"] == "default"
+    assert doc["jsonl"]["value"] == str(tmp_path / "d" / "metrics.jsonl")
+
+
+def test_toml_paths_are_relative_to_the_file(tmp_path):
+    (tmp_path / "etc").mkdir()
+    cfg = tmp_path / "etc" / "m.toml"
+    cfg.write_text('dir = "../var/data"\n')
+    s = load_settings(config_file=cfg)
+    assert s.dir.resolve() == (tmp_path / "var" / "data").resolve()
+
+
+def test_metrics_jsonl_alone_implies_its_directory(monkeypatch, tmp_path):
+    monkeypatch.setenv("METRICS_JSONL", str(tmp_path / "x" / "events.jsonl"))
+    s = load_settings()
+    assert s.dir == tmp_path / "x"
+    assert s.link_path == tmp_path / "x" / "events.jsonl"
+
+
+def test_empty_max_mb_means_unset(monkeypatch):
+    monkeypatch.setenv("METRICS_MAX_MB", "")
+    assert load_settings().max_mb is None
+    monkeypatch.setenv("METRICS_MAX_MB", "0.5")
+    assert load_settings().max_bytes == 512 * 1024
+
+
+# Every bad value: the exact line (setting as the operator spelled it, value, source, why) and exit 2.
+BAD_ENV = [
+    ({"METRICS_SAMPLE_RATE": "1.5"},
+     "METRICS_SAMPLE_RATE=1.5 (from the environment): input should be less than or equal to 1"),
+    ({"METRICS_RETENTION": "-1"},
+     "METRICS_RETENTION=-1 (from the environment): input should be greater than or equal to 1"),
+    ({"METRICS_GZIP_AFTER": "40"},
+     "METRICS_GZIP_AFTER=40 (from the environment) with METRICS_RETENTION=30 (default): gzip_after is greater "
+     "than retention: files would be deleted before they are compressed"),
+    ({"METRICS_TZ": "Mars/Olympus"},
+     "METRICS_TZ=Mars/Olympus (from the environment): unknown time zone (want an IANA name such as Europe/Berlin)"),
+    ({"METRICS_DIR": "/srv/a", "METRICS_JSONL": "/srv/b/metrics.jsonl"},
+     "METRICS_JSONL=/srv/b/metrics.jsonl (from the environment) with METRICS_DIR=/srv/a (from the environment): "
+     "the link must be a file directly inside the data directory"),
+    ({"METRICS_RING_CAPACITY": "lots"},
+     "METRICS_RING_CAPACITY=lots (from the environment): input should be a valid integer, unable to parse string "
+     "as an integer"),
+    ({"METRICS_MAX_MB": "-3"},
+     "METRICS_MAX_MB=-3 (from the environment): input should be greater than 0"),
+    ({"METRICS_GZIP_LEVEL": "10"},
+     "METRICS_GZIP_LEVEL=10 (from the environment): input should be less than or equal to 9"),
+]
+
+
+@pytest.mark.parametrize("env, line", BAD_ENV, ids=[next(iter(e)) for e, _ in BAD_ENV])
+def test_bad_environment_values(run, env, line):
+    r = run("rotate", "--once", env=env)
+    assert r.exit_code == 2
+    assert r.stderr == f"metrics-ops: {line}\n"
+    assert r.stdout == ""
+
+
+def test_bad_flag_names_the_flag(run, data_dir):
+    r = run("--data-dir", data_dir, "prune", "--retention", "-1")
+    assert r.exit_code == 2
+    assert r.stderr == ("metrics-ops: --retention -1 (from the command line): "
+                        "input should be greater than or equal to 1\n")
+
+
+def test_bad_dotenv_value_names_the_file(run):
+    with open(".env", "w") as fh:
+        fh.write("METRICS_SAMPLE_RATE=1.5\n")
+    r = run("config", "show")
+    assert r.exit_code == 2
+    assert r.stderr == ("metrics-ops: METRICS_SAMPLE_RATE=1.5 (from .env): "
+                        "input should be less than or equal to 1\n")
+
+
+def test_bad_toml_value_names_file_and_key(run, tmp_path):
+    cfg = tmp_path / "m.toml"
+    cfg.write_text("sample_rate = 1.5\n")
+    r = run("--config", cfg, "config", "show")
+    assert r.exit_code == 2
+    assert r.stderr == f"metrics-ops: sample_rate = 1.5 (from {cfg}): input should be less than or equal to 1\n"
+
+
+def test_missing_config_file(run, tmp_path):
+    r = run("--config", tmp_path / "nope.toml", "config", "show")
+    assert r.exit_code == 2
+    assert "--config" in r.stderr and "does not exist" in r.stderr
+    assert "Traceback" not in r.output
+
+
+def test_malformed_toml(run, tmp_path):
+    cfg = tmp_path / "m.toml"
+    cfg.write_text("retention = \n")
+    r = run("--config", cfg, "config", "show")
+    assert r.exit_code == 2
+    assert r.stderr == f"metrics-ops: --config {cfg}: malformed TOML: Invalid value (at line 1, column 13)\n"
+
+
+def test_unknown_toml_key_is_an_error_not_a_silent_typo(tmp_path):
+    cfg = tmp_path / "m.toml"
+    cfg.write_text("retension = 5\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(config_file=cfg)
+    assert exc.value.lines[0].startswith(f"--config {cfg}: unknown setting 'retension' (known: ")
+
+
+def test_two_bad_values_give_two_lines(run):
+    r = run("config", "show", env={"METRICS_SAMPLE_RATE": "2", "METRICS_TZ": "Nowhere/Land"})
+    assert r.exit_code == 2
+    assert len(r.stderr.splitlines()) == 2
+
+
+def test_settings_model_validates_direct_construction_too():
+    with pytest.raises(Exception, match="gzip_after is greater than retention"):
+        Settings(gzip_after=5, retention=4)
