@@ -192,15 +192,39 @@ def run_pass(
             continue
         if on_plan is not None:
             on_plan(actions)
-        for action in actions:
-            if stop is not None and stop.is_set():
-                action.status = "skipped"
-                result.interrupted = True
-                continue
-            _execute(store, action, today=today, level=level, threads=threads, progress=progress)
-        listing = store.scan()
-        link_target = listing.link_target
+        _execute_all(store, actions, today=today, level=level, threads=threads, progress=progress, stop=stop)
+        result.interrupted = result.interrupted or any(a.status == "skipped" for a in actions)
+        if actions:  # the next step plans from what is on disk now
+            listing = store.scan()
+            link_target = listing.link_target
     return result
+
+
+def _execute_all(store: Store, actions: list[Action], *, today: date, level: int, threads: int,
+                 progress: Callable[[int], None] | None, stop: threading.Event | None) -> None:
+    """Run actions in order; compressions of several files run ``threads`` at a time, largest first.
+
+    Measured on 2 cores (bench/gzip_bench.py): one file per core beats one file on both cores
+    (zlib-ng's threaded writer) by ~2x on a directory of 14 MB files; a lone file gets both cores.
+    """
+    def one(action: Action, file_threads: int) -> None:
+        if stop is not None and stop.is_set():
+            action.status = "skipped"
+            return
+        _execute(store, action, today=today, level=level, threads=file_threads, progress=progress)
+
+    parallel = [a for a in actions if a.kind == "gzip"]
+    if threads < 2 or len(parallel) < 2:
+        parallel = []
+    for action in actions:
+        if action not in parallel:
+            one(action, threads)
+    if parallel:
+        from concurrent.futures import ThreadPoolExecutor
+
+        parallel.sort(key=lambda a: -(a.bytes_before or 0))
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gzip") as pool:
+            list(pool.map(lambda a: one(a, 1), parallel))
 
 
 def _execute(store: Store, a: Action, *, today: date, level: int, threads: int,

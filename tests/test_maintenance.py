@@ -168,7 +168,7 @@ def test_gzip_keeps_mode_mtime_and_every_line(data_dir, run):
 
 
 def test_multi_file_pass_uses_the_threaded_writer_on_large_files(data_dir):
-    name, lines = make(data_dir, 5, lines=200_000)  # ~10 MB: above the threaded-writer threshold
+    name, lines = make(data_dir, 5, lines=200_000)  # ~10 MB: well above the threaded-writer threshold
     assert (data_dir / name).stat().st_size > 8 << 20
     now = time.mktime(TODAY.timetuple()) + 43200
     result = run_pass(Store(data_dir, ZoneInfo("UTC")), now=now, steps=("gzip",), threads=2)

@@ -1,0 +1,107 @@
+"""The command group: help, version, the loop under signals, error paths without tracebacks."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import click
+import pytest
+
+from metrics_ops import __version__
+from metrics_ops.cli import cli
+
+CLI = [sys.executable, "-m", "metrics_ops"]
+
+
+def _commands(group: click.Group, prefix=()):
+    for name, cmd in group.commands.items():
+        yield (*prefix, name), cmd
+        if isinstance(cmd, click.Group):
+            yield from _commands(cmd, (*prefix, name))
+
+
+@pytest.mark.parametrize("path, cmd", list(_commands(cli)), ids=lambda v: " ".join(v) if isinstance(v, tuple) else "")
+def test_every_command_has_help_with_an_example(run, path, cmd):
+    r = run(*path, "-h")
+    assert r.exit_code == 0
+    assert "Example" in r.stdout, f"{' '.join(path)} --help has no example"
+    for param in cmd.params:
+        if isinstance(param, click.Option):
+            assert param.help, f"{' '.join(path)} {param.opts[0]} has no help text"
+
+
+def test_version(run):
+    r = run("--version")
+    assert r.exit_code == 0 and r.stdout == f"metrics-ops, version {__version__}\n"
+
+
+def test_python_dash_m_and_output_options_after_the_command(tmp_path):
+    r = subprocess.run([*CLI, "--data-dir", tmp_path / "d", "rotate", "--once", "--json"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["ok"] and [a["kind"] for a in doc["actions"]] == ["create", "link"]
+
+
+def test_unknown_option_is_a_usage_error(run):
+    r = run("rotate", "--bogus")
+    assert r.exit_code == 2 and "No such option" in r.stderr
+
+
+def _start_loop(d, *extra):
+    return subprocess.Popen([*CLI, "--data-dir", d, "rotate", "--interval", "0.2", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_loop_stops_cleanly_on_signal(tmp_path, sig):
+    d = tmp_path / "d"
+    proc = _start_loop(d, "--json")
+    deadline = time.monotonic() + 10
+    while not (d / "metrics.jsonl").is_symlink() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # a few passes
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert out.count('"steps"') >= 2  # one JSON document per pass
+
+
+def test_loop_reports_a_failing_pass_and_goes_on(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    # a directory in place of the link: every pass fails to point it, and the loop must keep going
+    (d / "metrics.jsonl").mkdir()
+    proc = _start_loop(d)
+    time.sleep(1.2)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    failures = [line for line in err.splitlines() if "neither a symlink nor a regular file" in line]
+    assert len(failures) >= 2, err
+    assert "Traceback" not in err
+
+
+def test_once_exit_status_says_the_pass_failed(tmp_path, run):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "metrics.jsonl").mkdir()
+    r = run("--data-dir", d, "rotate", "--once")
+    assert r.exit_code == 1
+    assert r.stderr.startswith("metrics-ops: rotate link metrics.jsonl: ")
+
+
+def test_unwritable_data_dir_is_one_line(tmp_path, run):
+    if os.geteuid() == 0:
+        target = "/proc/metrics-ops-cannot-exist"
+    else:  # pragma: no cover
+        target = "/metrics-ops-cannot-exist"
+    r = run("--data-dir", target, "rotate", "--once")
+    assert r.exit_code == 1
+    assert r.stderr.startswith(f"metrics-ops: cannot create data directory {target}: ")
+    assert len(r.stderr.splitlines()) == 1
