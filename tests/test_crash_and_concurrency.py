@@ -39,6 +39,16 @@ def _gzip_t(d):
     return subprocess.run(["gzip", "-t", *archives]).returncode if archives else 0
 
 
+def _wait_for_compression(proc, d, deadline=10.0):
+    """Block until the child has a temp file open (start-up is over) or has exited."""
+    t_end = time.monotonic() + deadline
+    while proc.poll() is None and time.monotonic() < t_end:
+        if any(n.endswith(".gz.tmp") for n in os.listdir(d)):
+            return time.monotonic()
+        time.sleep(0.002)
+    return time.monotonic()
+
+
 @pytest.mark.slow
 def test_gzip_killed_at_random_moments_loses_and_duplicates_nothing(tmp_path):
     rng = random.Random(20261125)
@@ -46,16 +56,20 @@ def test_gzip_killed_at_random_moments_loses_and_duplicates_nothing(tmp_path):
     probe = tmp_path / "probe"
     probe.mkdir()
     _populate(probe)
-    t0 = time.monotonic()
-    subprocess.run([*CLI, "--data-dir", probe, "gzip", "-q"], env=env, check=True)
-    full = time.monotonic() - t0
+    proc = subprocess.Popen([*CLI, "--data-dir", probe, "gzip", "-q"], env=env)
+    began = _wait_for_compression(proc, probe)
+    proc.wait()
+    phase = max(0.02, time.monotonic() - began)  # how long the compressing part of a pass lasts
     outcomes = Counter()
-    for trial in range(24):
+    trial = 0
+    while outcomes["killed"] < 20 and trial < 60:
+        trial += 1
         d = tmp_path / f"t{trial}"
         d.mkdir()
         expected = _populate(d)
         proc = subprocess.Popen([*CLI, "--data-dir", d, "gzip", "-q"], env=env)
-        time.sleep(rng.uniform(0.5, 1.05) * full)
+        _wait_for_compression(proc, d)
+        time.sleep(rng.uniform(0, phase))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         outcomes["killed" if proc.returncode == -signal.SIGKILL else "finished"] += 1
@@ -69,6 +83,7 @@ def test_gzip_killed_at_random_moments_loses_and_duplicates_nothing(tmp_path):
         assert not [n for n in os.listdir(d) if n.endswith(".jsonl") or n.endswith(".tmp")]
         assert _gzip_t(d) == 0
     assert outcomes["killed"] >= 20, outcomes
+    assert outcomes["temp left"] >= 1, outcomes  # the kills really landed mid-compression
 
 
 WRITER = """
