@@ -95,7 +95,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print("| workload | gzip -6 | pigz -6 (2 cores) | metrics-ops gzip | time vs gzip -6 | vs pigz -6 | size vs gzip -6 |")
+    print("| workload | gzip -6 | pigz -6 (2 cores) | metrics-ops gzip | time vs gzip -6 | vs pigz -6 "
+          "| size vs gzip -6 |")
     print("|---|---|---|---|---|---|---|")
     for label, r in results.items():
         if not isinstance(r, dict):
