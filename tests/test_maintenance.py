@@ -274,3 +274,21 @@ def test_plain_output_when_piped_and_quiet_prints_nothing(data_dir, run):
     with freeze_time(NOON):
         r = run("--data-dir", data_dir, "-q", "gzip")
     assert r.output == "" and r.exit_code == 0
+
+
+@pytest.mark.parametrize("utc_instant, berlin_day", [
+    ("2026-03-28 22:59:59", "2026-03-28"),  # 23:59:59 CET
+    ("2026-03-28 23:00:00", "2026-03-29"),  # 00:00:00 CET, the 23-hour day begins
+    ("2026-03-29 21:59:59", "2026-03-29"),  # 23:59:59 CEST
+    ("2026-03-29 22:00:00", "2026-03-30"),
+    ("2026-10-24 21:59:59", "2026-10-24"),  # 23:59:59 CEST
+    ("2026-10-24 22:00:00", "2026-10-25"),  # the 25-hour day begins
+    ("2026-10-25 22:59:59", "2026-10-25"),  # 23:59:59 CET
+    ("2026-10-25 23:00:00", "2026-10-26"),
+])
+def test_rotate_follows_the_local_day_across_dst_changes(data_dir, run, utc_instant, berlin_day):
+    with freeze_time(utc_instant):
+        r = run("--data-dir", data_dir, "rotate", "--once", "--tz", "Europe/Berlin", "--json")
+    assert r.exit_code == 0
+    assert json.loads(r.stdout)["day"] == berlin_day
+    assert os.readlink(data_dir / "metrics.jsonl") == f"metrics-{berlin_day}.jsonl"
