@@ -14,7 +14,7 @@ import tomllib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -23,9 +23,11 @@ from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
     EnvSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from pydantic_settings.exceptions import SettingsError
 
 ENV_PREFIX = "METRICS_"
 
@@ -34,6 +36,15 @@ DEFAULT, TOML, DOTENV, ENV, FLAG = "default", "toml", ".env", "environment", "fl
 
 #: flags whose name is not "--" + the field name with dashes
 FLAG_NAMES = {"dir": "--data-dir"}
+
+
+def _json_value(text: str):
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise PydanticCustomError("json", "not valid JSON: {error}", {"error": str(exc)}) from None
 
 
 class ConfigError(Exception):
@@ -70,13 +81,31 @@ class Settings(BaseSettings):
     )
     tz: str = Field("UTC", description="IANA time zone that decides the day of an event and of a file")
     sample_rate: float = Field(1.0, ge=0, le=1, description="server-side sampling rate, 0..1")
-    ring_capacity: int = Field(500, ge=1, le=1_000_000, description="events kept for the debug snapshot")
+    ring_capacity: int = Field(500, ge=1, le=10_000, description="events kept for the debug snapshot")
     gzip_after: int = Field(3, ge=1, description="compress files whose day is at least this many days old")
     retention: int = Field(30, ge=1, description="delete files whose day is at least this many days old")
     max_mb: float | None = Field(None, gt=0, description="start a new shard at this size in MiB (unset: no shards)")
     interval: float = Field(300, gt=0, description="seconds between passes of rotate's loop")
     gzip_level: int = Field(6, ge=1, le=9, description="gzip compression level, 1 (fast) .. 9 (small)")
     lock_timeout: float = Field(10, ge=0, description="seconds a maintenance pass waits for another to finish")
+    # serve
+    host: str = Field("127.0.0.1", description="address serve listens on")
+    port: int = Field(8001, ge=1, le=65535, description="port serve listens on")
+    workers: int = Field(2, ge=1, le=64, description="serve's worker processes")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "warning", description="serve's log level; info adds one access line per request (never an IP)")
+    max_body: int = Field(65536, ge=256, le=16 * 1024 * 1024, description="largest request body in bytes")
+    max_batch: int = Field(100, ge=1, le=10_000, description="most events in one batch request")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="origins allowed by CORS: comma-separated or a JSON list; * for any")
+    state_file: Path | None = Field(
+        None, description="shared ring and counters of serve's workers (default DIR/.metrics-ops.state)")
+    # sampling
+    sample_mode: Literal["random", "visitor"] = Field(
+        "random", description="random: each event on its own; visitor: whole visitors, by a keyed hash")
+    sample_rates: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=dict, description='per-event-name rates over sample_rate: JSON or "name=rate,..."')
+    sample_key: str = Field("", description="key of the visitor hash; set the same key wherever visitors are hashed")
 
     @classmethod
     def settings_customise_sources(
@@ -84,10 +113,44 @@ class Settings(BaseSettings):
     ):
         return (init_settings, env_settings, dotenv_settings, _TomlSource(settings_cls))
 
-    @field_validator("max_mb", "jsonl", mode="before")
+    @field_validator("max_mb", "jsonl", "state_file", mode="before")
     @classmethod
     def _empty_is_unset(cls, value):
         return None if isinstance(value, str) and value.strip() == "" else value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origin_list(cls, value):
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return _json_value(text)
+            return [part.strip().rstrip("/") for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("sample_rates", mode="before")
+    @classmethod
+    def _rate_map(cls, value):
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("{"):
+                return _json_value(text)
+            rates = {}
+            for part in filter(None, (p.strip() for p in text.split(","))):
+                name, sep, rate = part.partition("=")
+                if not sep:
+                    raise PydanticCustomError("rate_map", 'want JSON or "event=rate,event=rate"')
+                rates[name.strip()] = rate.strip()
+            return rates
+        return value
+
+    @field_validator("sample_rates")
+    @classmethod
+    def _rates_in_range(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, rate in value.items():
+            if not 0 <= rate <= 1:
+                raise PydanticCustomError("rate_map", "rate of {name} must be between 0 and 1", {"name": name})
+        return value
 
     @field_validator("tz")
     @classmethod
@@ -121,6 +184,10 @@ class Settings(BaseSettings):
     @property
     def link_path(self) -> Path:
         return self.jsonl if self.jsonl is not None else self.dir / "metrics.jsonl"
+
+    @property
+    def state_path(self) -> Path:
+        return self.state_file if self.state_file is not None else self.dir / ".metrics-ops.state"
 
     @property
     def max_bytes(self) -> int | None:
@@ -180,7 +247,7 @@ def read_toml(path: str | os.PathLike) -> dict[str, Any]:
             [f"--config {path}: unknown setting {key!r} (known: {', '.join(sorted(known))})" for key in unknown]
         )
     base = path.parent
-    for key in ("dir", "jsonl"):  # paths in a config file are relative to that file, not to the CWD
+    for key in ("dir", "jsonl", "state_file"):  # paths in a config file are relative to that file, not to the CWD
         if isinstance(data.get(key), str) and data[key] and not os.path.isabs(data[key]):
             data[key] = str(base / data[key])
     return data
@@ -249,6 +316,8 @@ def load_settings(
         settings = Settings(_env_file=env_file, **flags)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, origins)) from None
+    except SettingsError as exc:  # a source could not be read at all
+        raise ConfigError([f"settings: {exc}"]) from None
     finally:
         _toml_values.reset(token)
     object.__setattr__(settings, "_origins", origins)

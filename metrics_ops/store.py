@@ -37,6 +37,7 @@ TEMP_SUFFIX = ".gz.tmp"  # metrics-YYYY-MM-DD[.N].jsonl.gz.tmp: a compression in
 ASIDE_SUFFIX = ".gz.corrupt"  # an unreadable archive set aside, never deleted by this tool
 LOCK_NAME = ".metrics-ops.lock"  # one maintenance pass at a time
 LINK_LOCK_NAME = ".metrics-ops.link.lock"  # link swaps and legacy adoption, across processes
+STATE_NAME = ".metrics-ops.state"  # serve's shared ring and counters (metrics_ops.state)
 _OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
 _CHUNK = 1 << 20
 
@@ -155,6 +156,8 @@ class Store:
         self._fd_name: str | None = None
         self._fd_pid = 0
         self._bounds = (0.0, 0.0)
+        self._size_seen = 0  # the file's size at the last fstat plus what this process wrote since
+        self._since_check = 0
 
     @classmethod
     def from_settings(cls, settings, clock: Callable[[], float] = time.time) -> Store:
@@ -164,7 +167,7 @@ class Store:
     def scan(self) -> Listing:
         files, temps, aside, unknown = [], [], [], []
         link_target, legacy = None, False
-        special = {LOCK_NAME, LINK_LOCK_NAME}
+        special = {LOCK_NAME, LINK_LOCK_NAME, STATE_NAME}
         with os.scandir(self.dir) as it:
             for entry in it:
                 name = entry.name
@@ -217,6 +220,13 @@ class Store:
         top = max(p.shard for p in shards)
         archived = any(p.gz for p in shards if p.shard == top)
         return file_name(day, top + 1 if archived else top)
+
+    def current_file(self, now: float | None = None) -> str:
+        """The name appends at ``now`` go to (cheap while this process's open file is still current)."""
+        now = self.clock() if now is None else now
+        if self._fd is not None and self._fd_pid == os.getpid() and self._bounds[0] <= now < self._bounds[1]:
+            return self._fd_name
+        return self.current_target(day_of(now, self.zone))
 
     def size_of(self, name: str) -> int:
         try:
@@ -275,41 +285,67 @@ class Store:
     def append(self, line: bytes, now: float | None = None) -> str:
         """Append one complete line (ending in ``\\n``) to the file of the receive day; return the file name.
 
-        One write() on an O_APPEND descriptor under flock(LOCK_EX): concurrent writers never interleave, a
-        shard is started at max_bytes, and on a write error (disk full, EIO) the file is truncated back to its
-        length before the write and StoreError is raised: nothing partial is left behind.
+        One write() on an O_APPEND descriptor: concurrent writers never interleave. Writers hold a *shared*
+        flock while they write (they do not exclude each other); compression and deletion take it exclusively,
+        so they never read or unlink a file under a writer. After taking the lock a writer checks that its
+        file is still linked (a pass may have compressed it while the writer waited) unless the real clock
+        says the file's day is not over yet: no pass touches a file before its day ends. At ``max_bytes`` the
+        next shard is started: the size is checked when this process's own count says the limit is near, and
+        every 16 appends, so with several writers a shard may pass the limit by up to 16 lines per writer.
+        On a write error nothing partial is left behind and StoreError is raised.
         """
         now = self.clock() if now is None else now
         if self._fd is None or self._fd_pid != os.getpid() or not (self._bounds[0] <= now < self._bounds[1]):
             self._open_current(now)
         for _attempt in range(64):
             fd = self._fd
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_SH)
             try:
-                st = os.fstat(fd)
-                if st.st_nlink == 0 or (self.max_bytes is not None and st.st_size >= self.max_bytes):
-                    stale = True
-                else:
-                    stale = False
+                check = self.clock() >= self._bounds[1]
+                if self.max_bytes is not None:
+                    self._since_check += 1
+                    check = check or self._since_check >= 16 or self._size_seen + len(line) > self.max_bytes
+                stale = False
+                if check:
+                    st = os.fstat(fd)
+                    self._size_seen, self._since_check = st.st_size, 0
+                    full = st.st_nlink > 0
+                    stale = not full or (self.max_bytes is not None and st.st_size >= self.max_bytes)
+                if not stale:
                     try:
                         written = os.write(fd, line)
                     except OSError as exc:
-                        self._truncate_back(fd, st.st_size)
                         raise StoreError(exc.errno, f"cannot append to {self._fd_name}: {exc.strerror}") from None
+                    self._size_seen += written
                     if written != len(line):
-                        self._truncate_back(fd, st.st_size)
-                        raise StoreError(errno.ENOSPC, f"short write to {self._fd_name}; truncated back")
+                        self._repair(fd, written)
+                        raise StoreError(errno.ENOSPC, f"short write to {self._fd_name} ({written} of {len(line)}"
+                                                       " bytes); the fragment was removed")
                     return self._fd_name
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
-            if stale:  # compressed or pruned under us, or full: move on to the current file
-                self._open_current(now, after=self._fd_name if st.st_nlink else None)
+            # compressed or pruned under us, or full: move on to the current file
+            self._open_current(now, after=self._fd_name if full else None)
         raise StoreError(errno.EAGAIN, "could not settle on a target file after 64 attempts")
 
-    @staticmethod
-    def _truncate_back(fd: int, size: int) -> None:
+    def _repair(self, fd: int, written: int) -> None:
+        """Remove the fragment of a short write: truncate it when nothing was appended after it, else (another
+        writer's line follows) overwrite it in place with blanks ending in a newline, an empty line."""
+        if written <= 0:
+            return
+        end = os.lseek(fd, 0, os.SEEK_CUR)  # an O_APPEND write leaves the offset at the end of its data
+        start = end - written
+        fcntl.flock(fd, fcntl.LOCK_EX)  # wait for writers in flight; hold new ones off
         try:
-            os.ftruncate(fd, size)
+            if os.fstat(fd).st_size == end:
+                os.ftruncate(fd, start)
+            else:
+                path = self.dir / self._fd_name
+                fix = os.open(path, os.O_WRONLY | _OPEN_FLAGS)
+                try:
+                    os.pwrite(fix, b" " * (written - 1) + b"\n", start)
+                finally:
+                    os.close(fix)
         except OSError:
             pass
 
@@ -333,6 +369,7 @@ class Store:
             raise StoreError(exc.errno, f"cannot open {self.dir / name}: {exc.strerror}") from None
         self.close()
         self._fd, self._fd_name, self._fd_pid = fd, name, os.getpid()
+        self._size_seen, self._since_check = os.fstat(fd).st_size, 0
         self._bounds = day_bounds(day, self.zone)
         try:
             self.point_link(name)

@@ -31,7 +31,9 @@ def cli(ctx, config, data_dir, json_, quiet, verbose):
 
 from metrics_ops.cli.config_cmd import config  # noqa: E402
 from metrics_ops.cli.maintenance import gzip_cmd, prune, rotate  # noqa: E402
+from metrics_ops.cli.serve import serve  # noqa: E402
 
+cli.add_command(serve)
 cli.add_command(rotate)
 cli.add_command(gzip_cmd)
 cli.add_command(prune)

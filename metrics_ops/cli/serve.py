@@ -1,0 +1,43 @@
+"""serve: the WSGI ingestion endpoint on granian."""
+
+from __future__ import annotations
+
+import click
+
+from metrics_ops.cli.common import Failure, settings
+
+
+@click.command()
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1; env METRICS_HOST).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default 8001; env METRICS_PORT).")
+@click.option("--workers", type=int, default=None,
+              help="Worker processes (default 2; env METRICS_WORKERS). They share one ring and one set of counters.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
+              help="Log level (default warning; env METRICS_LOG_LEVEL); info adds one access line per request.")
+@click.option("--sample-rate", type=float, default=None, metavar="RATE",
+              help="Server-side sampling rate 0..1 (default 1; env METRICS_SAMPLE_RATE).")
+@click.option("--sample-mode", type=click.Choice(["random", "visitor"]), default=None,
+              help="random: per event; visitor: whole visitors by a keyed hash (env METRICS_SAMPLE_MODE).")
+@click.option("--max-mb", type=float, default=None, metavar="MIB",
+              help="Start the next shard at this size (env METRICS_MAX_MB; unset: never).")
+@click.option("--tz", default=None, metavar="ZONE", help="IANA zone of the receive day (default UTC; env METRICS_TZ).")
+@click.pass_context
+def serve(ctx, host, port, workers, log_level, sample_rate, sample_mode, max_mb, tz):
+    """Run the ingestion endpoint (POST /api/metrics/event) on a production WSGI server.
+
+    SIGTERM or SIGINT: requests in flight finish, then it exits 0. Any WSGI server can host the same app
+    as metrics_ops.wsgi:app.
+
+    \b
+    Examples:
+      metrics-ops serve --host 127.0.0.1 --port 8001 --workers 2
+      METRICS_SAMPLE_RATE=0.5 metrics-ops --data-dir /var/lib/metrics serve --log-level info
+    """
+    from metrics_ops.server import ServeError, run
+
+    s = settings(ctx, host=host, port=port, workers=workers, log_level=log_level, sample_rate=sample_rate,
+                 sample_mode=sample_mode, max_mb=max_mb, tz=tz)
+    try:
+        run(s)
+    except ServeError as exc:
+        raise Failure(str(exc)) from None

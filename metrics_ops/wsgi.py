@@ -1,0 +1,44 @@
+"""Import target for any WSGI server: ``metrics_ops.wsgi:app``.
+
+    granian --interface wsgi --workers 2 metrics_ops.wsgi:app
+    gunicorn -w 2 metrics_ops.wsgi:app
+
+Settings come from the environment, .env and METRICS_CONFIG as for every command. All worker processes of one
+server share the ring and counters through METRICS_STATE_FILE (default DIR/.metrics-ops.state).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from metrics_ops.config import ConfigError, load_settings
+from metrics_ops.ingest import make_app
+
+
+def configure_logging(level: str) -> None:
+    """metrics_ops.* loggers -> stderr, one line each; the access logger speaks at INFO."""
+    logger = logging.getLogger("metrics_ops")
+    if not any(getattr(h, "_metrics_ops", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
+                                               "%Y-%m-%dT%H:%M:%S%z"))
+        handler._metrics_ops = True
+        logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    logger.propagate = False
+
+
+def build_app():
+    try:
+        settings = load_settings(config_file=os.environ.get("METRICS_CONFIG") or None)
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(f"metrics-ops: {line}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(settings.log_level)
+    return make_app(settings)
+
+
+app = build_app()
