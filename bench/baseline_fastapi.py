@@ -9,7 +9,7 @@ import json
 import os
 import random
 from collections import deque
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI
@@ -34,7 +34,7 @@ class Event(BaseModel):
 @app.post("/api/metrics/event", status_code=202)
 async def ingest(ev: Event):
     record = ev.model_dump(exclude_none=True)
-    record["received_at"] = datetime.now(timezone.utc).isoformat()
+    record["received_at"] = datetime.now(UTC).isoformat()
     RING.append(record)
     if random.random() >= SAMPLE_RATE:
         return {"ok": True, "stored": 0, "file": JSONL}

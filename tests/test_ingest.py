@@ -1,0 +1,259 @@
+"""The WSGI app called directly: every route and status, validation, sampling, CORS, privacy of the record."""
+
+import json
+import os
+from datetime import datetime
+
+import pytest
+from wsgi_client import call
+
+from metrics_ops.config import load_settings
+from metrics_ops.events import MAX_ITEMS
+from metrics_ops.ingest import make_app
+from metrics_ops.sampling import Sampler
+
+EVENT = "/api/metrics/event"
+BATCH = "/api/metrics/events"
+GOOD = {"visitor_id": "v_123-abc", "event": "page_view", "timestamp": "2026-11-25T10:00:00Z",
+        "metadata": {"path": "/pricing", "w": 1280, "nested": {"a": [1, 2, {"b": True}]}}}
+
+
+@pytest.fixture
+def app(data_dir):
+    return make_app(load_settings({"dir": str(data_dir)}))
+
+
+def stored_lines(data_dir):
+    out = []
+    for p in sorted(data_dir.glob("metrics-*.jsonl")):
+        out += [json.loads(line) for line in p.read_text().splitlines()]
+    return out
+
+
+def test_accepts_an_event_and_stores_it_with_the_receive_time(app, data_dir):
+    r = call(app, "POST", EVENT, json.dumps(GOOD))
+    assert r.status == 202
+    today = datetime.utcnow().date().isoformat()
+    assert r.json == {"ok": True, "stored": 1, "file": f"metrics-{today}.jsonl"}
+    [line] = stored_lines(data_dir)
+    received = line.pop("received_at")
+    assert line == GOOD
+    assert received.endswith("Z") and datetime.fromisoformat(received[:-1])
+
+
+def test_text_plain_from_send_beacon_is_accepted(app, data_dir):
+    r = call(app, "POST", EVENT, json.dumps(GOOD), content_type="text/plain;charset=UTF-8")
+    assert r.status == 202 and r.json["stored"] == 1
+
+
+def test_unknown_top_level_fields_are_not_stored(app, data_dir):
+    r = call(app, "POST", EVENT, json.dumps({**GOOD, "ip": "203.0.113.9", "user_agent": "x"}))
+    assert r.status == 202
+    assert set(stored_lines(data_dir)[0]) == {"visitor_id", "event", "timestamp", "metadata", "received_at"}
+
+
+def test_client_timestamp_never_decides_the_file(app, data_dir):
+    r = call(app, "POST", EVENT, json.dumps({**GOOD, "timestamp": "2019-01-01T00:00:00Z"}))
+    assert r.json["file"] == f"metrics-{datetime.utcnow().date().isoformat()}.jsonl"
+
+
+@pytest.mark.parametrize("body, field, code", [
+    ({"event": "x"}, "visitor_id", "missing"),
+    ({"visitor_id": 5, "event": "x"}, "visitor_id", "type"),
+    ({"visitor_id": "", "event": "x"}, "visitor_id", "invalid"),
+    ({"visitor_id": "a" * 129, "event": "x"}, "visitor_id", "invalid"),
+    ({"visitor_id": "a b", "event": "x"}, "visitor_id", "invalid"),
+    ({"visitor_id": "a", "event": "Page View"}, "event", "invalid"),
+    ({"visitor_id": "a", "event": "e" * 65}, "event", "invalid"),
+    ({"visitor_id": "a"}, "event", "missing"),
+    ({"visitor_id": "a", "event": "x", "metadata": [1]}, "metadata", "type"),
+    ({"visitor_id": "a", "event": "x", "metadata": "s"}, "metadata", "type"),
+    ({"visitor_id": "a", "event": "x", "metadata": {"a": {"b": {"c": {"d": {}}}}}}, "metadata.a.b.c.d", "too_deep"),
+    ({"visitor_id": "a", "event": "x", "metadata": {f"k{i}": i for i in range(MAX_ITEMS + 1)}}, "metadata",
+     "too_many_keys"),
+    ({"visitor_id": "a", "event": "x", "metadata": {"s": "x" * 1025}}, "metadata.s", "too_long"),
+    ({"visitor_id": "a", "event": "x", "metadata": {"s": "é" * 600}}, "metadata.s", "too_long"),
+    ({"visitor_id": "a", "event": "x", "metadata": {"s": "a\r\nb"}}, "metadata.s", "control_character"),
+    ({"visitor_id": "a", "event": "x", "metadata": {"s": "a\u0000b"}}, "metadata.s", "control_character"),
+    ({"visitor_id": "a", "event": "x", "metadata": {"n": 2**60}}, "metadata.n", "number_out_of_range"),
+    ({"visitor_id": "a", "event": "x", "timestamp": "yesterday"}, "timestamp", "bad_timestamp"),
+    ({"visitor_id": "a", "event": "x", "timestamp": 12}, "timestamp", "bad_timestamp"),
+    ({"visitor_id": "a", "event": "x", "timestamp": True}, "timestamp", "bad_timestamp"),
+    ([GOOD], None, "not_object"),
+])
+def test_invalid_events_are_422_naming_the_field(app, data_dir, body, field, code):
+    r = call(app, "POST", EVENT, json.dumps(body))
+    assert r.status == 422
+    assert r.json["ok"] is False
+    assert (r.json["error"]["field"], r.json["error"]["code"]) == (field, code)
+    assert r.json["error"]["message"]
+    assert stored_lines(data_dir) == []
+
+
+def test_metadata_at_the_limits_is_accepted(app, data_dir):
+    meta = {"a": {"b": {"c": {"d": 1}}}, "s": "x" * 1024, **{f"k{i}": i for i in range(MAX_ITEMS - 5)}}
+    r = call(app, "POST", EVENT, json.dumps({"visitor_id": "a" * 128, "event": "e" * 64, "metadata": meta}))
+    assert r.status == 202, r.body
+    assert call(app, "POST", EVENT, json.dumps({**GOOD, "timestamp": 1764064800000})).status == 202
+
+
+@pytest.mark.parametrize("body, code", [
+    (b"", "empty_body"), (b"   ", "empty_body"), (b"{", "bad_json"), (b"\xff\xfe{}", "bad_encoding"),
+    (b'{"visitor_id":"a","event":"x","metadata":{"n":NaN}}', "bad_json"),
+    (b'{"visitor_id":"a","event":"x","visitor_id":"b"}', "duplicate_key"),
+    (b"[" * 5000 + b"]" * 5000, "too_deep"),
+])
+def test_malformed_bodies_are_400(app, data_dir, body, code):
+    r = call(app, "POST", EVENT, body)
+    assert r.status == 400 and r.json["error"]["code"] == code
+    assert stored_lines(data_dir) == []
+
+
+def test_body_over_the_limit_is_413_with_and_without_content_length(data_dir):
+    app = make_app(load_settings({"dir": str(data_dir), "max_body": 1024}))
+    big = json.dumps({**GOOD, "metadata": {"s": "x" * 1000}})
+    assert call(app, "POST", EVENT, big).status == 413
+    r = call(app, "POST", EVENT, big, length=False)
+    assert r.status == 413 and r.json["error"]["code"] == "body_too_large"
+    assert call(app, "POST", EVENT, json.dumps(GOOD), length=False).status == 202
+    assert len(stored_lines(data_dir)) == 1
+
+
+def test_other_content_types_are_415(app):
+    for ctype in ("application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None):
+        r = call(app, "POST", EVENT, json.dumps(GOOD), content_type=ctype)
+        assert r.status == 415 and r.json["error"]["code"] == "content_type"
+
+
+def test_wrong_method_is_405_with_allow_and_unknown_path_404(app):
+    r = call(app, "GET", EVENT)
+    assert r.status == 405 and r.headers["Allow"] == "POST, OPTIONS"
+    r = call(app, "POST", "/healthz", "{}")
+    assert r.status == 405 and r.headers["Allow"] == "GET, HEAD"
+    r = call(app, "GET", "/nope")
+    assert r.status == 404 and r.json["error"]["code"] == "not_found"
+
+
+def test_batch_has_a_result_per_item(app, data_dir):
+    items = [GOOD, {"visitor_id": "a"}, {**GOOD, "event": "click"}]
+    r = call(app, "POST", BATCH, json.dumps(items))
+    assert r.status == 202
+    assert (r.json["accepted"], r.json["rejected"], r.json["stored"]) == (2, 1, 2)
+    assert [x["ok"] for x in r.json["results"]] == [True, False, True]
+    assert r.json["results"][1]["error"]["field"] == "[1].event"
+    assert [line["event"] for line in stored_lines(data_dir)] == ["page_view", "click"]
+
+
+def test_batch_limits(data_dir):
+    app = make_app(load_settings({"dir": str(data_dir), "max_batch": 3}))
+    assert call(app, "POST", BATCH, json.dumps([GOOD] * 4)).status == 413
+    assert call(app, "POST", BATCH, "[]").status == 422
+    assert call(app, "POST", BATCH, json.dumps(GOOD)).json["error"]["code"] == "not_array"
+    r = call(app, "POST", BATCH, json.dumps([{"x": 1}]))
+    assert r.status == 422 and r.json["accepted"] == 0
+    assert stored_lines(data_dir) == []
+
+
+def test_sampled_out_events_enter_the_ring_but_not_the_file(data_dir):
+    settings = load_settings({"dir": str(data_dir), "sample_rate": 0.5})
+    app = make_app(settings, sampler=Sampler(0.5, rng=iter([0.7, 0.2] * 10).__next__))
+    out = [call(app, "POST", EVENT, json.dumps({**GOOD, "event": f"e{i}"})).json for i in range(4)]
+    assert [r["stored"] for r in out] == [0, 1, 0, 1]
+    assert all(r["file"] == out[1]["file"] for r in out)
+    snap = call(app, "GET", "/api/metrics/snapshot").json
+    assert [(e["event"], e["stored"]) for e in snap["events"]] == [("e0", False), ("e1", True), ("e2", False),
+                                                                  ("e3", True)]
+    assert snap["counters"]["sampled_out"] == 2 and snap["counters"]["stored"] == 2
+    assert [line["event"] for line in stored_lines(data_dir)] == ["e1", "e3"]
+
+
+def test_ring_keeps_the_newest_capacity_events_newest_last(data_dir):
+    app = make_app(load_settings({"dir": str(data_dir), "ring_capacity": 5}))
+    for i in range(12):
+        call(app, "POST", EVENT, json.dumps({**GOOD, "event": f"e{i}"}))
+    snap = call(app, "GET", "/api/metrics/snapshot").json
+    assert [e["event"] for e in snap["events"]] == [f"e{i}" for i in range(7, 12)]
+    assert snap["capacity"] == 5 and snap["counters"]["received"] == 12
+
+
+def test_prometheus_metrics(app):
+    call(app, "POST", EVENT, json.dumps(GOOD))
+    call(app, "POST", EVENT, "{")
+    call(app, "POST", EVENT, json.dumps({"visitor_id": "a"}))
+    r = call(app, "GET", "/metrics")
+    assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    text = r.body.decode()
+    assert "metrics_ops_events_received_total 1" in text
+    assert "metrics_ops_events_stored_total 1" in text
+    assert 'metrics_ops_events_rejected_total{reason="bad_json"} 1' in text
+    assert 'metrics_ops_events_rejected_total{reason="invalid"} 1' in text
+    assert "metrics_ops_events_write_errors_total 0" in text
+    assert "metrics_ops_ring_events 1" in text
+    for line in text.splitlines():  # the exposition format: comments or "name{labels} value"
+        assert line.startswith("#") or len(line.rsplit(" ", 1)) == 2
+
+
+def test_healthz(app, data_dir):
+    assert call(app, "GET", "/healthz").json == {"ok": True}
+    os.rename(data_dir, str(data_dir) + ".moved")
+    r = call(app, "GET", "/healthz")
+    assert r.status == 503 and "does not exist" in r.json["reason"]
+
+
+WRITE_FAILS = """
+import json, resource, signal, sys
+sys.path.insert(0, sys.argv[2])
+from wsgi_client import call
+from metrics_ops.config import load_settings
+from metrics_ops.ingest import make_app
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+app = make_app(load_settings({"dir": sys.argv[1]}))
+body = json.dumps({"visitor_id": "v1", "event": "page_view", "metadata": {"pad": "x" * 300}})
+first = call(app, "POST", "/api/metrics/event", body).json
+resource.setrlimit(resource.RLIMIT_FSIZE, (500, 500))  # the file may not grow past 500 bytes: a full disk
+second = call(app, "POST", "/api/metrics/event", body)
+after = call(app, "GET", "/api/metrics/snapshot").json
+health = call(app, "GET", "/healthz")
+print(json.dumps([first, second.status, second.json, after["counters"], health.status, health.json]))
+"""
+
+
+def test_write_error_is_202_stored_0_counted_and_leaves_nothing_partial(data_dir):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", WRITE_FAILS, str(data_dir), os.path.dirname(__file__)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    first, status, second, counters, health_status, health = json.loads(r.stdout)
+    assert first["stored"] == 1
+    assert status == 202 and second["stored"] == 0
+    assert (counters["stored"], counters["write_errors"], counters["received"]) == (1, 1, 2)
+    assert health_status == 503 and "a write failed" in health["reason"]
+    assert r.stderr.count("write failed") == 1  # one log line
+    lines = (data_dir / first["file"]).read_bytes().splitlines(keepends=True)
+    assert len(lines) == 1 and json.loads(lines[0])["visitor_id"] == "v1"  # the torn second line was removed
+
+
+def test_cors_allows_configured_origins_only(data_dir):
+    app = make_app(load_settings({"dir": str(data_dir), "cors_origins": "https://shop.example"}))
+    ok = {"Origin": "https://shop.example"}
+    r = call(app, "OPTIONS", EVENT, headers={**ok, "Access-Control-Request-Method": "POST"})
+    assert r.status == 204
+    assert r.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+    assert r.headers["Access-Control-Allow-Headers"] == "Content-Type"
+    r = call(app, "POST", EVENT, json.dumps(GOOD), headers=ok)
+    assert r.status == 202 and r.headers["Vary"] == "Origin"
+    r = call(app, "POST", EVENT, json.dumps(GOOD), headers={"Origin": "https://evil.example"})
+    assert r.status == 403 and r.json["error"]["code"] == "origin_not_allowed"
+    assert call(app, "OPTIONS", EVENT, headers={"Origin": "https://evil.example"}).status == 403
+
+
+def test_no_cors_headers_without_configured_origins(app):
+    r = call(app, "POST", EVENT, json.dumps(GOOD), headers={"Origin": "https://a.example"})
+    assert r.status == 202 and "Access-Control-Allow-Origin" not in r.headers
+
+
+def test_head_has_no_body(app):
+    r = call(app, "HEAD", "/healthz")
+    assert r.status == 200 and r.body == b""
