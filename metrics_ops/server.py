@@ -80,7 +80,7 @@ def run(settings: Settings) -> None:
     os.environ.update(settings_env(settings))
 
     from granian import Granian
-    from granian.constants import Interfaces
+    from granian.constants import HTTPModes, Interfaces
 
     server = Granian(
         "metrics_ops.wsgi:app",
@@ -99,6 +99,8 @@ def run(settings: Settings) -> None:
         # bodies, so a slow client never holds the Python thread.
         blocking_threads=1,
         backpressure=128,
+        http=HTTPModes.http1,  # nginx speaks HTTP/1.1 to its upstream; skipping protocol detection is faster
+        websockets=False,
     )
     try:
         server.serve()

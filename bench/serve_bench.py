@@ -1,0 +1,185 @@
+"""Ingestion benchmark: wrk against `metrics-ops serve` (defaults) and the existing FastAPI endpoint, same run.
+
+Usage: python bench/serve_bench.py [--duration 8] [--connections 32] [--rounds 2] [--json]
+Needs: wrk (apt-get install wrk), and for the baseline: pip install -e '.[bench]' (fastapi, uvicorn[standard]).
+
+Both servers get the same ~90-byte event body from `wrk -t1 -cC -dD --latency` on 127.0.0.1, rounds
+alternating (serve, baseline, serve, baseline, ...) so that the machine's noise hits both; the best round of
+each is reported. Speed rounds use a plain wrk script. A final verification round per server adds a Lua hook
+that counts responses saying "stored":1 (the hook costs wrk CPU, which on 2 cores the server feels, so its
+req/s are not the ones reported); afterwards the lines on disk are counted: lost = stored=1 responses missing
+from disk (must be 0); in flight = lines of requests wrk had sent when it stopped (at most the connection
+count). Targets (issue 3): >= 10x the baseline's req/s, p99 <= 10 ms at 32 connections, zero lost events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+CEILING = "ceiling: granian, 2 workers, an app that does nothing"
+BODY = '{"visitor_id":"v0123456789ab","event":"page_view","metadata":{"path":"/pricing","w":1280}}'
+PLAIN_LUA = f"""
+wrk.method = "POST"
+wrk.body = '{BODY}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+LUA = PLAIN_LUA + """
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) stored = 0 end
+function response(status, headers, body)
+  if status == 202 and string.find(body, '"stored":1', 1, true) then stored = stored + 1 end
+end
+function done(summary, latency, requests)
+  local total = 0
+  for _, t in ipairs(threads) do total = total + t:get("stored") end
+  io.write("STORED " .. total .. "\\n")
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_up(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited early ({proc.returncode})")
+        try:
+            req = urllib.request.Request(url, data=BODY.encode(), headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=2) as r:
+                if r.status == 202:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up")
+
+
+def parse_wrk(out: str) -> dict:
+    def ms(label):
+        m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not m:
+            return None
+        v = float(m[1])
+        return {"us": v / 1000, "ms": v, "s": v * 1000}[m[2]]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])
+    total = int(re.search(r"(\d+) requests in", out)[1])
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {"rps": rps, "requests": total, "p50_ms": ms("50"), "p99_ms": ms("99"),
+            "non_2xx": int(non2xx[1]) if non2xx else 0, "socket_errors": errors[1] if errors else "",
+            "stored_responses": int(m[1]) if (m := re.search(r"STORED (\d+)", out)) else None}
+
+
+def lines_in(d: Path) -> int:
+    return sum(p.read_bytes().count(b"\n") for p in d.glob("*.jsonl") if not p.is_symlink())
+
+
+def run_one(kind: str, root: Path, lua: Path, args) -> dict:
+    data = root / f"{kind}-{time.monotonic_ns()}"
+    port = free_port()
+    env = {**os.environ, "METRICS_DIR": str(data)}
+    if kind == "metrics-ops serve":
+        cmd = [sys.executable, "-m", "metrics_ops", "serve", "--port", str(port)]
+        url = f"http://127.0.0.1:{port}/api/metrics/event"
+    elif kind.startswith("ceiling"):
+        cmd = [sys.executable, "-m", "granian", "--interface", "wsgi", "--workers", "2", "--blocking-threads", "1",
+               "--http", "1", "--no-ws", "--port", str(port), "--log-level", "warning", "ceiling_wsgi:app"]
+        url = f"http://127.0.0.1:{port}/api/metrics/event"
+    else:
+        cmd = [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(__file__).parent), "baseline_fastapi:app",
+               "--port", str(port), "--workers", "1", "--log-level", "warning"]
+        url = f"http://127.0.0.1:{port}/api/metrics/event"
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=Path(__file__).parent)
+    try:
+        wait_up(url, proc)
+        warm = lines_in(data)
+        out = subprocess.run(["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s", "--latency", "-s",
+                              str(lua), url], capture_output=True, text=True, check=True).stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    result = parse_wrk(out)
+    on_disk = lines_in(data) - warm
+    result["lines_on_disk"] = on_disk
+    if result["stored_responses"] is not None:
+        result["lost"] = max(0, result["stored_responses"] - on_disk)
+        result["in_flight_at_stop"] = on_disk - result["stored_responses"]
+    shutil.rmtree(data, ignore_errors=True)
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--duration", type=int, default=8)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise SystemExit("the baseline needs fastapi and uvicorn: pip install -e '.[bench]'") from None
+    root = Path(tempfile.mkdtemp(prefix="metrics-ops-serve-bench-"))
+    plain, counting = root / "post.lua", root / "count.lua"
+    plain.write_text(PLAIN_LUA)
+    counting.write_text(LUA)
+    rounds = {"metrics-ops serve": [], "baseline (FastAPI + uvicorn, 1 worker)": []}
+    verify = {}
+    try:
+        for _ in range(args.rounds):
+            for kind in rounds:
+                rounds[kind].append(run_one(kind, root, plain, args))
+        for kind in rounds:
+            verify[kind] = run_one(kind, root, counting, args)
+        ceiling = max((run_one(CEILING, root, plain, args) for _ in range(args.rounds)), key=lambda r: r["rps"])
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    best = {kind: max(rs, key=lambda r: r["rps"]) for kind, rs in rounds.items()}
+    ours, base = best["metrics-ops serve"], best["baseline (FastAPI + uvicorn, 1 worker)"]
+    summary = {"rounds": rounds, "best": best, "verify": verify, "ratio": round(ours["rps"] / base["rps"], 2),
+               "ceiling": ceiling, "share_of_ceiling": round(ours["rps"] / ceiling["rps"], 2),
+               "lost_events": sum(v["lost"] for v in verify.values())}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    print(f"| server (wrk -t1 -c{args.connections} -d{args.duration}s, best of {args.rounds}) | req/s | p50 | p99 "
+          "| verification round: stored=1 responses | lines on disk | lost |")
+    print("|---|---|---|---|---|---|---|")
+    for kind, r in best.items():
+        v = verify[kind]
+        print(f"| {kind} | {r['rps']:,.0f} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | "
+              f"{v['stored_responses']:,} | {v['lines_on_disk']:,} | {v['lost']} |")
+    c = ceiling
+    print(f"| {CEILING} | {c['rps']:,.0f} | {c['p50_ms']:.2f} ms | {c['p99_ms']:.2f} ms | - | - | - |")
+    print(f"\nratio: {summary['ratio']}x the baseline's req/s, {summary['share_of_ceiling']:.0%} of the ceiling; "
+          f"lost events in the verification rounds: {summary['lost_events']}")
+
+
+if __name__ == "__main__":
+    main()
