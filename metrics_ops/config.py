@@ -105,6 +105,8 @@ class Settings(BaseSettings):
         "random", description="random: each event on its own; visitor: whole visitors, by a keyed hash")
     sample_rates: Annotated[dict[str, float], NoDecode] = Field(
         default_factory=dict, description='per-event-name rates over sample_rate: JSON or "name=rate,..."')
+    client_sample_rate: float = Field(
+        1.0, ge=0, le=1, description="the browser's sampling rate (VITE_METRICS_SAMPLE_RATE), for sample-test")
     sample_key: str = Field("", description="key of the visitor hash; set the same key wherever visitors are hashed")
 
     @classmethod

@@ -5,12 +5,14 @@ from enum import IntEnum
 
 class ExitCode(IntEnum):
     OK = 0
-    #: the work failed (an OSError in a pass, a sampling FAIL, a probe mismatch, a gzip conflict)
+    #: the work failed (an OSError in a pass, a sampling FAIL, a probe mismatch, a server that cannot start)
     FAILURE = 1
     #: bad usage or a bad setting (flag, environment, .env or TOML); nothing was changed
     USAGE = 2
     #: another maintenance pass holds the data directory's lock for longer than --lock-timeout
     LOCKED = 3
+    #: sample-test: too few events to decide; the output says how many would
+    INCONCLUSIVE = 4
 
 
 EXIT_STATUS_DOC = {
@@ -18,4 +20,5 @@ EXIT_STATUS_DOC = {
     ExitCode.FAILURE: "the work failed: a file operation in the pass failed, or a result did not hold",
     ExitCode.USAGE: "bad usage or an invalid setting (flag, environment, .env or TOML file); nothing was changed",
     ExitCode.LOCKED: "another maintenance pass held the lock longer than --lock-timeout; nothing was changed",
+    ExitCode.INCONCLUSIVE: "sample-test: too few events to decide within --tolerance (it says how many would)",
 }

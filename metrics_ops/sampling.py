@@ -13,24 +13,32 @@ Per-event-name rates (METRICS_SAMPLE_RATES) replace the default rate for the eve
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from hashlib import blake2b as _blake2b
 
 MODES = ("random", "visitor")
 _SCALE = float(1 << 64)
 Z999 = 3.2905  # two-sided 99.9 %
 
 
+def visitor_hash(visitor_id: str, key: bytes = b"") -> int:
+    """A stable 64-bit number for a visitor id (keyed BLAKE2b; Python's hash() is salted per process)."""
+    return int.from_bytes(_blake2b(visitor_id.encode("utf-8"), key=key[:64], digest_size=8).digest(), "big")
+
+
 def visitor_fraction(visitor_id: str, key: bytes = b"") -> float:
-    """A stable number in [0, 1) for a visitor id (keyed BLAKE2b; Python's hash() is salted per process)."""
-    digest = hashlib.blake2b(visitor_id.encode("utf-8"), key=key[:64], digest_size=8).digest()
-    return int.from_bytes(digest, "big") / _SCALE
+    """The visitor's place in [0, 1): kept at rate r when it is below r."""
+    return visitor_hash(visitor_id, key) / _SCALE
+
+
+def _threshold(rate: float) -> int:
+    return min(1 << 64, int(rate * _SCALE))
 
 
 class Sampler:
-    """Decides whether an event is kept. ``keep`` is the hot path of serve: no allocation beyond the hash."""
+    """Decides whether an event is kept. ``keep`` is serve's hot path; ``keep_many`` the same rule for many."""
 
     def __init__(self, rate: float = 1.0, mode: str = "random", rates: Mapping[str, float] | None = None,
                  key: bytes | str = b"", rng: Callable[[], float] | None = None):
@@ -41,8 +49,10 @@ class Sampler:
         self.rate = rate
         self.mode = mode
         self.rates = dict(rates or {})
-        self.key = key.encode() if isinstance(key, str) else key
+        self.key = (key.encode() if isinstance(key, str) else key)[:64]
         self._random = rng or random.random
+        self._threshold = _threshold(rate)
+        self._thresholds = {name: _threshold(r) for name, r in self.rates.items()}
 
     @classmethod
     def from_settings(cls, settings, rng: Callable[[], float] | None = None) -> Sampler:
@@ -59,7 +69,23 @@ class Sampler:
             return False
         if self.mode == "random":
             return self._random() < rate
-        return visitor_fraction(visitor_id, self.key) < rate
+        threshold = self._thresholds.get(event, self._threshold) if self.rates else self._threshold
+        return int.from_bytes(_blake2b(visitor_id.encode("utf-8"), key=self.key, digest_size=8).digest(),
+                              "big") < threshold
+
+    def keep_many(self, visitor_ids: Sequence[str], event: str) -> list[bool]:
+        """``keep`` for many events of one name, without a call per event (simulations, batches)."""
+        rate = self.rate_for(event)
+        if rate >= 1.0:
+            return [True] * len(visitor_ids)
+        if rate <= 0.0:
+            return [False] * len(visitor_ids)
+        if self.mode == "random":
+            draw = self._random
+            return [draw() < rate for _ in visitor_ids]
+        threshold, key, from_bytes = _threshold(rate), self.key, int.from_bytes
+        return [from_bytes(_blake2b(v.encode("utf-8"), key=key, digest_size=8).digest(), "big") < threshold
+                for v in visitor_ids]
 
 
 def effective_rate(client: float, server: float, mode: str) -> float:

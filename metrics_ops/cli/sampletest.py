@@ -1,0 +1,108 @@
+"""sample-test: the sampling table, simulated or live."""
+
+from __future__ import annotations
+
+import click
+
+from metrics_ops.cli.common import Failure, output, output_options, settings
+from metrics_ops.exitcodes import ExitCode
+
+
+@click.command("sample-test")
+@click.option("--client-rate", type=float, default=None, metavar="RATE",
+              help="The browser's rate (VITE_METRICS_SAMPLE_RATE; env METRICS_CLIENT_SAMPLE_RATE).")
+@click.option("--server-rate", type=float, default=None, metavar="RATE",
+              help="The server's rate (env METRICS_SAMPLE_RATE).")
+@click.option("--mode", "sample_mode", type=click.Choice(["random", "visitor"]), default=None,
+              help="Sampling mode (env METRICS_SAMPLE_MODE): random: client x server; visitor: min(client, server).")
+@click.option("--events", type=click.IntRange(1, 10_000_000), default=None,
+              help="Events per row (default 10000 simulated, 2000 live).")
+@click.option("--seed", type=int, default=None, help="Seed of the simulation, for repeatable tables.")
+@click.option("--tolerance", type=click.FloatRange(0.0001, 0.5), default=0.02, show_default=True,
+              help="Widest acceptable half-width of the 99.9% interval; wider is INCONCLUSIVE.")
+@click.option("--url", default=None, metavar="URL",
+              help="Live mode: post events to this serve endpoint (http://127.0.0.1:8001/api/metrics/event).")
+@click.option("--data-dir", "live_dir", type=click.Path(file_okay=False), default=None,
+              help="Live mode: also check that the lines added to this data directory equal the stored=1 answers.")
+@click.option("--timeout", type=click.FloatRange(1, 3600), default=120, show_default=True,
+              help="Live mode: stop posting after this many seconds.")
+@output_options
+@click.pass_context
+def sample_test(ctx, client_rate, server_rate, sample_mode, events, seed, tolerance, url, live_dir, timeout,
+                json_, quiet, verbose):
+    """Prove the sampling rates: simulated through serve's own sampler, or live against serve.
+
+    Exit 0 on PASS, 1 on FAIL, 4 on INCONCLUSIVE (too few events; the output says how many would decide).
+
+    \b
+    Examples:
+      metrics-ops sample-test                                   # the standard table + the configured pair
+      metrics-ops sample-test --client-rate 0.25 --server-rate 0.5 --events 10000 --seed 1
+      metrics-ops sample-test --mode visitor --client-rate 0.25 --server-rate 0.5
+      metrics-ops sample-test --url http://127.0.0.1:8001/api/metrics/event --events 2000 --data-dir ./data
+    """
+    from metrics_ops import sampletest as st
+
+    out = output(ctx, json_, quiet, verbose)
+    s = settings(ctx, client_sample_rate=client_rate, sample_rate=server_rate, sample_mode=sample_mode)
+    mode = s.sample_mode
+    if url is not None:
+        from pathlib import Path
+
+        try:
+            result = st.live(url, events or 2000, server_rate=s.sample_rate, mode=mode, tolerance=tolerance,
+                             timeout=timeout, data_dir=Path(live_dir) if live_dir else None)
+        except ValueError as exc:
+            raise Failure(str(exc), ExitCode.USAGE) from None
+        rows = [result.row]
+        for note in result.notes:
+            out.warn(note)
+        if out.json:
+            out.document({"verdict": st.overall(rows), "live": result.to_dict()})
+        else:
+            _table(out, rows, f"live sampling test of {url} ({result.sent} events in {result.seconds:.1f} s)")
+            if result.disk_matches is not None and not out.quiet:
+                print(f"store: {result.lines_on_disk} lines of this run on disk, {result.stored} answered stored=1"
+                      f" -> {'match' if result.disk_matches else 'MISMATCH'}", file=out.stdout)
+        verdict = st.overall(rows)
+        if result.disk_matches is False:
+            verdict = st.FAIL
+    else:
+        n = events or 10_000
+        if client_rate is not None or server_rate is not None:
+            pairs = [(s.client_sample_rate, s.sample_rate, "given")]
+        else:
+            pairs = [(c, v, "standard") for c, v in st.STANDARD_PAIRS]
+            pairs.append((s.client_sample_rate, s.sample_rate, "configured"))
+        rows = []
+        for i, (c, v, kind) in enumerate(pairs):
+            row = st.simulate(c, v, n, mode=mode, seed=None if seed is None else seed + i, key=s.sample_key)
+            row.label = f"{kind} {row.label}"
+            rows.append(st.judge(row, tolerance))
+        for j, name in enumerate(sorted(s.sample_rates)):
+            row = st.simulate(s.client_sample_rate, s.sample_rate, n, mode=mode, key=s.sample_key, event=name,
+                              seed=None if seed is None else seed + 100 + j, server_rates=s.sample_rates)
+            row.label = f"event {name}"
+            rows.append(st.judge(row, tolerance))
+        verdict = st.overall(rows)
+        if out.json:
+            out.document({"verdict": verdict, "mode": mode, "tolerance": tolerance,
+                          "rows": [{**r.__dict__, "observed": r.observed} for r in rows]})
+        else:
+            _table(out, rows, f"sampling test, {mode} mode, {n} simulated events per row, 99.9% Wilson interval")
+    if verdict == st.INCONCLUSIVE and not out.json:
+        needed = max(r.needed or 0 for r in rows)
+        out.warn(f"INCONCLUSIVE: about {needed} events per row would decide within +-{tolerance:g}")
+    if verdict != st.PASS:
+        ctx.exit(ExitCode.FAILURE if verdict == st.FAIL else ExitCode.INCONCLUSIVE)
+
+
+def _table(out, rows, title: str) -> None:
+    if out.quiet and all(r.verdict == "PASS" for r in rows):
+        return
+    out.table(title, ("pair", "client", "server", "effective", "events", "expected", "observed", "rate",
+                      "99.9% interval", "verdict"),
+              [(r.label, f"{r.client:g}", f"{r.server:g}", f"{r.expected:.4g}", r.events,
+                f"{r.expected * r.events:.0f}", r.kept, f"{r.observed:.4f}", f"[{r.low:.4f}, {r.high:.4f}]",
+                r.verdict + (f" (need ~{r.needed})" if r.needed else "")) for r in rows],
+              ("left",) + ("right",) * 8 + ("left",))

@@ -1,0 +1,171 @@
+"""sample-test: prove that sampling keeps the share it should, offline (simulated) or live against serve.
+
+The simulation pushes events through :class:`metrics_ops.sampling.Sampler`, the code serve runs: a client
+stage at the browser's rate, then a server stage at the server's rate. The observed share is tested with a
+99.9 % Wilson score interval: FAIL when the expected rate lies outside it, INCONCLUSIVE when the interval is
+wider than +-tolerance (the result says how many events would decide), PASS otherwise.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from metrics_ops.sampling import Z999, Sampler, effective_rate, events_to_decide, wilson_interval
+
+PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
+STANDARD_PAIRS = ((1.0, 1.0), (0.5, 1.0), (1.0, 0.5), (0.5, 0.5), (0.25, 0.5))
+SIM_EVENT = "sample_test"
+
+
+@dataclass
+class Row:
+    label: str
+    client: float
+    server: float
+    mode: str
+    expected: float  # the effective rate the stages should give
+    events: int
+    kept: int
+    low: float = 0.0
+    high: float = 1.0
+    verdict: str = INCONCLUSIVE
+    needed: int | None = None  # events that would decide, when INCONCLUSIVE
+
+    @property
+    def observed(self) -> float:
+        return self.kept / self.events if self.events else 0.0
+
+
+def judge(row: Row, tolerance: float, z: float = Z999) -> Row:
+    row.low, row.high = wilson_interval(row.kept, row.events, z)
+    if not row.low <= row.expected <= row.high:
+        row.verdict = FAIL
+    elif (row.high - row.low) / 2 > tolerance:
+        row.verdict = INCONCLUSIVE
+        row.needed = max(row.events + 1, events_to_decide(row.expected, tolerance, z))
+    else:
+        row.verdict = PASS
+    return row
+
+
+def overall(rows: list[Row]) -> str:
+    verdicts = {r.verdict for r in rows}
+    return FAIL if FAIL in verdicts else INCONCLUSIVE if INCONCLUSIVE in verdicts else PASS
+
+
+def simulate(client: float, server: float, events: int, *, mode: str = "random", seed: int | None = None,
+             key: bytes | str = b"", event: str = SIM_EVENT, server_rates: dict | None = None,
+             label: str = "") -> Row:
+    """Push ``events`` simulated events (one visitor each) through a client and a server Sampler."""
+    rng = random.Random(seed)
+    client_stage = Sampler(client, mode, key=key, rng=random.Random(rng.random()).random)
+    server_stage = Sampler(server, mode, rates=server_rates, key=key, rng=random.Random(rng.random()).random)
+    tag = f"{rng.getrandbits(32):08x}"
+    visitors = [f"sim-{tag}-{i}" for i in range(events)]
+    passed_client = [v for v, keep in zip(visitors, client_stage.keep_many(visitors, event), strict=True) if keep]
+    kept = sum(server_stage.keep_many(passed_client, event))
+    rate = server_stage.rate_for(event)
+    return Row(label or f"{client:g} x {rate:g}", client, rate, mode, effective_rate(client, rate, mode), events,
+               kept)
+
+
+@dataclass
+class LiveResult:
+    url: str
+    run_id: str
+    sent: int
+    statuses: dict[int, int]
+    stored: int
+    sampled_out: int
+    errors: int
+    seconds: float
+    row: Row
+    lines_on_disk: int | None = None
+    disk_matches: bool | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["row"]["observed"] = self.row.observed
+        return d
+
+
+def live(url: str, events: int, *, server_rate: float, mode: str, tolerance: float, timeout: float = 120.0,
+         data_dir: Path | None = None, body_event: str = SIM_EVENT) -> LiveResult:
+    """Post ``events`` events to a running serve (one keep-alive connection), count stored=1 against stored=0."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"--url {url}: want an http:// or https:// URL")
+    run_id = uuid.uuid4().hex[:12]
+    conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    path = parts.path or "/api/metrics/event"
+    statuses: Counter = Counter()
+    stored = sampled_out = errors = 0
+    before = _lines_with(data_dir, run_id) if data_dir else None
+    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    conn = conn_cls(parts.hostname, parts.port, timeout=min(10.0, timeout))
+    sent = 0
+    try:
+        for i in range(events):
+            if time.monotonic() > deadline:
+                break
+            body = json.dumps({"visitor_id": f"st-{run_id}-{i}", "event": body_event, "metadata": {"n": i}})
+            try:
+                conn.request("POST", path, body, {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                data = resp.read()
+            except (OSError, http.client.HTTPException):
+                errors += 1
+                conn.close()
+                conn = conn_cls(parts.hostname, parts.port, timeout=min(10.0, timeout))
+                continue
+            finally:
+                sent += 1
+            statuses[resp.status] += 1
+            if resp.status == 202:
+                answer = json.loads(data)
+                if answer.get("stored") == 1:
+                    stored += 1
+                else:
+                    sampled_out += 1
+    finally:
+        conn.close()
+    seconds = time.monotonic() - started
+    answered = stored + sampled_out
+    row = judge(Row(f"live {server_rate:g}", 1.0, server_rate, mode, server_rate, answered, stored), tolerance)
+    result = LiveResult(url, run_id, sent, dict(statuses), stored, sampled_out, errors, seconds, row)
+    if answered < sent:
+        result.notes.append(f"{sent - answered} of {sent} requests were not answered 202 "
+                            f"({', '.join(f'{k}: {v}' for k, v in sorted(statuses.items()) if k != 202) or 'errors'});"
+                            " they are left out of the rate (is a rate limit in front?)")
+    if data_dir is not None:
+        result.lines_on_disk = _lines_with(data_dir, run_id) - (before or 0)
+        result.disk_matches = result.lines_on_disk == stored
+        if not result.disk_matches:
+            result.notes.append(f"{stored} events were answered stored=1 but {result.lines_on_disk} lines of this "
+                                f"run are in {data_dir}")
+    return result
+
+
+def _lines_with(data_dir: Path, marker: str) -> int:
+    import gzip
+
+    needle = f'"st-{marker}-'.encode()
+    total = 0
+    for p in Path(data_dir).iterdir():
+        if p.is_symlink() or not p.name.startswith("metrics-"):
+            continue
+        if p.name.endswith(".jsonl"):
+            total += p.read_bytes().count(needle)
+        elif p.name.endswith(".jsonl.gz"):
+            total += gzip.decompress(p.read_bytes()).count(needle)
+    return total

@@ -1,0 +1,153 @@
+"""Samplers, the Wilson interval, and sample-test (simulated with fixed seeds, and live against a real serve)."""
+
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+from serve_process import Server
+
+from metrics_ops.sampletest import FAIL, INCONCLUSIVE, PASS, Row, judge, simulate
+from metrics_ops.sampling import Sampler, effective_rate, events_to_decide, visitor_fraction, wilson_interval
+
+
+def test_rates_zero_and_one_are_exact():
+    assert all(Sampler(1.0).keep(f"v{i}", "e") for i in range(1000))
+    assert not any(Sampler(0.0, "visitor").keep(f"v{i}", "e") for i in range(1000))
+
+
+def test_visitor_hash_is_stable_across_processes_and_keyed():
+    # fixed values: a change here would silently move every visitor in or out of the sample
+    import hashlib
+
+    assert visitor_fraction("v_123", b"") == pytest.approx(0.0093476681, abs=1e-10)
+    digest = hashlib.blake2b(b"v_123", key=b"k", digest_size=8).digest()  # the documented rule, by hand
+    assert visitor_fraction("v_123", b"k") == int.from_bytes(digest, "big") / 2**64
+    assert visitor_fraction("v_123", b"k") != visitor_fraction("v_123", b"")
+    out = subprocess.run([sys.executable, "-c", "from metrics_ops.sampling import visitor_fraction as f;"
+                          "print(repr(f('v_123', b'k')))"], capture_output=True, text=True, check=True).stdout
+    assert float(out) == visitor_fraction("v_123", b"k")
+
+
+def test_visitor_mode_keeps_or_drops_a_visitor_wholly():
+    s = Sampler(0.3, "visitor", key=b"secret")
+    for i in range(200):
+        decisions = {s.keep(f"v{i}", name) for name in ("page_view", "click", "signup")}
+        assert len(decisions) == 1
+
+
+def test_keep_many_is_keep():
+    s = Sampler(0.4, "visitor", key=b"k")
+    ids = [f"v{i}" for i in range(2000)]
+    assert s.keep_many(ids, "e") == [s.keep(v, "e") for v in ids]
+    seeded = Sampler(0.4, rng=random.Random(5).random).keep_many(ids, "e")
+    again = Sampler(0.4, rng=random.Random(5).random)
+    assert seeded == [again.keep(v, "e") for v in ids]
+
+
+def test_per_event_rates_override_the_default():
+    s = Sampler(1.0, "visitor", rates={"page_view": 0.0})
+    assert s.keep("v1", "click") and not s.keep("v1", "page_view")
+    assert s.rate_for("page_view") == 0.0 and s.rate_for("other") == 1.0
+
+
+def test_wilson_interval_and_sample_sizes_from_anchors():
+    lo, hi = wilson_interval(1250, 10000)
+    assert lo < 0.125 < hi and hi - lo == pytest.approx(0.0218, abs=5e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    assert abs(events_to_decide(0.125, 0.01) - 11842) <= 1
+    assert events_to_decide(0.125, 0.02) == 2961
+
+
+@pytest.mark.parametrize("mode, client, server, expected", [
+    ("random", 0.25, 0.5, 0.125), ("random", 0.5, 0.5, 0.25), ("random", 1.0, 0.5, 0.5),
+    ("visitor", 0.25, 0.5, 0.25), ("visitor", 0.5, 0.5, 0.5), ("visitor", 0.5, 1.0, 0.5),
+])
+def test_simulation_gives_the_documented_effective_rate(mode, client, server, expected):
+    assert effective_rate(client, server, mode) == expected
+    row = judge(simulate(client, server, 20000, mode=mode, seed=7, key=b"k"), tolerance=0.02)
+    assert row.verdict == PASS, row
+    assert abs(row.observed - expected) < 0.015
+
+
+def test_visitor_stages_compose_to_min_not_product():
+    row = simulate(0.25, 0.5, 20000, mode="visitor", seed=3)
+    row.expected = 0.25 * 0.5  # the product rule would be wrong for nested hashes
+    assert judge(row, 0.02).verdict == FAIL
+
+
+def test_inconclusive_says_how_many_events_decide():
+    row = judge(Row("x", 1, 0.5, "random", 0.5, 100, 50), tolerance=0.01)
+    assert row.verdict == INCONCLUSIVE and row.needed == events_to_decide(0.5, 0.01)
+
+
+def test_visitor_sampling_keeps_funnels_unbiased():
+    """40 % of visitors go from step 1 to step 3; sampling at 25 % must not change what a funnel reports."""
+    rng = random.Random(11)
+    visitors = [(f"f{i}", rng.random() < 0.4) for i in range(40000)]
+
+    def conversion(sampler):
+        step1 = {v for v, _ in visitors if sampler.keep(v, "step1")}
+        step3 = {v for v, converts in visitors if converts and sampler.keep(v, "step3")}
+        return len(step1 & step3) / len(step1)
+
+    per_event = conversion(Sampler(0.25, "random", rng=random.Random(2).random))
+    per_visitor = conversion(Sampler(0.25, "visitor", key=b"k"))
+    assert per_event == pytest.approx(0.10, abs=0.02)  # random per-event sampling breaks the funnel
+    assert per_visitor == pytest.approx(0.40, abs=0.02)
+
+
+def test_cli_table_exit_codes_and_json(run):
+    r = run("sample-test", "--seed", "1")
+    assert r.exit_code == 0
+    assert [line.split("\t")[0] for line in r.stdout.splitlines()] == [
+        "standard 1 x 1", "standard 0.5 x 1", "standard 1 x 0.5", "standard 0.5 x 0.5", "standard 0.25 x 0.5",
+        "configured 1 x 1"]
+    r = run("sample-test", "--client-rate", "0.25", "--server-rate", "0.5", "--events", "500", "--seed", "1")
+    assert r.exit_code == 4
+    assert "INCONCLUSIVE: about 2961 events per row would decide within +-0.02" in r.stderr
+    r = run("sample-test", "--client-rate", "0.25", "--server-rate", "0.5", "--seed", "1", "--json",
+            env={"METRICS_SAMPLE_RATES": "signup=0.2"})
+    doc = json.loads(r.stdout)
+    assert doc["verdict"] == "PASS"
+    assert [(row["label"], row["expected"]) for row in doc["rows"]] == [("given 0.25 x 0.5", 0.125),
+                                                                       ("event signup", 0.05)]
+
+
+def test_cli_configured_pair_comes_from_the_environment(run):
+    r = run("sample-test", "--seed", "2", "--json",
+            env={"METRICS_CLIENT_SAMPLE_RATE": "0.5", "METRICS_SAMPLE_RATE": "0.25", "METRICS_SAMPLE_MODE": "visitor"})
+    rows = json.loads(r.stdout)["rows"]
+    assert rows[-1]["label"] == "configured 0.5 x 0.25" and rows[-1]["expected"] == 0.25
+
+
+@pytest.fixture
+def half_server(data_dir, tmp_path):
+    s = Server(data_dir, tmp_path / "serve.log", "--sample-rate", "0.5")
+    yield s
+    assert s.stop() == 0
+
+
+def test_live_against_a_real_serve_at_half_rate(half_server, data_dir, run):
+    url = f"http://127.0.0.1:{half_server.port}/api/metrics/event"
+    r = run("sample-test", "--url", url, "--events", "2000", "--server-rate", "0.5", "--tolerance", "0.05",
+            "--data-dir", data_dir, "--json")
+    assert r.exit_code == 0, r.output
+    live = json.loads(r.stdout)["live"]
+    assert live["sent"] == 2000 and live["statuses"] == {"202": 2000}
+    assert live["stored"] + live["sampled_out"] == 2000
+    assert live["lines_on_disk"] == live["stored"] and live["disk_matches"] is True
+    assert json.loads(r.stdout)["verdict"] == "PASS"
+
+
+def test_live_fails_when_the_server_samples_otherwise(half_server, run):
+    url = f"http://127.0.0.1:{half_server.port}/api/metrics/event"
+    r = run("sample-test", "--url", url, "--events", "1500", "--server-rate", "0.9")
+    assert r.exit_code == 1
+    assert "FAIL" in r.stdout
+
+
+def test_live_refuses_other_schemes(run):
+    r = run("sample-test", "--url", "ftp://127.0.0.1/x")
+    assert r.exit_code == 2 and "want an http:// or https:// URL" in r.stderr
