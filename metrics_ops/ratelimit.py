@@ -1,0 +1,347 @@
+"""nginx's limit_req, modelled exactly, and the probe that fires bounded bursts at the edge.
+
+The model follows src/http/modules/ngx_http_limit_req_module.c (ngx_http_limit_req_lookup): per key, ``excess``
+in milli-requests and ``last`` in ms; rate 5r/s is stored as 5000, burst 10 as 10000. The first request of a key
+passes with excess 0. Every later one computes ``e = max(0, excess - rate * |ms since last| / 1000 + 1000)``
+(integer arithmetic); ``e > burst`` is rejected and the state is left alone; otherwise the state becomes
+(e, now). Accepted requests wait ``(e - delay) * 1000 / rate`` ms when ``e`` exceeds the delay threshold:
+``nodelay`` never waits, plain ``burst=`` waits for all excess (delay 0), ``delay=N`` lets N+1 through at once.
+So an instant burst passes burst + 1 requests, not the "15" of the old documentation.
+"""
+
+from __future__ import annotations
+
+import csv
+import http.client
+import json
+import math
+import os
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+MAX_REQUESTS = 10_000
+NODELAY = math.inf
+
+
+@dataclass(frozen=True)
+class Decision:
+    passed: bool
+    delay_ms: float  # how long nginx holds an accepted request before it proxies it
+    excess: int  # milli-requests after this request (unchanged when rejected)
+
+
+def predict(times_ms: Sequence[float], rate: float, burst: int, *, delay: float = NODELAY) -> list[Decision]:
+    """nginx's decision for each request of one key arriving at ``times_ms`` (in order).
+
+    ``delay``: NODELAY for ``nodelay``, 0 for plain ``burst=N``, N for ``delay=N``.
+    """
+    rate_m = int(rate * 1000)  # nginx: rate=5r/s -> 5000
+    burst_m = burst * 1000
+    delay_m = math.inf if delay == NODELAY else int(delay * 1000)
+    out: list[Decision] = []
+    excess, last = 0, None
+    for t in times_ms:
+        now = int(t)  # nginx compares whole milliseconds of its cached clock
+        if last is None:
+            e = 0
+        else:
+            ms = now - last
+            ms = 1 if ms < -60000 else abs(ms)
+            e = excess - rate_m * ms // 1000 + 1000
+            e = max(e, 0)
+            if e > burst_m:
+                out.append(Decision(False, 0.0, excess))
+                continue
+        excess, last = e, now
+        wait = 0.0 if e <= delay_m else (e - delay_m) * 1000 / rate_m
+        out.append(Decision(True, wait, e))
+    return out
+
+
+@dataclass
+class Record:
+    index: int  # 1-based, in send order
+    sent_ms: float  # since the probe started
+    status: int  # 0: no answer (error or time-out)
+    latency_ms: float
+    error: str | None = None
+
+
+@dataclass
+class ProbeResult:
+    url: str
+    mode: str  # sequential | concurrent | open-loop
+    records: list[Record]
+    seconds: float
+    timed_out: bool = False
+    statuses: dict[int, int] = field(default_factory=dict)
+    passed: int = 0
+    limited: int = 0
+    first_limited: int | None = None  # 1-based index of the first 429
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    delayed: int = 0
+    immediate: int = 0
+    send_rate: float = 0.0
+    expectation: dict | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.expectation is None or bool(self.expectation["match"])
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("records")
+        d.pop("_delay_threshold_ms")
+        d["requests"] = len(self.records)
+        d["ok"] = self.ok
+        return d
+
+    def write_csv(self, path: str | os.PathLike) -> None:
+        predicted = (self.expectation or {}).get("decisions")
+        with open(path, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["index", "sent_ms", "status", "latency_ms", "delayed", "predicted", "error"])
+            for r in self.records:
+                pred = "" if predicted is None else ("pass" if predicted[r.index - 1] else "429")
+                w.writerow([r.index, f"{r.sent_ms:.3f}", r.status, f"{r.latency_ms:.3f}",
+                            int(self._is_delayed(r)), pred, r.error or ""])
+
+    _delay_threshold_ms: float = 100.0
+
+    def _is_delayed(self, r: Record) -> bool:
+        return 200 <= r.status < 300 and r.latency_ms >= self._delay_threshold_ms
+
+
+def check_url(url: str) -> tuple[str, str, int | None, str]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url}: want an http:// or https:// URL")
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return parts.scheme, parts.hostname, parts.port, path
+
+
+def default_body(run_id: str, i: int) -> bytes:
+    """The shape real clients send, marked so that it is easy to find and remove from the store."""
+    return json.dumps({"visitor_id": f"probe-{run_id}", "event": "ratelimit_probe",
+                       "metadata": {"n": i}}, separators=(",", ":")).encode()
+
+
+def run_probe(url: str, *, requests: int = 20, concurrency: int = 1, rate: float | None = None,
+              duration: float | None = None, timeout: float = 30.0, body: bytes | None = None,
+              content_type: str = "application/json") -> ProbeResult:
+    """Fire a bounded burst and record every request in send order.
+
+    Closed loop (default): ``requests`` requests over ``concurrency`` keep-alive connections, each sent when
+    its connection is free (1 = back-to-back sequential). Open loop (``rate`` and ``duration``): requests are
+    sent at 1/rate intervals whatever the answers, over up to ``concurrency`` connections. ``timeout`` bounds
+    the whole probe: nothing is sent after it, and no answer is awaited past it.
+    """
+    scheme, host, port, path = check_url(url)
+    if rate is not None:
+        if duration is None:
+            raise ValueError("--rate needs --duration")
+        requests = max(1, round(rate * duration))
+    if not 1 <= requests <= MAX_REQUESTS:
+        raise ValueError(f"--requests must be 1..{MAX_REQUESTS} (asked: {requests})")
+    concurrency = max(1, min(concurrency, requests, 256))
+    run_id = uuid.uuid4().hex[:10]
+    conn_cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+    records: list[Record | None] = [None] * requests
+    lock = threading.Lock()
+    counter = [0]
+    start = [0.0]
+    deadline = [0.0]
+    ready = threading.Barrier(concurrency + 1)
+
+    def connect():
+        conn = conn_cls(host, port, timeout=min(10.0, timeout))
+        try:
+            conn.connect()  # open before the burst starts: the burst measures requests, not handshakes
+        except OSError:
+            pass
+        return conn
+
+    def send(conn, index: int) -> http.client.HTTPConnection:
+        payload = body if body is not None else default_body(run_id, index)
+        t0 = time.monotonic()
+        sent_ms = (t0 - start[0]) * 1000
+        status, error = 0, None
+        try:
+            conn.timeout = max(0.05, min(10.0, deadline[0] - t0))
+            if conn.sock is not None:
+                conn.sock.settimeout(conn.timeout)
+            conn.request("POST", path, payload, {"Content-Type": content_type})
+            resp = conn.getresponse()
+            resp.read()
+            status = resp.status
+            if resp.getheader("Connection", "").lower() == "close":
+                conn.close()
+                conn = connect()
+        except (OSError, http.client.HTTPException) as exc:
+            error = type(exc).__name__
+            conn.close()
+            conn = connect()
+        records[index - 1] = Record(index, sent_ms, status, (time.monotonic() - t0) * 1000, error)
+        return conn
+
+    def closed_loop_worker():
+        conn = connect()
+        ready.wait()
+        try:
+            while True:
+                with lock:
+                    if counter[0] >= requests or time.monotonic() >= deadline[0]:
+                        return
+                    counter[0] += 1
+                    index = counter[0]
+                conn = send(conn, index)
+        finally:
+            conn.close()
+
+    def open_loop_worker():
+        conn = connect()
+        ready.wait()
+        try:
+            while True:
+                with lock:
+                    if counter[0] >= requests:
+                        return
+                    counter[0] += 1
+                    index = counter[0]
+                due = start[0] + (index - 1) / rate
+                now = time.monotonic()
+                if due > now:
+                    time.sleep(due - now)
+                if time.monotonic() >= deadline[0]:
+                    return
+                conn = send(conn, index)
+        finally:
+            conn.close()
+
+    worker = open_loop_worker if rate is not None else closed_loop_worker
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    start[0] = time.monotonic()
+    deadline[0] = start[0] + timeout
+    try:
+        ready.wait(timeout=min(timeout, 30))
+    except threading.BrokenBarrierError:
+        pass
+    start[0] = time.monotonic()  # the burst starts now, every connection is open
+    deadline[0] = start[0] + timeout
+    for t in threads:
+        t.join(max(0.0, deadline[0] - time.monotonic()) + 1.0)
+    seconds = time.monotonic() - start[0]
+    done = sorted((r for r in records if r is not None), key=lambda r: r.sent_ms)
+    for i, r in enumerate(done, 1):  # send order, as the record promises
+        r.index = i
+    mode = "open-loop" if rate is not None else ("sequential" if concurrency == 1 else "concurrent")
+    result = ProbeResult(url, mode, done, seconds, timed_out=len(done) < requests)
+    if result.timed_out:
+        result.warnings.append(f"the probe stopped at --timeout {timeout:g} s after {len(done)} of {requests} "
+                               "requests")
+    return result
+
+
+def summarize(result: ProbeResult, *, expect_rate: float | None = None, expect_burst: int | None = None,
+              delay: float = NODELAY, tolerance: int = 1) -> ProbeResult:
+    """Fill in the histogram, latencies, delayed/immediate and, with an expectation, the model's verdict."""
+    recs = result.records
+    result.statuses = dict(sorted(Counter(r.status for r in recs).items()))
+    result.passed = sum(1 for r in recs if 200 <= r.status < 300)
+    result.limited = sum(1 for r in recs if r.status == 429)
+    result.first_limited = next((r.index for r in recs if r.status == 429), None)
+    answered = sorted(r.latency_ms for r in recs if r.status)
+    if answered:
+        result.latency_ms = {f"p{q}": round(_quantile(answered, q / 100), 3) for q in (50, 95, 99)}
+    result._delay_threshold_ms = 0.5 * 1000 / expect_rate if expect_rate else 100.0
+    result.delayed = sum(1 for r in recs if result._is_delayed(r))
+    result.immediate = result.passed - result.delayed
+    if len(recs) > 1:
+        span = (recs[-1].sent_ms - recs[0].sent_ms) / 1000
+        result.send_rate = round((len(recs) - 1) / span, 1) if span > 0 else math.inf
+    if expect_rate is None or expect_burst is None:
+        return result
+    times = [r.sent_ms for r in recs]
+    decisions = predict(times, expect_rate, expect_burst, delay=delay)
+    pred_pass = sum(d.passed for d in decisions)
+    pred_first = next((i for i, d in enumerate(decisions, 1) if not d.passed), None)
+    pred_delayed = sum(1 for d in decisions if d.passed and d.delay_ms >= result._delay_threshold_ms)
+    compare_first = result.mode == "sequential"
+    match = abs(result.passed - pred_pass) <= tolerance
+    if compare_first:
+        match = match and ((pred_first is None and result.first_limited is None) or (
+            pred_first is not None and result.first_limited is not None
+            and abs(pred_first - result.first_limited) <= tolerance))
+    others = {s: n for s, n in result.statuses.items() if not (200 <= s < 300 or s == 429)}
+    if others:
+        result.warnings.append(f"answers other than 2xx and 429: {others}; the model does not predict them")
+    # could the probe send fast enough? compare with the same burst sent all at once
+    instant = sum(d.passed for d in predict([times[0]] * len(times), expect_rate, expect_burst, delay=delay)) \
+        if times else 0
+    if result.mode != "open-loop" and pred_pass > instant:
+        result.warnings.append(
+            f"sent at {result.send_rate:g} r/s: the bucket drained {pred_pass - instant} request(s) while the burst "
+            f"was being sent, so burst={expect_burst} was not tested at full speed (raise --concurrency)")
+    result.expectation = {
+        "rate": expect_rate, "burst": expect_burst, "delay": None if delay == NODELAY else delay,
+        "nodelay": delay == NODELAY, "tolerance": tolerance, "predicted_passed": pred_pass,
+        "predicted_first_limited": pred_first, "predicted_delayed": pred_delayed,
+        "compared": ["passed", "first_limited"] if compare_first else ["passed"], "match": match,
+        "decisions": [d.passed for d in decisions],
+    }
+    return result
+
+
+def _quantile(sorted_values: list[float], q: float) -> float:
+    if len(sorted_values) == 1:
+        return sorted_values[0]
+    pos = q * (len(sorted_values) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def state_path() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "metrics-ops" / "probes.json"
+
+
+def recent_probe_warning(url: str, rate: float, burst: int, now: float | None = None) -> str | None:
+    """A warning when the previous probe of ``url`` ended less than (burst + 1) / rate seconds ago."""
+    now = time.time() if now is None else now
+    try:
+        last = json.loads(state_path().read_text()).get(url)
+    except (OSError, ValueError):
+        return None
+    refill = (burst + 1) / rate
+    if isinstance(last, int | float) and 0 <= now - last < refill:
+        return (f"the previous probe of {url} ended {now - last:.1f} s ago; nginx needs {refill:g} s "
+                f"((burst + 1) / rate) to forget it, so this probe may see fewer passes than the model predicts")
+    return None
+
+
+def remember_probe(url: str, now: float | None = None) -> None:
+    path = state_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            data = {}
+        data[url] = time.time() if now is None else now
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # remembering is a courtesy; the probe itself succeeded

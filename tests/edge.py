@@ -1,0 +1,87 @@
+"""A real nginx from deploy/edge/nginx.conf, on a free loopback port with a temp prefix, for edge tests.
+
+Only the listen port, the log paths and the backend address are substituted in the shipped file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from serve_process import free_port
+
+SHIPPED = Path(__file__).resolve().parent.parent / "deploy" / "edge" / "nginx.conf"
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.path.exists(p)), None)
+
+
+def render(prefix: Path, port: int, backend: str) -> Path:
+    text = SHIPPED.read_text()
+    text, n_listen = re.subn(r"listen 8080;", f"listen 127.0.0.1:{port};", text)
+    text, n_backend = re.subn(r"server 127\.0\.0\.1:8001;", f"server {backend};", text)
+    text = text.replace("/var/log/nginx/", f"{prefix}/")
+    assert n_listen == 1 and n_backend == 1, "deploy/edge/nginx.conf changed shape; update tests/edge.py"
+    (prefix / "metrics-ops.conf").write_text(text)
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    main = prefix / "nginx.conf"
+    main.write_text(f"""{user}daemon off;
+worker_processes 1;
+error_log {prefix}/error.log;
+pid {prefix}/nginx.pid;
+events {{ worker_connections 512; }}
+http {{
+  client_body_temp_path {prefix}/body;
+  proxy_temp_path {prefix}/proxy;
+  fastcgi_temp_path {prefix}/fastcgi;
+  uwsgi_temp_path {prefix}/uwsgi;
+  scgi_temp_path {prefix}/scgi;
+  access_log off;
+  include {prefix}/metrics-ops.conf;
+}}
+""")
+    return main
+
+
+class Nginx:
+    def __init__(self, prefix: Path, backend_port: int):
+        self.binary = nginx_binary()
+        self.prefix = prefix
+        prefix.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.conf = render(prefix, self.port, f"127.0.0.1:{backend_port}")
+        self.test = subprocess.run([self.binary, "-t", "-p", str(prefix), "-c", str(self.conf), "-e",
+                                    str(prefix / "error.log")], capture_output=True, text=True)
+        if self.test.returncode != 0:
+            raise RuntimeError(f"nginx -t failed: {self.test.stderr}")
+        self.proc = subprocess.Popen([self.binary, "-p", str(prefix), "-c", str(self.conf), "-e",
+                                      str(prefix / "error.log")], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        import socket
+
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"nginx did not start: {(prefix / 'error.log').read_text()}") from None
+                time.sleep(0.05)
+
+    def url(self, path: str = "/api/metrics/event") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

@@ -1,0 +1,174 @@
+"""nginx's limit_req model (ANCHORS.md figures) and the probe against a real nginx in front of a real serve."""
+
+import csv
+import json
+
+import pytest
+from edge import Nginx, nginx_binary
+from serve_process import Server
+
+from metrics_ops.ratelimit import NODELAY, predict, recent_probe_warning, remember_probe, run_probe, summarize
+
+
+def passes(decisions):
+    return sum(d.passed for d in decisions)
+
+
+def first_refused(decisions):
+    return next((i for i, d in enumerate(decisions, 1) if not d.passed), None)
+
+
+def test_back_to_back_sequential_passes_burst_plus_one():
+    d = predict([i * 1.0 for i in range(20)], 5, 10)
+    assert passes(d) == 11 and first_refused(d) == 12
+
+
+def test_fifty_ms_spacing_passes_15_first_429_at_15():
+    d = predict([i * 50.0 for i in range(20)], 5, 10)
+    assert passes(d) == 15 and first_refused(d) == 15
+    assert [i for i, x in enumerate(d, 1) if x.passed] == [*range(1, 15), 17]  # #17 slips through as it drains
+
+
+def test_twenty_simultaneous_pass_11():
+    assert passes(predict([0.0] * 20, 5, 10)) == 11
+
+
+def test_a_second_burst_one_second_later_passes_5():
+    first = [i * 1.0 for i in range(20)]
+    d = predict(first + [first[-1] + 1000 + i for i in range(20)], 5, 10)
+    assert passes(d[:20]) == 11 and passes(d[20:]) == 5
+
+
+def test_delay_4_lets_5_through_at_once_and_queues_the_rest_of_the_burst():
+    d = predict([0.0] * 20, 5, 10, delay=4)
+    assert passes(d) == 11
+    assert [x.delay_ms for x in d if x.passed] == [0, 0, 0, 0, 0, 200, 400, 600, 800, 1000, 1200]
+
+
+def test_plain_burst_queues_every_excess_request():
+    d = predict([0.0] * 5, 5, 10, delay=0)
+    assert [x.delay_ms for x in d] == [0, 200, 400, 600, 800]
+
+
+def test_a_refused_request_does_not_update_the_state():
+    d = predict([0.0] * 11 + [1.0, 150.0], 5, 10)
+    assert [x.passed for x in d[-2:]] == [False, False]
+    assert d[-1].excess == d[10].excess  # the refusals left the bucket as the last accepted request did
+    assert predict([0.0] * 11 + [200.0], 5, 10)[-1].passed  # 200 ms drained one request
+
+
+def test_summarize_compares_with_the_model():
+    from metrics_ops.ratelimit import ProbeResult, Record
+
+    recs = [Record(i, float(i), 202 if i <= 11 else 429, 1.0) for i in range(1, 21)]
+    r = summarize(ProbeResult("http://x/", "sequential", recs, 0.02), expect_rate=5, expect_burst=10)
+    assert r.expectation["match"] and r.first_limited == 12 and r.passed == 11
+    recs = [Record(i, float(i), 202 if i <= 14 else 429, 1.0) for i in range(1, 21)]
+    r = summarize(ProbeResult("http://x/", "sequential", recs, 0.02), expect_rate=5, expect_burst=10)
+    assert not r.expectation["match"]
+
+
+def test_slow_sender_is_told_it_did_not_test_the_burst():
+    from metrics_ops.ratelimit import ProbeResult, Record
+
+    recs = [Record(i, i * 100.0, 202, 1.0) for i in range(1, 21)]  # 10 r/s: nginx drains half of it
+    r = summarize(ProbeResult("http://x/", "sequential", recs, 2.0), expect_rate=5, expect_burst=10)
+    assert any("was not tested at full speed" in w for w in r.warnings)
+
+
+def test_recent_probe_warning(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert recent_probe_warning("http://x/", 5, 10, now=100.0) is None
+    remember_probe("http://x/", now=100.0)
+    assert "2.2 s" in recent_probe_warning("http://x/", 5, 10, now=101.0)
+    assert recent_probe_warning("http://x/", 5, 10, now=103.0) is None
+    assert recent_probe_warning("http://other/", 5, 10, now=101.0) is None
+
+
+def test_probe_refuses_other_schemes_and_unbounded_requests(run):
+    r = run("probe", "file:///etc/passwd")
+    assert r.exit_code == 2 and "want an http:// or https:// URL" in r.stderr
+    assert run("probe", "http://127.0.0.1:9/", "--requests", "10001").exit_code == 2
+    r = run("probe", "http://127.0.0.1:9/", "--rate", "1000", "--duration", "20")
+    assert r.exit_code == 2 and "over 10000 requests" in r.stderr
+    assert run("probe", "http://127.0.0.1:9/", "--rate", "5").exit_code == 2
+
+
+def test_probe_timeout_bounds_a_dead_target():
+    import socket
+    import time
+
+    with socket.socket() as s:  # listens but never answers
+        s.bind(("127.0.0.1", 0))
+        s.listen(64)
+        t0 = time.monotonic()
+        r = run_probe(f"http://127.0.0.1:{s.getsockname()[1]}/", requests=50, concurrency=2, timeout=1.0)
+        assert time.monotonic() - t0 < 4
+    assert r.timed_out or all(rec.status == 0 for rec in r.records)
+
+
+needs_nginx = pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (apt-get install nginx; "
+                                                                 ".ci/run installs it)")
+
+
+@pytest.fixture
+def edge(data_dir, tmp_path):
+    backend = Server(data_dir, tmp_path / "serve.log")
+    proxy = Nginx(tmp_path / "nginx", backend.port)
+    yield proxy
+    proxy.stop()
+    assert backend.stop() == 0
+
+
+@needs_nginx
+def test_probe_matches_real_nginx_sequential(edge, run, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    out = tmp_path / "probe.csv"
+    r = run("probe", edge.url(), "--requests", "20", "--expect-rate", "5", "--expect-burst", "10", "--json",
+            "--csv", out)
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert (doc["passed"], doc["first_limited"]) == (11, 12)
+    assert doc["expectation"]["match"] and doc["statuses"] == {"202": 11, "429": 9}
+    rows = list(csv.DictReader(out.open()))
+    assert [int(x["index"]) for x in rows] == list(range(1, 21))
+    assert [x["status"] for x in rows] == ["202"] * 11 + ["429"] * 9
+    assert all(x["predicted"] == ("pass" if i < 11 else "429") for i, x in enumerate(rows))
+    # probing again at once: the warning, and the model (fed real send times) still decides
+    r = run("probe", edge.url(), "--requests", "20", "--expect-rate", "5", "--expect-burst", "10")
+    assert "the previous probe of" in r.stderr
+
+
+@needs_nginx
+def test_probe_matches_real_nginx_concurrent(edge, run, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    r = run("probe", edge.url(), "--requests", "20", "--concurrency", "20", "--expect-rate", "5",
+            "--expect-burst", "10", "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["passed"] == doc["expectation"]["predicted_passed"] == 11
+
+
+@needs_nginx
+def test_probe_matches_real_nginx_open_loop_50ms(edge, run, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    r = run("probe", edge.url(), "--rate", "20", "--duration", "1", "--concurrency", "4", "--expect-rate", "5",
+            "--expect-burst", "10", "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["passed"] == doc["expectation"]["predicted_passed"]
+    assert abs(doc["passed"] - 15) <= 1
+
+
+@needs_nginx
+def test_a_wrong_expectation_is_exit_1(edge, run, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    r = run("probe", edge.url(), "--requests", "20", "--expect-rate", "5", "--expect-burst", "4")
+    assert r.exit_code == 1
+    assert "metrics-ops: mismatch: 11 passed (model: 5), first 429 at #12 (model: #6), tolerance 1" in r.stderr
+
+
+def test_nodelay_and_delay_exclude_each_other(run):
+    r = run("probe", "http://127.0.0.1:9/", "--nodelay", "--delay", "3")
+    assert r.exit_code == 2 and "exclude each other" in r.stderr
+    assert NODELAY > 1e9
