@@ -30,7 +30,7 @@ STEPS = ("rotate", "gzip", "prune")
 @dataclass
 class Action:
     step: str  # rotate | gzip | prune
-    kind: str  # adopt | create | shard | link | gzip | reconcile | remove-temp | delete
+    kind: str  # mkdir | adopt | create | shard | link | gzip | reconcile | remove-temp | delete
     file: str
     bytes_before: int | None = None
     bytes_after: int | None = None
@@ -163,11 +163,16 @@ def run_pass(
     result = PassResult(tuple(steps), dry_run, today.isoformat())
     threads = threads or min(2, os.cpu_count() or 1)
     if not store.dir.is_dir():
-        if dry_run or "rotate" not in steps:
+        if "rotate" not in steps:
             result.errors.append(f"data directory {store.dir} does not exist")
             return result
-        os.makedirs(store.dir, exist_ok=True)
-    listing = store.scan()
+        if dry_run:
+            result.actions.append(Action("rotate", "mkdir", str(store.dir), detail="the data directory"))
+            listing = Listing([], [], [], [], None, False)
+        else:
+            os.makedirs(store.dir, exist_ok=True)
+    if store.dir.is_dir():
+        listing = store.scan()
     result.unknown = listing.unknown
     link_target = listing.link_target
     for step in steps:

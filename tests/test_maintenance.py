@@ -292,3 +292,12 @@ def test_rotate_follows_the_local_day_across_dst_changes(data_dir, run, utc_inst
     assert r.exit_code == 0
     assert json.loads(r.stdout)["day"] == berlin_day
     assert os.readlink(data_dir / "metrics.jsonl") == f"metrics-{berlin_day}.jsonl"
+
+
+def test_dry_run_of_rotate_on_a_missing_directory_plans_it_and_creates_nothing(tmp_path, run):
+    target = tmp_path / "new" / "data"
+    r = run("--data-dir", target, "rotate", "--once", "--dry-run", "--json")
+    assert r.exit_code == 0, r.output
+    assert [(a["kind"], a["status"]) for a in json.loads(r.stdout)["actions"]] == [
+        ("mkdir", "planned"), ("create", "planned"), ("link", "planned")]
+    assert not (tmp_path / "new").exists()
