@@ -70,8 +70,12 @@ def test_pipeline_over_31_simulated_days(tmp_path, monkeypatch):
                                        capture_output=True, text=True, timeout=60)
                 assert probe.returncode == 0, probe.stdout + probe.stderr
                 doc = json.loads(probe.stdout)
-                assert (doc["passed"], doc["first_limited"]) == (11, 12)
-                stored[str(day)] += [("probe", i) for i in range(doc["passed"])]
+                model = doc["expectation"]  # fed the real send times; 11 and #12 when the sends are quick
+                assert (doc["passed"], doc["first_limited"]) == (model["predicted_passed"],
+                                                                 model["predicted_first_limited"])
+                assert doc["passed"] in (11, 12)
+                probe_passed = doc["passed"]
+                stored[str(day)] += [("probe", i) for i in range(probe_passed)]
                 time.sleep(2.3)
                 big = b'{"visitor_id":"v","event":"x","metadata":{"s":"' + b"x" * 70_000 + b'"}}'
                 c2 = http.client.HTTPConnection("127.0.0.1", edge.port, timeout=10)
@@ -123,5 +127,5 @@ def test_pipeline_over_31_simulated_days(tmp_path, monkeypatch):
         for who, n in events:
             expected[(day, (who, n) if who != "probe" else ("probe", None))] += 1
     assert found == expected  # every stored=1 answer exactly once, nothing else
-    assert sum(expected.values()) == (DAYS - 2) * PER_DAY + 11
+    assert sum(expected.values()) == (DAYS - 2) * PER_DAY + probe_passed
     shutil.rmtree(tmp_path / "nginx", ignore_errors=True)

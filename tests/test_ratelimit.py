@@ -128,12 +128,13 @@ def test_probe_matches_real_nginx_sequential(edge, run, tmp_path, monkeypatch):
             "--csv", out)
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
-    assert (doc["passed"], doc["first_limited"]) == (11, 12)
-    assert doc["expectation"]["match"] and doc["statuses"] == {"202": 11, "429": 9}
+    model = doc["expectation"]
+    assert (doc["passed"], doc["first_limited"]) == (model["predicted_passed"], model["predicted_first_limited"])
+    assert doc["passed"] in (11, 12)  # 11 when the 20 sends take under 200 ms, as they do on an idle machine
+    assert doc["statuses"] == {"202": doc["passed"], "429": 20 - doc["passed"]}
     rows = list(csv.DictReader(out.open()))
     assert [int(x["index"]) for x in rows] == list(range(1, 21))
-    assert [x["status"] for x in rows] == ["202"] * 11 + ["429"] * 9
-    assert all(x["predicted"] == ("pass" if i < 11 else "429") for i, x in enumerate(rows))
+    assert [x["predicted"] for x in rows] == ["pass" if x["status"] == "202" else "429" for x in rows]
     # probing again at once: the warning, and the model (fed real send times) still decides
     r = run("probe", edge.url(), "--requests", "20", "--expect-rate", "5", "--expect-burst", "10")
     assert "the previous probe of" in r.stderr

@@ -29,6 +29,7 @@ def cli(ctx, config, data_dir, json_, quiet, verbose):
     ctx.obj = State(config=config, data_dir=data_dir, json=json_, quiet=quiet, verbose=verbose)
 
 
+from metrics_ops.cli.completion import completion  # noqa: E402
 from metrics_ops.cli.config_cmd import config  # noqa: E402
 from metrics_ops.cli.maintenance import gzip_cmd, prune, rotate  # noqa: E402
 from metrics_ops.cli.probe import ratelimit_probe  # noqa: E402
@@ -43,6 +44,7 @@ cli.add_command(config)
 cli.add_command(sample_test)
 cli.add_command(ratelimit_probe)
 cli.add_command(ratelimit_probe, "probe")
+cli.add_command(completion)
 
 
 def main() -> None:

@@ -39,6 +39,13 @@ class State:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def complete_zone(ctx, param, incomplete: str):
+    """--tz completion: IANA zone names (zoneinfo is imported only when a completion is asked for)."""
+    from zoneinfo import available_timezones
+
+    return sorted(z for z in available_timezones() if z.startswith(incomplete))
+
+
 def output_options(fn):
     """--json / -q / -v, accepted before or after the command name (either place counts)."""
     fn = click.option("json_", "--json", is_flag=True, default=None, help="Print one JSON document.")(fn)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, output, output_options, settings
+from metrics_ops.cli.common import Failure, complete_zone, output, output_options, settings
 from metrics_ops.exitcodes import ExitCode
 
 
@@ -12,7 +12,7 @@ def _common(fn):
     fn = click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")(fn)
     fn = click.option("--lock-timeout", type=float, default=None, metavar="SECONDS",
                       help="Wait this long for another pass to finish (default 10; env METRICS_LOCK_TIMEOUT).")(fn)
-    fn = click.option("--tz", default=None, metavar="ZONE",
+    fn = click.option("--tz", default=None, metavar="ZONE", shell_complete=complete_zone,
                       help="IANA time zone that decides the day (default UTC; env METRICS_TZ).")(fn)
     return output_options(fn)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, settings
+from metrics_ops.cli.common import Failure, complete_zone, settings
 
 
 @click.command()
@@ -20,7 +20,8 @@ from metrics_ops.cli.common import Failure, settings
               help="random: per event; visitor: whole visitors by a keyed hash (env METRICS_SAMPLE_MODE).")
 @click.option("--max-mb", type=float, default=None, metavar="MIB",
               help="Start the next shard at this size (env METRICS_MAX_MB; unset: never).")
-@click.option("--tz", default=None, metavar="ZONE", help="IANA zone of the receive day (default UTC; env METRICS_TZ).")
+@click.option("--tz", default=None, metavar="ZONE", shell_complete=complete_zone,
+              help="IANA zone of the receive day (default UTC; env METRICS_TZ).")
 @click.pass_context
 def serve(ctx, host, port, workers, log_level, sample_rate, sample_mode, max_mb, tz):
     """Run the ingestion endpoint (POST /api/metrics/event) on a production WSGI server.

@@ -1,0 +1,114 @@
+"""Meta-tests in the style of sqlite-utils' test_docs.py: generated files are fresh, every command and option
+is documented in the README and the man pages, completions work in a real bash, man pages are clean."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from metrics_ops import docgen
+from metrics_ops.cli import cli
+from metrics_ops.exitcodes import EXIT_STATUS_DOC, ExitCode
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def test_generated_files_are_fresh():
+    stale = [str(p.relative_to(ROOT)) for p, text in docgen.outputs().items()
+             if not p.exists() or p.read_text() != text]
+    assert not stale, f"regenerate with `python -m metrics_ops.docgen`: {stale}"
+    known = set(docgen.outputs())
+    strays = [p.name for folder in ("man", "completions") for p in (ROOT / folder).iterdir() if p not in known]
+    assert not strays
+
+
+def test_man_pages_do_not_depend_on_the_day_they_were_built(monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")  # 2026-01-01
+    full, cmd = docgen.commands()[1]
+    assert '"2026-01-01"' in docgen.man_page(full, cmd).splitlines()[1]
+    monkeypatch.delenv("SOURCE_DATE_EPOCH")
+    from metrics_ops import RELEASE_DATE
+
+    assert f'"{RELEASE_DATE}"' in docgen.man_page(full, cmd).splitlines()[1]
+
+
+@pytest.mark.skipif(shutil.which("groff") is None, reason="groff is not installed (.ci/run installs groff-base)")
+@pytest.mark.parametrize("page", sorted(p.name for p in (ROOT / "man").glob("*.1")))
+def test_man_page_has_no_groff_warnings(page):
+    r = subprocess.run(["groff", "-man", "-ww", "-z", str(ROOT / "man" / page)], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    text = (ROOT / "man" / page).read_text()
+    for section in ("NAME", "SYNOPSIS", "EXIT STATUS", "ENVIRONMENT", "FILES"):
+        assert f".SH {section}" in text
+
+
+def _man_text(page: str) -> str:
+    return (ROOT / "man" / page).read_text().replace("\\-", "-").replace("\\e", "\\")
+
+
+@pytest.mark.parametrize("full, cmd", docgen.commands(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_command_and_option_is_in_the_readme_and_its_man_page(full, cmd):
+    page = _man_text(full.replace(" ", "-") + ".1")
+    assert f"### `{full}`" in README
+    section = README.split(f"### `{full}`", 1)[1].split("### ", 1)[0]
+    for param in cmd.params:
+        if isinstance(param, click.Option):
+            assert param.opts[0] in page, (full, param.opts[0])
+            assert f"`{param.opts[0]}" in section or f", {param.opts[0]}" in section, (full, param.opts[0])
+
+
+def test_exit_statuses_are_documented_once_in_code_and_shown_everywhere():
+    table = README.split("## Exit status", 1)[1].split("\n## ", 1)[0]
+    for code in ExitCode:
+        assert f"\n| {int(code)} |" in table, code
+        assert code in EXIT_STATUS_DOC
+    page = _man_text("metrics-ops-rotate.1")
+    for code, text in EXIT_STATUS_DOC.items():
+        assert f".B {int(code)}\n{text}" in page
+
+
+def test_completion_command_prints_the_shipped_scripts(run):
+    for shell in ("bash", "zsh", "fish"):
+        r = run("completion", shell)
+        assert r.exit_code == 0
+        shipped = (ROOT / "completions" / f"metrics-ops.{shell}").read_text()
+        assert shipped.split("\n", 1)[1] == r.stdout
+
+
+def _bash_complete(words: str) -> list[str]:
+    script = ROOT / "completions" / "metrics-ops.bash"
+    bindir = Path(sys.executable).parent
+    exe = shutil.which("metrics-ops") or str(bindir / "metrics-ops")
+    if not os.path.exists(exe):
+        pytest.skip("the metrics-ops console script is not installed (pip install -e .)")
+    cword = len(words.split()) - (0 if words.endswith(" ") else 1)
+    code = (f"source {script}\nCOMP_WORDS=({words})\n" + ("COMP_WORDS+=('')\n" if words.endswith(" ") else "")
+            + f"COMP_CWORD={cword}\n_metrics_ops_completion metrics-ops\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"\n")
+    env = {**os.environ, "PATH": f"{Path(exe).parent}:{os.environ.get('PATH', '')}"}
+    r = subprocess.run(["bash", "-c", code], capture_output=True, text=True, env=env, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return [line for line in r.stdout.splitlines() if line]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
+def test_bash_completion_for_real():
+    assert _bash_complete("metrics-ops ro") == ["rotate"]
+    assert set(_bash_complete("metrics-ops s")) == {"sample-test", "serve"}
+    assert "Europe/Berlin" in _bash_complete("metrics-ops rotate --tz Europe/Ber")
+    assert _bash_complete("metrics-ops completion z") == ["zsh"]
+    assert _bash_complete("metrics-ops sample-test --mode v") == ["visitor"]
+
+
+def test_help_and_completion_do_not_import_the_heavy_modules():
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom metrics_ops.cli import cli\n"
+            "CliRunner().invoke(cli, ['rotate', '--help'])\n"
+            "heavy = [m for m in ('pydantic', 'pydantic_settings', 'rich', 'granian', 'orjson', 'zlib_ng')"
+            " if m in sys.modules]\nprint(','.join(heavy))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == ""
+    assert cli.name == "cli"
