@@ -66,7 +66,7 @@ class Output:
 
             t = Table(title=title, title_justify="left")
             for i, col in enumerate(columns):
-                t.add_column(col, justify=(justify[i] if justify else "left"))
+                t.add_column(col, justify=(justify[i] if justify else "left"), overflow="fold")
             for row in rows:
                 t.add_row(*("" if v is None else str(v) for v in row))
             Console(file=self.stdout, no_color=not self.color, highlight=False).print(t)

@@ -15,6 +15,7 @@ import sys
 import time
 from collections import Counter
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 from edge import Nginx, nginx_binary
@@ -28,6 +29,14 @@ DAYS = 31
 PER_DAY = 3
 
 
+def set_clock(path: Path, text: str) -> None:
+    """Atomically: libfaketime rereads the file on every clock call, and a half-written file reads as "no fake
+    time", which would put an event on today's real date."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text + "\n")
+    os.replace(tmp, path)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(nginx_binary() is None or LIBFAKETIME is None,
                     reason="needs nginx and faketime (apt-get install nginx faketime; .ci/run installs both)")
@@ -36,7 +45,7 @@ def test_pipeline_over_31_simulated_days(tmp_path, monkeypatch):
     data = tmp_path / "data"
     data.mkdir()
     clock = tmp_path / "fake-now"
-    clock.write_text(f"{START} 12:00:00\n")
+    set_clock(clock, f"{START} 12:00:00")
     fake = {"LD_PRELOAD": LIBFAKETIME, "FAKETIME_TIMESTAMP_FILE": str(clock), "FAKETIME_NO_CACHE": "1",
             "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
     backend = Server(data, tmp_path / "serve.log", "--max-mb", "0.0002", env=fake)
@@ -48,7 +57,7 @@ def test_pipeline_over_31_simulated_days(tmp_path, monkeypatch):
         next_send = time.monotonic()
         for d in range(DAYS):
             day = START + timedelta(days=d)
-            clock.write_text(f"{day} 12:00:00\n")
+            set_clock(clock, f"{day} 12:00:00")
             for n in range(PER_DAY):
                 time.sleep(max(0.0, next_send - time.monotonic()))
                 next_send = time.monotonic() + 0.21  # under the edge's 5 r/s
@@ -88,7 +97,7 @@ def test_pipeline_over_31_simulated_days(tmp_path, monkeypatch):
                                      "-q", "--max-mb", "0.0002", "--gzip-after", "3", "--retention", "30"],
                                     env={**os.environ, **fake}, capture_output=True, text=True, timeout=60)
             assert rotate.returncode == 0, rotate.stderr
-        clock.write_text(f"{START + timedelta(days=DAYS)} 00:30:00\n")  # after 31 simulated days
+        set_clock(clock, f"{START + timedelta(days=DAYS)} 00:30:00")  # after 31 simulated days
         rotate = subprocess.run([sys.executable, "-m", "metrics_ops", "--data-dir", str(data), "rotate", "--once",
                                  "--json", "--max-mb", "0.0002", "--gzip-after", "3", "--retention", "30"],
                                 env={**os.environ, **fake}, capture_output=True, text=True, timeout=60)

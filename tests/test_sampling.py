@@ -124,7 +124,7 @@ def test_cli_configured_pair_comes_from_the_environment(run):
 
 @pytest.fixture
 def half_server(data_dir, tmp_path):
-    s = Server(data_dir, tmp_path / "serve.log", "--sample-rate", "0.5")
+    s = Server(data_dir, tmp_path / "serve.log", env={"METRICS_SAMPLE_RATE": "0.5"})
     yield s
     assert s.stop() == 0
 
