@@ -44,3 +44,13 @@ def timed(cmd: list[str], **kw) -> float:
 
 def best_of(n: int, fn) -> float:
     return min(fn() for _ in range(n))
+
+
+def best_time(repeat: int, fn) -> float:
+    """The fastest of ``repeat`` calls of ``fn``, in seconds."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)

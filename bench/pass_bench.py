@@ -10,6 +10,10 @@ same directory, and `python -c pass` for process start-up. Target (issue 2): wel
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
 import argparse
 import json
 import os
@@ -21,6 +25,8 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+from common import best_time  # noqa: E402
 
 from metrics_ops.maintenance import run_pass
 from metrics_ops.store import Store, file_name
@@ -38,13 +44,6 @@ def populate(d: Path, days: int, shards: int) -> int:
     return n
 
 
-def best(repeat: int, fn) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:
@@ -60,12 +59,12 @@ def main() -> None:
         d.mkdir()
         files = populate(d, args.days, args.shards)
         store = Store(d, ZoneInfo("UTC"))
-        scan = best(args.repeat, lambda: list(os.scandir(d)))
-        steady = best(args.repeat, lambda: run_pass(store, now=time.time(), gzip_after=3, retention=400))
+        scan = best_time(args.repeat, lambda: list(os.scandir(d)))
+        steady = best_time(args.repeat, lambda: run_pass(store, now=time.time(), gzip_after=3, retention=400))
         cmd = [sys.executable, "-m", "metrics_ops", "--data-dir", str(d), "rotate", "--once", "-q",
                "--retention", "400"]
-        process = best(args.repeat, lambda: subprocess.run(cmd, check=True))
-        bare = best(args.repeat, lambda: subprocess.run([sys.executable, "-c", "pass"], check=True))
+        process = best_time(args.repeat, lambda: subprocess.run(cmd, check=True))
+        bare = best_time(args.repeat, lambda: subprocess.run([sys.executable, "-c", "pass"], check=True))
         t0 = time.perf_counter()
         result = run_pass(store, now=time.time(), gzip_after=3, retention=30)
         prune = time.perf_counter() - t0

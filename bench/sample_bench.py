@@ -7,21 +7,17 @@ Target (issue 4): a 1,000,000-event simulation in under a second.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
 import argparse
 import json
 import random
-import time
+
+from common import best_time  # noqa: E402
 
 from metrics_ops.sampletest import simulate
-
-
-def best(repeat: int, fn) -> float:
-    out = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return min(out)
 
 
 def main() -> None:
@@ -32,11 +28,11 @@ def main() -> None:
     args = ap.parse_args()
     n = args.events
     draw = random.Random(1).random
-    base = best(args.repeat, lambda: [draw() for _ in range(n)])
+    base = best_time(args.repeat, lambda: [draw() for _ in range(n)])
     rows = {}
     for mode in ("random", "visitor"):
         for c, s in ((1.0, 0.5), (0.25, 0.5)):
-            t = best(args.repeat, lambda c=c, s=s, mode=mode: simulate(c, s, n, mode=mode, seed=1))
+            t = best_time(args.repeat, lambda c=c, s=s, mode=mode: simulate(c, s, n, mode=mode, seed=1))
             rows[f"{mode} {c:g} x {s:g}"] = {"seconds": round(t, 3), "vs_baseline": round(t / base, 2)}
     if args.json:
         print(json.dumps({"events": n, "baseline_s": round(base, 3), "rows": rows}, indent=2))
