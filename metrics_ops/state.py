@@ -25,6 +25,7 @@ from __future__ import annotations
 import fcntl
 import heapq
 import json
+import logging
 import mmap
 import os
 import struct
@@ -50,6 +51,7 @@ COUNTERS = (
 INDEX = {name: i for i, name in enumerate(COUNTERS)}
 _REQUESTS, _RECEIVED = INDEX["requests"], INDEX["received"]
 FLAG_STORED = 1
+log = logging.getLogger("metrics_ops.serve")
 
 
 class StateError(OSError):
@@ -85,6 +87,7 @@ class SharedState:
         self._counters: memoryview | None = None
         self._seq: memoryview | None = None
         self._lock = threading.Lock()
+        self._last_warning = -1e9
 
     @property
     def size(self) -> int:
@@ -166,9 +169,21 @@ class SharedState:
         struct.pack_into("=Q", m, offset, seq + 1)
         self._seq[0] = seq + 1
 
+    def _unavailable(self, exc: OSError) -> None:
+        """The ring and counters are a debug view: a broken state file must not fail an event that the store
+        already took (the client would retry and store it twice). Say so once a minute."""
+        now = time.monotonic()
+        if now - self._last_warning > 60:
+            self._last_warning = now
+            log.warning("state file %s unusable, ring and counters not updated: %s", self.path, exc)
+
     def record_event(self, record: bytes, stored: bool, outcome: int) -> None:
         """The hot path of one accepted event: ring entry + requests, received and ``outcome`` counters."""
-        m = self._attach()
+        try:
+            m = self._attach()
+        except OSError as exc:
+            self._unavailable(exc)
+            return
         now_ns = time.time_ns()
         with self._lock:
             counters = self._counters
@@ -179,7 +194,11 @@ class SharedState:
 
     def update(self, entries: Iterable[tuple[bytes, bool]] = (), **counts: int) -> None:
         """Append ring entries (record, stored?) and add to counters."""
-        m = self._attach()
+        try:
+            m = self._attach()
+        except OSError as exc:
+            self._unavailable(exc)
+            return
         now_ns = time.time_ns()
         with self._lock:
             for name, n in counts.items():

@@ -257,3 +257,14 @@ def test_no_cors_headers_without_configured_origins(app):
 def test_head_has_no_body(app):
     r = call(app, "HEAD", "/healthz")
     assert r.status == 200 and r.body == b""
+
+
+def test_a_broken_state_file_never_fails_an_event_the_store_took(data_dir, caplog):
+    (data_dir / "state-is-a-dir").mkdir()
+    app = make_app(load_settings({"dir": str(data_dir), "state_file": str(data_dir / "state-is-a-dir")}))
+    r = call(app, "POST", EVENT, json.dumps(GOOD))
+    assert r.status == 202 and r.json["stored"] == 1  # not a 5xx the client would retry (and store twice)
+    assert call(app, "POST", BATCH, json.dumps([GOOD])).status == 202
+    assert len(stored_lines(data_dir)) == 2
+    assert call(app, "GET", "/api/metrics/snapshot").status == 503  # the debug view says it is broken
+    assert sum("state file" in m for m in caplog.messages) == 1  # one warning, not one per event
