@@ -286,3 +286,53 @@ def run_loop(one_pass: Callable[[], PassResult], interval: float, stop: threadin
         passes += 1
         stop.wait(interval)
     return passes
+
+
+def run_forget(store: Store, visitor_ids: frozenset[str], *, now: float, level: int = 6, dry_run: bool = False,
+               include_current: bool = False) -> PassResult:
+    """Remove every line of ``visitor_ids`` from the data files (plain, shards, archives); the caller holds the
+    maintenance lock. Today's files and the link's target are still appended to by serve: they are left alone
+    (and reported, with the lines that remain) unless ``include_current`` says the writers are stopped."""
+    today = store.today(now)
+    result = PassResult(("forget",), dry_run, today.isoformat())
+    if not store.dir.is_dir():
+        result.errors.append(f"data directory {store.dir} does not exist")
+        return result
+    listing = store.scan()
+    result.unknown = listing.unknown
+    for name in listing.temps:
+        if name.endswith(".forget.tmp"):
+            result.actions.append(Action("forget", "remove-temp", name, detail="left by a killed forget"))
+    for f in listing.files:
+        current = f.day >= today or f.name == listing.link_target
+        try:
+            removed, before, _ = store.rewrite_without(f.name, visitor_ids, level, dry_run=True)
+        except (OSError, StoreError) as exc:
+            result.errors.append(f"cannot read {f.name}: {exc}")
+            continue
+        if removed == 0:
+            continue
+        action = Action("forget", "rewrite", f.name, before, None, f"{removed} line(s)")
+        if current and not include_current:
+            action.status = "skipped"
+            action.detail = (f"{removed} line(s) left: serve still appends here; run again after midnight, or "
+                             "with --include-current while serve is stopped")
+            result.kept.append((f.name, "current file"))
+        result.actions.append(action)
+    if dry_run:
+        return result
+    for a in result.actions:
+        if a.status != "planned":
+            continue
+        try:
+            if a.kind == "remove-temp":
+                a.bytes_before = store.remove_temp(a.file)
+                a.bytes_after = 0
+            else:
+                removed, a.bytes_before, a.bytes_after = store.rewrite_without(a.file, visitor_ids, level)
+                a.detail = f"{removed} line(s) removed"
+            a.status = "done"
+        except (OSError, StoreError) as exc:
+            a.status = "failed"
+            a.error = str(exc)
+    return result

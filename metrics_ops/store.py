@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import re
 import stat
@@ -35,6 +36,7 @@ PREFIX = "metrics-"
 _NAME = re.compile(r"^metrics-(\d{4})-(\d{2})-(\d{2})(?:\.([1-9]\d{0,5}))?\.jsonl(\.gz)?$")
 TEMP_SUFFIX = ".gz.tmp"  # metrics-YYYY-MM-DD[.N].jsonl.gz.tmp: a compression in progress (or killed)
 ASIDE_SUFFIX = ".gz.corrupt"  # an unreadable archive set aside, never deleted by this tool
+FORGET_SUFFIX = ".forget.tmp"  # metrics-...jsonl[.gz].forget.tmp: a `forget` rewrite in progress (or killed)
 LOCK_NAME = ".metrics-ops.lock"  # one maintenance pass at a time
 LINK_LOCK_NAME = ".metrics-ops.link.lock"  # link swaps and legacy adoption, across processes
 STATE_NAME = ".metrics-ops.state"  # serve's shared ring and counters (metrics_ops.state)
@@ -82,6 +84,14 @@ def parse_name(name: str) -> DataFile | None:
 
 def file_name(day: date, shard: int = 0, gz: bool = False) -> str:
     return f"{PREFIX}{day.isoformat()}{'' if shard == 0 else f'.{shard}'}.jsonl{'.gz' if gz else ''}"
+
+
+def _visitor_of(line: bytes) -> str | None:
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    return obj.get("visitor_id") if isinstance(obj, dict) else None
 
 
 def day_of(ts: float, zone: ZoneInfo) -> date:
@@ -184,7 +194,8 @@ class Store:
                 parsed = parse_name(name)
                 if parsed is not None and entry.is_file(follow_symlinks=False):
                     files.append(parsed)
-                elif name.endswith(TEMP_SUFFIX) and parse_name(name[: -len(TEMP_SUFFIX)]) and \
+                elif (name.endswith(TEMP_SUFFIX) and parse_name(name[: -len(TEMP_SUFFIX)]) or
+                      name.endswith(FORGET_SUFFIX) and parse_name(name[: -len(FORGET_SUFFIX)])) and \
                         entry.is_file(follow_symlinks=False):
                     temps.append(name)
                 elif ASIDE_SUFFIX in name and parse_name(name.split(ASIDE_SUFFIX)[0]):
@@ -455,8 +466,8 @@ class Store:
                 os.close(src_fd)
 
     def remove_temp(self, name: str) -> int:
-        """Remove a compression temp file left by a killed pass (the source is still there)."""
-        if not (name.endswith(TEMP_SUFFIX) and parse_name(name[: -len(TEMP_SUFFIX)])):
+        """Remove a temp file left by a killed pass or forget (the source is still there, untouched)."""
+        if not any(name.endswith(sfx) and parse_name(name[: -len(sfx)]) for sfx in (TEMP_SUFFIX, FORGET_SUFFIX)):
             raise StoreError(errno.EINVAL, f"{name} is not a compression temp file")
         st = os.lstat(self.dir / name)
         if not stat.S_ISREG(st.st_mode):
@@ -476,6 +487,51 @@ class Store:
         finally:
             os.close(fd)
         return size
+
+    def rewrite_without(self, name: str, visitor_ids: frozenset[str], level: int = 6, *,
+                        dry_run: bool = False) -> tuple[int, int, int]:
+        """Drop the lines of ``visitor_ids`` from one data file (plain or .gz); return (lines removed, bytes
+        before, bytes after). Crash-safe like compression: a filtered copy is written to ``NAME.forget.tmp``,
+        fsynced and renamed over the file (mode and mtime kept); writers are held off by the exclusive flock.
+        A line is dropped when its JSON ``visitor_id`` equals one of the ids (a cheap substring test first)."""
+        from zlib_ng import gzip_ng
+
+        needles = [json.dumps(v).encode() for v in visitor_ids]
+        fd = self._open_regular(name)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            st = os.fstat(fd)
+            with open(fd, "rb", closefd=False) as raw:
+                data = gzip_ng.decompress(raw.read()) if name.endswith(".gz") else raw.read()
+            kept, removed = [], 0
+            for line in data.splitlines(keepends=True):
+                if any(n in line for n in needles) and _visitor_of(line) in visitor_ids:
+                    removed += 1
+                else:
+                    kept.append(line)
+            if removed == 0 or dry_run:
+                return removed, st.st_size, st.st_size
+            body = b"".join(kept)
+            if name.endswith(".gz"):
+                body = gzip_ng.compress(body, level, mtime=int(st.st_mtime))
+            tmp = self.dir / (name + FORGET_SUFFIX)
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, stat.S_IMODE(st.st_mode))
+            try:
+                view = memoryview(body)
+                while view:
+                    view = view[os.write(out, view):]
+                os.fsync(out)
+            except BaseException:
+                os.close(out)
+                os.unlink(tmp)
+                raise
+            os.close(out)
+            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+            os.rename(tmp, self.dir / name)
+            _fsync_dir(self.dir)
+            return removed, st.st_size, len(body)
+        finally:
+            os.close(fd)
 
     # ----------------------------------------------------------------- helpers
     def _open_regular(self, name: str) -> int:

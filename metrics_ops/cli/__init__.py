@@ -31,6 +31,7 @@ def cli(ctx, config, data_dir, json_, quiet, verbose):
 
 from metrics_ops.cli.completion import completion  # noqa: E402
 from metrics_ops.cli.config_cmd import config  # noqa: E402
+from metrics_ops.cli.forget import forget  # noqa: E402
 from metrics_ops.cli.maintenance import gzip_cmd, prune, rotate  # noqa: E402
 from metrics_ops.cli.probe import ratelimit_probe  # noqa: E402
 from metrics_ops.cli.sampletest import sample_test  # noqa: E402
@@ -40,6 +41,7 @@ cli.add_command(serve)
 cli.add_command(rotate)
 cli.add_command(gzip_cmd)
 cli.add_command(prune)
+cli.add_command(forget)
 cli.add_command(config)
 cli.add_command(sample_test)
 cli.add_command(ratelimit_probe)
