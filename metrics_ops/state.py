@@ -177,12 +177,16 @@ class SharedState:
             self._last_warning = now
             log.warning("state file %s unusable, ring and counters not updated: %s", self.path, exc)
 
-    def record_event(self, record: bytes, stored: bool, outcome: int) -> None:
-        """The hot path of one accepted event: ring entry + requests, received and ``outcome`` counters."""
+    def _mapped(self) -> mmap.mmap | None:
         try:
-            m = self._attach()
+            return self._attach()
         except OSError as exc:
             self._unavailable(exc)
+            return None
+
+    def record_event(self, record: bytes, stored: bool, outcome: int) -> None:
+        """The hot path of one accepted event: ring entry + requests, received and ``outcome`` counters."""
+        if (m := self._mapped()) is None:
             return
         now_ns = time.time_ns()
         with self._lock:
@@ -194,10 +198,7 @@ class SharedState:
 
     def update(self, entries: Iterable[tuple[bytes, bool]] = (), **counts: int) -> None:
         """Append ring entries (record, stored?) and add to counters."""
-        try:
-            m = self._attach()
-        except OSError as exc:
-            self._unavailable(exc)
+        if (m := self._mapped()) is None:
             return
         now_ns = time.time_ns()
         with self._lock:
