@@ -64,10 +64,6 @@ class DataFile(NamedTuple):
     gz: bool
     name: str
 
-    @property
-    def plain_name(self) -> str:
-        return self.name[:-3] if self.gz else self.name
-
 
 @lru_cache(maxsize=1 << 16)
 def parse_name(name: str) -> DataFile | None:
@@ -119,9 +115,6 @@ class Listing:
 
     def by_name(self) -> dict[str, DataFile]:
         return {f.name: f for f in self.files}
-
-    def for_day(self, day: date) -> list[DataFile]:
-        return [f for f in self.files if f.day == day]
 
 
 def _fsync_dir(path: Path) -> None:
