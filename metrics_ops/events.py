@@ -72,25 +72,19 @@ def _separators(value: Any) -> int:
     """Colons a JSON text of ``value`` holds without u-escapes: one per key plus those inside strings."""
     kind = type(value)
     if kind is dict:
-        n = len(value)
-        for key, item in value.items():
-            n += key.count(":")
-            kind = type(item)
-            if kind is str:
-                n += item.count(":")
-            elif kind is dict or kind is list:
-                n += _separators(item)
-        return n
-    if kind is list:
-        n = 0
-        for item in value:
-            kind = type(item)
-            if kind is str:
-                n += item.count(":")
-            elif kind is dict or kind is list:
-                n += _separators(item)
-        return n
-    return value.count(":") if kind is str else 0
+        n = len(value) + sum(key.count(":") for key in value)
+        items = value.values()
+    elif kind is list:
+        n, items = 0, value
+    else:
+        return value.count(":") if kind is str else 0
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            n += item.count(":")
+        elif kind is dict or kind is list:
+            n += _separators(item)
+    return n
 
 
 def parse_body(body: bytes) -> Any:
