@@ -73,16 +73,18 @@ def test_gzip_killed_at_random_moments_loses_and_duplicates_nothing(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         outcomes["killed" if proc.returncode == -signal.SIGKILL else "finished"] += 1
+        if proc.returncode != -signal.SIGKILL:
+            phase = max(0.01, phase * 0.6)  # the calibration run was slow (a busy machine): aim earlier
         left = {p.name for p in d.iterdir()}
         outcomes["temp left"] += any(n.endswith(".gz.tmp") for n in left)
         outcomes["both left"] += any(n + ".gz" in left for n in left)
         r = subprocess.run([*CLI, "--data-dir", d, "gzip", "--json"], env=env, capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr
+        assert r.returncode == 0, (trial, r.stderr)
         got = all_lines(d)
         assert Counter(got) == Counter(expected), f"trial {trial}"
         assert not [n for n in os.listdir(d) if n.endswith(".jsonl") or n.endswith(".tmp")]
-        assert _gzip_t(d) == 0
-    assert outcomes["killed"] >= 20, outcomes
+        assert _gzip_t(d) == 0, trial
+    assert outcomes["killed"] >= 20, (outcomes, phase)
     assert outcomes["temp left"] >= 1, outcomes  # the kills really landed mid-compression
 
 
