@@ -80,14 +80,14 @@ class Settings(BaseSettings):
         None, description="the link to the current file; must be in the data directory (default DIR/metrics.jsonl)"
     )
     tz: str = Field("UTC", description="IANA time zone that decides the day of an event and of a file")
-    sample_rate: float = Field(1.0, ge=0, le=1, description="server-side sampling rate, 0..1")
+    sample_rate: float = Field(1.0, ge=0, le=1, allow_inf_nan=False, description="server-side sampling rate, 0..1")
     ring_capacity: int = Field(500, ge=1, le=10_000, description="events kept for the debug snapshot")
     gzip_after: int = Field(3, ge=1, description="compress files whose day is at least this many days old")
     retention: int = Field(30, ge=1, description="delete files whose day is at least this many days old")
-    max_mb: float | None = Field(None, gt=0, description="start a new shard at this size in MiB (unset: no shards)")
-    interval: float = Field(300, gt=0, description="seconds between passes of rotate's loop")
+    max_mb: float | None = Field(None, gt=0, allow_inf_nan=False, description="start a new shard at this size in MiB (unset: no shards)")
+    interval: float = Field(300, gt=0, allow_inf_nan=False, description="seconds between passes of rotate's loop")
     gzip_level: int = Field(6, ge=1, le=9, description="gzip compression level, 1 (fast) .. 9 (small)")
-    lock_timeout: float = Field(10, ge=0, description="seconds a maintenance pass waits for another to finish")
+    lock_timeout: float = Field(10, ge=0, allow_inf_nan=False, description="seconds a maintenance pass waits for another to finish")
     # serve
     host: str = Field("127.0.0.1", description="address serve listens on")
     port: int = Field(8001, ge=1, le=65535, description="port serve listens on")
@@ -100,13 +100,15 @@ class Settings(BaseSettings):
         default_factory=list, description="origins allowed by CORS: comma-separated or a JSON list; * for any")
     state_file: Path | None = Field(
         None, description="shared ring and counters of serve's workers (default DIR/.metrics-ops.state)")
+    file_mode: str = Field(
+        "0640", description="mode of new data files (octal; umask applies); the directory gets the matching x bits")
     # sampling
     sample_mode: Literal["random", "visitor"] = Field(
         "random", description="random: each event on its own; visitor: whole visitors, by a keyed hash")
     sample_rates: Annotated[dict[str, float], NoDecode] = Field(
         default_factory=dict, description='per-event-name rates over sample_rate: JSON or "name=rate,..."')
     client_sample_rate: float = Field(
-        1.0, ge=0, le=1, description="the browser's sampling rate (VITE_METRICS_SAMPLE_RATE), for sample-test")
+        1.0, ge=0, le=1, allow_inf_nan=False, description="the browser's sampling rate (VITE_METRICS_SAMPLE_RATE), for sample-test")
     sample_key: str = Field("", description="key of the visitor hash; set the same key wherever visitors are hashed")
 
     @classmethod
@@ -154,6 +156,19 @@ class Settings(BaseSettings):
                 raise PydanticCustomError("rate_map", "rate of {name} must be between 0 and 1", {"name": name})
         return value
 
+    @field_validator("file_mode")
+    @classmethod
+    def _octal_mode(cls, value: str) -> str:
+        text = value.strip()
+        try:
+            bits = int(text, 8)
+        except ValueError:
+            raise PydanticCustomError("mode", "want an octal file mode such as 0640") from None
+        if bits & ~0o666 or bits & 0o600 != 0o600:
+            raise PydanticCustomError(
+                "mode", "a data file mode must give the owner read and write and nobody execute (0600 .. 0666)")
+        return f"0{bits:o}"
+
     @field_validator("tz")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -177,7 +192,24 @@ class Settings(BaseSettings):
                 "the link must be a file directly inside the data directory",
                 {"fields": ("jsonl", "dir")},
             )
+        if self.jsonl is not None and (why := _not_a_link_name(self.jsonl.name)):
+            raise PydanticCustomError("relation", "{why}", {"fields": ("jsonl",), "why": why})
+        if self.state_file is not None and (why := self._state_file_clash()):
+            raise PydanticCustomError("relation", "{why}", {"fields": ("state_file",), "why": why})
         return self
+
+    def _state_file_clash(self) -> str | None:
+        from metrics_ops.store import LINK_LOCK_NAME, LOCK_NAME, parse_name
+
+        path = self.state_file
+        if path.resolve() == self.link_path.resolve() or path.resolve() == self.link_path.absolute():
+            return "the state file cannot be the link to the current data file"
+        if path.parent.resolve() == self.dir.resolve():
+            if parse_name(path.name) is not None:
+                return "the state file cannot be a data file (its name matches metrics-YYYY-MM-DD[.N].jsonl[.gz])"
+            if path.name in (LOCK_NAME, LINK_LOCK_NAME):
+                return "the state file cannot be one of the data directory's lock files"
+        return None
 
     @cached_property
     def zone(self) -> ZoneInfo:
@@ -192,8 +224,27 @@ class Settings(BaseSettings):
         return self.state_file if self.state_file is not None else self.dir / ".metrics-ops.state"
 
     @property
+    def file_mode_bits(self) -> int:
+        return int(self.file_mode, 8)
+
+    @property
     def max_bytes(self) -> int | None:
         return None if self.max_mb is None else max(1, int(self.max_mb * 1024 * 1024))
+
+
+def _not_a_link_name(name: str) -> str | None:
+    """Why ``name`` cannot be the link's name, or None. The link is replaced by a symlink on every pass: it must
+    never be a name that holds data or belongs to the tool."""
+    from metrics_ops.store import ASIDE_SUFFIX, FORGET_SUFFIX, RESERVED_NAMES, TEMP_SUFFIX, parse_name
+
+    if parse_name(name) is not None:
+        return ("the link cannot have a data file's name (metrics-YYYY-MM-DD[.N].jsonl[.gz]): rotate would replace "
+                "that file with a symlink")
+    if name in RESERVED_NAMES or name.startswith(".metrics-ops"):
+        return "the link cannot be the state file or a lock file of the data directory"
+    if any(sfx in name for sfx in (TEMP_SUFFIX, FORGET_SUFFIX, ASIDE_SUFFIX)):
+        return "the link cannot have the name of a temporary or set-aside data file"
+    return None
 
 
 @dataclass(frozen=True)
@@ -255,6 +306,35 @@ def read_toml(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+#: METRICS_* variables that are not settings but are read by the tool
+OTHER_ENV = frozenset({"METRICS_CONFIG"})
+
+
+def check_dotenv(path: str | os.PathLike) -> None:
+    """A .env file must be UTF-8 and may not hold an unknown METRICS_* key (a typo such as METRICS_RETENSION
+    would otherwise be ignored in silence, while the same typo in TOML is an error)."""
+    import difflib
+
+    from dotenv import dotenv_values
+
+    try:
+        Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read it: {exc.strerror}"]) from None
+    known = {env_name(f) for f in Settings.model_fields} | OTHER_ENV
+    lines = []
+    for key in dotenv_values(path):
+        upper = key.upper()
+        if upper.startswith(ENV_PREFIX) and upper not in known:
+            close = difflib.get_close_matches(upper, sorted(known), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            lines.append(f"{key} (from {path}): unknown setting{hint}")
+    if lines:
+        raise ConfigError(lines)
+
+
 def _origins(flags: dict[str, Any], toml_data: dict[str, Any], toml_file: str | None, env_file) -> dict:
     env_found = EnvSettingsSource(Settings)()
     dotenv_found = DotEnvSettingsSource(Settings, env_file=env_file)() if env_file else {}
@@ -307,6 +387,8 @@ def load_settings(
     toml_file = str(config_file) if config_file is not None else None
     if env_file is not None and not Path(env_file).is_file():
         env_file = None
+    if env_file is not None:
+        check_dotenv(env_file)
     origins = _origins(flags, toml_data, toml_file, env_file)
     # METRICS_JSONL alone (the existing system's habit) implies the data directory it sits in.
     if origins["dir"].source == DEFAULT and origins["jsonl"].source != DEFAULT and origins["jsonl"].raw:

@@ -15,6 +15,7 @@ from datetime import date
 
 from metrics_ops.store import (
     LOCK_NAME,
+    aside_day,
     Listing,
     LockBusy,
     Store,
@@ -37,6 +38,7 @@ class Action:
     detail: str = ""
     status: str = "planned"  # planned | done | failed | skipped
     error: str | None = None
+    adopted: str | None = None  # adopt: the dated name the legacy file got
 
 
 @dataclass
@@ -93,7 +95,8 @@ def plan_rotate(store: Store, listing: Listing, today: date) -> list[Action]:
 
 
 def plan_gzip(listing: Listing, today: date, gzip_after: int, *, link_target: str | None,
-              retention: int | None = None) -> tuple[list[Action], list[tuple[str, str]]]:
+              retention: int | None = None, protected: frozenset[str] = frozenset()
+              ) -> tuple[list[Action], list[tuple[str, str]]]:
     """Compress plain files whose day is at least ``gzip_after`` days old. With ``retention`` (a full pass),
     files that the prune step is about to delete are not compressed first."""
     actions = [Action("gzip", "remove-temp", name, detail="left by a killed pass; the source is intact")
@@ -109,6 +112,9 @@ def plan_gzip(listing: Listing, today: date, gzip_after: int, *, link_target: st
         if f.name == link_target:
             kept.append((f.name, "the link points at it"))
             continue
+        if f.name in protected:
+            kept.append((f.name, "adopted in this pass"))
+            continue
         if age <= 0:
             kept.append((f.name, "today's file"))
             continue
@@ -119,18 +125,32 @@ def plan_gzip(listing: Listing, today: date, gzip_after: int, *, link_target: st
     return actions, kept
 
 
-def plan_prune(listing: Listing, today: date, retention: int, *, link_target: str | None
-               ) -> tuple[list[Action], list[tuple[str, str]]]:
-    """Delete data files (plain, shards, archives) whose day is at least ``retention`` days old."""
+def plan_prune(listing: Listing, today: date, retention: int, *, link_target: str | None,
+               protected: frozenset[str] = frozenset()) -> tuple[list[Action], list[tuple[str, str]]]:
+    """Delete data files (plain, shards, archives, archives set aside) whose day is at least ``retention`` days
+    old; never what this pass adopted (``protected``)."""
     actions, kept = [], []
     for f in listing.files:
         age = _age(f.day, today)
+        if f.name in protected:
+            kept.append((f.name, "adopted in this pass"))
+            continue
+        if age < 0:
+            kept.append((f.name, f"dated {-age} days in the future (written under a wrong clock?); "
+                                 f"deleted once it is {retention} days old"))
+            continue
         if age < retention:
             continue
         if f.name == link_target:
             kept.append((f.name, "the link points at it"))
             continue
         actions.append(Action("prune", "delete", f.name, detail=f"{age} days old"))
+    for name in listing.aside:  # unreadable archives set aside by gzip: kept for inspection until retention
+        age = _age(aside_day(name), today)
+        if age >= retention:
+            actions.append(Action("prune", "delete", name, detail=f"{age} days old; set aside as unreadable"))
+        else:
+            kept.append((name, "an unreadable archive set aside by gzip; deleted with its day"))
     return actions, kept
 
 
@@ -170,11 +190,12 @@ def run_pass(
             result.actions.append(Action("rotate", "mkdir", str(store.dir), detail="the data directory"))
             listing = Listing([], [], [], [], None, False)
         else:
-            os.makedirs(store.dir, exist_ok=True)
+            store.make_dir()
     if store.dir.is_dir():
         listing = store.scan()
     result.unknown = listing.unknown
     link_target = listing.link_target
+    adopted: frozenset[str] = frozenset()  # a pass never compresses or deletes what it adopted itself
     for step in steps:
         if stop is not None and stop.is_set():
             result.interrupted = True
@@ -187,9 +208,9 @@ def run_pass(
             kept: list[tuple[str, str]] = []
         elif step == "gzip":
             actions, kept = plan_gzip(listing, today, gzip_after, link_target=link_target,
-                                      retention=retention if "prune" in steps else None)
+                                      retention=retention if "prune" in steps else None, protected=adopted)
         else:
-            actions, kept = plan_prune(listing, today, retention, link_target=link_target)
+            actions, kept = plan_prune(listing, today, retention, link_target=link_target, protected=adopted)
         _sizes(store, actions)
         result.kept.extend(kept)
         result.actions.extend(actions)
@@ -198,6 +219,7 @@ def run_pass(
         if on_plan is not None:
             on_plan(actions)
         _execute_all(store, actions, today=today, level=level, threads=threads, progress=progress, stop=stop)
+        adopted |= {a.adopted for a in actions if a.adopted}
         result.interrupted = result.interrupted or any(a.status == "skipped" for a in actions)
         if actions:  # the next step plans from what is on disk now
             listing = store.scan()
@@ -236,11 +258,10 @@ def _execute(store: Store, a: Action, *, today: date, level: int, threads: int,
              progress: Callable[[int], None] | None) -> None:
     try:
         if a.kind == "adopt":
-            _changed, adopted = store.point_link(store.current_target(today), forward_only=False)
-            a.detail = f"legacy regular file kept as {adopted}"
+            _changed, a.adopted = store.point_link(store.current_target(today), forward_only=False)
+            a.detail = f"legacy regular file kept as {a.adopted} (the day of its mtime, or today if later)"
         elif a.kind in ("create", "shard"):
-            fd = os.open(store.dir / a.file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-            os.close(fd)
+            store.create(a.file)
         elif a.kind == "link":
             store.point_link(a.detail[3:], forward_only=False)
         elif a.kind == "gzip":
@@ -286,53 +307,3 @@ def run_loop(one_pass: Callable[[], PassResult], interval: float, stop: threadin
         passes += 1
         stop.wait(interval)
     return passes
-
-
-def run_forget(store: Store, visitor_ids: frozenset[str], *, now: float, level: int = 6, dry_run: bool = False,
-               include_current: bool = False) -> PassResult:
-    """Remove every line of ``visitor_ids`` from the data files (plain, shards, archives); the caller holds the
-    maintenance lock. Today's files and the link's target are still appended to by serve: they are left alone
-    (and reported, with the lines that remain) unless ``include_current`` says the writers are stopped."""
-    today = store.today(now)
-    result = PassResult(("forget",), dry_run, today.isoformat())
-    if not store.dir.is_dir():
-        result.errors.append(f"data directory {store.dir} does not exist")
-        return result
-    listing = store.scan()
-    result.unknown = listing.unknown
-    for name in listing.temps:
-        if name.endswith(".forget.tmp"):
-            result.actions.append(Action("forget", "remove-temp", name, detail="left by a killed forget"))
-    for f in listing.files:
-        current = f.day >= today or f.name == listing.link_target
-        try:
-            removed, before, _ = store.rewrite_without(f.name, visitor_ids, level, dry_run=True)
-        except (OSError, StoreError) as exc:
-            result.errors.append(f"cannot read {f.name}: {exc}")
-            continue
-        if removed == 0:
-            continue
-        action = Action("forget", "rewrite", f.name, before, None, f"{removed} line(s)")
-        if current and not include_current:
-            action.status = "skipped"
-            action.detail = (f"{removed} line(s) left: serve still appends here; run again after midnight, or "
-                             "with --include-current while serve is stopped")
-            result.kept.append((f.name, "current file"))
-        result.actions.append(action)
-    if dry_run:
-        return result
-    for a in result.actions:
-        if a.status != "planned":
-            continue
-        try:
-            if a.kind == "remove-temp":
-                a.bytes_before = store.remove_temp(a.file)
-                a.bytes_after = 0
-            else:
-                removed, a.bytes_before, a.bytes_after = store.rewrite_without(a.file, visitor_ids, level)
-                a.detail = f"{removed} line(s) removed"
-            a.status = "done"
-        except (OSError, StoreError) as exc:
-            a.status = "failed"
-            a.error = str(exc)
-    return result

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import re
 import stat
@@ -33,19 +32,33 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 PREFIX = "metrics-"
-_NAME = re.compile(r"^metrics-(\d{4})-(\d{2})-(\d{2})(?:\.([1-9]\d{0,5}))?\.jsonl(\.gz)?$")
+# One grammar for every number a writer can produce: shards are unbounded (``.1000000`` follows ``.999999``).
+_NAME = re.compile(r"^metrics-(\d{4})-(\d{2})-(\d{2})(?:\.([1-9]\d*))?\.jsonl(\.gz)?$")
 TEMP_SUFFIX = ".gz.tmp"  # metrics-YYYY-MM-DD[.N].jsonl.gz.tmp: a compression in progress (or killed)
 ASIDE_SUFFIX = ".gz.corrupt"  # an unreadable archive set aside, never deleted by this tool
 FORGET_SUFFIX = ".forget.tmp"  # metrics-...jsonl[.gz].forget.tmp: a `forget` rewrite in progress (or killed)
 LOCK_NAME = ".metrics-ops.lock"  # one maintenance pass at a time
 LINK_LOCK_NAME = ".metrics-ops.link.lock"  # link swaps and legacy adoption, across processes
 STATE_NAME = ".metrics-ops.state"  # serve's shared ring and counters (metrics_ops.state)
+#: names in the data directory that belong to the tool, never data: a setting may not point the link at them
+RESERVED_NAMES = frozenset({LOCK_NAME, LINK_LOCK_NAME, STATE_NAME})
+DEFAULT_FILE_MODE = 0o640  # data files: owner and group read; everyone else nothing (METRICS_FILE_MODE)
+SHARD_CHECK_APPENDS = 16  # a writer looks for a newer shard at least every this many appends ...
+SHARD_CHECK_SECONDS = 0.1  # ... and on any append this long after its last look
 _OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
 _CHUNK = 1 << 20
 
 
 class StoreError(OSError):
     """A store operation failed; the message says which file and why."""
+
+
+class UnreadableFile(StoreError):
+    """A damaged archive: ``found`` lines matched in its readable part; the rest could not be searched."""
+
+    def __init__(self, name: str, why: str, found: int):
+        super().__init__(errno.EIO, f"{name}: {why}")
+        self.name, self.why, self.found = name, why, found
 
 
 class LockBusy(Exception):
@@ -82,12 +95,38 @@ def file_name(day: date, shard: int = 0, gz: bool = False) -> str:
     return f"{PREFIX}{day.isoformat()}{'' if shard == 0 else f'.{shard}'}.jsonl{'.gz' if gz else ''}"
 
 
-def _visitor_of(line: bytes) -> str | None:
-    try:
-        obj = json.loads(line)
-    except ValueError:
+def gunzip_prefix(body: bytes) -> tuple[bytes, str | None]:
+    """Decompress every gzip member of ``body``: (data, None), or (what decompresses, why the rest does not)."""
+    from zlib_ng import zlib_ng
+
+    out: list[bytes] = []
+    rest = body
+    while rest:
+        inflater = zlib_ng.decompressobj(31)
+        try:
+            out.append(inflater.decompress(rest))
+        except zlib_ng.error as exc:
+            data = b"".join(out)
+            return data, f"unreadable after {len(data)} bytes of data ({exc})"
+        if not inflater.eof:
+            data = b"".join(out)
+            return data, f"unreadable after {len(data)} bytes of data (the archive is truncated)"
+        rest = inflater.unused_data
+    return b"".join(out), None
+
+
+def aside_day(name: str) -> date | None:
+    """The day of an archive set aside as unreadable (``metrics-...jsonl.gz.corrupt[.N]``), else None."""
+    base, sep, tail = name.partition(ASIDE_SUFFIX)
+    if not sep or (tail and not (tail[0] == "." and tail[1:].isdigit())):
         return None
-    return obj.get("visitor_id") if isinstance(obj, dict) else None
+    parsed = parse_name(base + ".gz")
+    return parsed.day if parsed is not None else None
+
+
+def dir_mode(file_mode: int) -> int:
+    """The directory mode that goes with a file mode: owner rwx, and x wherever r is granted (0640 -> 0750)."""
+    return file_mode | 0o700 | ((file_mode & 0o044) >> 2)
 
 
 def day_of(ts: float, zone: ZoneInfo) -> date:
@@ -129,7 +168,7 @@ def _fsync_dir(path: Path) -> None:
 def flock_path(path: Path, timeout: float, *, sleep: Callable[[float], None] = time.sleep,
                clock: Callable[[], float] = time.monotonic) -> Iterator[None]:
     """Hold an exclusive flock on ``path`` (created if missing), waiting up to ``timeout`` seconds."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | _OPEN_FLAGS, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | _OPEN_FLAGS, 0o600)
     try:
         deadline = clock() + timeout
         while True:
@@ -149,7 +188,8 @@ class Store:
     """The data directory. One instance per process; :meth:`append` keeps the current file open."""
 
     def __init__(self, directory: str | os.PathLike, zone: ZoneInfo, *, link: str | os.PathLike | None = None,
-                 max_bytes: int | None = None, clock: Callable[[], float] = time.time):
+                 max_bytes: int | None = None, clock: Callable[[], float] = time.time,
+                 file_mode: int = DEFAULT_FILE_MODE):
         self.dir = Path(directory)
         self.zone = zone
         self.link = Path(link) if link is not None else self.dir / "metrics.jsonl"
@@ -159,12 +199,14 @@ class Store:
         self._fd_name: str | None = None
         self._fd_pid = 0
         self._bounds = (0.0, 0.0)
-        self._size_seen = 0  # the file's size at the last fstat plus what this process wrote since
-        self._since_check = 0
+        self._appends_since_look = 0
+        self._last_look = 0.0
+        self.file_mode = file_mode
 
     @classmethod
     def from_settings(cls, settings, clock: Callable[[], float] = time.time) -> Store:
-        return cls(settings.dir, settings.zone, link=settings.link_path, max_bytes=settings.max_bytes, clock=clock)
+        return cls(settings.dir, settings.zone, link=settings.link_path, max_bytes=settings.max_bytes, clock=clock,
+                   file_mode=settings.file_mode_bits)
 
     # ----------------------------------------------------------------- reading the directory
     def scan(self) -> Listing:
@@ -191,7 +233,7 @@ class Store:
                       name.endswith(FORGET_SUFFIX) and parse_name(name[: -len(FORGET_SUFFIX)])) and \
                         entry.is_file(follow_symlinks=False):
                     temps.append(name)
-                elif ASIDE_SUFFIX in name and parse_name(name.split(ASIDE_SUFFIX)[0]):
+                elif aside_day(name) is not None and entry.is_file(follow_symlinks=False):
                     aside.append(name)
                 elif name.startswith(f".{self.link.name}.") and entry.is_symlink():
                     continue  # a link swap in progress in another process
@@ -238,6 +280,17 @@ class Store:
         except FileNotFoundError:
             return 0
 
+    def make_dir(self) -> None:
+        """Create the data directory (and missing parents) with the directory form of ``file_mode``."""
+        os.makedirs(self.dir, mode=dir_mode(self.file_mode), exist_ok=True)
+
+    def create(self, name: str) -> None:
+        """Create an empty data file under ``name`` unless it exists (rotate starts a day or a shard)."""
+        if parse_name(name) is None:
+            raise StoreError(errno.EINVAL, f"{name} does not match the file name grammar")
+        fd = os.open(self.dir / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _OPEN_FLAGS, self.file_mode)
+        os.close(fd)
+
     # ----------------------------------------------------------------- the link
     def point_link(self, name: str, *, forward_only: bool = True) -> tuple[bool, str | None]:
         """Point the link at ``name`` (a file in this directory), atomically: temp link + rename().
@@ -274,11 +327,14 @@ class Store:
             return True, adopted
 
     def _adopt(self, st: os.stat_result) -> str:
-        """Give the legacy regular file a dated name (hard link); the caller then swaps the link over it."""
+        """Give the legacy regular file a dated name (hard link); the caller then swaps the link over it.
+
+        The name carries the day of the file's mtime in the store's zone (the day it was last written), or today
+        when the mtime lies in the future; the next free shard of that day when the day has files already."""
         for entry in os.scandir(self.dir):  # a killed adoption left the same inode under a dated name
             if parse_name(entry.name) and entry.inode() == st.st_ino and entry.is_file(follow_symlinks=False):
                 return entry.name
-        day = day_of(st.st_mtime, self.zone)
+        day = min(day_of(st.st_mtime, self.zone), self.today())  # a future mtime (a wrong clock) means today
         same_day = [p for p in map(parse_name, os.listdir(self.dir)) if p is not None and p.day == day]
         name = file_name(day, max(p.shard for p in same_day) + 1) if same_day else file_name(day)
         os.link(self.link, self.dir / name)
@@ -287,15 +343,20 @@ class Store:
 
     # ----------------------------------------------------------------- appending
     def append(self, line: bytes, now: float | None = None) -> str:
-        """Append one complete line (ending in ``\\n``) to the file of the receive day; return the file name.
+        """Append one complete line (ending in ``\\n``) to the current file of the receive day; return its name.
 
-        One write() on an O_APPEND descriptor: concurrent writers never interleave. Writers hold a *shared*
-        flock while they write (they do not exclude each other); compression and deletion take it exclusively,
-        so they never read or unlink a file under a writer. After taking the lock a writer checks that its
-        file is still linked (a pass may have compressed it while the writer waited) unless the real clock
-        says the file's day is not over yet: no pass touches a file before its day ends. At ``max_bytes`` the
-        next shard is started: the size is checked when this process's own count says the limit is near, and
-        every 16 appends, so with several writers a shard may pass the limit by up to 16 lines per writer.
+        The writer's contract, whatever other processes' clocks, zones and shard limits say:
+
+        - one write() on an O_APPEND descriptor, so concurrent writers never interleave;
+        - under a *shared* flock on the file (writers do not exclude each other; compression, deletion and
+          forget take it exclusively, so none of them reads, replaces or unlinks a file under a writer);
+        - on **every** append, under that lock, one fstat(): a file that was unlinked or replaced since it was
+          opened (``st_nlink == 0``: compressed, pruned or rewritten by another process) is never written to;
+          the writer reopens the day's current file instead. A file at ``max_bytes`` moves it to the next shard;
+        - the current file of a day is its highest shard, whoever made it: the writer looks for a newer one at
+          least every :data:`SHARD_CHECK_APPENDS` appends and on any append :data:`SHARD_CHECK_SECONDS` after
+          its last look (one listdir), and moves there.
+
         On a write error nothing partial is left behind and StoreError is raised.
         """
         now = self.clock() if now is None else now
@@ -305,22 +366,13 @@ class Store:
             fd = self._fd
             fcntl.flock(fd, fcntl.LOCK_SH)
             try:
-                check = self.clock() >= self._bounds[1]
-                if self.max_bytes is not None:
-                    self._since_check += 1
-                    check = check or self._since_check >= 16 or self._size_seen + len(line) > self.max_bytes
-                stale = False
-                if check:
-                    st = os.fstat(fd)
-                    self._size_seen, self._since_check = st.st_size, 0
-                    full = st.st_nlink > 0
-                    stale = not full or (self.max_bytes is not None and st.st_size >= self.max_bytes)
-                if not stale:
+                st = os.fstat(fd)
+                full = self.max_bytes is not None and st.st_size >= self.max_bytes
+                if st.st_nlink > 0 and not full and not self._newer_shard():
                     try:
                         written = os.write(fd, line)
                     except OSError as exc:
                         raise StoreError(exc.errno, f"cannot append to {self._fd_name}: {exc.strerror}") from None
-                    self._size_seen += written
                     if written != len(line):
                         self._repair(fd, written)
                         raise StoreError(errno.ENOSPC, f"short write to {self._fd_name} ({written} of {len(line)}"
@@ -328,9 +380,24 @@ class Store:
                     return self._fd_name
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
-            # compressed or pruned under us, or full: move on to the current file
-            self._open_current(now, after=self._fd_name if full else None)
+            # unlinked or replaced under us, full, or a newer shard exists: move on to the current file
+            self._open_current(now, after=self._fd_name if full and st.st_nlink > 0 else None)
         raise StoreError(errno.EAGAIN, "could not settle on a target file after 64 attempts")
+
+    def _newer_shard(self) -> bool:
+        """Whether a shard newer than the open file exists (looked up at most every 16 appends or 100 ms)."""
+        self._appends_since_look += 1
+        tick = time.monotonic()
+        if self._appends_since_look < SHARD_CHECK_APPENDS and tick - self._last_look < SHARD_CHECK_SECONDS:
+            return False
+        self._appends_since_look, self._last_look = 0, tick
+        mine = parse_name(self._fd_name)
+        try:
+            names = os.listdir(self.dir)
+        except OSError:
+            return False
+        target = self.current_target(mine.day, names)
+        return parse_name(target).shard > mine.shard
 
     def _repair(self, fd: int, written: int) -> None:
         """Remove the fragment of a short write: truncate it when nothing was appended after it, else (another
@@ -359,7 +426,7 @@ class Store:
         try:
             names = os.listdir(self.dir)
         except FileNotFoundError:
-            os.makedirs(self.dir, exist_ok=True)
+            self.make_dir()
             names = []
         name = self.current_target(day, names)
         if after is not None:
@@ -368,12 +435,12 @@ class Store:
             if full is not None and cur is not None and full.day == day and cur.shard <= full.shard:
                 name = file_name(day, full.shard + 1)
         try:
-            fd = os.open(self.dir / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _OPEN_FLAGS, 0o644)
+            fd = os.open(self.dir / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _OPEN_FLAGS, self.file_mode)
         except OSError as exc:
             raise StoreError(exc.errno, f"cannot open {self.dir / name}: {exc.strerror}") from None
         self.close()
         self._fd, self._fd_name, self._fd_pid = fd, name, os.getpid()
-        self._size_seen, self._since_check = os.fstat(fd).st_size, 0
+        self._appends_since_look, self._last_look = 0, time.monotonic()
         self._bounds = day_bounds(day, self.zone)
         try:
             self.point_link(name)
@@ -469,8 +536,9 @@ class Store:
         return st.st_size
 
     def delete(self, name: str) -> int:
-        """Delete a data file (never a symlink, never a name outside the grammar); return its size."""
-        if parse_name(name) is None:
+        """Delete a data file or a set-aside archive (never a symlink, never a name outside the grammar); return
+        its size."""
+        if parse_name(name) is None and aside_day(name) is None:
             raise StoreError(errno.EINVAL, f"{name} does not match the file name grammar; left alone")
         fd = self._open_regular(name)
         try:
@@ -481,27 +549,44 @@ class Store:
             os.close(fd)
         return size
 
-    def rewrite_without(self, name: str, visitor_ids: frozenset[str], level: int = 6, *,
+    def read_data(self, name: str, fd: int | None = None) -> tuple[bytes, str | None]:
+        """The uncompressed bytes of a data file (plain, .gz, or an archive set aside), and None; or, for a
+        damaged archive, every byte that can be decompressed and why the rest cannot."""
+        own = fd is None
+        fd = self._open_regular(name) if own else fd
+        try:
+            with open(fd, "rb", closefd=False) as raw:
+                raw.seek(0)
+                body = raw.read()
+        finally:
+            if own:
+                os.close(fd)
+        if not (name.endswith(".gz") or ASIDE_SUFFIX in name):
+            return body, None
+        return gunzip_prefix(body)
+
+    def rewrite_without(self, name: str, keep: Callable[[bytes], bool], level: int = 6, *,
                         dry_run: bool = False) -> tuple[int, int, int]:
-        """Drop the lines of ``visitor_ids`` from one data file (plain or .gz); return (lines removed, bytes
-        before, bytes after). Crash-safe like compression: a filtered copy is written to ``NAME.forget.tmp``,
-        fsynced and renamed over the file (mode and mtime kept); writers are held off by the exclusive flock.
-        A line is dropped when its JSON ``visitor_id`` equals one of the ids (a cheap substring test first)."""
+        """Drop the lines for which ``keep`` is false from one data file (plain or .gz); return (lines removed,
+        bytes before, bytes after). The file is read once, under the exclusive flock, so no writer appends while
+        it is filtered; a filtered copy is written to ``NAME.forget.tmp``, fsynced and renamed over the file (mode
+        and mtime kept). A writer that held the old file notices the replacement on its next append and reopens.
+        A damaged archive is never rewritten: :class:`UnreadableFile` says how much of it was searched."""
         from zlib_ng import gzip_ng
 
-        needles = [json.dumps(v).encode() for v in visitor_ids]
         fd = self._open_regular(name)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             st = os.fstat(fd)
-            with open(fd, "rb", closefd=False) as raw:
-                data = gzip_ng.decompress(raw.read()) if name.endswith(".gz") else raw.read()
+            data, damage = self.read_data(name, fd)
             kept, removed = [], 0
             for line in data.splitlines(keepends=True):
-                if any(n in line for n in needles) and _visitor_of(line) in visitor_ids:
-                    removed += 1
-                else:
+                if keep(line):
                     kept.append(line)
+                else:
+                    removed += 1
+            if damage is not None:
+                raise UnreadableFile(name, damage, removed)
             if removed == 0 or dry_run:
                 return removed, st.st_size, st.st_size
             body = b"".join(kept)

@@ -40,31 +40,84 @@ def visitors(data_dir):
     return sorted(json.loads(line)["visitor_id"] for line in all_lines(data_dir))
 
 
-def test_forget_removes_exactly_the_visitor_from_past_files(data_dir, files, run):
+def test_forget_removes_exactly_the_visitor_from_every_file(data_dir, files, run):
     old, mid, cur = files
     with freeze_time(f"{TODAY} 12:00:00"):
         r = run("--data-dir", data_dir, "forget", "v1", "--json")
-    assert r.exit_code == 1  # the current file still holds a line: the request is not complete yet
-    assert f"metrics-ops: {cur}: 1 line(s) left" in r.stderr
+    assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
-    assert {a["file"]: a["status"] for a in doc["actions"]} == {old: "done", mid: "done", cur: "skipped"}
-    assert visitors(data_dir) == ["keep", "v1", "v12", "v2", "x"]  # the one v1 left is in today's file
+    assert doc["ok"] is True
+    assert {a["file"]: a["status"] for a in doc["actions"]} == {old: "done", mid: "done", cur: "done"}
+    assert visitors(data_dir) == ["keep", "v12", "v2", "x"]  # the current file too: serve reopens it
     assert "v1" not in [json.loads(x)["visitor_id"] for x in gzip.decompress((data_dir / old).read_bytes())
                         .decode().splitlines()]
     assert (data_dir / mid).stat().st_mtime == 1_700_000_000 and oct((data_dir / mid).stat().st_mode)[-3:] == "640"
     assert subprocess.run(["gzip", "-t", str(data_dir / old)]).returncode == 0
     assert (data_dir / "notes.txt").read_text() == '{"visitor_id":"v1"}\n'  # strangers are never touched
-    with freeze_time(f"{TODAY + timedelta(days=1)} 00:10:00"):  # after midnight the file is no longer current
-        r = run("--data-dir", data_dir, "forget", "v1")
-    assert r.exit_code == 0
-    assert visitors(data_dir) == ["keep", "v12", "v2", "x"]
 
 
-def test_include_current_rewrites_todays_file_too(data_dir, files, run):
+def test_include_current_is_accepted_and_changes_nothing_of_the_contract(data_dir, files, run):
     with freeze_time(f"{TODAY} 12:00:00"):
         r = run("--data-dir", data_dir, "forget", "v1", "v2", "--include-current")
     assert r.exit_code == 0, r.output
     assert visitors(data_dir) == ["keep", "v12", "x"]
+
+
+def test_a_prefix_removes_one_test_run(data_dir, run):
+    write(data_dir / file_name(TODAY), [{"visitor_id": "probe-7f3a09-0001", "event": "ratelimit_probe"},
+                                        {"visitor_id": "probe-7f3a09-0002", "event": "ratelimit_probe"},
+                                        {"visitor_id": "probe-8b0000-0001", "event": "ratelimit_probe"},
+                                        {"visitor_id": "real", "event": "probe-7f3a09-0003"}])
+    r = run("--data-dir", data_dir, "forget", "--prefix", "probe-7f3a09-")
+    assert r.exit_code == 0, r.output
+    assert visitors(data_dir) == ["probe-8b0000-0001", "real"]
+    r = run("--data-dir", data_dir, "forget", "--prefix", "p")
+    assert r.exit_code == 2 and "--prefix 'p'" in r.stderr
+    r = run("--data-dir", data_dir, "forget")
+    assert r.exit_code == 2 and "at least one VISITOR_ID or --prefix" in r.stderr
+
+
+def test_future_dated_files_are_covered_and_do_not_fail_forget(data_dir, run):
+    write(data_dir / "metrics-2099-01-01.jsonl", [{"visitor_id": "v1", "event": "a"}, {"visitor_id": "k"}])
+    r = run("--data-dir", data_dir, "forget", "v1", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["ok"] is True
+    assert visitors(data_dir) == ["k"]
+
+
+def test_a_damaged_archive_is_named_every_other_file_is_cleaned_and_json_agrees(data_dir, files, run):
+    old, mid, cur = files
+    broken = file_name(TODAY - timedelta(days=5)) + ".gz"
+    whole = gzip.compress(b"".join(b'{"visitor_id":"v%d","event":"e"}\n' % (i % 3) for i in range(4000)))
+    (data_dir / broken).write_bytes(whole[: len(whole) // 2])  # truncated: a disk or copy accident
+    aside = file_name(TODAY - timedelta(days=6)) + ".gz.corrupt"
+    (data_dir / aside).write_bytes(gzip.compress(b'{"visitor_id":"v1","event":"x"}\n')[:-12])
+    before = {n: (data_dir / n).read_bytes() for n in (broken, aside)}
+    with freeze_time(f"{TODAY} 12:00:00"):
+        r = run("--data-dir", data_dir, "forget", "v1", "--json")
+    assert r.exit_code == 1
+    doc = json.loads(r.stdout)
+    assert doc["ok"] is False
+    assert {a["file"] for a in doc["actions"] if a["status"] == "done"} == {old, mid, cur}
+    errors = [line for line in r.stderr.splitlines() if line.startswith("metrics-ops: ")]
+    assert len(errors) == 2, r.stderr
+    assert any(line.startswith(f"metrics-ops: {broken}: unreadable after ") and "line(s) of these visitors" in line
+               for line in errors)
+    assert any(line.startswith(f"metrics-ops: {aside}: ") for line in errors)
+    assert {n: (data_dir / n).read_bytes() for n in (broken, aside)} == before  # never rewritten
+    for n in (broken, aside):
+        os.unlink(data_dir / n)
+    assert visitors(data_dir) == ["keep", "v12", "v2", "x"]
+
+
+def test_forget_on_an_unwritable_directory_is_one_line(data_dir, files, run, tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root writes everywhere")
+    os.chmod(data_dir, 0o500)
+    try:
+        r = run("--data-dir", data_dir, "forget", "v1")
+    finally:
+        os.chmod(data_dir, 0o700)
+    assert r.exit_code in (1, 3) and "Traceback" not in r.output
 
 
 def test_dry_run_changes_nothing(data_dir, files, run):

@@ -210,7 +210,7 @@ def test_both_plain_and_archive_are_reconciled_without_loss_or_duplication(data_
     assert subprocess.run(["gzip", "-t", str(data_dir / (name + ".gz"))]).returncode == 0
 
 
-def test_unreadable_archive_is_set_aside_never_deleted(data_dir, run):
+def test_unreadable_archive_is_set_aside_then_deleted_with_its_day(data_dir, run):
     name, lines = make(data_dir, 5)
     (data_dir / (name + ".gz")).write_bytes(gzip.compress(b"partial\n")[:-6])
     with freeze_time(NOON):
@@ -218,9 +218,15 @@ def test_unreadable_archive_is_set_aside_never_deleted(data_dir, run):
     assert r.exit_code == 0
     assert (data_dir / (name + ".gz.corrupt")).exists()
     assert all_lines(data_dir) == lines
-    with freeze_time("2026-12-31 12:00:00"):
-        run("--data-dir", data_dir, "prune", "--retention", 30)
-    assert (data_dir / (name + ".gz.corrupt")).exists()
+    with freeze_time("2026-07-09 12:00:00"):  # 29 days old: kept, and said so
+        r = run("--data-dir", data_dir, "prune", "--retention", 30, "-v")
+    assert r.exit_code == 0 and (data_dir / (name + ".gz.corrupt")).exists()
+    assert f"kept {name}.gz.corrupt: an unreadable archive set aside" in r.stderr
+    with freeze_time("2026-07-10 12:00:00"):  # 30 days old: retention covers it like any file of its day
+        r = run("--data-dir", data_dir, "prune", "--retention", 30, "--json")
+    assert r.exit_code == 0
+    assert sorted(a["file"] for a in json.loads(r.stdout)["actions"]) == [name + ".gz", name + ".gz.corrupt"]
+    assert not (data_dir / (name + ".gz.corrupt")).exists()
 
 
 def test_lock_contention_exits_3_naming_the_lock(data_dir, run):

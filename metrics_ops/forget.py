@@ -1,0 +1,103 @@
+"""Deletion requests: remove visitors' events from every data file, archives and the file being written included.
+
+The rule of what a visitor's line is lives here (the store only filters bytes with a predicate): a line is
+removed when its JSON ``visitor_id`` is one of the ids, or starts with one of the prefixes (test traffic of one
+``probe`` or ``sample-test`` run shares a prefix). A cheap substring test runs before the JSON parse.
+
+Every file is read once, under its exclusive lock; serve's writer notices a rewritten file on its next append and
+reopens it (see :meth:`metrics_ops.store.Store.append`), so the current file is as safe to rewrite as any other.
+A damaged archive is never rewritten: the request names it and says how much of it could be searched.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from metrics_ops.maintenance import Action, PassResult
+from metrics_ops.store import FORGET_SUFFIX, Store, StoreError, UnreadableFile
+
+
+def visitor_rule(visitor_ids: frozenset[str] = frozenset(), prefixes: frozenset[str] = frozenset()
+                 ) -> Callable[[bytes], bool]:
+    """A ``keep(line)`` predicate: False for the lines of ``visitor_ids`` or of ids starting with a prefix."""
+    exact = [json.dumps(v).encode() for v in visitor_ids]
+    starts = [json.dumps(p).encode()[:-1] for p in prefixes]  # '"probe-7f3a' matches '"probe-7f3a-0001"'
+    needles = exact + starts
+
+    def keep(line: bytes) -> bool:
+        if not any(n in line for n in needles):
+            return True
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            return True
+        vid = obj.get("visitor_id") if isinstance(obj, dict) else None
+        if not isinstance(vid, str):
+            return True
+        return not (vid in visitor_ids or any(vid.startswith(p) for p in prefixes))
+
+    return keep
+
+
+def run_forget(store: Store, keep: Callable[[bytes], bool], *, now: float, level: int = 6,
+               dry_run: bool = False) -> PassResult:
+    """Remove every line ``keep`` refuses from every data file (plain, shards, archives, the current file) and
+    search the archives set aside as unreadable. The caller holds the maintenance lock. Each damaged file is
+    one line in ``errors`` (the result is then not ok); every other file is still processed."""
+    today = store.today(now)
+    result = PassResult(("forget",), dry_run, today.isoformat())
+    if not store.dir.is_dir():
+        result.errors.append(f"data directory {store.dir} does not exist")
+        return result
+    listing = store.scan()
+    result.unknown = listing.unknown
+    done = "planned" if dry_run else "done"
+    for name in listing.temps:
+        if name.endswith(FORGET_SUFFIX):
+            action = Action("forget", "remove-temp", name, detail="left by a killed forget", status=done)
+            result.actions.append(action)
+            if not dry_run:
+                _try(action, lambda a: store.remove_temp(a.file))
+    for f in listing.files:
+        action = Action("forget", "rewrite", f.name, status=done)
+        try:
+            removed, action.bytes_before, action.bytes_after = store.rewrite_without(f.name, keep, level,
+                                                                                   dry_run=dry_run)
+        except UnreadableFile as exc:
+            result.errors.append(_damaged(exc.name, exc.why, exc.found))
+            continue
+        except (OSError, StoreError) as exc:
+            action.status, action.error = "failed", _reason(exc, f.name)
+        else:
+            if not removed:
+                continue
+            action.detail = f"{removed} line(s) {'to remove' if dry_run else 'removed'}"
+        result.actions.append(action)
+    for name in listing.aside:  # set aside by gzip as unreadable: searched, never rewritten
+        try:
+            data, damage = store.read_data(name)
+        except (OSError, StoreError) as exc:
+            result.errors.append(f"cannot read {name}: {_reason(exc, name)}")
+            continue
+        found = sum(1 for line in data.splitlines() if not keep(line))
+        result.errors.append(_damaged(name, damage or "set aside as unreadable", found))
+    return result
+
+
+def _try(action: Action, fn) -> None:
+    try:
+        action.bytes_before, action.bytes_after = fn(action), 0
+    except (OSError, StoreError) as exc:
+        action.status, action.error = "failed", _reason(exc, action.file)
+
+
+def _reason(exc: OSError, name: str) -> str:
+    return str(exc) if isinstance(exc, StoreError) else f"{exc.strerror or exc} ({name})"
+
+
+def _damaged(name: str, why: str, found: int) -> str:
+    lines = (f"{found} line(s) of these visitors are in its readable part" if found
+             else "its readable part holds none of these visitors")
+    return (f"{name}: {why}; {lines}, the rest could not be searched; the file was left as it is "
+            "(repair it, or delete it)")
