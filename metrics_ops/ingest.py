@@ -85,12 +85,11 @@ def make_app(settings, *, store: Store | None = None, state: SharedState | None 
              sampler: Sampler | None = None, clock: Callable[[], float] = time.time) -> Callable:
     """Build the WSGI application (like prometheus_client's make_wsgi_app): call it per request."""
     store = store if store is not None else Store.from_settings(settings, clock)
-    state = state if state is not None else SharedState(settings.state_path, settings.ring_capacity)
+    state = state if state is not None else SharedState.for_settings(settings)
     sampler = sampler if sampler is not None else Sampler.from_settings(settings)
     max_body, max_batch = settings.max_body, settings.max_batch
     origins = frozenset(settings.cors_origins)
     any_origin = "*" in origins
-    last_write_error: list = [0.0, ""]  # per process: /healthz reports a recent failure
 
     def read_body(environ) -> bytes:
         ctype = environ.get("CONTENT_TYPE", "")
@@ -110,6 +109,9 @@ def make_app(settings, *, store: Store | None = None, state: SharedState | None 
             if n > max_body:
                 raise Problem(413, "body_too_large", f"body of {n} bytes is over the limit of {max_body} bytes")
             body = stream.read(n) if n > 0 else b""
+            if len(body) < n:  # the client closed early: never store what it did not finish sending
+                raise Problem(400, "incomplete_body", f"body ended after {len(body)} of the {n} bytes that "
+                              "Content-Length announced")
         else:  # chunked or unknown length: read at most the limit plus one byte
             parts, total = [], 0
             while total <= max_body:
@@ -131,7 +133,7 @@ def make_app(settings, *, store: Store | None = None, state: SharedState | None 
         try:
             return record, True, store.append(record, now), "stored"
         except (StoreError, OSError) as exc:
-            last_write_error[0], last_write_error[1] = now, str(exc)
+            state.note_write_error(str(exc))
             log.error("write failed: %s", exc)
             return record, False, store.current_file(now), "write_errors"
 
@@ -186,9 +188,14 @@ def make_app(settings, *, store: Store | None = None, state: SharedState | None 
             return 503, {"ok": False, "reason": f"data directory {directory} does not exist"}
         if not os.access(directory, os.W_OK | os.X_OK):
             return 503, {"ok": False, "reason": f"data directory {directory} is not writable"}
-        if last_write_error[0] and clock() - last_write_error[0] < 60:
-            return 503, {"ok": False, "reason": f"a write failed {clock() - last_write_error[0]:.0f} s ago: "
-                                                f"{last_write_error[1]}"}
+        try:
+            last_ok, last_error, message = state.health()  # every worker of the server answers alike
+        except OSError:  # the debug state is broken, ingestion is not (the warning is logged once a minute)
+            last_ok, last_error, message = 0, 0, ""
+        age = clock() - last_error / 1e9
+        if last_error > last_ok and age < 60:
+            return 503, {"ok": False, "reason": f"a write failed {age:.0f} s ago and none succeeded since: "
+                                                f"{message}"}
         return 200, {"ok": True}
 
     def prometheus() -> bytes:

@@ -16,7 +16,17 @@ from metrics_ops.config import Settings
 
 
 class ServeError(Exception):
-    """A start-up failure, said in one line."""
+    """A start-up failure, said in one line; ``exit_code`` 2 when a setting is at fault."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+BACKPRESSURE = 4096  # connections per worker, idle ones included (see run())
+
+#: set by :func:`run` for its workers: the pid whose death must end them (see metrics_ops.wsgi)
+PARENT_ENV = "METRICS_SERVE_PARENT_PID"
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -36,6 +46,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
             text = str(value)
         env[f"METRICS_{name.upper()}"] = text
     env["METRICS_STATE_FILE"] = str(settings.state_path.resolve())
+    env[PARENT_ENV] = str(os.getpid())
     return env
 
 
@@ -70,13 +81,17 @@ def preflight(settings: Settings) -> None:
 
 def run(settings: Settings) -> None:
     """Start granian in this process with settings.workers workers; returns after SIGTERM/SIGINT."""
-    from metrics_ops.state import SharedState
+    from metrics_ops.state import SharedState, StateBusy, StateError
 
     preflight(settings)
+    state = SharedState.for_settings(settings)
     try:
-        SharedState(settings.state_path, settings.ring_capacity).reset()
-    except OSError as exc:
-        raise ServeError(f"cannot create state file {settings.state_path}: {exc.strerror}") from None
+        state.claim()  # held until this process exits: a second serve on the same file is refused
+    except StateBusy as exc:
+        raise ServeError(f"{exc}; stop it first, or give this server its own state file (METRICS_STATE_FILE)"
+                         ) from None
+    except StateError as exc:
+        raise ServeError(str(exc), 2 if exc.errno == errno.EEXIST else 1) from None
     os.environ.update(settings_env(settings))
 
     from granian import Granian
@@ -93,12 +108,17 @@ def run(settings: Settings) -> None:
         log_access=False,  # granian's access log holds client addresses; ours does not
         backlog=2048,
         respawn_failed_workers=True,
+        # A worker that misses the stop signal while it is still starting would keep the server from exiting.
+        workers_kill_timeout=5,
         # One Python thread per worker runs the app: the handler is short and CPU-bound, so more threads only
         # contend for the GIL (measured: 1 thread ~36k req/s, 512 threads, granian's default, ~13k).
-        # Requests beyond the backpressure wait in granian's Rust core. Keep nginx in front: it buffers
-        # bodies, so a slow client never holds the Python thread.
         blocking_threads=1,
-        backpressure=128,
+        # backpressure caps the connections one worker holds at once, idle keep-alive ones included: at 128,
+        # 300 idle connections opened straight at serve starved every real request for 30 s (granian's header
+        # read timeout). At 4096 a server of 2 workers answered at once with 8,000 idle connections open
+        # (tests/test_serve.py holds 1,000). The app still runs on one thread: the rest wait in the Rust core.
+        # Keep nginx in front anyway: it buffers bodies, so a slow client never holds the Python thread.
+        backpressure=BACKPRESSURE,
         http=HTTPModes.http1,  # nginx speaks HTTP/1.1 to its upstream; skipping protocol detection is faster
         websockets=False,
     )

@@ -9,35 +9,47 @@ time and the newest ``capacity`` entries kept, which is the same as one shared r
 
 Layout (native byte order)::
 
-    file header (4096): magic "MOPSTAT2", capacity u32, slot size u32, regions u32
+    file header (4096): magic "MOPSTAT3", capacity u32, slot size u32, regions u32
     region r at 4096 + r * region_size:
-        head (4096): owner pid u64 @0, next sequence u64 @8, counters u64[COUNTERS] @64
+        head (4096): owner pid u64 @0, next sequence u64 @8, last stored ns u64 @16, last write error ns u64 @24,
+                     error text length u32 @32, counters u64[COUNTERS] @64, error text @1024 (up to 1 KiB)
         slots: capacity x slot size: tag u64 (sequence + 1; 0 while being written), time ns u64,
                length u32, flags u32, record bytes
 
 A region whose owner died is taken over by the next process that attaches (counters continue, so they stay
-monotonic across worker restarts); serve resets the file once at start. A record longer than a slot is kept
-in the ring as a short summary marked ``"truncated": true`` (the full record is in the JSONL file).
+monotonic across worker restarts). A record longer than a slot is kept in the ring as a short summary marked
+``"truncated": true`` (the full record is in the JSONL file).
+
+Life cycle (:meth:`SharedState.claim`, once, in serve's main process): the file is refused unless it is new,
+empty or already carries the header above (a mistyped METRICS_STATE_FILE never destroys a database or a data
+file); a POSIX record lock held for the server's life makes a second serve on the same file fail with the
+holder's pid instead of resetting the file under the first; every block is reserved with posix_fallocate, so a
+full disk can never fault (SIGBUS) a worker writing through its mapping; and the file is never shrunk while a
+process that maps it may be alive. Workers only attach: they never truncate, and refuse a foreign file.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import heapq
 import json
 import logging
 import mmap
 import os
+import stat
 import struct
 import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
-MAGIC = b"MOPSTAT2"
+MAGIC = b"MOPSTAT3"
+MAGIC_FAMILY = b"MOPSTAT"  # earlier layouts: ours, so they may be laid out anew once nobody maps them
 PAGE = 4096
 SLOT_SIZE = 2048
-REGIONS = 64
+SPARE_REGIONS = 2  # regions beyond the worker count: a respawned worker may start before the dead one is reaped
+_LAST_OK, _LAST_ERROR, _ERROR_LEN, _ERROR_TEXT, _ERROR_MAX = 16, 24, 32, 1024, 1024
 _FILE_HEAD = struct.Struct("=8sIII")
 _SLOT = struct.Struct("=QQII")
 
@@ -46,7 +58,7 @@ COUNTERS = (
     "received", "stored", "sampled_out", "write_errors", "requests",
     "rejected_body_too_large", "rejected_bad_json", "rejected_bad_encoding", "rejected_invalid",
     "rejected_content_type", "rejected_batch_too_large", "rejected_empty_body", "rejected_duplicate_key",
-    "rejected_too_deep", "rejected_origin",
+    "rejected_too_deep", "rejected_origin", "rejected_incomplete_body",
 )
 INDEX = {name: i for i, name in enumerate(COUNTERS)}
 _REQUESTS, _RECEIVED = INDEX["requests"], INDEX["received"]
@@ -55,7 +67,23 @@ log = logging.getLogger("metrics_ops.serve")
 
 
 class StateError(OSError):
-    pass
+    """The state file cannot be used; the message says which file and why."""
+
+
+class StateBusy(StateError):
+    """Another live server holds the state file."""
+
+    def __init__(self, path: Path, pid: int):
+        super().__init__(f"another metrics-ops serve (pid {pid}) is using the state file {path}")
+        self.path, self.pid = path, pid
+
+
+def _lock_holder(fd: int) -> int:
+    """The pid holding a conflicting POSIX record lock on byte 0 of ``fd`` (0 when none)."""
+    query = struct.pack("hhqqi", fcntl.F_WRLCK, os.SEEK_SET, 0, 1, 0)
+    answer = fcntl.fcntl(fd, fcntl.F_GETLK, query)
+    l_type, _whence, _start, _len, pid = struct.unpack("hhqqi", answer[:struct.calcsize("hhqqi")])
+    return pid if l_type != fcntl.F_UNLCK else 0
 
 
 def _alive(pid: int) -> bool:
@@ -73,7 +101,7 @@ def _alive(pid: int) -> bool:
 class SharedState:
     """The ring and counters of every worker of one server. Safe across fork: each process attaches anew."""
 
-    def __init__(self, path: str | os.PathLike, capacity: int, slot_size: int = SLOT_SIZE, regions: int = REGIONS):
+    def __init__(self, path: str | os.PathLike, capacity: int, slot_size: int = SLOT_SIZE, regions: int = 4):
         self.path = Path(path)
         self.capacity = capacity
         self.slot_size = slot_size
@@ -86,6 +114,8 @@ class SharedState:
         self._base = 0
         self._counters: memoryview | None = None
         self._seq: memoryview | None = None
+        self._head_view: memoryview | None = None
+        self._claim_fd = -1  # serve's main process: holds the record lock for the server's life
         self._lock = threading.Lock()
         self._last_warning = -1e9
 
@@ -96,17 +126,87 @@ class SharedState:
     def _head(self) -> bytes:
         return _FILE_HEAD.pack(MAGIC, self.capacity, self.slot_size, self.regions)
 
-    def reset(self) -> None:
-        """Start empty (serve does this once, before its workers start)."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    @classmethod
+    def for_settings(cls, settings) -> SharedState:
+        return cls(settings.state_path, settings.ring_capacity, regions=settings.workers + SPARE_REGIONS)
+
+    def claim(self) -> None:
+        """serve's main process, before its workers start: make the file this server's, for its whole life.
+
+        Raises :class:`StateBusy` when another live server holds it and :class:`StateError` when the file is not
+        a state file or its space cannot be reserved; nothing is truncated or written in either case."""
+        fd = self._open(create=True)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            os.ftruncate(fd, 0)
-            os.ftruncate(fd, self.size)  # sparse: a page is allocated when first written
-            os.pwrite(fd, self._head(), 0)
-        finally:
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+            except OSError:
+                raise StateBusy(self.path, _lock_holder(fd)) from None
+            fcntl.flock(fd, fcntl.LOCK_EX)  # workers of an earlier server may still attach
+            try:
+                self._lay_out(fd, fresh=True)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        except BaseException:
+            os.close(fd)  # also drops the record lock
+            raise
+        self._claim_fd = fd
+
+    def release(self) -> None:
+        if self._claim_fd >= 0:
+            os.close(self._claim_fd)
+            self._claim_fd = -1
+
+    def _open(self, create: bool) -> int:
+        flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+        try:
+            fd = os.open(self.path, flags, 0o600)
+        except OSError as exc:
+            raise StateError(exc.errno, f"cannot open the state file {self.path}: {exc.strerror}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
-        self.close()
+            raise StateError(errno.EINVAL, f"the state file {self.path} is not a regular file")
+        return fd
+
+    def _lay_out(self, fd: int, fresh: bool) -> None:
+        """Under the file's flock: check the header, reserve the blocks, write the header (and, with ``fresh``,
+        zero every region head). A foreign file is refused untouched."""
+        st = os.fstat(fd)
+        head = os.pread(fd, _FILE_HEAD.size, 0)
+        if st.st_size > 0 and not head.startswith(MAGIC_FAMILY):
+            raise StateError(errno.EEXIST, f"{self.path} is not a metrics-ops state file (it does not start with "
+                                           f"{MAGIC_FAMILY.decode()}); refusing to overwrite it: point "
+                                           "METRICS_STATE_FILE at a new file")
+        same = head == self._head()
+        if not same and st.st_size > 0 and (holder := self._live_owner(fd, head)):
+            raise StateError(errno.EBUSY, f"{self.path} is laid out differently and still used by pid {holder}")
+        if st.st_size > self.size and not (same or self._live_owner(fd, head)):
+            os.ftruncate(fd, self.size)  # nobody maps it: an older, larger layout may shrink
+        try:
+            os.posix_fallocate(fd, 0, self.size)
+        except OSError as exc:
+            raise StateError(exc.errno, f"cannot reserve {self.size / 2**20:.1f} MiB for the state file "
+                                        f"{self.path}: {exc.strerror}") from None
+        if fresh or not same:
+            zero = bytes(PAGE)
+            for r in range(self.regions):
+                os.pwrite(fd, zero, PAGE + r * self.region_size)
+        os.pwrite(fd, self._head(), 0)
+
+    def _live_owner(self, fd: int, head: bytes) -> int:
+        """A live pid owning a region of the file as laid out by ``head`` (any of our layouts), else 0."""
+        try:
+            _magic, capacity, slot_size, regions = _FILE_HEAD.unpack(head)
+        except struct.error:
+            return 0
+        region_size = PAGE + capacity * slot_size
+        for r in range(min(regions, 4096)):
+            raw = os.pread(fd, 8, PAGE + r * region_size)
+            if len(raw) < 8:
+                break
+            (owner,) = struct.unpack("=Q", raw)
+            if owner != os.getpid() and _alive(owner):
+                return owner
+        return 0
 
     def _attach(self) -> mmap.mmap:
         if self._map is not None and self._pid == os.getpid():
@@ -115,21 +215,23 @@ class SharedState:
             if self._map is not None and self._pid == os.getpid():
                 return self._map
             self._map = None  # inherited across fork: not ours
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fd = self._open(create=True)
             try:
-                head = os.pread(fd, _FILE_HEAD.size, 0)
-                if head != self._head():  # new, or laid out for another capacity: start afresh
-                    os.ftruncate(fd, 0)
-                    os.ftruncate(fd, self.size)
-                    os.pwrite(fd, self._head(), 0)
-                mapping = mmap.mmap(fd, self.size)
-                region = self._claim(mapping)
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    if os.pread(fd, _FILE_HEAD.size, 0) != self._head():  # new (no serve claimed it): lay out
+                        self._lay_out(fd, fresh=False)
+                    mapping = mmap.mmap(fd, self.size)
+                    region = self._claim(mapping)
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+            except BaseException:
+                os.close(fd)
+                raise
             base = PAGE + region * self.region_size
             self._fd, self._region, self._base = fd, region, base
             self._seq = memoryview(mapping)[base + 8:base + 16].cast("Q")
+            self._head_view = memoryview(mapping)[base + _LAST_OK:base + _LAST_ERROR + 8].cast("Q")
             self._counters = memoryview(mapping)[base + 64:base + 64 + 8 * len(COUNTERS)].cast("Q")
             self._pid = os.getpid()
             self._map = mapping
@@ -154,6 +256,7 @@ class SharedState:
         if self._map is not None and self._pid == os.getpid():
             self._counters.release()
             self._seq.release()
+            self._head_view.release()
             self._map.close()
             os.close(self._fd)
         self._map, self._fd, self._pid = None, -1, 0
@@ -194,7 +297,33 @@ class SharedState:
             counters[_REQUESTS] += 1
             counters[_RECEIVED] += 1
             counters[outcome] += 1
+            if stored:
+                self._head_view[0] = now_ns
             self._put(m, record, stored, now_ns)
+
+    def note_write_error(self, message: str) -> None:
+        """Remember a failed write where every worker's /healthz sees it."""
+        if (m := self._mapped()) is None:
+            return
+        text = message.encode("utf-8", "replace")[:_ERROR_MAX]
+        with self._lock:
+            m[self._base + _ERROR_TEXT:self._base + _ERROR_TEXT + len(text)] = text
+            struct.pack_into("=I", m, self._base + _ERROR_LEN, len(text))
+            self._head_view[1] = time.time_ns()
+
+    def health(self) -> tuple[int, int, str]:
+        """(newest stored event ns, newest write error ns, its message) over every process of the server."""
+        m = self._attach()
+        last_ok, last_error, message = 0, 0, ""
+        for r in range(self.regions):
+            base = PAGE + r * self.region_size
+            ok_ns, err_ns, length = struct.unpack_from("=QQI", m, base + _LAST_OK)
+            last_ok = max(last_ok, ok_ns)
+            if err_ns > last_error:
+                last_error = err_ns
+                message = bytes(m[base + _ERROR_TEXT:base + _ERROR_TEXT + min(length, _ERROR_MAX)]).decode(
+                    "utf-8", "replace")
+        return last_ok, last_error, message
 
     def update(self, entries: Iterable[tuple[bytes, bool]] = (), **counts: int) -> None:
         """Append ring entries (record, stored?) and add to counters."""
@@ -204,6 +333,8 @@ class SharedState:
         with self._lock:
             for name, n in counts.items():
                 self._counters[INDEX[name]] += n
+            if counts.get("stored"):
+                self._head_view[0] = now_ns
             for record, stored in entries:
                 self._put(m, record, stored, now_ns)
 

@@ -30,7 +30,38 @@ def configure_logging(level: str) -> None:
     logger.propagate = False
 
 
+def die_with_parent() -> None:
+    """A worker of `metrics-ops serve` ends when the server's main process dies, even by SIGKILL: otherwise
+    orphaned workers keep the port and the next serve fails with "port in use". prctl(PR_SET_PDEATHSIG) asks
+    Linux for a SIGTERM at once (graceful: requests in flight finish); a watchdog thread that checks the parent
+    twice a second covers a signal lost while the worker was still starting, and other systems."""
+    parent = os.environ.get("METRICS_SERVE_PARENT_PID")
+    if not parent:
+        return
+    import signal
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while str(os.getppid()) == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        os._exit(0)  # the graceful stop did not finish
+
+    threading.Thread(target=watch, name="metrics-ops-parent-watch", daemon=True).start()
+
+
 def build_app():
+    die_with_parent()
     try:
         settings = load_settings(config_file=os.environ.get("METRICS_CONFIG") or None)
     except ConfigError as exc:

@@ -41,4 +41,4 @@ def serve(ctx, host, port, workers, log_level, sample_rate, sample_mode, max_mb,
     try:
         run(s)
     except ServeError as exc:
-        raise Failure(str(exc)) from None
+        raise Failure(str(exc), exc.exit_code) from None
