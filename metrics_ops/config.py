@@ -318,9 +318,11 @@ def check_dotenv(path: str | os.PathLike) -> None:
     from dotenv import dotenv_values
 
     try:
-        Path(path).read_bytes().decode("utf-8")
+        raw = Path(path).read_bytes()
+        raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError([f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8"]) from None
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ConfigError([f"{path} line {line}: not UTF-8 text; save the file as UTF-8"]) from None
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read it: {exc.strerror}"]) from None
     known = {env_name(f) for f in Settings.model_fields} | OTHER_ENV

@@ -173,3 +173,69 @@ def test_two_bad_values_give_two_lines(run):
 def test_settings_model_validates_direct_construction_too():
     with pytest.raises(Exception, match="gzip_after is greater than retention"):
         Settings(gzip_after=5, retention=4)
+
+
+# --- settings that point at data, odd values (issue 9) -------------------------------------------------------
+@pytest.mark.parametrize("name, why", [
+    ("metrics-2026-11-20.jsonl", "the link cannot have a data file's name"),
+    ("metrics-2026-11-20.3.jsonl.gz", "the link cannot have a data file's name"),
+    (".metrics-ops.state", "the link cannot be the state file or a lock file"),
+    (".metrics-ops.lock", "the link cannot be the state file or a lock file"),
+])
+def test_the_link_may_never_name_data_or_tool_files(tmp_path, monkeypatch, run, name, why):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "metrics-2026-11-20.jsonl").write_text("1\n2\n3\n")
+    monkeypatch.setenv("METRICS_JSONL", str(data / name))
+    r = run("rotate", "--once")
+    assert r.exit_code == 2
+    assert r.stderr == f"metrics-ops: METRICS_JSONL={data / name} (from the environment): {why}" + \
+        r.stderr.split(why, 1)[1]
+    assert len(r.stderr.splitlines()) == 1
+    assert (data / "metrics-2026-11-20.jsonl").read_text() == "1\n2\n3\n"  # nothing replaced by a symlink
+
+
+def test_the_state_file_may_not_be_a_data_file_or_the_link(tmp_path, monkeypatch):
+    monkeypatch.setenv("METRICS_DIR", str(tmp_path))
+    for target in ("metrics-2026-11-20.jsonl", "metrics.jsonl", ".metrics-ops.lock"):
+        monkeypatch.setenv("METRICS_STATE_FILE", str(tmp_path / target))
+        with pytest.raises(ConfigError) as err:
+            load_settings()
+        assert err.value.lines[0].startswith(f"METRICS_STATE_FILE={tmp_path / target} (from the environment): the "
+                                             "state file cannot be")
+
+
+@pytest.mark.parametrize("name, value", [("METRICS_MAX_MB", "inf"), ("METRICS_INTERVAL", "inf"),
+                                         ("METRICS_LOCK_TIMEOUT", "nan"), ("METRICS_SAMPLE_RATE", "nan")])
+def test_infinite_and_nan_numbers_are_one_line_exit_2(monkeypatch, run, name, value):
+    monkeypatch.setenv(name, value)
+    r = run("rotate", "--once", "--dry-run")
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert r.stderr.startswith(f"metrics-ops: {name}={value} (from the environment): input should be a finite number")
+
+
+def test_a_dotenv_that_is_not_utf8_is_one_line(isolated_env, run):
+    (isolated_env / ".env").write_bytes(b"METRICS_RETENTION=9\nMETRICS_TZ=Europe/Z\xfcrich\n")
+    r = run("config", "show")
+    assert r.exit_code == 2
+    assert r.stderr == "metrics-ops: .env line 2: not UTF-8 text; save the file as UTF-8\n"
+
+
+def test_an_unknown_key_in_dotenv_is_refused_like_one_in_toml(isolated_env, run):
+    (isolated_env / ".env").write_text("METRICS_RETENSION=7\nOTHER_TOOL=1\nMETRICS_CONFIG=\n")
+    r = run("config", "show")
+    assert r.exit_code == 2
+    assert r.stderr == ("metrics-ops: METRICS_RETENSION (from .env): unknown setting; did you mean "
+                        "METRICS_RETENTION?\n")
+
+
+@pytest.mark.parametrize("mode, ok", [("0640", True), ("644", True), ("0600", True), ("0755", False),
+                                      ("0400", False), ("rw-r-----", False)])
+def test_file_mode_is_octal_and_owner_writable(monkeypatch, mode, ok):
+    monkeypatch.setenv("METRICS_FILE_MODE", mode)
+    if ok:
+        assert load_settings().file_mode_bits == int(mode, 8)
+    else:
+        with pytest.raises(ConfigError) as err:
+            load_settings()
+        assert err.value.lines[0].startswith(f"METRICS_FILE_MODE={mode} (from the environment): ")

@@ -307,3 +307,26 @@ def test_dry_run_of_rotate_on_a_missing_directory_plans_it_and_creates_nothing(t
     assert [(a["kind"], a["status"]) for a in json.loads(r.stdout)["actions"]] == [
         ("mkdir", "planned"), ("create", "planned"), ("link", "planned")]
     assert not (tmp_path / "new").exists()
+
+
+def test_a_pass_never_deletes_what_it_adopted(data_dir, run):
+    legacy = data_dir / "metrics.jsonl"
+    legacy.write_text('{"legacy":1}\n')
+    os.utime(legacy, (0, 0))  # a bogus mtime: 1970
+    with freeze_time(NOON):
+        r = run("--data-dir", data_dir, "rotate", "--once", "--json", "-v")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert [a["adopted"] for a in doc["actions"] if a["kind"] == "adopt"] == ["metrics-1970-01-01.jsonl"]
+    assert not [a for a in doc["actions"] if a["kind"] in ("delete", "gzip")]
+    assert {"file": "metrics-1970-01-01.jsonl", "reason": "adopted in this pass"} in doc["kept"]
+    assert (data_dir / "metrics-1970-01-01.jsonl").read_text() == '{"legacy":1}\n'
+
+
+def test_future_dated_files_are_reported_not_silently_kept(data_dir, run):
+    (data_dir / "metrics-2099-01-01.jsonl").write_text("x\n")
+    with freeze_time(NOON):
+        r = run("--data-dir", data_dir, "prune", "--json")
+    assert r.exit_code == 0
+    kept = {k["file"]: k["reason"] for k in json.loads(r.stdout)["kept"]}
+    assert kept["metrics-2099-01-01.jsonl"].startswith("dated 26498 days in the future")

@@ -189,3 +189,104 @@ def test_scan_reports_but_never_classifies_strangers_as_data(data_dir, tmp_path)
     listing = Store(data_dir, UTC).scan()
     assert [f.name for f in listing.files] == ["metrics-2026-11-20.jsonl"]
     assert listing.unknown == ["metrics-2026-11-21.jsonl", "metrics-2026-11-22.jsonl", "notes.txt"]
+
+
+# --- the writer's contract when other processes disagree (issue 9) ------------------------------------------
+def lines_of(directory):
+    """Every line of every data file, archives included, with the file it is in."""
+    import gzip
+
+    out = []
+    for p in sorted(directory.iterdir()):
+        if p.is_symlink() or parse_name(p.name) is None:
+            continue
+        raw = p.read_bytes()
+        text = gzip.decompress(raw) if p.name.endswith(".gz") else raw
+        out += [(p.name, line) for line in text.decode().splitlines()]
+    return out
+
+
+def test_a_pass_that_compresses_the_live_file_mid_day_loses_nothing(data_dir):
+    """A pass in another zone (or after a clock step) sees the writer's file as old and compresses it while the
+    writer's own day is far from over: the next append must notice and go to a new file."""
+    writer = Store(data_dir, UTC)
+    noon = ts("2026-11-25 12:00:00")
+    assert writer.append(b'{"n":1}\n', now=noon) == "metrics-2026-11-25.jsonl"
+    other = Store(data_dir, ZoneInfo("Pacific/Kiritimati"))  # UTC+14: for it the file is yesterday's
+    other.compress("metrics-2026-11-25.jsonl")
+    assert writer.append(b'{"n":2}\n', now=noon + 1) == "metrics-2026-11-25.1.jsonl"
+    assert sorted(line for _f, line in lines_of(data_dir)) == ['{"n":1}', '{"n":2}']
+
+
+def test_a_file_replaced_under_the_writer_is_never_written_again(data_dir):
+    """forget renames a filtered copy over the live file: the writer's next line must land in the new file."""
+    from metrics_ops.forget import visitor_rule
+
+    writer = Store(data_dir, UTC)
+    noon = ts("2026-11-25 12:00:00")
+    writer.append(b'{"visitor_id":"gone","n":1}\n', now=noon)
+    writer.append(b'{"visitor_id":"kept","n":2}\n', now=noon)
+    removed, _, _ = Store(data_dir, UTC).rewrite_without("metrics-2026-11-25.jsonl", visitor_rule(frozenset({"gone"})))
+    assert removed == 1
+    assert writer.append(b'{"visitor_id":"kept","n":3}\n', now=noon) == "metrics-2026-11-25.jsonl"
+    assert [line for _f, line in lines_of(data_dir)] == ['{"visitor_id":"kept","n":2}', '{"visitor_id":"kept","n":3}']
+
+
+def test_a_clock_stepped_back_across_midnight_after_a_gzip_pass_loses_nothing(data_dir):
+    clock = [ts("2026-11-26 00:10:00")]
+    writer = Store(data_dir, UTC, clock=lambda: clock[0])
+    writer.append(b'{"n":1}\n')
+    Store(data_dir, UTC).compress("metrics-2026-11-26.jsonl")  # a pass with a clock a day ahead
+    clock[0] = ts("2026-11-25 23:50:00")  # NTP steps the writer's clock back across midnight
+    writer.append(b'{"n":2}\n')
+    Store(data_dir, UTC).compress(writer.current_file())  # ... and the pass runs again
+    clock[0] = ts("2026-11-25 23:55:00")
+    writer.append(b'{"n":3}\n')
+    assert sorted(line for _f, line in lines_of(data_dir)) == ['{"n":1}', '{"n":2}', '{"n":3}']
+
+
+def test_a_shard_made_by_another_process_is_followed_within_16_appends(data_dir):
+    """serve without --max-mb, rotate --max-mb from cron: the day's current file is its highest shard."""
+    writer = Store(data_dir, UTC)  # no shard limit of its own
+    noon = ts("2026-11-25 12:00:00")
+    writer.append(b"a\n", now=noon)
+    writer.append(b"b\n", now=noon)  # the writer has looked at the directory recently
+    (data_dir / "metrics-2026-11-25.1.jsonl").touch()  # rotate --once --max-mb 64 started a shard
+    names = [writer.append(b"x\n", now=noon) for _ in range(16)]
+    assert names[-1] == "metrics-2026-11-25.1.jsonl"
+    assert names.count("metrics-2026-11-25.jsonl") < 16
+    assert os.readlink(data_dir / "metrics.jsonl") == "metrics-2026-11-25.1.jsonl"  # the link names it too
+
+
+def test_shard_numbers_have_no_ceiling(data_dir):
+    day = date(2026, 11, 25)
+    (data_dir / file_name(day, 999_999)).write_bytes(b"x" * 100)
+    writer = Store(data_dir, UTC, max_bytes=100)
+    assert writer.append(b"y\n", now=ts("2026-11-25 12:00:00")) == "metrics-2026-11-25.1000000.jsonl"
+    assert parse_name("metrics-2026-11-25.1000000.jsonl").shard == 1_000_000
+    assert [f.name for f in writer.scan().files][-1] == "metrics-2026-11-25.1000000.jsonl"
+
+
+def test_files_and_directory_are_private_by_default(tmp_path):
+    old = os.umask(0o022)
+    try:
+        store = Store(tmp_path / "new" / "data", UTC)
+        store.append(b"x\n", now=ts("2026-11-25 12:00:00"))
+        wide = Store(tmp_path / "wide", UTC, file_mode=0o644)
+        wide.append(b"x\n", now=ts("2026-11-25 12:00:00"))
+    finally:
+        os.umask(old)
+    assert oct((tmp_path / "new" / "data").stat().st_mode & 0o777) == "0o750"
+    assert oct((tmp_path / "new" / "data" / "metrics-2026-11-25.jsonl").stat().st_mode & 0o777) == "0o640"
+    assert oct((tmp_path / "wide").stat().st_mode & 0o777) == "0o755"
+    assert oct((tmp_path / "wide" / "metrics-2026-11-25.jsonl").stat().st_mode & 0o777) == "0o644"
+
+
+@pytest.mark.parametrize("mtime, day", [("1970-01-01 00:00:00", "1970-01-01"), ("2099-01-01 00:00:00", None)])
+def test_an_adopted_legacy_file_is_dated_by_its_mtime_never_in_the_future(data_dir, mtime, day):
+    legacy = data_dir / "metrics.jsonl"
+    legacy.write_text("x\n")
+    os.utime(legacy, (ts(mtime), ts(mtime)))
+    store = Store(data_dir, UTC, clock=lambda: ts("2026-11-25 12:00:00"))
+    _, adopted = store.point_link("metrics-2026-11-25.jsonl")
+    assert adopted == f"metrics-{day or '2026-11-25'}.jsonl"
