@@ -1,6 +1,9 @@
 """Ingestion benchmark: wrk against `metrics-ops serve` (defaults) and the existing FastAPI endpoint, same run.
 
-Usage: python bench/serve_bench.py [--duration 8] [--connections 32] [--rounds 2] [--json]
+Usage: python bench/serve_bench.py [--duration 8] [--connections 32] [--rounds 2] [--json] [--also LABEL=PYTHON]
+
+``--also before=/path/to/venv/bin/python`` adds another install of metrics-ops (an earlier commit, say) to the
+same alternating rounds, so a change is measured before and after in one run.
 Needs: wrk (apt-get install wrk), and for the baseline: pip install -e '.[bench]' (fastapi, uvicorn[standard]).
 
 Both servers get the same ~90-byte event body from `wrk -t1 -cC -dD --latency` on 127.0.0.1, rounds
@@ -93,11 +96,12 @@ def lines_in(d: Path) -> int:
 
 
 def run_one(kind: str, root: Path, lua: Path, args) -> dict:
-    data = root / f"{kind}-{time.monotonic_ns()}"
+    data = root / f"{kind.replace('/', '_')}-{time.monotonic_ns()}"
     port = free_port()
     env = {**os.environ, "METRICS_DIR": str(data)}
-    if kind == "metrics-ops serve":
-        cmd = [sys.executable, "-m", "metrics_ops", "serve", "--port", str(port)]
+    if kind.startswith("metrics-ops serve"):
+        python = args.also.get(kind, sys.executable)
+        cmd = [python, "-m", "metrics_ops", "serve", "--port", str(port)]
         url = f"http://127.0.0.1:{port}/api/metrics/event"
     elif kind.startswith("ceiling"):
         cmd = [sys.executable, "-m", "granian", "--interface", "wsgi", "--workers", "2", "--blocking-threads", "1",
@@ -137,7 +141,10 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--also", action="append", default=[], metavar="LABEL=PYTHON",
+                    help="another metrics-ops install to measure in the same rounds (e.g. before=venv/bin/python)")
     args = ap.parse_args()
+    args.also = {f"metrics-ops serve @ {label}": python for label, _, python in (a.partition("=") for a in args.also)}
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
     try:
@@ -149,7 +156,8 @@ def main() -> None:
     plain, counting = root / "post.lua", root / "count.lua"
     plain.write_text(PLAIN_LUA)
     counting.write_text(LUA)
-    rounds = {"metrics-ops serve": [], "baseline (FastAPI + uvicorn, 1 worker)": []}
+    rounds = {"metrics-ops serve": [], **{kind: [] for kind in args.also},
+              "baseline (FastAPI + uvicorn, 1 worker)": []}
     verify = {}
     try:
         for _ in range(args.rounds):
@@ -163,6 +171,7 @@ def main() -> None:
     best = {kind: max(rs, key=lambda r: r["rps"]) for kind, rs in rounds.items()}
     ours, base = best["metrics-ops serve"], best["baseline (FastAPI + uvicorn, 1 worker)"]
     summary = {"rounds": rounds, "best": best, "verify": verify, "ratio": round(ours["rps"] / base["rps"], 2),
+               "ratio_to": {kind: round(ours["rps"] / best[kind]["rps"], 3) for kind in args.also},
                "ceiling": ceiling, "share_of_ceiling": round(ours["rps"] / ceiling["rps"], 2),
                "lost_events": sum(v["lost"] for v in verify.values())}
     if args.json:
@@ -179,6 +188,8 @@ def main() -> None:
     print(f"| {CEILING} | {c['rps']:,.0f} | {c['p50_ms']:.2f} ms | {c['p99_ms']:.2f} ms | - | - | - |")
     print(f"\nratio: {summary['ratio']}x the baseline's req/s, {summary['share_of_ceiling']:.0%} of the ceiling; "
           f"lost events in the verification rounds: {summary['lost_events']}")
+    for kind, ratio in summary["ratio_to"].items():
+        print(f"metrics-ops serve / {kind}: {ratio}x")
 
 
 if __name__ == "__main__":

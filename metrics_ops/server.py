@@ -52,9 +52,11 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 def preflight(settings: Settings) -> None:
     """Everything that would make the server fail after it started, checked first: one line each."""
+    from metrics_ops.store import dir_mode
+
     directory = settings.dir
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=dir_mode(settings.file_mode_bits), parents=True, exist_ok=True)
     except OSError as exc:
         raise ServeError(f"cannot create data directory {directory}: {exc.strerror}") from None
     probe = directory / f".metrics-ops.probe.{os.getpid()}"

@@ -69,6 +69,9 @@ log = logging.getLogger("metrics_ops.serve")
 class StateError(OSError):
     """The state file cannot be used; the message says which file and why."""
 
+    def __str__(self) -> str:  # the message alone: it names the file and the reason already
+        return self.strerror if self.strerror else super().__str__()
+
 
 class StateBusy(StateError):
     """Another live server holds the state file."""

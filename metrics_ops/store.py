@@ -52,6 +52,9 @@ _CHUNK = 1 << 20
 class StoreError(OSError):
     """A store operation failed; the message says which file and why."""
 
+    def __str__(self) -> str:  # the message alone: it names the file and the reason already
+        return self.strerror if self.strerror else super().__str__()
+
 
 class UnreadableFile(StoreError):
     """A damaged archive: ``found`` lines matched in its readable part; the rest could not be searched."""
@@ -376,7 +379,8 @@ class Store:
                     if written != len(line):
                         self._repair(fd, written)
                         raise StoreError(errno.ENOSPC, f"short write to {self._fd_name} ({written} of {len(line)}"
-                                                       " bytes); the fragment was removed")
+                                                       f" bytes: {os.strerror(errno.ENOSPC)}); the fragment was "
+                                                       "removed")
                     return self._fd_name
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)

@@ -13,6 +13,33 @@ import time
 from pathlib import Path
 
 
+LIBFAKETIME = next((p for p in ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+                                "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+                                "/usr/lib/faketime/libfaketime.so.1") if os.path.exists(p)), None)
+CLI = [sys.executable, "-m", "metrics_ops"]
+
+
+def shifted_clock(offset: float) -> dict[str, str]:
+    """Environment for a process whose wall clock runs ``offset`` seconds from the real one (libfaketime).
+    Every process started with the same offset sees the same time; the monotonic clock stays real."""
+    return {"LD_PRELOAD": LIBFAKETIME or "", "FAKETIME": f"{offset:+.3f}", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+
+
+def children(pid: int) -> list[int]:
+    """The pids whose parent is ``pid`` (from /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
 class Connection(http.client.HTTPConnection):
     """A keep-alive connection usable in a with block."""
 
@@ -31,8 +58,8 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, data_dir: Path, log: Path, *args: str, env: dict | None = None):
-        self.port = free_port()
+    def __init__(self, data_dir: Path, log: Path, *args: str, env: dict | None = None, port: int | None = None):
+        self.port = port or free_port()
         self.data_dir = data_dir
         self.log_path = log
         self._log = open(log, "wb")  # noqa: SIM115 - closed by stop()

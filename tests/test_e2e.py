@@ -19,11 +19,8 @@ from pathlib import Path
 
 import pytest
 from edge import Nginx, nginx_binary
-from serve_process import Server
+from serve_process import LIBFAKETIME, Server
 
-LIBFAKETIME = next((p for p in ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
-                                "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
-                                "/usr/lib/faketime/libfaketime.so.1") if os.path.exists(p)), None)
 START = date(2026, 1, 1)
 DAYS = 31
 PER_DAY = 3
