@@ -209,8 +209,8 @@ def lines_of(directory):
 def test_a_pass_that_compresses_the_live_file_mid_day_loses_nothing(data_dir):
     """A pass in another zone (or after a clock step) sees the writer's file as old and compresses it while the
     writer's own day is far from over: the next append must notice and go to a new file."""
-    writer = Store(data_dir, UTC)
     noon = ts("2026-11-25 12:00:00")
+    writer = Store(data_dir, UTC, clock=lambda: noon)  # the writer's own day is far from over
     assert writer.append(b'{"n":1}\n', now=noon) == "metrics-2026-11-25.jsonl"
     other = Store(data_dir, ZoneInfo("Pacific/Kiritimati"))  # UTC+14: for it the file is yesterday's
     other.compress("metrics-2026-11-25.jsonl")
