@@ -101,3 +101,24 @@ def test_unwritable_data_dir_is_one_line(tmp_path, run):
     assert r.exit_code == 1
     assert r.stderr.startswith(f"metrics-ops: cannot create data directory {target}: ")
     assert len(r.stderr.splitlines()) == 1
+
+
+def test_data_dir_and_config_are_accepted_after_the_command_too(tmp_path, run):
+    before, after = tmp_path / "before", tmp_path / "after"
+    before.mkdir()
+    after.mkdir()
+    r = run("rotate", "--once", "--data-dir", after, "--json")
+    assert r.exit_code == 0, r.stderr
+    assert (after / "metrics.jsonl").is_symlink()
+    r = run("--data-dir", before, "rotate", "--once", "-q", "--data-dir", after)  # after the command wins
+    assert r.exit_code == 0, r.stderr
+    assert not (before / "metrics.jsonl").exists()
+    toml = tmp_path / "m.toml"
+    toml.write_text("retention = 61\n")
+    r = run("config", "show", "--json", "--config", toml)
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["retention"] == {"value": 61, "source": "toml", "env": "METRICS_RETENTION",
+                                                 "file": str(toml)}
+    for command in (("gzip",), ("prune",), ("serve",), ("sample-test",), ("config", "show")):
+        help_text = run(*command, "-h").stdout
+        assert "--data-dir" in help_text and "--config" in help_text, command

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import CONTEXT_SETTINGS, output, output_options, settings
+from metrics_ops.cli.common import CONTEXT_SETTINGS, output, settings, shared_options
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -18,7 +18,7 @@ def config():
 
 
 @config.command("show")
-@output_options
+@shared_options
 @click.pass_context
 def show(ctx, json_, quiet, verbose):
     """Print every setting, its value and its source (default, TOML, .env, environment or flag).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, complete_zone, output, output_options, settings
+from metrics_ops.cli.common import Failure, complete_zone, output, settings, shared_options
 from metrics_ops.exitcodes import ExitCode
 
 
@@ -14,7 +14,7 @@ def _common(fn):
                       help="Wait this long for another pass to finish (default 10; env METRICS_LOCK_TIMEOUT).")(fn)
     fn = click.option("--tz", default=None, metavar="ZONE", shell_complete=complete_zone,
                       help="IANA time zone that decides the day (default UTC; env METRICS_TZ).")(fn)
-    return output_options(fn)
+    return shared_options(fn)
 
 
 def _gzip_opts(fn):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, complete_zone, settings
+from metrics_ops.cli.common import Failure, complete_zone, settings, settings_options
 
 
 @click.command()
@@ -22,6 +22,7 @@ from metrics_ops.cli.common import Failure, complete_zone, settings
               help="Start the next shard at this size (env METRICS_MAX_MB; unset: never).")
 @click.option("--tz", default=None, metavar="ZONE", shell_complete=complete_zone,
               help="IANA zone of the receive day (default UTC; env METRICS_TZ).")
+@settings_options
 @click.pass_context
 def serve(ctx, host, port, workers, log_level, sample_rate, sample_mode, max_mb, tz):
     """Run the ingestion endpoint (POST /api/metrics/event) on a production WSGI server.
