@@ -58,6 +58,7 @@ def test_compose_file_parses_and_has_the_three_services():
 
 def test_compose_rotator_command_is_accepted_by_the_real_cli(tmp_path):
     cmd = compose()["services"]["metrics-rotator"]["command"][1:]
+    (tmp_path / "data").mkdir()  # the metrics-data volume
     r = subprocess.run([*CLI, "--data-dir", str(tmp_path / "data"), *cmd, "--dry-run"], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0, r.stderr
@@ -94,6 +95,7 @@ def test_readme_cron_line_runs(tmp_path):
     user, command = fields[5], fields[6:]
     assert user == "metrics"
     env = {**os.environ}
+    (tmp_path / "data").mkdir()  # serve made it
     while "=" in command[0]:
         name, _ = command.pop(0).split("=", 1)
         env[name] = str(tmp_path / "data")
