@@ -34,7 +34,8 @@ def show(ctx, json_, quiet, verbose):
     s = settings(ctx)
     origins = origins_of(s)
     values = {name: getattr(s, name) for name in Settings.model_fields}
-    values["jsonl"] = s.link_path
+    values["jsonl"] = s.link_path  # the paths the commands will use, not "unset" for a derived default
+    values["state_file"] = s.state_path
     if out.json:
         out.document({name: {"value": None if v is None else (str(v) if not isinstance(v, int | float) else v),
                              "source": origins[name].source, "env": env_name(name),
