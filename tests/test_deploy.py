@@ -1,6 +1,5 @@
 """The deploy files as operators copy them: nginx -t, the compose file's commands on the real CLI, systemd units."""
 
-import os
 import re
 import shutil
 import subprocess
@@ -88,21 +87,47 @@ def test_compose_backend_command_serves(tmp_path):
         assert proc.wait(20) == 0
 
 
-def test_readme_cron_line_runs(tmp_path):
-    readme = (ROOT / "README.md").read_text()
-    line = next(x for x in readme.splitlines() if x.startswith("*/5 * * * *"))
-    fields = line.split()
-    user, command = fields[5], fields[6:]
-    assert user == "metrics"
-    env = {**os.environ}
-    (tmp_path / "data").mkdir()  # serve made it
+def readme_cron_lines() -> dict[str, str]:
+    """The README's two cron lines: the one for `crontab -e` and the one for /etc/cron.d (with a user field)."""
+    section = (ROOT / "README.md").read_text().split("### cron", 1)[1].split("\n### ", 1)[0]
+    blocks = re.findall(r"```cron\n(.*?)```", section, re.S)
+    lines = [line for block in blocks for line in block.splitlines() if line and not line.startswith("#")]
+    assert len(lines) == 2, lines
+    return {"crontab": lines[0], "cron.d": lines[1]}
+
+
+@pytest.mark.parametrize("kind", ["crontab", "cron.d"])
+def test_readme_cron_lines_run_as_cron_runs_them(tmp_path, kind):
+    fields = readme_cron_lines()[kind].split()
+    assert fields[:5] == ["*/5", "*", "*", "*", "*"]
+    command = fields[5:]
+    if kind == "cron.d":
+        user = command.pop(0)
+        assert re.fullmatch(r"[a-z_][a-z0-9_-]*", user), "/etc/cron.d lines have a user after the time fields"
+    else:
+        assert "=" in command[0], "crontab -e lines have no user field"
+    assignments = []
     while "=" in command[0]:
-        name, _ = command.pop(0).split("=", 1)
-        env[name] = str(tmp_path / "data")
-    assert command[0] == "metrics-ops"
-    r = subprocess.run([*CLI, *command[1:]], env=env, capture_output=True, text=True, timeout=60)
+        assignments.append(command.pop(0).split("=", 1))
+    assert [name for name, _ in assignments] == ["METRICS_DIR"] and assignments[0][1].startswith("/")
+    assert command[0].startswith("/") and command[0].endswith("/metrics-ops"), "cron's PATH has no virtualenv"
+    exe = Path(sys.executable).parent / "metrics-ops"  # where pip put it on this machine
+    if not exe.exists():
+        exe = Path(shutil.which("metrics-ops") or pytest.skip("metrics-ops is not installed as a script"))
+    home, data = tmp_path / "home", tmp_path / "data"
+    home.mkdir()
+    data.mkdir()  # serve made it
+    line = " ".join([f"METRICS_DIR={data}", str(exe), *command[1:]])
+    cron_env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "SHELL": "/bin/sh", "LOGNAME": "metrics"}
+    r = subprocess.run(["/bin/sh", "-c", line], cwd=home, env=cron_env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout == "" and r.stderr == ""  # -q: silent when all is well
-    assert (tmp_path / "data" / "metrics.jsonl").is_symlink()
+    assert (data / "metrics.jsonl").is_symlink()
+    assert list(home.iterdir()) == []  # nothing invented in cron's working directory
+    # The same line without METRICS_DIR: cron mails one line naming the directory it would have used.
+    r = subprocess.run(["/bin/sh", "-c", " ".join([str(exe), *command[1:]])], cwd=home, env=cron_env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stderr.startswith(f"metrics-ops: data directory {home / 'data'} does not exist")
+    assert list(home.iterdir()) == []
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
