@@ -42,6 +42,7 @@ def sample_test(ctx, client_rate, server_rate, sample_mode, events, seed, tolera
       metrics-ops sample-test --url http://127.0.0.1:8001/api/metrics/event --events 2000 --data-dir ./data
     """
     from metrics_ops import sampletest as st
+    from metrics_ops import testrun
 
     out = output(ctx, json_, quiet, verbose)
     s = settings(ctx, client_sample_rate=client_rate, sample_rate=server_rate, sample_mode=sample_mode)
@@ -59,6 +60,8 @@ def sample_test(ctx, client_rate, server_rate, sample_mode, events, seed, tolera
         rows = [result.row]
         for note in result.notes:
             out.warn(note)
+        if not out.json:
+            out.warn(testrun.describe("st", result.run_id))
         if out.json:
             out.document({"verdict": st.overall(rows), "live": result.to_dict()})
         else:
