@@ -173,3 +173,86 @@ def test_edge_answers_413_above_64k_and_never_forwards_client_headers(data_dir, 
         assert backend.stop() == 0
     access = (tmp_path / "nginx" / "metrics-ops.access.log").read_text()
     assert "/api/metrics/event" in access and "127.0.0.1" not in access and "EdgeMarker" not in access
+
+
+def _http(port, method, path, body=None, headers=None):
+    import http.client
+    import json
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, path, body, headers or {})
+        r = conn.getresponse()
+        data = r.read()
+        ctype = r.getheader("Content-Type", "")
+        return r.status, r.headers, (json.loads(data) if data and "json" in ctype else data)  # any case
+    finally:
+        conn.close()
+
+
+PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+
+
+@pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (.ci/run installs it)")
+def test_same_origin_site_serves_the_page_and_takes_events_without_cors(data_dir, tmp_path):
+    from edge import SAME_ORIGIN
+
+    backend = Server(data_dir, tmp_path / "serve.log")  # METRICS_CORS_ORIGINS empty: no CORS at all
+    (tmp_path / "nginx" / "site").mkdir(parents=True)
+    (tmp_path / "nginx" / "site" / "index.html").write_text("<h1>the shop</h1>\n")
+    edge = Nginx(tmp_path / "nginx", backend.port, SAME_ORIGIN)
+    site = f"http://127.0.0.1:{edge.port}"
+    try:
+        status, _, page = _http(edge.port, "GET", "/")
+        assert status == 200 and page == b"<h1>the shop</h1>\n"
+        # what a page's fetch() sends to its own origin (Origin is sent on a same-origin POST too): no preflight
+        status, headers, answer = _http(edge.port, "POST", "/api/metrics/event",
+                                        '{"visitor_id":"v1","event":"page_view"}',
+                                        {"Content-Type": "application/json", "Origin": site})
+        assert status == 202 and answer["stored"] == 1
+        status, _, answer = _http(edge.port, "POST", "/api/metrics/events", '[{"visitor_id":"v2","event":"x"}]',
+                                  {"Content-Type": "text/plain", "Origin": site})
+        assert status == 202 and answer["stored"] == 1
+        assert _http(edge.port, "GET", "/api/metrics/snapshot")[0] == 404  # not exposed
+        # a preflight from another origin: CORS is off, so no 204 that reads like a yes
+        status, headers, answer = _http(edge.port, "OPTIONS", "/api/metrics/event",
+                                        headers={"Origin": "https://elsewhere.example", **PREFLIGHT})
+        assert status == 403 and "Access-Control-Allow-Origin" not in headers
+        big = b'{"visitor_id":"v","event":"x","metadata":{"s":"' + b"x" * 70_000 + b'"}}'
+        status, _, answer = _http(edge.port, "POST", "/api/metrics/event", big, {"Content-Type": "text/plain"})
+        assert status == 413 and answer["error"]["code"] == "body_too_large"
+        statuses = [_http(edge.port, "POST", "/api/metrics/event", '{"visitor_id":"v3","event":"x"}',
+                          {"Content-Type": "text/plain"})[:3:2] for _ in range(15)]
+        limited = [answer for status, answer in statuses if status == 429]
+        assert limited and limited[0]["error"]["code"] == "rate_limited"  # the edge's limit holds on this route
+    finally:
+        edge.stop()
+        assert backend.stop() == 0
+    visitors = {line.split('"visitor_id":"')[1].split('"')[0]
+                for p in data_dir.glob("metrics-*.jsonl") for line in p.read_text().splitlines()}
+    assert {"v1", "v2"} <= visitors
+
+
+@pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (.ci/run installs it)")
+def test_separate_origin_edge_answers_preflights_by_metrics_cors_origins(data_dir, tmp_path):
+    backend = Server(data_dir, tmp_path / "serve.log", env={"METRICS_CORS_ORIGINS": "https://shop.example"})
+    edge = Nginx(tmp_path / "nginx", backend.port)  # deploy/edge/nginx.conf as shipped: its own port
+    try:
+        status, headers, _ = _http(edge.port, "OPTIONS", "/api/metrics/event",
+                                   headers={"Origin": "https://shop.example", **PREFLIGHT})
+        assert status == 204
+        assert headers["Access-Control-Allow-Origin"] == "https://shop.example"
+        assert "POST" in headers["Access-Control-Allow-Methods"]
+        assert headers["Access-Control-Allow-Headers"].lower() == "content-type"
+        status, headers, answer = _http(edge.port, "POST", "/api/metrics/event",
+                                        '{"visitor_id":"v1","event":"page_view"}',
+                                        {"Content-Type": "application/json", "Origin": "https://shop.example"})
+        assert status == 202 and answer["stored"] == 1
+        assert headers["Access-Control-Allow-Origin"] == "https://shop.example"
+        status, headers, answer = _http(edge.port, "OPTIONS", "/api/metrics/event",
+                                        headers={"Origin": "https://evil.example", **PREFLIGHT})
+        assert status == 403 and "Access-Control-Allow-Origin" not in headers
+        assert answer["error"]["code"] == "origin_not_allowed"
+    finally:
+        edge.stop()
+        assert backend.stop() == 0

@@ -287,6 +287,17 @@ def test_no_cors_headers_without_configured_origins(app):
     assert r.status == 202 and "Access-Control-Allow-Origin" not in r.headers
 
 
+def test_a_preflight_is_refused_when_no_origin_is_configured(app):
+    r = call(app, "OPTIONS", EVENT, headers={"Origin": "https://a.example", "Access-Control-Request-Method": "POST"})
+    assert r.status == 403 and "Access-Control-Allow-Origin" not in r.headers  # not a 204 that looks allowed
+    assert r.json["error"]["code"] == "origin_not_allowed"
+    assert r.json["error"]["message"].startswith("METRICS_CORS_ORIGINS is empty: no cross-origin requests")
+    assert call(app, "OPTIONS", BATCH, headers={"Origin": "https://a.example"}).status == 403
+    assert call(app, "OPTIONS", EVENT).status == 204  # no Origin: not a CORS preflight
+    counters = call(app, "GET", "/api/metrics/snapshot").json["counters"]
+    assert counters["rejected_origin"] == 2
+
+
 def test_head_has_no_body(app):
     r = call(app, "HEAD", "/healthz")
     assert r.status == 200 and r.body == b""
