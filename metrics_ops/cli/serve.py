@@ -60,6 +60,7 @@ def announce_when_listening(s, timeout: float = 60.0) -> None:
     granian binds in this process before it starts the workers; a connection that succeeds means the socket
     listens, and requests queue until a worker takes them.
     """
+    import os
     import socket
     import threading
     import time
@@ -75,7 +76,9 @@ def announce_when_listening(s, timeout: float = 60.0) -> None:
             except OSError:
                 time.sleep(0.05)
                 continue
-            click.echo(f"metrics-ops: {line}", err=True)
+            # os.write, not click.echo: granian forks its workers about now, and a child must not inherit
+            # a stderr buffer lock this thread holds
+            os.write(2, f"metrics-ops: {line}\n".encode())
             return
 
     threading.Thread(target=wait, name="metrics-ops-ready", daemon=True).start()
