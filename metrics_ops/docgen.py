@@ -174,7 +174,8 @@ def reference_markdown() -> str:
         alias = aliases().get(cmd.name or "")
         title = f"### `{full}`" + (f" (alias `{PROG} {alias[0]}`)" if alias else "")
         if full == PROG:
-            title, summary = f"### `{PROG}`: global options", "Given before the command name."
+            title, summary = (f"### `{PROG}`: global options", "Given before the command name; commands that use them "
+                                "also take `--config`, `--data-dir`, `--json`, `-q` and `-v` after it.")
         lines += [title, "", summary, ""]
         params = [p for p in cmd.params if not getattr(p, "hidden", False)]
         if params:

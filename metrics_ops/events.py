@@ -2,7 +2,11 @@
 
 An accepted event is stored as::
 
-    {"visitor_id": "...", "event": "...", "timestamp": <as sent, if valid>, "metadata": {...}, "received_at": "...Z"}
+    {"visitor_id": "...", "event": "...", "timestamp": <as sent, if valid>, "metadata": {...}, "received_at": "...Z",
+     "ts": "...Z"}
+
+``ts`` is always there and always one type, so readers need not cope with ``timestamp``'s two: the client's
+timestamp in UTC (ISO-8601, microseconds, ``Z``) when one was sent, else ``received_at``.
 
 Unknown top-level fields are dropped, not stored (nothing the browser adds by mistake reaches the disk).
 Every rejection is a :class:`Problem` carrying the HTTP status, a machine code, a message and the field.
@@ -13,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -165,20 +169,32 @@ def _sub(field: str, key: str | int) -> str:
     return f"{field}.{key[:64]}" if type(key) is str else f"{field}[{key}]"
 
 
-def _check_timestamp(value: Any, field: str) -> None:
+def _check_timestamp(value: Any, field: str) -> str:
+    """A valid client timestamp -> the same instant as ISO-8601 UTC with microseconds (``ts``)."""
     if isinstance(value, str):
         if len(value) > 40:
             raise Problem(422, "bad_timestamp", "timestamp longer than 40 characters", field)
         try:
-            datetime.fromisoformat(value)
+            when = datetime.fromisoformat(value)
         except ValueError:
             raise Problem(422, "bad_timestamp", "want ISO-8601 (2026-11-25T12:00:00Z) or epoch milliseconds",
                           field) from None
+        offset = when.utcoffset()  # None without an offset: taken as UTC
+        if offset and 2000 <= when.year <= 2099:  # (the year test keeps the subtraction in range)
+            when = when - offset
+        if not 2000 <= when.year <= 2099:
+            raise Problem(422, "bad_timestamp", "timestamp outside the years 2000-2099", field)
+        micro = when.microsecond
     elif isinstance(value, int | float) and not isinstance(value, bool):
         if not (math.isfinite(value) and _TIMESTAMP_MS[0] <= value < _TIMESTAMP_MS[1]):
             raise Problem(422, "bad_timestamp", "epoch milliseconds outside the years 2000-2099", field)
+        seconds, micro = divmod(round(value * 1000), 1_000_000)
+        when = datetime.fromtimestamp(seconds, UTC)
     else:
         raise Problem(422, "bad_timestamp", "want an ISO-8601 string or epoch milliseconds", field)
+    # formatting the fields: about twice as fast as isoformat(timespec=...) on the hot path
+    return (f"{when.year:04d}-{when.month:02d}-{when.day:02d}T{when.hour:02d}:{when.minute:02d}:{when.second:02d}"
+            f".{micro:06d}Z")
 
 
 def validate_event(obj: Any, prefix: str = "") -> dict:
@@ -199,8 +215,9 @@ def validate_event(obj: Any, prefix: str = "") -> dict:
     out = {"visitor_id": visitor, "event": event}
     timestamp = obj.get("timestamp")
     if timestamp is not None:
-        _check_timestamp(timestamp, prefix + "timestamp")
+        ts = _check_timestamp(timestamp, prefix + "timestamp")
         out["timestamp"] = timestamp
+        out["ts"] = ts
     metadata = obj.get("metadata")
     if metadata is not None:
         if not isinstance(metadata, dict):
@@ -233,7 +250,8 @@ def _json_type(value: Any) -> str:
 
 
 def encode_record(event: dict, received_at: str) -> bytes:
-    """The stored line: the validated event plus the receive time, one JSON object and a newline."""
+    """The stored line: the validated event plus the receive time and ``ts``, one JSON object and a newline."""
     record = dict(event)
     record["received_at"] = received_at
+    record["ts"] = record.pop("ts", received_at)
     return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)

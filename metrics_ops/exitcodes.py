@@ -17,7 +17,8 @@ class ExitCode(IntEnum):
 
 EXIT_STATUS_DOC = {
     ExitCode.OK: "success; with -q nothing is printed",
-    ExitCode.FAILURE: "the work failed: a file operation in the pass failed, or a result did not hold",
+    ExitCode.FAILURE: "the work failed: a file operation in the pass failed, a result did not hold, or the data "
+                      "directory does not exist (rotate makes it only with --create)",
     ExitCode.USAGE: "bad usage or an invalid setting (flag, environment, .env or TOML file); nothing was changed",
     ExitCode.LOCKED: "another maintenance pass held the lock longer than --lock-timeout; nothing was changed",
     ExitCode.INCONCLUSIVE: "sample-test: too few events to decide within --tolerance (it says how many would)",

@@ -217,10 +217,12 @@ def make_app(settings, *, store: Store | None = None, state: SharedState | None 
                   "# TYPE metrics_ops_ring_capacity gauge", f"metrics_ops_ring_capacity {state.capacity}"]
         return ("\n".join(lines) + "\n").encode()
 
-    def cors_headers(origin: str | None) -> list[tuple[str, str]] | None:
+    def cors_headers(origin: str | None, preflight: bool = False) -> list[tuple[str, str]] | None:
         """None: the origin is refused. []: no CORS in play."""
-        if not origins or origin is None:
+        if origin is None:
             return []
+        if not origins:  # CORS is off: a preflight must not get a 204 that reads like a yes
+            return None if preflight else []
         if any_origin or origin in origins:
             return [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
         return None
@@ -253,10 +255,12 @@ def make_app(settings, *, store: Store | None = None, state: SharedState | None 
                 headers.append(("Allow", allow))
                 raise Problem(405, "method_not_allowed", f"{method[:10]} not allowed on {path}; use {allow}")
             if path in (EVENT_PATH, BATCH_PATH):
-                cors = cors_headers(environ.get("HTTP_ORIGIN"))
+                cors = cors_headers(environ.get("HTTP_ORIGIN"), method == "OPTIONS")
                 if cors is None:
                     state.update(requests=1, rejected_origin=1)
-                    raise Problem(403, "origin_not_allowed", "this origin is not in METRICS_CORS_ORIGINS")
+                    raise Problem(403, "origin_not_allowed", "this origin is not in METRICS_CORS_ORIGINS" if origins
+                                  else "METRICS_CORS_ORIGINS is empty: no cross-origin requests (serve the event "
+                                       "routes from the site's own origin, or list this origin)")
                 headers += cors
                 if method == "OPTIONS":
                     status, payload = 204, None

@@ -18,12 +18,13 @@ import math
 import os
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from metrics_ops import testrun
 
 MAX_REQUESTS = 10_000
 NODELAY = math.inf
@@ -90,6 +91,7 @@ class ProbeResult:
     send_rate: float = 0.0
     expectation: dict | None = None
     warnings: list[str] = field(default_factory=list)
+    run_id: str | None = None  # the test-traffic mark of the default body (None with --body)
 
     @property
     def ok(self) -> bool:
@@ -100,6 +102,7 @@ class ProbeResult:
         d.pop("records")
         d.pop("_delay_threshold_ms")
         d["requests"] = len(self.records)
+        d["visitor_prefix"] = testrun.visitor_prefix("probe", self.run_id) if self.run_id else None
         d["ok"] = self.ok
         return d
 
@@ -130,9 +133,8 @@ def check_url(url: str) -> tuple[str, str, int | None, str]:
 
 
 def default_body(run_id: str, i: int) -> bytes:
-    """The shape real clients send, marked so that it is easy to find and remove from the store."""
-    return json.dumps({"visitor_id": f"probe-{run_id}", "event": "ratelimit_probe",
-                       "metadata": {"n": i}}, separators=(",", ":")).encode()
+    """The shape real clients send, marked as test traffic (metrics_ops.testrun) to find and remove it."""
+    return json.dumps(testrun.marked("probe", run_id, i, "ratelimit_probe"), separators=(",", ":")).encode()
 
 
 def run_probe(url: str, *, requests: int = 20, concurrency: int = 1, rate: float | None = None,
@@ -153,7 +155,7 @@ def run_probe(url: str, *, requests: int = 20, concurrency: int = 1, rate: float
     if not 1 <= requests <= MAX_REQUESTS:
         raise ValueError(f"--requests must be 1..{MAX_REQUESTS} (asked: {requests})")
     concurrency = max(1, min(concurrency, requests, 256))
-    run_id = uuid.uuid4().hex[:10]
+    run_id = testrun.new_run_id()
     conn_cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
     records: list[Record | None] = [None] * requests
     lock = threading.Lock()
@@ -246,7 +248,8 @@ def run_probe(url: str, *, requests: int = 20, concurrency: int = 1, rate: float
     for i, r in enumerate(done, 1):  # send order, as the record promises
         r.index = i
     mode = "open-loop" if rate is not None else ("sequential" if concurrency == 1 else "concurrent")
-    result = ProbeResult(url, mode, done, seconds, timed_out=len(done) < requests)
+    result = ProbeResult(url, mode, done, seconds, timed_out=len(done) < requests,
+                         run_id=run_id if body is None else None)
     if result.timed_out:
         result.warnings.append(f"the probe stopped at --timeout {timeout:g} s after {len(done)} of {requests} "
                                "requests")

@@ -12,12 +12,12 @@ import http.client
 import json
 import random
 import time
-import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from metrics_ops import testrun
 from metrics_ops.sampling import Z999, Sampler, effective_rate, events_to_decide, wilson_interval
 
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
@@ -95,6 +95,7 @@ class LiveResult:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["row"]["observed"] = self.row.observed
+        d["visitor_prefix"] = testrun.visitor_prefix("st", self.run_id)
         return d
 
 
@@ -104,7 +105,7 @@ def live(url: str, events: int, *, server_rate: float, mode: str, tolerance: flo
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"--url {url}: want an http:// or https:// URL")
-    run_id = uuid.uuid4().hex[:12]
+    run_id = testrun.new_run_id()
     conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     path = parts.path or "/api/metrics/event"
     statuses: Counter = Counter()
@@ -118,7 +119,7 @@ def live(url: str, events: int, *, server_rate: float, mode: str, tolerance: flo
         for i in range(events):
             if time.monotonic() > deadline:
                 break
-            body = json.dumps({"visitor_id": f"st-{run_id}-{i}", "event": body_event, "metadata": {"n": i}})
+            body = json.dumps(testrun.marked("st", run_id, i, body_event))
             try:
                 conn.request("POST", path, body, {"Content-Type": "application/json"})
                 resp = conn.getresponse()
@@ -159,7 +160,7 @@ def live(url: str, events: int, *, server_rate: float, mode: str, tolerance: flo
 def _lines_with(data_dir: Path, marker: str) -> int:
     import gzip
 
-    needle = f'"st-{marker}-'.encode()
+    needle = f'"{testrun.visitor_prefix("st", marker)}'.encode()
     total = 0
     for p in Path(data_dir).iterdir():
         if p.is_symlink() or not p.name.startswith("metrics-"):

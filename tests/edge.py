@@ -1,6 +1,7 @@
-"""A real nginx from deploy/edge/nginx.conf, on a free loopback port with a temp prefix, for edge tests.
+"""A real nginx from deploy/edge/nginx.conf (or site-same-origin.conf), on a free loopback port with a temp
+prefix, for edge tests.
 
-Only the listen port, the log paths and the backend address are substituted in the shipped file.
+Only the listen port, the log paths, the backend address and a site's root are substituted in the shipped file.
 """
 
 from __future__ import annotations
@@ -15,18 +16,19 @@ from pathlib import Path
 from serve_process import free_port
 
 SHIPPED = Path(__file__).resolve().parent.parent / "deploy" / "edge" / "nginx.conf"
+SAME_ORIGIN = SHIPPED.parent / "site-same-origin.conf"
 
 
 def nginx_binary() -> str | None:
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.path.exists(p)), None)
 
 
-def render(prefix: Path, port: int, backend: str) -> Path:
-    text = SHIPPED.read_text()
-    text, n_listen = re.subn(r"listen 8080;", f"listen 127.0.0.1:{port};", text)
+def render(prefix: Path, port: int, backend: str, source: Path = SHIPPED) -> Path:
+    text = source.read_text()
+    text, n_listen = re.subn(r"listen (?:8080|80);", f"listen 127.0.0.1:{port};", text)
     text, n_backend = re.subn(r"server 127\.0\.0\.1:8001;", f"server {backend};", text)
-    text = text.replace("/var/log/nginx/", f"{prefix}/")
-    assert n_listen == 1 and n_backend == 1, "deploy/edge/nginx.conf changed shape; update tests/edge.py"
+    text = text.replace("/var/log/nginx/", f"{prefix}/").replace("root /var/www/site;", f"root {prefix}/site;")
+    assert n_listen == 1 and n_backend == 1, f"{source.name} changed shape; update tests/edge.py"
     (prefix / "metrics-ops.conf").write_text(text)
     user = "user root;\n" if os.geteuid() == 0 else ""
     main = prefix / "nginx.conf"
@@ -49,12 +51,12 @@ http {{
 
 
 class Nginx:
-    def __init__(self, prefix: Path, backend_port: int):
+    def __init__(self, prefix: Path, backend_port: int, source: Path = SHIPPED):
         self.binary = nginx_binary()
         self.prefix = prefix
         prefix.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        self.conf = render(prefix, self.port, f"127.0.0.1:{backend_port}")
+        self.conf = render(prefix, self.port, f"127.0.0.1:{backend_port}", source)
         self.test = subprocess.run([self.binary, "-t", "-p", str(prefix), "-c", str(self.conf), "-e",
                                     str(prefix / "error.log")], capture_output=True, text=True)
         if self.test.returncode != 0:

@@ -38,6 +38,7 @@ def test_version(run):
 
 
 def test_python_dash_m_and_output_options_after_the_command(tmp_path):
+    (tmp_path / "d").mkdir()
     r = subprocess.run([*CLI, "--data-dir", tmp_path / "d", "rotate", "--once", "--json"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -51,7 +52,7 @@ def test_unknown_option_is_a_usage_error(run):
 
 
 def _start_loop(d, *extra):
-    return subprocess.Popen([*CLI, "--data-dir", d, "rotate", "--interval", "0.2", *extra],
+    return subprocess.Popen([*CLI, "--data-dir", d, "rotate", "--create", "--interval", "0.2", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -97,7 +98,53 @@ def test_once_exit_status_says_the_pass_failed(tmp_path, run):
 
 def test_unwritable_data_dir_is_one_line(tmp_path, run):
     target = "/proc/metrics-ops-cannot-exist"  # not even root can create a directory in /proc
-    r = run("--data-dir", target, "rotate", "--once")
+    r = run("--data-dir", target, "rotate", "--once", "--create")
     assert r.exit_code == 1
     assert r.stderr.startswith(f"metrics-ops: cannot create data directory {target}: ")
     assert len(r.stderr.splitlines()) == 1
+
+
+def test_data_dir_and_config_are_accepted_after_the_command_too(tmp_path, run):
+    before, after = tmp_path / "before", tmp_path / "after"
+    before.mkdir()
+    after.mkdir()
+    r = run("rotate", "--once", "--data-dir", after, "--json")
+    assert r.exit_code == 0, r.stderr
+    assert (after / "metrics.jsonl").is_symlink()
+    r = run("--data-dir", before, "rotate", "--once", "-q", "--data-dir", after)  # after the command wins
+    assert r.exit_code == 0, r.stderr
+    assert not (before / "metrics.jsonl").exists()
+    toml = tmp_path / "m.toml"
+    toml.write_text("retention = 61\n")
+    r = run("config", "show", "--json", "--config", toml)
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["retention"] == {"value": 61, "source": "toml", "env": "METRICS_RETENTION",
+                                                 "file": str(toml)}
+    for command in (("gzip",), ("prune",), ("serve",), ("sample-test",), ("config", "show")):
+        help_text = run(*command, "-h").stdout
+        assert "--data-dir" in help_text and "--config" in help_text, command
+
+
+@pytest.mark.parametrize("command", [("rotate", "--once"), ("rotate", "--interval", "1"), ("gzip",), ("prune",)])
+def test_maintenance_never_invents_a_data_directory(tmp_path, monkeypatch, command):
+    home = tmp_path / "home"  # cron's working directory, without METRICS_DIR
+    home.mkdir()
+    monkeypatch.chdir(home)
+    r = subprocess.run([*CLI, *command, "-q"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and r.stdout == ""
+    hint = "rotate --create makes it" if command[0] != "rotate" else "add --create to make it"
+    assert r.stderr == (f"metrics-ops: data directory {home / 'data'} does not exist (the default ./data in the "
+                        f"working directory {home}; set METRICS_DIR or --data-dir); {hint}\n")
+    assert list(home.iterdir()) == []
+
+
+def test_missing_data_dir_names_where_the_setting_came_from(tmp_path, run):
+    target = tmp_path / "srv" / "metrics"
+    r = run("rotate", "--once", env={"METRICS_DIR": str(target)})
+    assert r.exit_code == 1
+    assert r.stderr == (f"metrics-ops: data directory {target} does not exist (METRICS_DIR={target} (from the "
+                        "environment)); add --create to make it\n")
+    assert not target.exists()
+    r = run("rotate", "--once", "--create", "-q", env={"METRICS_DIR": str(target)})
+    assert r.exit_code == 0 and r.stderr == ""
+    assert (target / "metrics.jsonl").is_symlink()

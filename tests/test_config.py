@@ -61,6 +61,18 @@ def test_config_show_names_every_source(tmp_path, monkeypatch, run):
     assert doc["dir"] == {"value": str(tmp_path / "d"), "source": "flag", "env": "METRICS_DIR"}
     assert doc["sample_rate"]["source"] == "default"
     assert doc["jsonl"]["value"] == str(tmp_path / "d" / "metrics.jsonl")
+    assert doc["state_file"] == {"value": str(tmp_path / "d" / ".metrics-ops.state"), "source": "default",
+                                 "env": "METRICS_STATE_FILE"}
+
+
+def test_config_show_prints_the_state_file_serve_will_use(tmp_path, run):
+    r = run("--data-dir", tmp_path / "d", "config", "show")
+    assert r.exit_code == 0, r.output
+    rows = {line.split("\t")[0]: line.split("\t")[1:] for line in r.stdout.splitlines()}
+    assert rows["state_file"] == [str(tmp_path / "d" / ".metrics-ops.state"), "default", "METRICS_STATE_FILE"]
+    r = run("--data-dir", tmp_path / "d", "config", "show", env={"METRICS_STATE_FILE": str(tmp_path / "s")})
+    rows = {line.split("\t")[0]: line.split("\t")[1:] for line in r.stdout.splitlines()}
+    assert rows["state_file"] == [str(tmp_path / "s"), "environment", "METRICS_STATE_FILE"]
 
 
 def test_toml_paths_are_relative_to_the_file(tmp_path):

@@ -1,6 +1,5 @@
 """The deploy files as operators copy them: nginx -t, the compose file's commands on the real CLI, systemd units."""
 
-import os
 import re
 import shutil
 import subprocess
@@ -58,6 +57,7 @@ def test_compose_file_parses_and_has_the_three_services():
 
 def test_compose_rotator_command_is_accepted_by_the_real_cli(tmp_path):
     cmd = compose()["services"]["metrics-rotator"]["command"][1:]
+    (tmp_path / "data").mkdir()  # the metrics-data volume
     r = subprocess.run([*CLI, "--data-dir", str(tmp_path / "data"), *cmd, "--dry-run"], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0, r.stderr
@@ -87,20 +87,47 @@ def test_compose_backend_command_serves(tmp_path):
         assert proc.wait(20) == 0
 
 
-def test_readme_cron_line_runs(tmp_path):
-    readme = (ROOT / "README.md").read_text()
-    line = next(x for x in readme.splitlines() if x.startswith("*/5 * * * *"))
-    fields = line.split()
-    user, command = fields[5], fields[6:]
-    assert user == "metrics"
-    env = {**os.environ}
+def readme_cron_lines() -> dict[str, str]:
+    """The README's two cron lines: the one for `crontab -e` and the one for /etc/cron.d (with a user field)."""
+    section = (ROOT / "README.md").read_text().split("### cron", 1)[1].split("\n### ", 1)[0]
+    blocks = re.findall(r"```cron\n(.*?)```", section, re.S)
+    lines = [line for block in blocks for line in block.splitlines() if line and not line.startswith("#")]
+    assert len(lines) == 2, lines
+    return {"crontab": lines[0], "cron.d": lines[1]}
+
+
+@pytest.mark.parametrize("kind", ["crontab", "cron.d"])
+def test_readme_cron_lines_run_as_cron_runs_them(tmp_path, kind):
+    fields = readme_cron_lines()[kind].split()
+    assert fields[:5] == ["*/5", "*", "*", "*", "*"]
+    command = fields[5:]
+    if kind == "cron.d":
+        user = command.pop(0)
+        assert re.fullmatch(r"[a-z_][a-z0-9_-]*", user), "/etc/cron.d lines have a user after the time fields"
+    else:
+        assert "=" in command[0], "crontab -e lines have no user field"
+    assignments = []
     while "=" in command[0]:
-        name, _ = command.pop(0).split("=", 1)
-        env[name] = str(tmp_path / "data")
-    assert command[0] == "metrics-ops"
-    r = subprocess.run([*CLI, *command[1:]], env=env, capture_output=True, text=True, timeout=60)
+        assignments.append(command.pop(0).split("=", 1))
+    assert [name for name, _ in assignments] == ["METRICS_DIR"] and assignments[0][1].startswith("/")
+    assert command[0].startswith("/") and command[0].endswith("/metrics-ops"), "cron's PATH has no virtualenv"
+    exe = Path(sys.executable).parent / "metrics-ops"  # where pip put it on this machine
+    if not exe.exists():
+        exe = Path(shutil.which("metrics-ops") or pytest.skip("metrics-ops is not installed as a script"))
+    home, data = tmp_path / "home", tmp_path / "data"
+    home.mkdir()
+    data.mkdir()  # serve made it
+    line = " ".join([f"METRICS_DIR={data}", str(exe), *command[1:]])
+    cron_env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "SHELL": "/bin/sh", "LOGNAME": "metrics"}
+    r = subprocess.run(["/bin/sh", "-c", line], cwd=home, env=cron_env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout == "" and r.stderr == ""  # -q: silent when all is well
-    assert (tmp_path / "data" / "metrics.jsonl").is_symlink()
+    assert (data / "metrics.jsonl").is_symlink()
+    assert list(home.iterdir()) == []  # nothing invented in cron's working directory
+    # The same line without METRICS_DIR: cron mails one line naming the directory it would have used.
+    r = subprocess.run(["/bin/sh", "-c", " ".join([str(exe), *command[1:]])], cwd=home, env=cron_env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stderr.startswith(f"metrics-ops: data directory {home / 'data'} does not exist")
+    assert list(home.iterdir()) == []
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
@@ -146,3 +173,86 @@ def test_edge_answers_413_above_64k_and_never_forwards_client_headers(data_dir, 
         assert backend.stop() == 0
     access = (tmp_path / "nginx" / "metrics-ops.access.log").read_text()
     assert "/api/metrics/event" in access and "127.0.0.1" not in access and "EdgeMarker" not in access
+
+
+def _http(port, method, path, body=None, headers=None):
+    import http.client
+    import json
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, path, body, headers or {})
+        r = conn.getresponse()
+        data = r.read()
+        ctype = r.getheader("Content-Type", "")
+        return r.status, r.headers, (json.loads(data) if data and "json" in ctype else data)  # any case
+    finally:
+        conn.close()
+
+
+PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+
+
+@pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (.ci/run installs it)")
+def test_same_origin_site_serves_the_page_and_takes_events_without_cors(data_dir, tmp_path):
+    from edge import SAME_ORIGIN
+
+    backend = Server(data_dir, tmp_path / "serve.log")  # METRICS_CORS_ORIGINS empty: no CORS at all
+    (tmp_path / "nginx" / "site").mkdir(parents=True)
+    (tmp_path / "nginx" / "site" / "index.html").write_text("<h1>the shop</h1>\n")
+    edge = Nginx(tmp_path / "nginx", backend.port, SAME_ORIGIN)
+    site = f"http://127.0.0.1:{edge.port}"
+    try:
+        status, _, page = _http(edge.port, "GET", "/")
+        assert status == 200 and page == b"<h1>the shop</h1>\n"
+        # what a page's fetch() sends to its own origin (Origin is sent on a same-origin POST too): no preflight
+        status, headers, answer = _http(edge.port, "POST", "/api/metrics/event",
+                                        '{"visitor_id":"v1","event":"page_view"}',
+                                        {"Content-Type": "application/json", "Origin": site})
+        assert status == 202 and answer["stored"] == 1
+        status, _, answer = _http(edge.port, "POST", "/api/metrics/events", '[{"visitor_id":"v2","event":"x"}]',
+                                  {"Content-Type": "text/plain", "Origin": site})
+        assert status == 202 and answer["stored"] == 1
+        assert _http(edge.port, "GET", "/api/metrics/snapshot")[0] == 404  # not exposed
+        # a preflight from another origin: CORS is off, so no 204 that reads like a yes
+        status, headers, answer = _http(edge.port, "OPTIONS", "/api/metrics/event",
+                                        headers={"Origin": "https://elsewhere.example", **PREFLIGHT})
+        assert status == 403 and "Access-Control-Allow-Origin" not in headers
+        big = b'{"visitor_id":"v","event":"x","metadata":{"s":"' + b"x" * 70_000 + b'"}}'
+        status, _, answer = _http(edge.port, "POST", "/api/metrics/event", big, {"Content-Type": "text/plain"})
+        assert status == 413 and answer["error"]["code"] == "body_too_large"
+        statuses = [_http(edge.port, "POST", "/api/metrics/event", '{"visitor_id":"v3","event":"x"}',
+                          {"Content-Type": "text/plain"})[:3:2] for _ in range(15)]
+        limited = [answer for status, answer in statuses if status == 429]
+        assert limited and limited[0]["error"]["code"] == "rate_limited"  # the edge's limit holds on this route
+    finally:
+        edge.stop()
+        assert backend.stop() == 0
+    visitors = {line.split('"visitor_id":"')[1].split('"')[0]
+                for p in data_dir.glob("metrics-*.jsonl") for line in p.read_text().splitlines()}
+    assert {"v1", "v2"} <= visitors
+
+
+@pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (.ci/run installs it)")
+def test_separate_origin_edge_answers_preflights_by_metrics_cors_origins(data_dir, tmp_path):
+    backend = Server(data_dir, tmp_path / "serve.log", env={"METRICS_CORS_ORIGINS": "https://shop.example"})
+    edge = Nginx(tmp_path / "nginx", backend.port)  # deploy/edge/nginx.conf as shipped: its own port
+    try:
+        status, headers, _ = _http(edge.port, "OPTIONS", "/api/metrics/event",
+                                   headers={"Origin": "https://shop.example", **PREFLIGHT})
+        assert status == 204
+        assert headers["Access-Control-Allow-Origin"] == "https://shop.example"
+        assert "POST" in headers["Access-Control-Allow-Methods"]
+        assert headers["Access-Control-Allow-Headers"].lower() == "content-type"
+        status, headers, answer = _http(edge.port, "POST", "/api/metrics/event",
+                                        '{"visitor_id":"v1","event":"page_view"}',
+                                        {"Content-Type": "application/json", "Origin": "https://shop.example"})
+        assert status == 202 and answer["stored"] == 1
+        assert headers["Access-Control-Allow-Origin"] == "https://shop.example"
+        status, headers, answer = _http(edge.port, "OPTIONS", "/api/metrics/event",
+                                        headers={"Origin": "https://evil.example", **PREFLIGHT})
+        assert status == 403 and "Access-Control-Allow-Origin" not in headers
+        assert answer["error"]["code"] == "origin_not_allowed"
+    finally:
+        edge.stop()
+        assert backend.stop() == 0

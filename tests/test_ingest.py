@@ -37,6 +37,7 @@ def test_accepts_an_event_and_stores_it_with_the_receive_time(app, data_dir):
     assert r.json == {"ok": True, "stored": 1, "file": f"metrics-{today}.jsonl"}
     [line] = stored_lines(data_dir)
     received = line.pop("received_at")
+    assert line.pop("ts") == "2026-11-25T10:00:00.000000Z"
     assert line == GOOD
     assert received.endswith("Z") and datetime.fromisoformat(received[:-1])
 
@@ -49,7 +50,39 @@ def test_text_plain_from_send_beacon_is_accepted(app, data_dir):
 def test_unknown_top_level_fields_are_not_stored(app, data_dir):
     r = call(app, "POST", EVENT, json.dumps({**GOOD, "ip": "203.0.113.9", "user_agent": "x"}))
     assert r.status == 202
-    assert set(stored_lines(data_dir)[0]) == {"visitor_id", "event", "timestamp", "metadata", "received_at"}
+    assert set(stored_lines(data_dir)[0]) == {"visitor_id", "event", "timestamp", "metadata", "received_at", "ts"}
+
+
+@pytest.mark.parametrize("sent, ts", [
+    ("2026-11-25T12:00:00Z", "2026-11-25T12:00:00.000000Z"),
+    ("2026-11-25T13:30:00.25+01:30", "2026-11-25T12:00:00.250000Z"),
+    ("2026-11-25T12:00:00", "2026-11-25T12:00:00.000000Z"),  # no offset: taken as UTC
+    (1764072000123, "2025-11-25T12:00:00.123000Z"),
+    (1764072000123.5, "2025-11-25T12:00:00.123500Z"),
+])
+def test_ts_is_the_client_time_in_utc_whatever_its_form_and_timestamp_is_kept(app, data_dir, sent, ts):
+    r = call(app, "POST", EVENT, json.dumps({"visitor_id": "v1", "event": "e", "timestamp": sent}))
+    assert r.status == 202, r.body
+    [line] = stored_lines(data_dir)
+    assert line["timestamp"] == sent and line["ts"] == ts
+
+
+def test_ts_is_the_receive_time_without_a_client_timestamp_and_always_a_string(app, data_dir):
+    events = [{"visitor_id": "v1", "event": "e"}, {"visitor_id": "v2", "event": "e", "timestamp": 1764072000000},
+              {"visitor_id": "v3", "event": "e", "timestamp": "2026-11-25T12:00:00+02:00"}]
+    assert call(app, "POST", BATCH, json.dumps(events)).json["stored"] == 3
+    lines = stored_lines(data_dir)
+    assert lines[0]["ts"] == lines[0]["received_at"]
+    assert [type(line["timestamp"]) for line in lines[1:]] == [int, str]  # what the clients sent
+    assert [line["ts"] for line in lines[1:]] == ["2025-11-25T12:00:00.000000Z", "2026-11-25T10:00:00.000000Z"]
+
+
+@pytest.mark.parametrize("sent", ["1999-12-31T23:59:59Z", "2000-01-01T00:30:00+01:00", "0001-01-01T00:00:00+05:00",
+                                  "9999-12-31T23:00:00-05:00", "2100-01-01T00:00:00Z"])
+def test_iso_timestamps_outside_2000_2099_are_422_like_epoch_ms(app, sent):
+    r = call(app, "POST", EVENT, json.dumps({"visitor_id": "v1", "event": "e", "timestamp": sent}))
+    assert r.status == 422 and r.json["error"] == {"code": "bad_timestamp", "field": "timestamp",
+                                                   "message": "timestamp outside the years 2000-2099"}
 
 
 def test_client_timestamp_never_decides_the_file(app, data_dir):
@@ -252,6 +285,17 @@ def test_cors_allows_configured_origins_only(data_dir):
 def test_no_cors_headers_without_configured_origins(app):
     r = call(app, "POST", EVENT, json.dumps(GOOD), headers={"Origin": "https://a.example"})
     assert r.status == 202 and "Access-Control-Allow-Origin" not in r.headers
+
+
+def test_a_preflight_is_refused_when_no_origin_is_configured(app):
+    r = call(app, "OPTIONS", EVENT, headers={"Origin": "https://a.example", "Access-Control-Request-Method": "POST"})
+    assert r.status == 403 and "Access-Control-Allow-Origin" not in r.headers  # not a 204 that looks allowed
+    assert r.json["error"]["code"] == "origin_not_allowed"
+    assert r.json["error"]["message"].startswith("METRICS_CORS_ORIGINS is empty: no cross-origin requests")
+    assert call(app, "OPTIONS", BATCH, headers={"Origin": "https://a.example"}).status == 403
+    assert call(app, "OPTIONS", EVENT).status == 204  # no Origin: not a CORS preflight
+    counters = call(app, "GET", "/api/metrics/snapshot").json["counters"]
+    assert counters["rejected_origin"] == 2
 
 
 def test_head_has_no_body(app):

@@ -55,6 +55,10 @@ def test_never_5xx_and_every_stored_line_is_the_accepted_event(body, batch, ctyp
     accepted = [sent] if not batch else [e for e, res in zip(sent, reply["results"], strict=True) if res["ok"]]
     assert len(lines) == len(accepted)
     for line, event in zip(lines, accepted, strict=True):
-        assert line.pop("received_at").endswith("Z")
+        received = line.pop("received_at")
+        assert received.endswith("Z")
+        ts = line.pop("ts")  # always there, always ISO-8601 UTC
+        assert len(ts) == 27 and ts[10] == "T" and ts.endswith("Z")
+        assert ts == received or event.get("timestamp") is not None
         assert line == {k: event[k] for k in ("visitor_id", "event", "timestamp", "metadata")
                         if k in event and event[k] is not None}

@@ -254,7 +254,8 @@ def test_lock_contention_exits_3_naming_the_lock(data_dir, run):
 def test_gzip_and_prune_refuse_a_missing_directory(tmp_path, run):
     r = run("--data-dir", tmp_path / "missing", "gzip")
     assert r.exit_code == 1
-    assert r.stderr == f"metrics-ops: data directory {tmp_path / 'missing'} does not exist (METRICS_DIR / --data-dir)\n"
+    assert r.stderr == (f"metrics-ops: data directory {tmp_path / 'missing'} does not exist (--data-dir "
+                        f"{tmp_path / 'missing'} (from the command line)); rotate --create makes it\n")
 
 
 def test_a_failed_action_exits_1_with_one_line_and_the_pass_goes_on(data_dir, run):
@@ -302,7 +303,7 @@ def test_rotate_follows_the_local_day_across_dst_changes(data_dir, run, utc_inst
 
 def test_dry_run_of_rotate_on_a_missing_directory_plans_it_and_creates_nothing(tmp_path, run):
     target = tmp_path / "new" / "data"
-    r = run("--data-dir", target, "rotate", "--once", "--dry-run", "--json")
+    r = run("--data-dir", target, "rotate", "--once", "--create", "--dry-run", "--json")
     assert r.exit_code == 0, r.output
     assert [(a["kind"], a["status"]) for a in json.loads(r.stdout)["actions"]] == [
         ("mkdir", "planned"), ("create", "planned"), ("link", "planned")]

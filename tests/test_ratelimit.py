@@ -2,6 +2,7 @@
 
 import csv
 import json
+from collections import Counter
 
 import pytest
 from edge import Nginx, nginx_binary
@@ -183,3 +184,28 @@ def test_nodelay_and_delay_exclude_each_other(run):
     r = run("probe", "http://127.0.0.1:9/", "--nodelay", "--delay", "3")
     assert r.exit_code == 2 and "exclude each other" in r.stderr
     assert NODELAY > 1e9
+
+
+def test_probe_events_carry_the_runs_prefix_and_mark_and_the_run_is_printed(data_dir, tmp_path, run, monkeypatch):
+    from conftest import all_lines
+
+    from metrics_ops.testrun import RUN_PREFIX
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    backend = Server(data_dir, tmp_path / "serve.log")
+    try:
+        r = run("probe", f"http://127.0.0.1:{backend.port}/api/metrics/event", "--requests", "5")
+        doc = json.loads(run("probe", f"http://127.0.0.1:{backend.port}/api/metrics/event", "--requests", "3",
+                             "--json").stdout)
+    finally:
+        assert backend.stop() == 0
+    assert r.exit_code == 0, r.output
+    [line] = [x for x in r.stderr.splitlines() if "test run" in x]
+    run_id = line.split("test run ", 1)[1].split(":", 1)[0]
+    assert line.startswith(f"metrics-ops: test run {run_id}: visitor ids probe-{run_id}-*, metadata.test_run")
+    assert doc["visitor_prefix"] == f"probe-{doc['run_id']}-" and doc["run_id"] != run_id  # one prefix per run
+    records = [json.loads(x) for x in all_lines(data_dir)]
+    assert len(records) == 8 and {rec["event"] for rec in records} == {"ratelimit_probe"}
+    by_run = Counter(RUN_PREFIX.match(rec["visitor_id"]).group() for rec in records)
+    assert by_run == {f"probe-{run_id}-": 5, doc["visitor_prefix"]: 3}
+    assert Counter(rec["metadata"]["test_run"] for rec in records) == {run_id: 5, doc["run_id"]: 3}

@@ -151,3 +151,22 @@ def test_live_fails_when_the_server_samples_otherwise(half_server, run):
 def test_live_refuses_other_schemes(run):
     r = run("sample-test", "--url", "ftp://127.0.0.1/x")
     assert r.exit_code == 2 and "want an http:// or https:// URL" in r.stderr
+
+
+def test_live_events_carry_the_runs_prefix_and_mark_and_the_run_is_printed(half_server, data_dir, run):
+    from conftest import all_lines
+
+    from metrics_ops.testrun import RUN_PREFIX
+
+    url = f"http://127.0.0.1:{half_server.port}/api/metrics/event"
+    r = run("sample-test", "--url", url, "--events", "300", "--server-rate", "0.5", "--tolerance", "0.5",
+            "--data-dir", data_dir)
+    [line] = [x for x in r.stderr.splitlines() if "test run" in x]
+    run_id = line.split("test run ", 1)[1].split(":", 1)[0]
+    assert line == (f"metrics-ops: test run {run_id}: visitor ids st-{run_id}-*, metadata.test_run = {run_id} "
+                    "(leave them out of queries by either)")
+    records = [json.loads(x) for x in all_lines(data_dir)]
+    assert records and len(records) < 300  # half of them sampled out
+    for rec in records:
+        assert RUN_PREFIX.match(rec["visitor_id"]).group() == f"st-{run_id}-"
+        assert rec["metadata"]["test_run"] == run_id

@@ -230,3 +230,36 @@ def test_bad_setting_is_exit_2_before_anything_starts(data_dir):
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2
     assert r.stderr == "metrics-ops: --workers 0 (from the command line): input should be greater than or equal to 1\n"
+
+
+def test_serve_says_once_where_it_listens_and_writes_and_nothing_of_clients(tmp_path):
+    import time
+    import urllib.request
+
+    port, data = free_port(), tmp_path / "new" / "data"
+    proc = subprocess.Popen([sys.executable, "-m", "metrics_ops", "serve", "--port", str(port), "--data-dir",
+                             "new/data", "--workers", "1"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:
+                    assert resp.status == 200
+                    break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/metrics/event", method="POST",
+                                     data=b'{"visitor_id":"ReadyMarkerVisitor","event":"page_view"}',
+                                     headers={"Content-Type": "text/plain", "User-Agent": "ReadyMarkerAgent"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert resp.status == 202
+        time.sleep(0.3)
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    # the default log level: exactly one line, on stderr; the directory absolute, as it will be used
+    assert err == f"metrics-ops: serve ready on http://127.0.0.1:{port} (data directory {data}, 1 worker)\n"
+    assert out == ""

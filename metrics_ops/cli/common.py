@@ -54,6 +54,27 @@ def output_options(fn):
     return fn
 
 
+def _into_state(ctx: click.Context, param: click.Parameter, value):
+    """A group option given after the command: it lands where the group's own value lives (and wins)."""
+    if value is not None:
+        setattr(ctx.ensure_object(State), param.name, value)
+    return value
+
+
+def settings_options(fn):
+    """--config / --data-dir, accepted before or after the command name; after the command wins."""
+    fn = click.option("--data-dir", type=click.Path(file_okay=False), default=None, expose_value=False,
+                      callback=_into_state, help="Data directory (env METRICS_DIR).")(fn)
+    fn = click.option("--config", type=click.Path(exists=True, dir_okay=False), default=None, expose_value=False,
+                      callback=_into_state, help="TOML file with settings (env METRICS_CONFIG).")(fn)
+    return fn
+
+
+def shared_options(fn):
+    """Every option of the group, also after the command name: --config, --data-dir, --json, -q, -v."""
+    return settings_options(output_options(fn))
+
+
 def output(ctx: click.Context, json_: bool | None = None, quiet: bool | None = None, verbose: int = 0):
     from metrics_ops.render import Output
 

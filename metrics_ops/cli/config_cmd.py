@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import CONTEXT_SETTINGS, output, output_options, settings
+from metrics_ops.cli.common import CONTEXT_SETTINGS, output, settings, shared_options
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -18,7 +18,7 @@ def config():
 
 
 @config.command("show")
-@output_options
+@shared_options
 @click.pass_context
 def show(ctx, json_, quiet, verbose):
     """Print every setting, its value and its source (default, TOML, .env, environment or flag).
@@ -34,7 +34,8 @@ def show(ctx, json_, quiet, verbose):
     s = settings(ctx)
     origins = origins_of(s)
     values = {name: getattr(s, name) for name in Settings.model_fields}
-    values["jsonl"] = s.link_path
+    values["jsonl"] = s.link_path  # the paths the commands will use, not "unset" for a derived default
+    values["state_file"] = s.state_path
     if out.json:
         out.document({name: {"value": None if v is None else (str(v) if not isinstance(v, int | float) else v),
                              "source": origins[name].source, "env": env_name(name),

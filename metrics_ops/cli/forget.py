@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, output, output_options, settings
+from metrics_ops.cli.common import Failure, output, settings, shared_options
 from metrics_ops.exitcodes import ExitCode
 
 
@@ -17,7 +17,7 @@ from metrics_ops.exitcodes import ExitCode
 @click.option("--dry-run", is_flag=True, help="List the files and line counts, change nothing.")
 @click.option("--lock-timeout", type=float, default=None, metavar="SECONDS",
               help="Wait this long for a maintenance pass to finish (default 10; env METRICS_LOCK_TIMEOUT).")
-@output_options
+@shared_options
 @click.pass_context
 def forget(ctx, visitor_ids, prefixes, include_current, dry_run, lock_timeout, json_, quiet, verbose):
     """Remove every event of the given visitor ids (or id prefixes) from every data file, archives included.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, complete_zone, output, output_options, settings
+from metrics_ops.cli.common import Failure, complete_zone, output, settings, shared_options
 from metrics_ops.exitcodes import ExitCode
 
 
@@ -14,7 +14,7 @@ def _common(fn):
                       help="Wait this long for another pass to finish (default 10; env METRICS_LOCK_TIMEOUT).")(fn)
     fn = click.option("--tz", default=None, metavar="ZONE", shell_complete=complete_zone,
                       help="IANA time zone that decides the day (default UTC; env METRICS_TZ).")(fn)
-    return output_options(fn)
+    return shared_options(fn)
 
 
 def _gzip_opts(fn):
@@ -29,8 +29,22 @@ def _retention_opt(fn):
                         help="Delete files whose day is at least DAYS old (default 30; env METRICS_RETENTION).")(fn)
 
 
+def missing_dir_message(s, can_create: bool) -> str:
+    """Which directory a command would use and where that came from: under cron the working directory is $HOME."""
+    from metrics_ops.config import DEFAULT, origins_of
+
+    origin = origins_of(s)["dir"]
+    where = s.dir.resolve()
+    if origin.source == DEFAULT:
+        said = f"the default ./data in the working directory {where.parent}; set METRICS_DIR or --data-dir"
+    else:
+        said = origin.describe(s.dir)
+    hint = "; rotate --create makes it" if not can_create else "; add --create to make it"
+    return f"data directory {where} does not exist ({said}){hint}"
+
+
 def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: bool,
-         loop: bool = False, interval: float | None = None) -> None:
+         loop: bool = False, interval: float | None = None, create: bool = False) -> None:
     import signal
     import threading
     import time
@@ -43,8 +57,10 @@ def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: 
     s = settings(ctx, interval=interval, **flags)
     store = Store.from_settings(s)
     if not store.dir.is_dir():
-        if "rotate" not in steps:
-            raise Failure(f"data directory {store.dir} does not exist (METRICS_DIR / --data-dir)")
+        # A maintenance command never invents an empty data directory (cron's working directory is $HOME:
+        # ./data there is not the directory serve writes to); only an explicit --create makes it.
+        if not create:
+            raise Failure(missing_dir_message(s, can_create="rotate" in steps))
         if not dry_run:
             try:
                 store.dir.mkdir(parents=True, exist_ok=True)
@@ -92,27 +108,31 @@ def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: 
               help="Seconds between passes of the loop (default 300; env METRICS_INTERVAL).")
 @click.option("--max-mb", type=float, default=None, metavar="MIB",
               help="Start the next shard when the current file reaches MIB (env METRICS_MAX_MB; unset: never).")
+@click.option("--create", is_flag=True,
+              help="Create the data directory if it does not exist (without it: exit 1 naming the directory).")
 @_gzip_opts
 @_retention_opt
 @_common
 @click.pass_context
-def rotate(ctx, once, interval, max_mb, gzip_after, gzip_level, retention, tz, lock_timeout, dry_run,
+def rotate(ctx, once, interval, max_mb, create, gzip_after, gzip_level, retention, tz, lock_timeout, dry_run,
            json_, quiet, verbose):
     """Point the link at today's file, start size shards, then gzip and prune: one pass or a loop.
 
     Without --once it loops every --interval seconds until SIGTERM/SIGINT (the sidecar layout);
-    errors in one pass are reported on stderr and the loop goes on.
+    errors in one pass are reported on stderr and the loop goes on. A data directory that does not exist is
+    an error (exit 1, naming it) unless --create is given: cron's working directory is not yours.
 
     \b
     Examples:
       metrics-ops rotate --once -q                       # cron: mail only on trouble
       metrics-ops rotate --interval 300 --gzip-after 3 --retention 30 --max-mb 64
       metrics-ops rotate --once --dry-run                # show the plan
+      metrics-ops rotate --once --create --data-dir /var/lib/metrics   # first run: make the directory
     """
     flags = dict(max_mb=max_mb, gzip_after=gzip_after, gzip_level=gzip_level, retention=retention, tz=tz,
                  lock_timeout=lock_timeout)
     _run(ctx, ("rotate", "gzip", "prune"), flags, dict(json_=json_, quiet=quiet, verbose=verbose),
-         dry_run=dry_run, loop=not once, interval=interval)
+         dry_run=dry_run, loop=not once, interval=interval, create=create)
 
 
 @click.command("gzip")

@@ -21,7 +21,7 @@ from metrics_ops.exitcodes import ExitCode
 @click.option("--timeout", type=click.FloatRange(0.1, 600), default=30, show_default=True,
               help="Hard limit for the whole probe in seconds.")
 @click.option("--body", default=None, metavar="JSON|@FILE",
-              help="Request body (default: an event like a browser's, event name ratelimit_probe).")
+              help="Request body (default: an event like a browser's, event ratelimit_probe, marked as a test run).")
 @click.option("--content-type", default="application/json", show_default=True, help="Content-Type of the body.")
 @click.option("--expect-rate", type=click.FloatRange(0.001, 1_000_000), default=None, metavar="R",
               help="nginx limit_req rate in r/s, to predict which requests must pass (with --expect-burst).")
@@ -54,6 +54,7 @@ def ratelimit_probe(ctx, url, n_requests, concurrency, rate, duration, timeout, 
     from pathlib import Path
 
     from metrics_ops import ratelimit as rl
+    from metrics_ops import testrun
 
     out = output(ctx, json_, quiet, verbose)
     if (rate is None) != (duration is None):
@@ -94,6 +95,8 @@ def ratelimit_probe(ctx, url, n_requests, concurrency, rate, duration, timeout, 
         result.write_csv(csv_path)
     for w in result.warnings:
         out.warn(w)
+    if result.run_id and not out.json:
+        out.warn(testrun.describe("probe", result.run_id))
     if out.json:
         doc = result.to_dict()
         if doc["expectation"]:

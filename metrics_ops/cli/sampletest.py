@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, output, output_options, settings
+from metrics_ops.cli.common import Failure, State, output, settings, shared_options
 from metrics_ops.exitcodes import ExitCode
 
 
@@ -22,17 +22,17 @@ from metrics_ops.exitcodes import ExitCode
               help="Widest acceptable half-width of the 99.9% interval; wider is INCONCLUSIVE.")
 @click.option("--url", default=None, metavar="URL",
               help="Live mode: post events to this serve endpoint (http://127.0.0.1:8001/api/metrics/event).")
-@click.option("--data-dir", "live_dir", type=click.Path(file_okay=False), default=None,
-              help="Live mode: also check that the lines added to this data directory equal the stored=1 answers.")
 @click.option("--timeout", type=click.FloatRange(1, 3600), default=120, show_default=True,
               help="Live mode: stop posting after this many seconds.")
-@output_options
+@shared_options
 @click.pass_context
-def sample_test(ctx, client_rate, server_rate, sample_mode, events, seed, tolerance, url, live_dir, timeout,
+def sample_test(ctx, client_rate, server_rate, sample_mode, events, seed, tolerance, url, timeout,
                 json_, quiet, verbose):
     """Prove the sampling rates: simulated through serve's own sampler, or live against serve.
 
     Exit 0 on PASS, 1 on FAIL, 4 on INCONCLUSIVE (too few events; the output says how many would decide).
+    Live, with --data-dir given (before or after the command), it also checks that the lines of this run in
+    that directory equal the stored=1 answers.
 
     \b
     Examples:
@@ -42,12 +42,15 @@ def sample_test(ctx, client_rate, server_rate, sample_mode, events, seed, tolera
       metrics-ops sample-test --url http://127.0.0.1:8001/api/metrics/event --events 2000 --data-dir ./data
     """
     from metrics_ops import sampletest as st
+    from metrics_ops import testrun
 
     out = output(ctx, json_, quiet, verbose)
     s = settings(ctx, client_sample_rate=client_rate, sample_rate=server_rate, sample_mode=sample_mode)
     mode = s.sample_mode
     if url is not None:
         from pathlib import Path
+
+        live_dir = ctx.ensure_object(State).data_dir  # only a --data-dir flag, not METRICS_DIR: serve may be remote
 
         try:
             result = st.live(url, events or 2000, server_rate=s.sample_rate, mode=mode, tolerance=tolerance,
@@ -57,6 +60,8 @@ def sample_test(ctx, client_rate, server_rate, sample_mode, events, seed, tolera
         rows = [result.row]
         for note in result.notes:
             out.warn(note)
+        if not out.json:
+            out.warn(testrun.describe("st", result.run_id))
         if out.json:
             out.document({"verdict": st.overall(rows), "live": result.to_dict()})
         else:

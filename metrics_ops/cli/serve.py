@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, complete_zone, settings
+from metrics_ops.cli.common import Failure, complete_zone, settings, settings_options
 
 
 @click.command()
@@ -22,23 +22,63 @@ from metrics_ops.cli.common import Failure, complete_zone, settings
               help="Start the next shard at this size (env METRICS_MAX_MB; unset: never).")
 @click.option("--tz", default=None, metavar="ZONE", shell_complete=complete_zone,
               help="IANA zone of the receive day (default UTC; env METRICS_TZ).")
+@settings_options
 @click.pass_context
 def serve(ctx, host, port, workers, log_level, sample_rate, sample_mode, max_mb, tz):
     """Run the ingestion endpoint (POST /api/metrics/event) on a production WSGI server.
 
     SIGTERM or SIGINT: requests in flight finish, then it exits 0. Any WSGI server can host the same app
-    as metrics_ops.wsgi:app.
+    as metrics_ops.wsgi:app. When the port accepts connections it prints one line on stderr: the address,
+    the data directory (created if missing: serve is its writer) and the workers.
 
     \b
     Examples:
       metrics-ops serve --host 127.0.0.1 --port 8001 --workers 2
       METRICS_SAMPLE_RATE=0.5 metrics-ops --data-dir /var/lib/metrics serve --log-level info
     """
-    from metrics_ops.server import ServeError, run
+    from metrics_ops.server import ServeError, preflight, run
 
     s = settings(ctx, host=host, port=port, workers=workers, log_level=log_level, sample_rate=sample_rate,
                  sample_mode=sample_mode, max_mb=max_mb, tz=tz)
     try:
+        preflight(s)  # first, so that the ready line can never be about another server on the port
+        announce_when_listening(s)
         run(s)
     except ServeError as exc:
         raise Failure(str(exc), exc.exit_code) from None
+
+
+def ready_line(s) -> str:
+    host = f"[{s.host}]" if ":" in s.host else s.host
+    return (f"serve ready on http://{host}:{s.port} (data directory {s.dir.resolve()}, "
+            f"{s.workers} worker{'s' if s.workers != 1 else ''})")
+
+
+def announce_when_listening(s, timeout: float = 60.0) -> None:
+    """One line on stderr once the port accepts connections, at every log level; it holds no client data.
+
+    granian binds in this process before it starts the workers; a connection that succeeds means the socket
+    listens, and requests queue until a worker takes them.
+    """
+    import os
+    import socket
+    import threading
+    import time
+
+    target = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(s.host, s.host)
+    line = ready_line(s)
+
+    def wait() -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection((target, s.port), timeout=1).close()
+            except OSError:
+                time.sleep(0.05)
+                continue
+            # os.write, not click.echo: granian forks its workers about now, and a child must not inherit
+            # a stderr buffer lock this thread holds
+            os.write(2, f"metrics-ops: {line}\n".encode())
+            return
+
+    threading.Thread(target=wait, name="metrics-ops-ready", daemon=True).start()

@@ -1,0 +1,105 @@
+"""The README's recipes for reading the data back, run exactly as the README writes them, over a real data
+directory: plain day files, a shard, a .gz archive, the metrics.jsonl link, and test traffic to leave out."""
+
+import gzip
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+SECTION = README.split("**Reading the data back.**", 1)[1].split("\n- ", 1)[0]
+
+
+def readme_block(lang: str) -> str:
+    [block] = re.findall(rf"```{lang}\n(.*?)```", SECTION, re.S)
+    return block.strip()
+
+
+def record(visitor, event, received_at, test_run=None, timestamp=None):
+    rec = {"visitor_id": visitor, "event": event}
+    if timestamp is not None:
+        rec["timestamp"] = timestamp
+    rec["metadata"] = {"path": "/"} if test_run is None else {"test_run": test_run, "n": 0}
+    rec.update(received_at=received_at, ts=received_at)
+    return json.dumps(rec, separators=(",", ":")) + "\n"
+
+
+@pytest.fixture
+def store(tmp_path):
+    """-> (directory holding data/, the counts a correct reader gives)"""
+    data = tmp_path / "data"
+    data.mkdir()
+    expected = Counter()
+
+    def day(name, lines):
+        text = ""
+        for visitor, event, at, *extra in lines:
+            text += record(visitor, event, at, *extra)
+            if not extra or extra[0] is None:
+                expected[(at[:10], event)] += 1
+        return text
+
+    old = day("2026-11-22", [("v1", "page_view", "2026-11-22T08:00:00.000001Z", None, 1764072000123),
+                             ("v2", "page_view", "2026-11-22T09:00:00.000001Z", None, "2026-11-22T09:00:00Z"),
+                             ("v2", "signup", "2026-11-22T09:01:00.000001Z")])
+    (data / "metrics-2026-11-22.jsonl.gz").write_bytes(gzip.compress(old.encode()))
+    (data / "metrics-2026-11-24.jsonl").write_text(day("2026-11-24", [
+        ("v3", "page_view", "2026-11-24T10:00:00.000001Z"),
+        ("probe-3f2a9c01b7de-0", "ratelimit_probe", "2026-11-24T10:00:01.000001Z", "3f2a9c01b7de")]))
+    (data / "metrics-2026-11-24.1.jsonl").write_text(day("2026-11-24", [
+        ("v4", "page_view", "2026-11-24T11:00:00.000001Z"), ("v4", "click", "2026-11-24T11:00:02.000001Z")]))
+    (data / "metrics-2026-11-25.jsonl").write_text(day("2026-11-25", [
+        ("v5", "page_view", "2026-11-25T07:00:00.000001Z"), ("v6", "page_view", "2026-11-25T07:30:00.000001Z"),
+        ("st-0123456789ab-7", "sample_test", "2026-11-25T07:31:00.000001Z", "0123456789ab")]))
+    os.symlink("metrics-2026-11-25.jsonl", data / "metrics.jsonl")  # the link to today's file
+    assert sum(expected.values()) == 8
+    return tmp_path, expected
+
+
+def run_jq(cwd: Path, command: str) -> Counter:
+    r = subprocess.run(["/bin/sh", "-c", command], cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    counts = Counter()
+    for line in r.stdout.splitlines():
+        n, rest = line.split(None, 1)
+        day, event = rest.split("\t")
+        counts[(day, event)] = int(n)
+    return counts
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed (.ci/run installs it)")
+def test_readme_jq_recipe_counts_each_event_once_and_leaves_out_test_traffic(store):
+    cwd, expected = store
+    command = readme_block("sh")
+    assert run_jq(cwd, command) == expected
+    # the glob the README warns about counts today's file twice, through the link
+    wrong = run_jq(cwd, command.replace("data/metrics-*.jsonl*", "data/*.jsonl*"))
+    assert wrong[("2026-11-25", "page_view")] == 2 * expected[("2026-11-25", "page_view")]
+
+
+def test_readme_duckdb_recipe_counts_each_event_once_and_leaves_out_test_traffic(store, monkeypatch):
+    duckdb = pytest.importorskip("duckdb", reason="duckdb is not installed (pip install -e '.[test]')")
+    cwd, expected = store
+    monkeypatch.chdir(cwd)
+    sql = readme_block("sql")
+    rows = duckdb.connect().sql(sql).fetchall()
+    assert Counter({(day, event): n for day, event, n in rows}) == expected
+    assert rows == sorted(rows)  # ORDER BY ALL
+    wrong = duckdb.connect().sql(sql.replace("data/metrics-*.jsonl*", "data/*.jsonl*")).fetchall()
+    assert sum(n for *_, n in wrong) == sum(expected.values()) + 2  # today's two page views, twice
+
+
+def test_ts_reads_as_one_typed_column_where_timestamp_is_mixed(store, monkeypatch):
+    duckdb = pytest.importorskip("duckdb", reason="duckdb is not installed (pip install -e '.[test]')")
+    cwd, _ = store
+    monkeypatch.chdir(cwd)
+    [(kind, n)] = duckdb.connect().sql(
+        "SELECT typeof(ts), count(*) FROM read_json('data/metrics-*.jsonl*', format = 'newline_delimited', "
+        "columns = {ts: 'TIMESTAMPTZ'}) GROUP BY ALL").fetchall()
+    assert kind == "TIMESTAMP WITH TIME ZONE" and n == 10
