@@ -1,5 +1,7 @@
 import gzip
 import os
+import shutil
+import sys
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -60,3 +62,12 @@ def all_lines(directory: Path) -> list[str]:
 
 def days_ago(n: int, today: date | None = None) -> date:
     return (today or date.today()) - timedelta(days=n)
+
+
+def console_script() -> str | None:
+    """The `metrics-ops` script of the Python running the tests: next to sys.executable first (a venv that is
+    not activated is not on PATH), then PATH; None when the package is not installed with its scripts."""
+    beside = Path(sys.executable).parent / "metrics-ops"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("metrics-ops")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 import pytest
+from conftest import console_script
 
 from metrics_ops import docgen
 from metrics_ops.cli import cli
@@ -82,10 +83,8 @@ def test_completion_command_prints_the_shipped_scripts(run):
 
 def _bash_complete(words: str) -> list[str]:
     script = ROOT / "completions" / "metrics-ops.bash"
-    bindir = Path(sys.executable).parent
-    exe = shutil.which("metrics-ops") or str(bindir / "metrics-ops")
-    if not os.path.exists(exe):
-        pytest.skip("the metrics-ops console script is not installed (pip install -e .)")
+    exe = console_script()
+    assert exe, "the metrics-ops console script is not installed next to this Python (pip install -e .)"
     cword = len(words.split()) - (0 if words.endswith(" ") else 1)
     code = (f"source {script}\nCOMP_WORDS=({words})\n" + ("COMP_WORDS+=('')\n" if words.endswith(" ") else "")
             + f"COMP_CWORD={cword}\n_metrics_ops_completion metrics-ops\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"\n")
