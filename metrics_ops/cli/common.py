@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ class Failure(click.ClickException):
         self.exit_code = int(exit_code)
 
     def show(self, file=None) -> None:
-        err = click.get_text_stream("stderr") if file is None else file
+        err = sys.stderr if file is None else file  # click.get_text_stream is deprecated (gone in click 9)
         for line in self.lines:
             click.echo(f"metrics-ops: {line}", file=err)
 
