@@ -69,14 +69,12 @@ def aliases() -> dict[str, list[str]]:
 
 
 def completion_script(shell: str) -> str:
-    from click.shell_completion import get_completion_class
-
     from metrics_ops.cli import cli
+    from metrics_ops.shell_completion import CLASSES
 
-    cls = get_completion_class(shell)
-    if cls is None:
+    if shell not in CLASSES:
         raise ValueError(f"no completion for {shell}")
-    return cls(cli, {}, PROG, ENV_VAR).source()
+    return CLASSES[shell](cli, {}, PROG, ENV_VAR).source()
 
 
 def man_date() -> str:

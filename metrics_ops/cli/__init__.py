@@ -50,4 +50,10 @@ cli.add_command(completion)
 
 
 def main() -> None:
+    import os
+
+    if os.environ.get("_METRICS_OPS_COMPLETE"):  # a shell asks for completions: answer in our scripts' format
+        from metrics_ops.shell_completion import register
+
+        register()
     cli(prog_name="metrics-ops")
