@@ -26,8 +26,8 @@ from pydantic_settings import (
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,  # the top-level name: pydantic_settings.exceptions only exists from 2.8
 )
-from pydantic_settings.exceptions import SettingsError
 
 ENV_PREFIX = "METRICS_"
 
