@@ -12,12 +12,12 @@ from metrics_ops.cli.common import CONTEXT_SETTINGS, State
 @click.version_option(__version__, "-V", "--version", prog_name="metrics-ops")
 @click.option("--config", type=click.Path(exists=True, dir_okay=False), envvar="METRICS_CONFIG",
               help="TOML file with settings (keys as in `config show`); env METRICS_CONFIG.")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory (env METRICS_DIR).")
+@click.option("--data-dir", "dir", type=click.Path(file_okay=False), help="Data directory (env METRICS_DIR).")
 @click.option("json_", "--json", is_flag=True, help="Print one JSON document.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (for cron).")
 @click.option("-v", "--verbose", count=True, help="Say more (repeat for more).")
 @click.pass_context
-def cli(ctx, config, data_dir, json_, quiet, verbose):
+def cli(ctx, config, dir, json_, quiet, verbose):  # `dir`: the option is named after the setting it sets
     """Operate a privacy-friendly behaviour-analytics pipeline: rotate, gzip and prune the event files.
 
     \b
@@ -26,7 +26,7 @@ def cli(ctx, config, data_dir, json_, quiet, verbose):
       metrics-ops rotate --interval 300    # a loop, for a sidecar
       metrics-ops config show              # effective settings and their sources
     """
-    ctx.obj = State(config=config, data_dir=data_dir, json=json_, quiet=quiet, verbose=verbose)
+    ctx.obj = State(config=config, data_dir=dir, json=json_, quiet=quiet, verbose=verbose)
 
 
 from metrics_ops.cli.completion import completion  # noqa: E402

@@ -35,12 +35,18 @@ def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: 
     import threading
     import time
 
+    from metrics_ops.config import ConfigError, require_gzip_before_prune
     from metrics_ops.maintenance import LockBusy, locked, run_loop, run_pass
     from metrics_ops.render import render_pass
     from metrics_ops.store import Store
 
     out = output(ctx, **out_flags)
     s = settings(ctx, interval=interval, **flags)
+    if "gzip" in steps and "prune" in steps:  # only a pass that does both needs the order of the two
+        try:
+            require_gzip_before_prune(s)
+        except ConfigError as exc:
+            raise Failure(exc.lines, ExitCode.USAGE) from None
     store = Store.from_settings(s)
     if not store.dir.is_dir():
         if "rotate" not in steps:

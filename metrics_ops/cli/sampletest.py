@@ -9,9 +9,9 @@ from metrics_ops.exitcodes import ExitCode
 
 
 @click.command("sample-test")
-@click.option("--client-rate", type=float, default=None, metavar="RATE",
+@click.option("--client-rate", "client_sample_rate", type=float, default=None, metavar="RATE",
               help="The browser's rate (VITE_METRICS_SAMPLE_RATE; env METRICS_CLIENT_SAMPLE_RATE).")
-@click.option("--server-rate", type=float, default=None, metavar="RATE",
+@click.option("--server-rate", "sample_rate", type=float, default=None, metavar="RATE",
               help="The server's rate (env METRICS_SAMPLE_RATE).")
 @click.option("--mode", "sample_mode", type=click.Choice(["random", "visitor"]), default=None,
               help="Sampling mode (env METRICS_SAMPLE_MODE): random: client x server; visitor: min(client, server).")
@@ -28,7 +28,7 @@ from metrics_ops.exitcodes import ExitCode
               help="Live mode: stop posting after this many seconds.")
 @output_options
 @click.pass_context
-def sample_test(ctx, client_rate, server_rate, sample_mode, events, seed, tolerance, url, live_dir, timeout,
+def sample_test(ctx, client_sample_rate, sample_rate, sample_mode, events, seed, tolerance, url, live_dir, timeout,
                 json_, quiet, verbose):
     """Prove the sampling rates: simulated through serve's own sampler, or live against serve.
 
@@ -44,7 +44,7 @@ def sample_test(ctx, client_rate, server_rate, sample_mode, events, seed, tolera
     from metrics_ops import sampletest as st
 
     out = output(ctx, json_, quiet, verbose)
-    s = settings(ctx, client_sample_rate=client_rate, sample_rate=server_rate, sample_mode=sample_mode)
+    s = settings(ctx, client_sample_rate=client_sample_rate, sample_rate=sample_rate, sample_mode=sample_mode)
     mode = s.sample_mode
     if url is not None:
         from pathlib import Path
@@ -69,7 +69,7 @@ def sample_test(ctx, client_rate, server_rate, sample_mode, events, seed, tolera
             verdict = st.FAIL
     else:
         n = events or 10_000
-        if client_rate is not None or server_rate is not None:
+        if client_sample_rate is not None or sample_rate is not None:
             pairs = [(s.client_sample_rate, s.sample_rate, "given")]
         else:
             pairs = [(c, v, "standard") for c, v in st.STANDARD_PAIRS]
