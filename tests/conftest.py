@@ -71,3 +71,42 @@ def console_script() -> str | None:
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside)
     return shutil.which("metrics-ops")
+
+
+class HangUpServer:
+    """A TCP port that accepts every connection and closes it at once: reachable, but never answers HTTP."""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.close()
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def dead_url():
+    """An http URL on a loopback port nothing listens on."""
+    from serve_process import free_port
+
+    return f"http://127.0.0.1:{free_port()}/api/metrics/event"
+
+
+@pytest.fixture
+def hang_up_url():
+    server = HangUpServer()
+    yield f"http://127.0.0.1:{server.port}/api/metrics/event"
+    server.close()

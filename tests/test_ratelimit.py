@@ -8,6 +8,7 @@ from edge import Nginx, nginx_binary
 from serve_process import Server
 
 from metrics_ops.ratelimit import NODELAY, predict, recent_probe_warning, remember_probe, run_probe, summarize
+from metrics_ops.reach import Unreachable
 
 
 def passes(decisions):
@@ -102,9 +103,9 @@ def test_probe_timeout_bounds_a_dead_target():
         s.bind(("127.0.0.1", 0))
         s.listen(64)
         t0 = time.monotonic()
-        r = run_probe(f"http://127.0.0.1:{s.getsockname()[1]}/", requests=50, concurrency=2, timeout=1.0)
+        with pytest.raises(Unreachable, match="no answer from"):  # nothing answered: nothing was measured
+            run_probe(f"http://127.0.0.1:{s.getsockname()[1]}/", requests=50, concurrency=2, timeout=1.0)
         assert time.monotonic() - t0 < 4
-    assert r.timed_out or all(rec.status == 0 for rec in r.records)
 
 
 needs_nginx = pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (apt-get install nginx; "
@@ -183,3 +184,18 @@ def test_nodelay_and_delay_exclude_each_other(run):
     r = run("probe", "http://127.0.0.1:9/", "--nodelay", "--delay", "3")
     assert r.exit_code == 2 and "exclude each other" in r.stderr
     assert NODELAY > 1e9
+
+
+@pytest.mark.parametrize("extra", [(), ("--expect-rate", "5", "--expect-burst", "10"), ("--json",),
+                                   ("--concurrency", "4")])
+def test_a_target_that_cannot_be_reached_is_one_line_and_exit_5(run, dead_url, extra):
+    r = run("probe", dead_url, "--requests", "20", *extra)
+    assert (r.exit_code, r.stdout) == (5, "")
+    assert r.stderr == f"metrics-ops: cannot connect to {dead_url}: connection refused\n"
+
+
+def test_a_target_that_answers_nothing_is_exit_5_too(run, hang_up_url):
+    r = run("probe", hang_up_url, "--requests", "5", "--timeout", "10")
+    assert (r.exit_code, r.stdout) == (5, "")
+    assert r.stderr.startswith(f"metrics-ops: no answer from {hang_up_url}: all 5 requests failed (")
+    assert len(r.stderr.splitlines()) == 1

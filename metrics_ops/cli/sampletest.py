@@ -32,7 +32,8 @@ def sample_test(ctx, client_sample_rate, sample_rate, sample_mode, events, seed,
                 json_, quiet, verbose):
     """Prove the sampling rates: simulated through serve's own sampler, or live against serve.
 
-    Exit 0 on PASS, 1 on FAIL, 4 on INCONCLUSIVE (too few events; the output says how many would decide).
+    Exit 0 on PASS, 1 on FAIL, 4 on INCONCLUSIVE (too few events; the output says how many would decide), 5 when
+    --url cannot be reached. Rates 0 and 1 are judged exactly.
 
     \b
     Examples:
@@ -49,11 +50,15 @@ def sample_test(ctx, client_sample_rate, sample_rate, sample_mode, events, seed,
     if url is not None:
         from pathlib import Path
 
+        from metrics_ops.reach import Unreachable
+
         try:
             result = st.live(url, events or 2000, server_rate=s.sample_rate, mode=mode, tolerance=tolerance,
                              timeout=timeout, data_dir=Path(live_dir) if live_dir else None)
         except ValueError as exc:
             raise Failure(str(exc), ExitCode.USAGE) from None
+        except Unreachable as exc:
+            raise Failure(str(exc), ExitCode.UNREACHABLE) from None
         rows = [result.row]
         for note in result.notes:
             out.warn(note)
