@@ -129,6 +129,15 @@ class _RichProgress(_NoProgress):
         self._progress.advance(self._task, n)
 
 
+#: what each command calls its pass, and what it says when the pass has nothing to do
+_PASS_WORDS = {
+    ("rotate", "gzip", "prune"): ("rotate pass", "nothing to do"),
+    ("gzip",): ("gzip", "nothing to compress"),
+    ("prune",): ("prune", "nothing to delete"),
+    ("forget",): ("forget", "no file holds events of these visitors"),
+}
+
+
 def render_pass(out: Output, result) -> None:
     """A maintenance pass: the actions table, what was left alone, errors on stderr."""
     for a in result.actions:
@@ -143,12 +152,13 @@ def render_pass(out: Output, result) -> None:
         return
     rows = [(a.step, a.kind, a.file, _human(a.bytes_before), _human(a.bytes_after),
              a.status, a.error or a.detail) for a in result.actions]
-    title = f"{'plan (dry run)' if result.dry_run else 'maintenance pass'} for {result.day}"
+    command, nothing = _PASS_WORDS.get(tuple(result.steps), (" + ".join(result.steps), "nothing to do"))
+    title = f"{'plan (dry run) of ' if result.dry_run else ''}{command} for {result.day}"
     if rows:
         out.table(title, ("step", "action", "file", "before", "after", "status", "detail"), rows,
                   ("left", "left", "left", "right", "right", "left", "left"))
     elif not out.quiet:
-        print(f"{title}: nothing to do", file=out.stderr if not out.tty else out.stdout)
+        print(f"{title}: {nothing}", file=out.stderr if not out.tty else out.stdout)
     if result.unknown and not out.quiet:
         shown = ", ".join(result.unknown[:10]) + (f" and {len(result.unknown) - 10} more"
                                                    if len(result.unknown) > 10 else "")

@@ -7,7 +7,7 @@ import stat
 import subprocess
 import sys
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -301,3 +301,17 @@ def test_dry_run_of_rotate_on_a_missing_directory_plans_it_and_creates_nothing(t
     assert [(a["kind"], a["status"]) for a in json.loads(r.stdout)["actions"]] == [
         ("mkdir", "planned"), ("create", "planned"), ("link", "planned")]
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("args, line", [
+    (("gzip",), "gzip for {day}: nothing to compress"),
+    (("prune",), "prune for {day}: nothing to delete"),
+    (("forget", "nobody"), "forget for {day}: no file holds events of these visitors"),
+    (("gzip", "--dry-run"), "plan (dry run) of gzip for {day}: nothing to compress"),
+])
+def test_each_command_speaks_of_itself_when_there_is_nothing_to_do(run, data_dir, args, line):
+    from datetime import datetime
+
+    r = run("--data-dir", data_dir, *args)
+    assert r.exit_code == 0, r.stderr
+    assert r.stderr == line.format(day=datetime.now(UTC).date().isoformat()) + "\n"
