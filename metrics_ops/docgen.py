@@ -47,7 +47,7 @@ def commands() -> list[tuple[str, click.Command]]:
     def walk(group: click.Group, prefix: str):
         for name in sorted(group.commands):
             cmd = group.commands[name]
-            if id(cmd) in seen:
+            if id(cmd) in seen or cmd.hidden:  # an alias is a hidden copy: documented with its command
                 continue
             seen.add(id(cmd))
             out.append((f"{prefix} {cmd.name}", cmd))
@@ -139,7 +139,8 @@ def man_page(full: str, cmd: click.Command) -> str:
         out.append(".SH COMMANDS")
         for name in sorted(cmd.commands):
             sub = cmd.commands[name]
-            out += [".TP", f".B {_roff(name)}", _roff(sub.get_short_help_str(200))]
+            if not sub.hidden:
+                out += [".TP", f".B {_roff(name)}", _roff(sub.get_short_help_str(200))]
     params = [p for p in cmd.params if not getattr(p, "hidden", False)]
     if params:
         out.append(".SH OPTIONS")

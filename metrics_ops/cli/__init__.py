@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import click
 
 from metrics_ops import __version__
@@ -18,7 +20,7 @@ from metrics_ops.cli.common import CONTEXT_SETTINGS, State
 @click.option("-v", "--verbose", count=True, help="Say more (repeat for more).")
 @click.pass_context
 def cli(ctx, config, dir, json_, quiet, verbose):  # `dir`: the option is named after the setting it sets
-    """Operate a privacy-friendly behaviour-analytics pipeline: rotate, gzip and prune the event files.
+    """Run a privacy-friendly analytics pipeline: ingest, keep files bounded, forget, prove sampling and limits.
 
     \b
     Examples:
@@ -45,7 +47,10 @@ cli.add_command(forget)
 cli.add_command(config)
 cli.add_command(sample_test)
 cli.add_command(ratelimit_probe)
-cli.add_command(ratelimit_probe, "probe")
+# The alias: the same command under a second name, hidden from the list (ratelimit-probe's help names it).
+_probe_alias = copy.copy(ratelimit_probe)
+_probe_alias.hidden = True
+cli.add_command(_probe_alias, "probe")
 cli.add_command(completion)
 
 

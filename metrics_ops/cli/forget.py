@@ -8,7 +8,7 @@ from metrics_ops.cli.common import Failure, output, output_options, settings
 from metrics_ops.exitcodes import ExitCode
 
 
-@click.command()
+@click.command(short_help="Delete visitors' events from every file (on request).")
 @click.argument("visitor_ids", metavar="VISITOR_ID...", nargs=-1, required=True)
 @click.option("--include-current", is_flag=True,
               help="Also rewrite today's files and the link's target: only while serve is stopped.")

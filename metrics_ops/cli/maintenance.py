@@ -92,7 +92,7 @@ def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: 
         ctx.exit(ExitCode.FAILURE)
 
 
-@click.command()
+@click.command(short_help="Keep the data dir bounded: link, shard, gzip, prune.")
 @click.option("--once", is_flag=True, help="Run one pass and exit; the exit status says whether it succeeded.")
 @click.option("--interval", type=float, default=None, metavar="SECONDS",
               help="Seconds between passes of the loop (default 300; env METRICS_INTERVAL).")
@@ -121,7 +121,7 @@ def rotate(ctx, once, interval, max_mb, gzip_after, gzip_level, retention, tz, l
          dry_run=dry_run, loop=not once, interval=interval)
 
 
-@click.command("gzip")
+@click.command("gzip", short_help="Compress the day files older than --gzip-after days.")
 @_gzip_opts
 @_common
 @click.pass_context
@@ -139,7 +139,7 @@ def gzip_cmd(ctx, gzip_after, gzip_level, tz, lock_timeout, dry_run, json_, quie
          dict(json_=json_, quiet=quiet, verbose=verbose), dry_run=dry_run)
 
 
-@click.command()
+@click.command(short_help="Delete the data files older than --retention days.")
 @_retention_opt
 @_common
 @click.pass_context

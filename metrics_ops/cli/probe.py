@@ -8,7 +8,7 @@ from metrics_ops.cli.common import Failure, output, output_options
 from metrics_ops.exitcodes import ExitCode
 
 
-@click.command("ratelimit-probe")
+@click.command("ratelimit-probe", short_help="Prove the edge's rate limit with a burst (alias: probe).")
 @click.argument("url")
 @click.option("--requests", "-n", "n_requests", type=click.IntRange(1, 10_000), default=20, show_default=True,
               help="Requests to send (at most 10000).")

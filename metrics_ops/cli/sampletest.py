@@ -8,7 +8,7 @@ from metrics_ops.cli.common import Failure, output, output_options, settings
 from metrics_ops.exitcodes import ExitCode
 
 
-@click.command("sample-test")
+@click.command("sample-test", short_help="Prove the sampling rates (simulated or live).")
 @click.option("--client-rate", "client_sample_rate", type=float, default=None, metavar="RATE",
               help="The browser's rate (VITE_METRICS_SAMPLE_RATE; env METRICS_CLIENT_SAMPLE_RATE).")
 @click.option("--server-rate", "sample_rate", type=float, default=None, metavar="RATE",

@@ -7,7 +7,7 @@ import click
 from metrics_ops.cli.common import Failure, complete_zone, settings
 
 
-@click.command()
+@click.command(short_help="Ingest events over HTTP into the daily JSONL files.")
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1; env METRICS_HOST).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default 8001; env METRICS_PORT).")
 @click.option("--workers", type=int, default=None,
