@@ -110,3 +110,31 @@ def hang_up_url():
     server = HangUpServer()
     yield f"http://127.0.0.1:{server.port}/api/metrics/event"
     server.close()
+
+
+def run_in_pty(args, env=None, columns: int = 80, timeout: float = 60) -> tuple[int, str]:
+    """Run a command with stdin/stdout/stderr on a pseudo-terminal ``columns`` wide, as an operator sees it.
+    Returns (exit status, everything it wrote, with \\r\\n turned into \\n)."""
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    full_env = {**os.environ, "COLUMNS": str(columns), "LINES": "24", "NO_COLOR": "1", **(env or {})}
+    proc = subprocess.Popen([str(a) for a in args], stdin=slave, stdout=slave, stderr=slave, env=full_env,
+                            close_fds=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed its end
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return proc.wait(timeout), b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")

@@ -269,7 +269,9 @@ def test_plain_output_when_piped_and_quiet_prints_nothing(data_dir, run):
     make(data_dir, 5)
     with freeze_time(NOON):
         r = run("--data-dir", data_dir, "gzip")
-    assert r.stdout.splitlines()[0].split("\t")[:3] == ["gzip", "gzip", file_name(day(5))]
+    header, first = r.stdout.splitlines()[:2]
+    assert header.split("\t") == ["step", "action", "file", "before", "after", "status", "detail"]
+    assert first.split("\t")[:3] == ["gzip", "gzip", file_name(day(5))]
     make(data_dir, 6)
     with freeze_time(NOON):
         r = run("--data-dir", data_dir, "-q", "gzip")

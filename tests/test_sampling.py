@@ -102,7 +102,7 @@ def test_cli_table_exit_codes_and_json(run):
     r = run("sample-test", "--seed", "1")
     assert r.exit_code == 0
     assert [line.split("\t")[0] for line in r.stdout.splitlines()] == [
-        "standard 1 x 1", "standard 0.5 x 1", "standard 1 x 0.5", "standard 0.5 x 0.5", "standard 0.25 x 0.5",
+        "pair", "standard 1 x 1", "standard 0.5 x 1", "standard 1 x 0.5", "standard 0.5 x 0.5", "standard 0.25 x 0.5",
         "configured 1 x 1"]
     r = run("sample-test", "--client-rate", "0.25", "--server-rate", "0.5", "--events", "500", "--seed", "1")
     assert r.exit_code == 4

@@ -65,7 +65,7 @@ def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: 
     signal.signal(signal.SIGINT, on_signal)
 
     def one_pass():
-        with out.progress("compressing") as bar:
+        with out.progress("compressing", enabled=not dry_run) as bar:  # a plan compresses nothing
             def on_plan(actions):
                 bar.add_total(sum(a.bytes_before or 0 for a in actions if a.kind in ("gzip", "reconcile")))
 

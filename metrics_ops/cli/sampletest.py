@@ -105,9 +105,10 @@ def sample_test(ctx, client_sample_rate, sample_rate, sample_mode, events, seed,
 def _table(out, rows, title: str) -> None:
     if out.quiet and all(r.verdict == "PASS" for r in rows):
         return
-    out.table(title, ("pair", "client", "server", "effective", "events", "expected", "observed", "rate",
-                      "99.9% interval", "verdict"),
-              [(r.label, f"{r.client:g}", f"{r.server:g}", f"{r.expected:.4g}", r.events,
-                f"{r.expected * r.events:.0f}", r.kept, f"{r.observed:.4f}", f"[{r.low:.4f}, {r.high:.4f}]",
-                r.verdict + (f" (need ~{r.needed})" if r.needed else "")) for r in rows],
-              ("left",) + ("right",) * 8 + ("left",))
+    # Fits 80 columns: the pair's label carries the client and server rates, "rate" is the expected share, and
+    # the events an INCONCLUSIVE row needs are in the line below the table; --json has every number.
+    out.table(title, ("pair", "rate", "events", "kept", "observed", "99.9% interval", "verdict"),
+              [(r.label, f"{r.expected:.4g}", r.events, r.kept, f"{r.observed:.4f}",
+                "exact" if r.low == r.high else f"[{r.low:.4f}, {r.high:.4f}]", r.verdict) for r in rows],
+              ("left",) + ("right",) * 4 + ("left", "left"),
+              whole=("rate", "events", "kept", "observed", "99.9% interval", "verdict"), min_width={"pair": 10})
