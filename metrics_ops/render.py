@@ -70,7 +70,7 @@ class Output:
 
     def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
               justify: Sequence[str] | None = None, whole: Sequence[str] = (),
-              min_width: dict[str, int] | None = None) -> None:
+              min_width: dict[str, int] | None = None, max_width: dict[str, int] | None = None) -> None:
         """A table on a terminal; piped, a header line and one tab-separated line per row.
 
         ``whole`` names the columns whose cells must never be broken across lines (file names, setting names,
@@ -82,11 +82,13 @@ class Output:
             from rich.console import Console
             from rich.table import Table
 
-            t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+            t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1),
+                      collapse_padding=True)
             for i, col in enumerate(columns):
                 keep = col in whole
                 t.add_column(col, justify=(justify[i] if justify else "left"), no_wrap=keep,
-                             overflow="ellipsis" if keep else "fold", min_width=(min_width or {}).get(col))
+                             overflow="ellipsis" if keep else "fold", min_width=(min_width or {}).get(col),
+                             max_width=(max_width or {}).get(col))
             for row in rows:
                 t.add_row(*("" if v is None else str(v) for v in row))
             Console(file=self.stdout, no_color=not self.color, highlight=False).print(t)

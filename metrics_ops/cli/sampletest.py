@@ -111,4 +111,5 @@ def _table(out, rows, title: str) -> None:
               [(r.label, f"{r.expected:.4g}", r.events, r.kept, f"{r.observed:.4f}",
                 "exact" if r.low == r.high else f"[{r.low:.4f}, {r.high:.4f}]", r.verdict) for r in rows],
               ("left",) + ("right",) * 4 + ("left", "left"),
-              whole=("rate", "events", "kept", "observed", "99.9% interval", "verdict"), min_width={"pair": 10})
+              whole=("rate", "events", "kept", "observed", "99.9% interval", "verdict"),
+              min_width={"pair": 10, "verdict": len("INCONCLUSIVE")}, max_width={"pair": 10})
