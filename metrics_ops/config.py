@@ -26,16 +26,13 @@ from pydantic_settings import (
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,  # the top-level name: pydantic_settings.exceptions only exists from 2.8
 )
-from pydantic_settings.exceptions import SettingsError
 
 ENV_PREFIX = "METRICS_"
 
 #: source labels, lowest precedence first
 DEFAULT, TOML, DOTENV, ENV, FLAG = "default", "toml", ".env", "environment", "flag"
-
-#: flags whose name is not "--" + the field name with dashes
-FLAG_NAMES = {"dir": "--data-dir"}
 
 
 def _json_value(text: str):
@@ -84,10 +81,13 @@ class Settings(BaseSettings):
     ring_capacity: int = Field(500, ge=1, le=10_000, description="events kept for the debug snapshot")
     gzip_after: int = Field(3, ge=1, description="compress files whose day is at least this many days old")
     retention: int = Field(30, ge=1, description="delete files whose day is at least this many days old")
-    max_mb: float | None = Field(None, gt=0, allow_inf_nan=False, description="start a new shard at this size in MiB (unset: no shards)")
-    interval: float = Field(300, gt=0, allow_inf_nan=False, description="seconds between passes of rotate's loop")
+    max_mb: float | None = Field(None, gt=0, allow_inf_nan=False,
+                                 description="start a new shard at this size in MiB (unset: no shards)")
+    interval: float = Field(300, gt=0, allow_inf_nan=False,
+                            description="seconds between passes of rotate's loop")
     gzip_level: int = Field(6, ge=1, le=9, description="gzip compression level, 1 (fast) .. 9 (small)")
-    lock_timeout: float = Field(10, ge=0, allow_inf_nan=False, description="seconds a maintenance pass waits for another to finish")
+    lock_timeout: float = Field(10, ge=0, allow_inf_nan=False,
+                                description="seconds a maintenance pass waits for another to finish")
     # serve
     host: str = Field("127.0.0.1", description="address serve listens on")
     port: int = Field(8001, ge=1, le=65535, description="port serve listens on")
@@ -108,7 +108,8 @@ class Settings(BaseSettings):
     sample_rates: Annotated[dict[str, float], NoDecode] = Field(
         default_factory=dict, description='per-event-name rates over sample_rate: JSON or "name=rate,..."')
     client_sample_rate: float = Field(
-        1.0, ge=0, le=1, allow_inf_nan=False, description="the browser's sampling rate (VITE_METRICS_SAMPLE_RATE), for sample-test")
+        1.0, ge=0, le=1, allow_inf_nan=False,
+        description="the browser's sampling rate (VITE_METRICS_SAMPLE_RATE), for sample-test")
     sample_key: str = Field("", description="key of the visitor hash; set the same key wherever visitors are hashed")
 
     @classmethod
@@ -180,12 +181,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _relations(self) -> Settings:
-        if self.gzip_after > self.retention:
-            raise PydanticCustomError(
-                "relation",
-                "gzip_after is greater than retention: files would be deleted before they are compressed",
-                {"fields": ("gzip_after", "retention")},
-            )
+        # gzip_after against retention is not checked here: only a command that runs both steps needs it
+        # (see require_gzip_before_prune); `prune --retention 2` must not fail on gzip_after's default.
         if self.jsonl is not None and self.jsonl.parent.resolve() != self.dir.resolve():
             raise PydanticCustomError(
                 "relation",
@@ -259,6 +256,8 @@ class Origin:
     def describe(self, value: Any = None) -> str:
         shown = self.raw if self.raw is not None else value
         if self.source == FLAG:
+            if isinstance(shown, float):  # as typed: --client-rate 2, not 2.0
+                shown = f"{shown:g}"
             return f"{self.spelled} {shown} (from the command line)"
         if self.source == ENV:
             return f"{self.spelled}={shown} (from the environment)"
@@ -267,10 +266,6 @@ class Origin:
         if self.source == TOML:
             return f"{self.spelled} = {shown!r} (from {self.file})"
         return f"{self.spelled}={shown} (default)"
-
-
-def flag_name(field: str) -> str:
-    return FLAG_NAMES.get(field, "--" + field.replace("_", "-"))
 
 
 def env_name(field: str) -> str:
@@ -337,7 +332,17 @@ def check_dotenv(path: str | os.PathLike) -> None:
         raise ConfigError(lines)
 
 
-def _origins(flags: dict[str, Any], toml_data: dict[str, Any], toml_file: str | None, env_file) -> dict:
+def require_gzip_before_prune(settings: Settings) -> None:
+    """For a command that compresses and deletes in one pass: a file must be compressed before it is deleted."""
+    if settings.gzip_after > settings.retention:
+        origins = origins_of(settings)
+        parts = [origins[f].describe(getattr(settings, f)) for f in ("gzip_after", "retention")]
+        raise ConfigError([f"{' with '.join(parts)}: gzip_after is greater than retention: "
+                           "files would be deleted before they are compressed"])
+
+
+def _origins(flags: dict[str, Any], spelled: dict[str, str], toml_data: dict[str, Any], toml_file: str | None,
+             env_file) -> dict:
     env_found = EnvSettingsSource(Settings)()
     dotenv_found = DotEnvSettingsSource(Settings, env_file=env_file)() if env_file else {}
     # DotEnvSettingsSource also reports the process environment; keep what only the file says.
@@ -345,7 +350,7 @@ def _origins(flags: dict[str, Any], toml_data: dict[str, Any], toml_file: str | 
     origins = {}
     for field in Settings.model_fields:
         if field in flags:
-            origins[field] = Origin(FLAG, flag_name(field), flags[field])
+            origins[field] = Origin(FLAG, spelled.get(field, field), flags[field])
         elif field in env_found:
             origins[field] = Origin(ENV, env_name(field), env_found[field])
         elif field in dotenv_found:
@@ -378,8 +383,10 @@ def load_settings(
     flags: dict[str, Any] | None = None,
     config_file: str | os.PathLike | None = None,
     env_file: str | os.PathLike | None = ".env",
+    spelled: dict[str, str] | None = None,
 ) -> Settings:
-    """Build the settings from every layer; ``flags`` holds only the options the operator gave.
+    """Build the settings from every layer; ``flags`` holds only the options the operator gave, ``spelled`` the
+    option each of them came from as the command defines it (``{"gzip_level": "--level"}``), for messages.
 
     Returns a Settings whose ``origins`` attribute maps each field to its :class:`Origin`.
     Raises :class:`ConfigError` with one line per problem.
@@ -391,7 +398,7 @@ def load_settings(
         env_file = None
     if env_file is not None:
         check_dotenv(env_file)
-    origins = _origins(flags, toml_data, toml_file, env_file)
+    origins = _origins(flags, spelled or {}, toml_data, toml_file, env_file)
     # METRICS_JSONL alone (the existing system's habit) implies the data directory it sits in.
     if origins["dir"].source == DEFAULT and origins["jsonl"].source != DEFAULT and origins["jsonl"].raw:
         flags["dir"] = str(Path(str(origins["jsonl"].raw)).parent)

@@ -47,7 +47,7 @@ def commands() -> list[tuple[str, click.Command]]:
     def walk(group: click.Group, prefix: str):
         for name in sorted(group.commands):
             cmd = group.commands[name]
-            if id(cmd) in seen:
+            if id(cmd) in seen or cmd.hidden:  # an alias is a hidden copy: documented with its command
                 continue
             seen.add(id(cmd))
             out.append((f"{prefix} {cmd.name}", cmd))
@@ -69,14 +69,12 @@ def aliases() -> dict[str, list[str]]:
 
 
 def completion_script(shell: str) -> str:
-    from click.shell_completion import get_completion_class
-
     from metrics_ops.cli import cli
+    from metrics_ops.shell_completion import CLASSES
 
-    cls = get_completion_class(shell)
-    if cls is None:
+    if shell not in CLASSES:
         raise ValueError(f"no completion for {shell}")
-    return cls(cli, {}, PROG, ENV_VAR).source()
+    return CLASSES[shell](cli, {}, PROG, ENV_VAR).source()
 
 
 def man_date() -> str:
@@ -129,7 +127,11 @@ def man_page(full: str, cmd: click.Command) -> str:
     out = [f".\\\" {HEADER}", f'.TH {_roff(page.upper())} 1 "{man_date()}" "{PROG} {__version__}" "{PROG} manual"',
            ".SH NAME", f"{_roff(page)} \\- {_roff(summary[0].lower() + summary[1:].rstrip('.'))}", ".SH SYNOPSIS",
            f".B {_roff(full)}"]
-    usage = " ".join(cmd.collect_usage_pieces(click.Context(cmd, info_name=full)))
+    from metrics_ops.cli.common import CONTEXT_SETTINGS
+
+    # the group's context settings: click caches a command's help option by the first context that asks, and a
+    # bare Context would leave the command without -h for the rest of the process
+    usage = " ".join(cmd.collect_usage_pieces(click.Context(cmd, info_name=full, **CONTEXT_SETTINGS)))
     out.append(_roff(usage))
     out += [".SH DESCRIPTION", _roff(summary)]
     for p in paras:
@@ -141,7 +143,8 @@ def man_page(full: str, cmd: click.Command) -> str:
         out.append(".SH COMMANDS")
         for name in sorted(cmd.commands):
             sub = cmd.commands[name]
-            out += [".TP", f".B {_roff(name)}", _roff(sub.get_short_help_str(200))]
+            if not sub.hidden:
+                out += [".TP", f".B {_roff(name)}", _roff(sub.get_short_help_str(200))]
     params = [p for p in cmd.params if not getattr(p, "hidden", False)]
     if params:
         out.append(".SH OPTIONS")

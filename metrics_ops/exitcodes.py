@@ -13,6 +13,8 @@ class ExitCode(IntEnum):
     LOCKED = 3
     #: sample-test: too few events to decide; the output says how many would
     INCONCLUSIVE = 4
+    #: ratelimit-probe, sample-test --url: the target cannot be connected to or answered nothing
+    UNREACHABLE = 5
 
 
 EXIT_STATUS_DOC = {
@@ -22,4 +24,6 @@ EXIT_STATUS_DOC = {
     ExitCode.USAGE: "bad usage or an invalid setting (flag, environment, .env or TOML file); nothing was changed",
     ExitCode.LOCKED: "another maintenance pass held the lock longer than --lock-timeout; nothing was changed",
     ExitCode.INCONCLUSIVE: "sample-test: too few events to decide within --tolerance (it says how many would)",
+    ExitCode.UNREACHABLE: "ratelimit-probe, sample-test --url: cannot connect to the URL, or no request was answered;"
+                          " nothing was measured",
 }

@@ -15,11 +15,11 @@ from datetime import date
 
 from metrics_ops.store import (
     LOCK_NAME,
-    aside_day,
     Listing,
     LockBusy,
     Store,
     StoreError,
+    aside_day,
     file_name,
     flock_path,
     parse_name,

@@ -147,7 +147,10 @@ def run_probe(url: str, *, requests: int = 20, concurrency: int = 1, rate: float
     sent at 1/rate intervals whatever the answers, over up to ``concurrency`` connections. ``timeout`` bounds
     the whole probe: nothing is sent after it, and no answer is awaited past it.
     """
+    from metrics_ops.reach import require_an_answer, require_connection
+
     scheme, host, port, path = check_url(url)
+    require_connection(url, min(10.0, timeout))  # a target that cannot be reached is an error, not 0 passes
     if rate is not None:
         if duration is None:
             raise ValueError("--rate needs --duration")
@@ -248,6 +251,8 @@ def run_probe(url: str, *, requests: int = 20, concurrency: int = 1, rate: float
     for i, r in enumerate(done, 1):  # send order, as the record promises
         r.index = i
     mode = "open-loop" if rate is not None else ("sequential" if concurrency == 1 else "concurrent")
+    if done and all(r.status == 0 for r in done):
+        require_an_answer(url, len(done), [r.error or "time-out" for r in done])
     result = ProbeResult(url, mode, done, seconds, timed_out=len(done) < requests,
                          run_id=run_id if body is None else None)
     if result.timed_out:

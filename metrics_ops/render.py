@@ -2,7 +2,7 @@
 
 - a rich table on a terminal, plain tab-separated text when piped, one JSON document with ``--json``;
 - ``-q``: nothing on success (cron mails only on trouble); errors always go to stderr, one line each;
-- NO_COLOR is honoured; progress bars only on a terminal, never with --json or -q.
+- NO_COLOR is honoured; progress bars only on a terminal, never with --json or -q, and only once there is work.
 rich is imported only when a table or a progress bar is actually drawn (start-up time).
 """
 
@@ -17,14 +17,24 @@ from typing import Any
 
 
 def _human(n: int | None) -> str:
+    """A size as ``ls -h`` shows it (1024 steps): 0, 900, 4.7K, 67K, 1.2M, 3.0G."""
     if n is None:
         return "-"
     size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+    for unit in ("", "K", "M", "G"):
+        if size < 1024 or unit == "G":
+            if not unit:
+                return str(int(size))
+            return f"{size:.1f}{unit}" if size < 10 else f"{size:.0f}{unit}"
         size /= 1024
     return str(n)  # pragma: no cover
+
+
+def _sizes(before: int | None, after: int | None) -> str:
+    """before -> after, or the one that exists (a new file has no before, a planned one no after)."""
+    if before is None or after is None:
+        return _human(after if before is None else before)
+    return f"{_human(before)} -> {_human(after)}"
 
 
 @dataclass
@@ -59,24 +69,37 @@ class Output:
         print(json.dumps(doc, indent=2, default=str), file=self.stdout)
 
     def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-              justify: Sequence[str] | None = None) -> None:
+              justify: Sequence[str] | None = None, whole: Sequence[str] = (),
+              min_width: dict[str, int] | None = None, max_width: dict[str, int] | None = None) -> None:
+        """A table on a terminal; piped, a header line and one tab-separated line per row.
+
+        ``whole`` names the columns whose cells must never be broken across lines (file names, setting names,
+        numbers): the other columns wrap at spaces to fit the terminal. The table has no vertical rules, so
+        it fits 80 columns.
+        """
         if self.tty:
+            from rich import box
             from rich.console import Console
             from rich.table import Table
 
-            t = Table(title=title, title_justify="left")
+            t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1),
+                      collapse_padding=True)
             for i, col in enumerate(columns):
-                t.add_column(col, justify=(justify[i] if justify else "left"), overflow="fold")
+                keep = col in whole
+                t.add_column(col, justify=(justify[i] if justify else "left"), no_wrap=keep,
+                             overflow="ellipsis" if keep else "fold", min_width=(min_width or {}).get(col),
+                             max_width=(max_width or {}).get(col))
             for row in rows:
                 t.add_row(*("" if v is None else str(v) for v in row))
             Console(file=self.stdout, no_color=not self.color, highlight=False).print(t)
         else:
+            print("\t".join(columns), file=self.stdout)
             for row in rows:
                 print("\t".join("-" if v is None else str(v) for v in row), file=self.stdout)
 
-    def progress(self, description: str):
+    def progress(self, description: str, enabled: bool = True):
         """A byte progress bar on a terminal (stderr), else a no-op; use as a context manager."""
-        if self.json or self.quiet or not getattr(self.stderr, "isatty", lambda: False)():
+        if not enabled or self.json or self.quiet or not getattr(self.stderr, "isatty", lambda: False)():
             return _NoProgress()
         return _RichProgress(description, self.stderr)
 
@@ -112,21 +135,34 @@ class _RichProgress(_NoProgress):
             transient=True,
         )
         self._task = self._progress.add_task(description, total=0)
-
-    def __enter__(self):
-        self._progress.start()
-        return self
+        self._started = False
 
     def __exit__(self, *exc):
-        self._progress.stop()
+        if self._started:
+            self._progress.stop()
         return False
 
     def add_total(self, n: int) -> None:
+        """The bar appears with the first bytes to process: a pass with nothing to compress shows none."""
+        if n <= 0:
+            return
         task = self._progress.tasks[0]
         self._progress.update(self._task, total=(task.total or 0) + n)
+        if not self._started:
+            self._started = True
+            self._progress.start()
 
     def advance(self, n: int) -> None:
         self._progress.advance(self._task, n)
+
+
+#: what each command calls its pass, and what it says when the pass has nothing to do
+_PASS_WORDS = {
+    ("rotate", "gzip", "prune"): ("rotate pass", "nothing to do"),
+    ("gzip",): ("gzip", "nothing to compress"),
+    ("prune",): ("prune", "nothing to delete"),
+    ("forget",): ("forget", "no file holds events of these visitors"),
+}
 
 
 def render_pass(out: Output, result) -> None:
@@ -141,14 +177,29 @@ def render_pass(out: Output, result) -> None:
         return
     if out.quiet and result.ok:
         return
-    rows = [(a.step, a.kind, a.file, _human(a.bytes_before), _human(a.bytes_after),
-             a.status, a.error or a.detail) for a in result.actions]
-    title = f"{'plan (dry run)' if result.dry_run else 'maintenance pass'} for {result.day}"
+    # Fit 80 columns without breaking a file name: the step is implied by the action (create, link: rotate;
+    # gzip: gzip; delete: prune); a plan has no "after" and every status is "planned"; a pass shows the status
+    # column only when an action was not done. --json has every field.
+    if not out.tty:  # piped: every field, one line per action under a header line, for scripts
+        columns = ("step", "action", "file", "before", "after", "status", "detail")
+        rows = [(a.step, a.kind, a.file, _human(a.bytes_before), _human(a.bytes_after), a.status,
+                 a.error or a.detail) for a in result.actions]
+    elif result.dry_run:
+        columns = ("action", "file", "size", "detail")
+        rows = [(a.kind, a.file, _human(a.bytes_before), a.error or a.detail) for a in result.actions]
+    else:
+        with_status = any(a.status != "done" for a in result.actions)
+        columns = ("action", "file", "size", "status", "detail") if with_status else ("action", "file", "size",
+                                                                                      "detail")
+        rows = [(a.kind, a.file, _sizes(a.bytes_before, a.bytes_after), *((a.status,) if with_status else ()),
+                 a.error or a.detail) for a in result.actions]
+    command, nothing = _PASS_WORDS.get(tuple(result.steps), (" + ".join(result.steps), "nothing to do"))
+    title = f"{'plan (dry run) of ' if result.dry_run else ''}{command} for {result.day}"
     if rows:
-        out.table(title, ("step", "action", "file", "before", "after", "status", "detail"), rows,
-                  ("left", "left", "left", "right", "right", "left", "left"))
+        out.table(title, columns, rows, ["right" if c == "size" else "left" for c in columns],
+                  whole=("action", "file", "size", "status"), min_width={"detail": 12})
     elif not out.quiet:
-        print(f"{title}: nothing to do", file=out.stderr if not out.tty else out.stdout)
+        print(f"{title}: {nothing}", file=out.stderr if not out.tty else out.stdout)
     if result.unknown and not out.quiet:
         shown = ", ".join(result.unknown[:10]) + (f" and {len(result.unknown) - 10} more"
                                                    if len(result.unknown) > 10 else "")

@@ -3,7 +3,8 @@
 The simulation pushes events through :class:`metrics_ops.sampling.Sampler`, the code serve runs: a client
 stage at the browser's rate, then a server stage at the server's rate. The observed share is tested with a
 99.9 % Wilson score interval: FAIL when the expected rate lies outside it, INCONCLUSIVE when the interval is
-wider than +-tolerance (the result says how many events would decide), PASS otherwise.
+wider than +-tolerance (the result says how many events would decide), PASS otherwise. Expected rates 0 and 1
+are judged exactly: every event kept (or none), else FAIL.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from metrics_ops import testrun
+from metrics_ops.reach import require_an_answer, require_connection
 from metrics_ops.sampling import Z999, Sampler, effective_rate, events_to_decide, wilson_interval
 
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
@@ -45,6 +47,13 @@ class Row:
 
 
 def judge(row: Row, tolerance: float, z: float = Z999) -> Row:
+    if row.expected in (0.0, 1.0):
+        # Rates 0 and 1 are exact (the sampler keeps none or all): one event off is a FAIL, and no number of
+        # events makes an interval decide better than counting does.
+        row.low = row.high = row.expected
+        row.needed = None
+        row.verdict = PASS if row.kept == row.expected * row.events else FAIL
+        return row
     row.low, row.high = wilson_interval(row.kept, row.events, z)
     if not row.low <= row.expected <= row.high:
         row.verdict = FAIL
@@ -105,11 +114,13 @@ def live(url: str, events: int, *, server_rate: float, mode: str, tolerance: flo
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"--url {url}: want an http:// or https:// URL")
+    require_connection(url, min(10.0, timeout))  # a dead port is an error, not an INCONCLUSIVE row
     run_id = testrun.new_run_id()
     conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     path = parts.path or "/api/metrics/event"
     statuses: Counter = Counter()
     stored = sampled_out = errors = 0
+    error_kinds: list[str] = []
     before = _lines_with(data_dir, run_id) if data_dir else None
     deadline = time.monotonic() + timeout
     started = time.monotonic()
@@ -124,8 +135,9 @@ def live(url: str, events: int, *, server_rate: float, mode: str, tolerance: flo
                 conn.request("POST", path, body, {"Content-Type": "application/json"})
                 resp = conn.getresponse()
                 data = resp.read()
-            except (OSError, http.client.HTTPException):
+            except (OSError, http.client.HTTPException) as exc:
                 errors += 1
+                error_kinds.append(type(exc).__name__)
                 conn.close()
                 conn = conn_cls(parts.hostname, parts.port, timeout=min(10.0, timeout))
                 continue
@@ -141,6 +153,8 @@ def live(url: str, events: int, *, server_rate: float, mode: str, tolerance: flo
     finally:
         conn.close()
     seconds = time.monotonic() - started
+    if sent and not statuses:
+        require_an_answer(url, sent, error_kinds)
     answered = stored + sampled_out
     row = judge(Row(f"live {server_rate:g}", 1.0, server_rate, mode, server_rate, answered, stored), tolerance)
     result = LiveResult(url, run_id, sent, dict(statuses), stored, sampled_out, errors, seconds, row)

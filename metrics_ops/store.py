@@ -21,6 +21,7 @@ import fcntl
 import os
 import re
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -167,8 +168,13 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _pause(seconds: float) -> None:
+    """time.sleep, but by a timed wait: under libfaketime (the tests' fake clock) time.sleep fails with EINVAL."""
+    threading.Event().wait(seconds)
+
+
 @contextmanager
-def flock_path(path: Path, timeout: float, *, sleep: Callable[[float], None] = time.sleep,
+def flock_path(path: Path, timeout: float, *, sleep: Callable[[float], None] = _pause,
                clock: Callable[[], float] = time.monotonic) -> Iterator[None]:
     """Hold an exclusive flock on ``path`` (created if missing), waiting up to ``timeout`` seconds."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | _OPEN_FLAGS, 0o600)

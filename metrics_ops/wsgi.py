@@ -40,7 +40,6 @@ def die_with_parent() -> None:
         return
     import signal
     import threading
-    import time
 
     if sys.platform.startswith("linux"):
         import ctypes
@@ -51,10 +50,11 @@ def die_with_parent() -> None:
             pass
 
     def watch() -> None:
+        pause = threading.Event().wait  # not time.sleep: it fails under libfaketime, the tests' fake clock
         while str(os.getppid()) == parent:
-            time.sleep(0.5)
+            pause(0.5)
         os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(5)
+        pause(5)
         os._exit(0)  # the graceful stop did not finish
 
     threading.Thread(target=watch, name="metrics-ops-parent-watch", daemon=True).start()

@@ -1,6 +1,7 @@
 """The command group: help, version, the loop under signals, error paths without tracebacks."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -148,3 +149,21 @@ def test_missing_data_dir_names_where_the_setting_came_from(tmp_path, run):
     r = run("rotate", "--once", "--create", "-q", env={"METRICS_DIR": str(target)})
     assert r.exit_code == 0 and r.stderr == ""
     assert (target / "metrics.jsonl").is_symlink()
+
+
+def test_top_level_help_says_what_each_command_is_for_at_80_columns():
+    r = subprocess.run([*CLI, "--help"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"})
+    assert r.returncode == 0
+    assert "rotate, gzip and prune the event files" not in r.stdout
+    commands = r.stdout.split("Commands:\n", 1)[1].splitlines()
+    listed = {line.split()[0]: line.split(None, 1)[1] for line in commands if line.strip()}
+    assert set(listed) == {"completion", "config", "forget", "gzip", "prune", "ratelimit-probe", "rotate",
+                           "sample-test", "serve"}  # probe is the alias, not a second command
+    assert "alias: probe" in listed["ratelimit-probe"]
+    assert not [line for line in commands if line.endswith("...") or len(line) > 80]  # nothing cut off
+    assert run_probe_alias_help() == subprocess.run([*CLI, "ratelimit-probe", "--help"], capture_output=True,
+                                                    text=True).stdout.replace("ratelimit-probe", "probe")
+
+
+def run_probe_alias_help() -> str:
+    return subprocess.run([*CLI, "probe", "--help"], capture_output=True, text=True, check=True).stdout

@@ -183,8 +183,70 @@ def test_two_bad_values_give_two_lines(run):
 
 
 def test_settings_model_validates_direct_construction_too():
-    with pytest.raises(Exception, match="gzip_after is greater than retention"):
-        Settings(gzip_after=5, retention=4)
+    with pytest.raises(Exception, match="the link must be a file directly inside the data directory"):
+        Settings(dir="/srv/a", jsonl="/srv/b/metrics.jsonl")
+
+
+# The message names the option as the command defines it, whatever the setting behind it is called.
+FLAG_SPELLINGS = [
+    (("gzip", "--level", "12"), "--level 12 (from the command line): input should be less than or equal to 9"),
+    (("sample-test", "--server-rate", "1.5"),
+     "--server-rate 1.5 (from the command line): input should be less than or equal to 1"),
+    (("sample-test", "--client-rate", "2"),
+     "--client-rate 2 (from the command line): input should be less than or equal to 1"),
+    (("serve", "--sample-rate", "-0.5"),
+     "--sample-rate -0.5 (from the command line): input should be greater than or equal to 0"),
+    (("rotate", "--once", "--gzip-after", "0"),
+     "--gzip-after 0 (from the command line): input should be greater than or equal to 1"),
+]
+
+
+@pytest.mark.parametrize("args, line", FLAG_SPELLINGS, ids=[" ".join(a[:2]) for a, _ in FLAG_SPELLINGS])
+def test_a_bad_flag_is_named_as_the_operator_typed_it(run, data_dir, args, line):
+    r = run("--data-dir", data_dir, *args)
+    assert (r.exit_code, r.stderr) == (2, f"metrics-ops: {line}\n")
+
+
+def test_the_group_option_is_named_too(run, tmp_path):
+    r = run("--data-dir", tmp_path / "d", "--config", tmp_path / "nothing.toml", "config", "show")
+    assert r.exit_code == 2 and "nothing.toml" in r.stderr  # click's own check of --config
+    f = tmp_path / "file"
+    f.write_text("")
+    r = run("--data-dir", f / "sub", "config", "show", env={"METRICS_JSONL": "/elsewhere/metrics.jsonl"})
+    assert r.exit_code == 2
+    assert r.stderr.startswith("metrics-ops: METRICS_JSONL=/elsewhere/metrics.jsonl (from the environment) with "
+                               f"--data-dir {f / 'sub'} (from the command line): ")
+
+
+def test_every_setting_a_command_takes_has_an_option_named_after_it():
+    """option_for() finds options by name: a renamed parameter must fail here, not in front of an operator."""
+    import click
+
+    from metrics_ops.cli import cli
+    from metrics_ops.cli.common import option_for
+
+    for name in ("gzip", "prune", "rotate", "serve", "sample-test"):
+        cmd = cli.commands[name]
+        ctx = click.Context(cmd, parent=click.Context(cli, info_name="metrics-ops"), info_name=name)
+        for param in cmd.params:
+            if param.name in Settings.model_fields:
+                assert option_for(ctx, param.name) in param.opts
+        assert option_for(ctx, "dir") == "--data-dir"
+
+
+def test_prune_alone_does_not_care_about_gzip_after(run, data_dir):
+    r = run("--data-dir", data_dir, "prune", "--retention", "2")
+    assert r.exit_code == 0, r.stderr
+    r = run("--data-dir", data_dir, "gzip", "--gzip-after", "40")
+    assert r.exit_code == 0, r.stderr
+
+
+def test_rotate_which_does_both_refuses_gzip_after_beyond_retention(run, data_dir):
+    r = run("--data-dir", data_dir, "rotate", "--once", "--retention", "2")
+    assert r.exit_code == 2
+    assert r.stderr == ("metrics-ops: METRICS_GZIP_AFTER=3 (default) with --retention 2 (from the command line): "
+                        "gzip_after is greater than retention: files would be deleted before they are compressed\n")
+    assert list(data_dir.iterdir()) == []  # nothing was changed
 
 
 # --- settings that point at data, odd values (issue 9) -------------------------------------------------------

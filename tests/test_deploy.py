@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import console_script
 from edge import Nginx, nginx_binary, render
 from serve_process import Server, free_port
 
@@ -132,7 +133,8 @@ def test_readme_cron_lines_run_as_cron_runs_them(tmp_path, kind):
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
 def test_systemd_units_verify(tmp_path):
-    exe = shutil.which("metrics-ops") or "/usr/local/bin/metrics-ops"
+    exe = console_script()
+    assert exe, "the metrics-ops console script is not installed next to this Python (pip install -e .)"
     units = []
     for unit in sorted((DEPLOY / "systemd").iterdir()):
         text = unit.read_text().replace("/usr/local/bin/metrics-ops", exe)  # where pip put it on this machine

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 import pytest
+from conftest import console_script
 
 from metrics_ops import docgen
 from metrics_ops.cli import cli
@@ -57,7 +58,7 @@ def test_every_command_and_option_is_in_the_readme_and_its_man_page(full, cmd):
     assert f"### `{full}`" in README
     section = README.split(f"### `{full}`", 1)[1].split("### ", 1)[0]
     for param in cmd.params:
-        if isinstance(param, click.Option):
+        if isinstance(param, click.Option) and not param.hidden:  # hidden: kept for old scripts only
             assert param.opts[0] in page, (full, param.opts[0])
             assert f"`{param.opts[0]}" in section or f", {param.opts[0]}" in section, (full, param.opts[0])
 
@@ -82,10 +83,8 @@ def test_completion_command_prints_the_shipped_scripts(run):
 
 def _bash_complete(words: str) -> list[str]:
     script = ROOT / "completions" / "metrics-ops.bash"
-    bindir = Path(sys.executable).parent
-    exe = shutil.which("metrics-ops") or str(bindir / "metrics-ops")
-    if not os.path.exists(exe):
-        pytest.skip("the metrics-ops console script is not installed (pip install -e .)")
+    exe = console_script()
+    assert exe, "the metrics-ops console script is not installed next to this Python (pip install -e .)"
     cword = len(words.split()) - (0 if words.endswith(" ") else 1)
     code = (f"source {script}\nCOMP_WORDS=({words})\n" + ("COMP_WORDS+=('')\n" if words.endswith(" ") else "")
             + f"COMP_CWORD={cword}\n_metrics_ops_completion metrics-ops\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"\n")
@@ -112,3 +111,29 @@ def test_help_and_completion_do_not_import_the_heavy_modules():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == ""
     assert cli.name == "cli"
+
+
+def test_shipped_completion_scripts_do_not_depend_on_the_installed_click(monkeypatch):
+    """click changes its own scripts between releases (8.4 -> 8.5 fish); ours must come out the same anyway."""
+    import click.shell_completion as cs
+
+    for cls in (cs.BashComplete, cs.ZshComplete, cs.FishComplete):
+        monkeypatch.setattr(cls, "source_template", "# another click release's script\n")
+    for shell in ("bash", "zsh", "fish"):
+        shipped = (ROOT / "completions" / f"metrics-ops.{shell}").read_text()
+        assert shipped.split("\n", 1)[1] == docgen.completion_script(shell), shell
+
+
+@pytest.mark.parametrize("shell, expected", [
+    ("bash", ["plain,rotate"]),
+    ("zsh", ["plain", "rotate", cli.commands["rotate"].get_short_help_str()]),
+    ("fish", [f"plain,rotate\t{cli.commands['rotate'].get_short_help_str()}"]),
+])
+def test_the_installed_script_answers_in_the_format_the_shipped_scripts_read(shell, expected):
+    exe = console_script()
+    assert exe, "the metrics-ops console script is not installed next to this Python (pip install -e .)"
+    words = {"fish": ("metrics-ops ro", "ro")}.get(shell, ("metrics-ops ro", "1"))
+    env = {**os.environ, "_METRICS_OPS_COMPLETE": f"{shell}_complete", "COMP_WORDS": words[0], "COMP_CWORD": words[1]}
+    r = subprocess.run([exe], capture_output=True, text=True, env=env, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == expected

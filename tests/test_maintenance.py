@@ -7,7 +7,7 @@ import stat
 import subprocess
 import sys
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -276,7 +276,9 @@ def test_plain_output_when_piped_and_quiet_prints_nothing(data_dir, run):
     make(data_dir, 5)
     with freeze_time(NOON):
         r = run("--data-dir", data_dir, "gzip")
-    assert r.stdout.splitlines()[0].split("\t")[:3] == ["gzip", "gzip", file_name(day(5))]
+    header, first = r.stdout.splitlines()[:2]
+    assert header.split("\t") == ["step", "action", "file", "before", "after", "status", "detail"]
+    assert first.split("\t")[:3] == ["gzip", "gzip", file_name(day(5))]
     make(data_dir, 6)
     with freeze_time(NOON):
         r = run("--data-dir", data_dir, "-q", "gzip")
@@ -331,3 +333,17 @@ def test_future_dated_files_are_reported_not_silently_kept(data_dir, run):
     assert r.exit_code == 0
     kept = {k["file"]: k["reason"] for k in json.loads(r.stdout)["kept"]}
     assert kept["metrics-2099-01-01.jsonl"].startswith("dated 26498 days in the future")
+
+
+@pytest.mark.parametrize("args, line", [
+    (("gzip",), "gzip for {day}: nothing to compress"),
+    (("prune",), "prune for {day}: nothing to delete"),
+    (("forget", "nobody"), "forget for {day}: no file holds events of these visitors"),
+    (("gzip", "--dry-run"), "plan (dry run) of gzip for {day}: nothing to compress"),
+])
+def test_each_command_speaks_of_itself_when_there_is_nothing_to_do(run, data_dir, args, line):
+    from datetime import datetime
+
+    r = run("--data-dir", data_dir, *args)
+    assert r.exit_code == 0, r.stderr
+    assert r.stderr == line.format(day=datetime.now(UTC).date().isoformat()) + "\n"

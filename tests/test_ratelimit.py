@@ -9,6 +9,7 @@ from edge import Nginx, nginx_binary
 from serve_process import Server
 
 from metrics_ops.ratelimit import NODELAY, predict, recent_probe_warning, remember_probe, run_probe, summarize
+from metrics_ops.reach import Unreachable
 
 
 def passes(decisions):
@@ -103,9 +104,9 @@ def test_probe_timeout_bounds_a_dead_target():
         s.bind(("127.0.0.1", 0))
         s.listen(64)
         t0 = time.monotonic()
-        r = run_probe(f"http://127.0.0.1:{s.getsockname()[1]}/", requests=50, concurrency=2, timeout=1.0)
+        with pytest.raises(Unreachable, match="no answer from"):  # nothing answered: nothing was measured
+            run_probe(f"http://127.0.0.1:{s.getsockname()[1]}/", requests=50, concurrency=2, timeout=1.0)
         assert time.monotonic() - t0 < 4
-    assert r.timed_out or all(rec.status == 0 for rec in r.records)
 
 
 needs_nginx = pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (apt-get install nginx; "
@@ -209,3 +210,18 @@ def test_probe_events_carry_the_runs_prefix_and_mark_and_the_run_is_printed(data
     by_run = Counter(RUN_PREFIX.match(rec["visitor_id"]).group() for rec in records)
     assert by_run == {f"probe-{run_id}-": 5, doc["visitor_prefix"]: 3}
     assert Counter(rec["metadata"]["test_run"] for rec in records) == {run_id: 5, doc["run_id"]: 3}
+
+
+@pytest.mark.parametrize("extra", [(), ("--expect-rate", "5", "--expect-burst", "10"), ("--json",),
+                                   ("--concurrency", "4")])
+def test_a_target_that_cannot_be_reached_is_one_line_and_exit_5(run, dead_url, extra):
+    r = run("probe", dead_url, "--requests", "20", *extra)
+    assert (r.exit_code, r.stdout) == (5, "")
+    assert r.stderr == f"metrics-ops: cannot connect to {dead_url}: connection refused\n"
+
+
+def test_a_target_that_answers_nothing_is_exit_5_too(run, hang_up_url):
+    r = run("probe", hang_up_url, "--requests", "5", "--timeout", "10")
+    assert (r.exit_code, r.stdout) == (5, "")
+    assert r.stderr.startswith(f"metrics-ops: no answer from {hang_up_url}: all 5 requests failed (")
+    assert len(r.stderr.splitlines()) == 1

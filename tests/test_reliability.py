@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -103,7 +103,7 @@ def test_stored_means_stored_while_passes_in_other_zones_forget_and_shard_across
     # than the machine's uptime (a fresh CI machine), so the fake clock only ever runs ahead
     midnight = (int(time.time()) // 86400 + 2) * 86400
     clock = shifted_clock(midnight - 8 - time.time())
-    day1, day2 = (datetime.fromtimestamp(midnight + d, timezone.utc).date().isoformat() for d in (-1, 0))
+    day1, day2 = (datetime.fromtimestamp(midnight + d, UTC).date().isoformat() for d in (-1, 0))
     server = Server(data, tmp_path / "serve.log", env=clock)
     victims = [f"victim-{i}" for i in range(6)]
     answers = []

@@ -102,7 +102,7 @@ def test_cli_table_exit_codes_and_json(run):
     r = run("sample-test", "--seed", "1")
     assert r.exit_code == 0
     assert [line.split("\t")[0] for line in r.stdout.splitlines()] == [
-        "standard 1 x 1", "standard 0.5 x 1", "standard 1 x 0.5", "standard 0.5 x 0.5", "standard 0.25 x 0.5",
+        "pair", "standard 1 x 1", "standard 0.5 x 1", "standard 1 x 0.5", "standard 0.5 x 0.5", "standard 0.25 x 0.5",
         "configured 1 x 1"]
     r = run("sample-test", "--client-rate", "0.25", "--server-rate", "0.5", "--events", "500", "--seed", "1")
     assert r.exit_code == 4
@@ -170,3 +170,46 @@ def test_live_events_carry_the_runs_prefix_and_mark_and_the_run_is_printed(half_
     for rec in records:
         assert RUN_PREFIX.match(rec["visitor_id"]).group() == f"st-{run_id}-"
         assert rec["metadata"]["test_run"] == run_id
+
+
+def test_live_against_a_dead_port_is_an_error_not_a_statistic(run, dead_url):
+    r = run("sample-test", "--url", dead_url, "--events", "50")
+    assert (r.exit_code, r.stdout) == (5, "")
+    assert r.stderr == f"metrics-ops: cannot connect to {dead_url}: connection refused\n"
+
+
+def test_live_against_a_target_that_answers_nothing_is_exit_5(run, hang_up_url):
+    r = run("sample-test", "--url", hang_up_url, "--events", "5", "--json")
+    assert (r.exit_code, r.stdout) == (5, "")
+    assert r.stderr.startswith(f"metrics-ops: no answer from {hang_up_url}: all 5 requests failed (")
+
+
+@pytest.mark.parametrize("client, server, mode", [("1", "1", "random"), ("0", "1", "random"), ("1", "0", "random"),
+                                                  ("0.5", "0", "visitor"), ("1", "1", "visitor")])
+def test_rates_zero_and_one_are_judged_exactly(run, client, server, mode):
+    for _ in range(2):  # the same answer every run: no "need ~N" that grows by one
+        r = run("sample-test", "--client-rate", client, "--server-rate", server, "--mode", mode, "--events", "50",
+                "--json")
+        assert r.exit_code == 0, r.output
+        (row,) = json.loads(r.stdout)["rows"]
+        assert (row["verdict"], row["needed"], row["low"], row["high"]) == ("PASS", None, row["expected"],
+                                                                             row["expected"])
+
+
+def test_an_exact_rate_off_by_one_event_fails():
+    assert judge(Row("1 x 1", 1, 1, "random", 1.0, 50, 50), 0.02).verdict == PASS
+    assert judge(Row("1 x 1", 1, 1, "random", 1.0, 50, 49), 0.02).verdict == FAIL
+    assert judge(Row("0 x 1", 0, 1, "random", 0.0, 50, 0), 0.02).verdict == PASS
+    assert judge(Row("0 x 1", 0, 1, "random", 0.0, 50, 1), 0.02).verdict == FAIL
+
+
+def test_live_at_rate_one_passes_exactly(data_dir, tmp_path, run):
+    s = Server(data_dir, tmp_path / "serve.log")
+    try:
+        url = f"http://127.0.0.1:{s.port}/api/metrics/event"
+        r = run("sample-test", "--url", url, "--events", "50", "--server-rate", "1", "--data-dir", data_dir, "--json")
+    finally:
+        assert s.stop() == 0
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["verdict"] == "PASS" and doc["live"]["stored"] == 50 and doc["live"]["row"]["needed"] is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import click
 
 from metrics_ops import __version__
@@ -12,13 +14,13 @@ from metrics_ops.cli.common import CONTEXT_SETTINGS, State
 @click.version_option(__version__, "-V", "--version", prog_name="metrics-ops")
 @click.option("--config", type=click.Path(exists=True, dir_okay=False), envvar="METRICS_CONFIG",
               help="TOML file with settings (keys as in `config show`); env METRICS_CONFIG.")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory (env METRICS_DIR).")
+@click.option("--data-dir", "dir", type=click.Path(file_okay=False), help="Data directory (env METRICS_DIR).")
 @click.option("json_", "--json", is_flag=True, help="Print one JSON document.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (for cron).")
 @click.option("-v", "--verbose", count=True, help="Say more (repeat for more).")
 @click.pass_context
-def cli(ctx, config, data_dir, json_, quiet, verbose):
-    """Operate a privacy-friendly behaviour-analytics pipeline: rotate, gzip and prune the event files.
+def cli(ctx, config, dir, json_, quiet, verbose):  # `dir`: the option is named after the setting it sets
+    """Run a privacy-friendly analytics pipeline: ingest, keep files bounded, forget, prove sampling and limits.
 
     \b
     Examples:
@@ -26,7 +28,7 @@ def cli(ctx, config, data_dir, json_, quiet, verbose):
       metrics-ops rotate --interval 300    # a loop, for a sidecar
       metrics-ops config show              # effective settings and their sources
     """
-    ctx.obj = State(config=config, data_dir=data_dir, json=json_, quiet=quiet, verbose=verbose)
+    ctx.obj = State(config=config, data_dir=dir, json=json_, quiet=quiet, verbose=verbose)
 
 
 from metrics_ops.cli.completion import completion  # noqa: E402
@@ -45,9 +47,18 @@ cli.add_command(forget)
 cli.add_command(config)
 cli.add_command(sample_test)
 cli.add_command(ratelimit_probe)
-cli.add_command(ratelimit_probe, "probe")
+# The alias: the same command under a second name, hidden from the list (ratelimit-probe's help names it).
+_probe_alias = copy.copy(ratelimit_probe)
+_probe_alias.hidden = True
+cli.add_command(_probe_alias, "probe")
 cli.add_command(completion)
 
 
 def main() -> None:
+    import os
+
+    if os.environ.get("_METRICS_OPS_COMPLETE"):  # a shell asks for completions: answer in our scripts' format
+        from metrics_ops.shell_completion import register
+
+        register()
     cli(prog_name="metrics-ops")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ class Failure(click.ClickException):
         self.exit_code = int(exit_code)
 
     def show(self, file=None) -> None:
-        err = click.get_text_stream("stderr") if file is None else file
+        err = sys.stderr if file is None else file  # click.get_text_stream is deprecated (gone in click 9)
         for line in self.lines:
             click.echo(f"metrics-ops: {line}", file=err)
 
@@ -83,8 +84,20 @@ def output(ctx: click.Context, json_: bool | None = None, quiet: bool | None = N
                   verbose=(verbose or 0) + state.verbose)
 
 
+def option_for(ctx: click.Context, setting: str) -> str:
+    """The option that sets ``setting`` (its parameter name is the setting's name), as the command spells it:
+    this command's own options first, then the group's (``--data-dir`` sets ``dir``)."""
+    c: click.Context | None = ctx
+    while c is not None:
+        for param in c.command.params:
+            if isinstance(param, click.Option) and param.name == setting:
+                return next((o for o in param.opts if o.startswith("--")), param.opts[0])
+        c = c.parent
+    raise LookupError(f"{ctx.command_path} has no option named {setting!r}")  # a bug in the command, not input
+
+
 def settings(ctx: click.Context, **flags):
-    """Settings from every layer; ``flags`` are this command's options (None = not given)."""
+    """Settings from every layer; ``flags`` are this command's options by setting name (None = not given)."""
     from metrics_ops.config import ConfigError, load_settings
 
     state: State = ctx.find_object(State) or State()
@@ -92,6 +105,7 @@ def settings(ctx: click.Context, **flags):
     if state.data_dir is not None:
         given.setdefault("dir", state.data_dir)
     try:
-        return load_settings(given, config_file=state.config)
+        return load_settings(given, config_file=state.config,
+                             spelled={name: option_for(ctx, name) for name in given})
     except ConfigError as exc:
         raise Failure(exc.lines, ExitCode.USAGE) from None

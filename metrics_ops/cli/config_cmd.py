@@ -47,4 +47,5 @@ def show(ctx, json_, quiet, verbose):
     rows = [(name, "unset" if v is None else v, origins[name].source
              + (f" ({origins[name].file})" if origins[name].file else ""), env_name(name))
             for name, v in values.items()]
-    out.table("effective settings", ("setting", "value", "source", "environment"), rows)
+    out.table("effective settings", ("setting", "value", "source", "environment"), rows,
+              whole=("setting", "environment"))

@@ -8,7 +8,7 @@ from metrics_ops.cli.common import Failure, output, settings, shared_options
 from metrics_ops.exitcodes import ExitCode
 
 
-@click.command()
+@click.command(short_help="Delete visitors' events from every file (on request).")
 @click.argument("visitor_ids", metavar="[VISITOR_ID]...", nargs=-1)
 @click.option("--prefix", "prefixes", multiple=True, metavar="PREFIX",
               help="Also remove every visitor id that starts with PREFIX (one test run: probe-RUNID-, st-RUNID-).")

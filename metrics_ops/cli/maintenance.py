@@ -49,12 +49,18 @@ def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: 
     import threading
     import time
 
+    from metrics_ops.config import ConfigError, require_gzip_before_prune
     from metrics_ops.maintenance import LockBusy, locked, run_loop, run_pass
     from metrics_ops.render import render_pass
     from metrics_ops.store import Store
 
     out = output(ctx, **out_flags)
     s = settings(ctx, interval=interval, **flags)
+    if "gzip" in steps and "prune" in steps:  # only a pass that does both needs the order of the two
+        try:
+            require_gzip_before_prune(s)
+        except ConfigError as exc:
+            raise Failure(exc.lines, ExitCode.USAGE) from None
     store = Store.from_settings(s)
     if not store.dir.is_dir():
         # A maintenance command never invents an empty data directory (cron's working directory is $HOME:
@@ -75,7 +81,7 @@ def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: 
     signal.signal(signal.SIGINT, on_signal)
 
     def one_pass():
-        with out.progress("compressing") as bar:
+        with out.progress("compressing", enabled=not dry_run) as bar:  # a plan compresses nothing
             def on_plan(actions):
                 bar.add_total(sum(a.bytes_before or 0 for a in actions if a.kind in ("gzip", "reconcile")))
 
@@ -102,7 +108,7 @@ def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: 
         ctx.exit(ExitCode.FAILURE)
 
 
-@click.command()
+@click.command(short_help="Keep the data dir bounded: link, shard, gzip, prune.")
 @click.option("--once", is_flag=True, help="Run one pass and exit; the exit status says whether it succeeded.")
 @click.option("--interval", type=float, default=None, metavar="SECONDS",
               help="Seconds between passes of the loop (default 300; env METRICS_INTERVAL).")
@@ -135,7 +141,7 @@ def rotate(ctx, once, interval, max_mb, create, gzip_after, gzip_level, retentio
          dry_run=dry_run, loop=not once, interval=interval, create=create)
 
 
-@click.command("gzip")
+@click.command("gzip", short_help="Compress the day files older than --gzip-after days.")
 @_gzip_opts
 @_common
 @click.pass_context
@@ -153,7 +159,7 @@ def gzip_cmd(ctx, gzip_after, gzip_level, tz, lock_timeout, dry_run, json_, quie
          dict(json_=json_, quiet=quiet, verbose=verbose), dry_run=dry_run)
 
 
-@click.command()
+@click.command(short_help="Delete the data files older than --retention days.")
 @_retention_opt
 @_common
 @click.pass_context

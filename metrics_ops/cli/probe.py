@@ -8,7 +8,7 @@ from metrics_ops.cli.common import Failure, output, output_options
 from metrics_ops.exitcodes import ExitCode
 
 
-@click.command("ratelimit-probe")
+@click.command("ratelimit-probe", short_help="Prove the edge's rate limit with a burst (alias: probe).")
 @click.argument("url")
 @click.option("--requests", "-n", "n_requests", type=click.IntRange(1, 10_000), default=20, show_default=True,
               help="Requests to send (at most 10000).")
@@ -43,7 +43,7 @@ def ratelimit_probe(ctx, url, n_requests, concurrency, rate, duration, timeout, 
 
     Sequential sends compare the pass count and the index of the first 429 with the model; concurrent and
     open-loop sends compare the pass count (the server's order differs from the send order). Exit 1 on a
-    mismatch beyond --tolerance.
+    mismatch beyond --tolerance, 5 when the URL cannot be connected to or answers nothing.
 
     \b
     Examples:
@@ -84,11 +84,15 @@ def ratelimit_probe(ctx, url, n_requests, concurrency, rate, duration, timeout, 
         warning = rl.recent_probe_warning(url, expect_rate, expect_burst)
         if warning:
             out.warn(warning)
+    from metrics_ops.reach import Unreachable
+
     try:
         result = rl.run_probe(url, requests=n_requests, concurrency=concurrency, rate=rate, duration=duration,
                               timeout=timeout, body=payload, content_type=content_type)
     except ValueError as exc:
         raise Failure(str(exc), ExitCode.USAGE) from None
+    except Unreachable as exc:
+        raise Failure(str(exc), ExitCode.UNREACHABLE) from None
     rl.remember_probe(url)
     rl.summarize(result, expect_rate=expect_rate, expect_burst=expect_burst, delay=delay, tolerance=tolerance)
     if csv_path:

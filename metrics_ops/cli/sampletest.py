@@ -8,10 +8,10 @@ from metrics_ops.cli.common import Failure, State, output, settings, shared_opti
 from metrics_ops.exitcodes import ExitCode
 
 
-@click.command("sample-test")
-@click.option("--client-rate", type=float, default=None, metavar="RATE",
+@click.command("sample-test", short_help="Prove the sampling rates (simulated or live).")
+@click.option("--client-rate", "client_sample_rate", type=float, default=None, metavar="RATE",
               help="The browser's rate (VITE_METRICS_SAMPLE_RATE; env METRICS_CLIENT_SAMPLE_RATE).")
-@click.option("--server-rate", type=float, default=None, metavar="RATE",
+@click.option("--server-rate", "sample_rate", type=float, default=None, metavar="RATE",
               help="The server's rate (env METRICS_SAMPLE_RATE).")
 @click.option("--mode", "sample_mode", type=click.Choice(["random", "visitor"]), default=None,
               help="Sampling mode (env METRICS_SAMPLE_MODE): random: client x server; visitor: min(client, server).")
@@ -26,13 +26,13 @@ from metrics_ops.exitcodes import ExitCode
               help="Live mode: stop posting after this many seconds.")
 @shared_options
 @click.pass_context
-def sample_test(ctx, client_rate, server_rate, sample_mode, events, seed, tolerance, url, timeout,
+def sample_test(ctx, client_sample_rate, sample_rate, sample_mode, events, seed, tolerance, url, timeout,
                 json_, quiet, verbose):
     """Prove the sampling rates: simulated through serve's own sampler, or live against serve.
 
-    Exit 0 on PASS, 1 on FAIL, 4 on INCONCLUSIVE (too few events; the output says how many would decide).
-    Live, with --data-dir given (before or after the command), it also checks that the lines of this run in
-    that directory equal the stored=1 answers.
+    Exit 0 on PASS, 1 on FAIL, 4 on INCONCLUSIVE (too few events; the output says how many would decide), 5 when
+    --url cannot be reached. Rates 0 and 1 are judged exactly. Live, with --data-dir given (before or after the
+    command), it also checks that the lines of this run in that directory equal the stored=1 answers.
 
     \b
     Examples:
@@ -45,18 +45,21 @@ def sample_test(ctx, client_rate, server_rate, sample_mode, events, seed, tolera
     from metrics_ops import testrun
 
     out = output(ctx, json_, quiet, verbose)
-    s = settings(ctx, client_sample_rate=client_rate, sample_rate=server_rate, sample_mode=sample_mode)
+    s = settings(ctx, client_sample_rate=client_sample_rate, sample_rate=sample_rate, sample_mode=sample_mode)
     mode = s.sample_mode
     if url is not None:
         from pathlib import Path
 
         live_dir = ctx.ensure_object(State).data_dir  # only a --data-dir flag, not METRICS_DIR: serve may be remote
+        from metrics_ops.reach import Unreachable
 
         try:
             result = st.live(url, events or 2000, server_rate=s.sample_rate, mode=mode, tolerance=tolerance,
                              timeout=timeout, data_dir=Path(live_dir) if live_dir else None)
         except ValueError as exc:
             raise Failure(str(exc), ExitCode.USAGE) from None
+        except Unreachable as exc:
+            raise Failure(str(exc), ExitCode.UNREACHABLE) from None
         rows = [result.row]
         for note in result.notes:
             out.warn(note)
@@ -74,7 +77,7 @@ def sample_test(ctx, client_rate, server_rate, sample_mode, events, seed, tolera
             verdict = st.FAIL
     else:
         n = events or 10_000
-        if client_rate is not None or server_rate is not None:
+        if client_sample_rate is not None or sample_rate is not None:
             pairs = [(s.client_sample_rate, s.sample_rate, "given")]
         else:
             pairs = [(c, v, "standard") for c, v in st.STANDARD_PAIRS]
@@ -105,9 +108,11 @@ def sample_test(ctx, client_rate, server_rate, sample_mode, events, seed, tolera
 def _table(out, rows, title: str) -> None:
     if out.quiet and all(r.verdict == "PASS" for r in rows):
         return
-    out.table(title, ("pair", "client", "server", "effective", "events", "expected", "observed", "rate",
-                      "99.9% interval", "verdict"),
-              [(r.label, f"{r.client:g}", f"{r.server:g}", f"{r.expected:.4g}", r.events,
-                f"{r.expected * r.events:.0f}", r.kept, f"{r.observed:.4f}", f"[{r.low:.4f}, {r.high:.4f}]",
-                r.verdict + (f" (need ~{r.needed})" if r.needed else "")) for r in rows],
-              ("left",) + ("right",) * 8 + ("left",))
+    # Fits 80 columns: the pair's label carries the client and server rates, "rate" is the expected share, and
+    # the events an INCONCLUSIVE row needs are in the line below the table; --json has every number.
+    out.table(title, ("pair", "rate", "events", "kept", "observed", "99.9% interval", "verdict"),
+              [(r.label, f"{r.expected:.4g}", r.events, r.kept, f"{r.observed:.4f}",
+                "exact" if r.low == r.high else f"[{r.low:.4f}, {r.high:.4f}]", r.verdict) for r in rows],
+              ("left",) + ("right",) * 4 + ("left", "left"),
+              whole=("rate", "events", "kept", "observed", "99.9% interval", "verdict"),
+              min_width={"pair": 10, "verdict": len("INCONCLUSIVE")}, max_width={"pair": 10})

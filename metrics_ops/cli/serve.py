@@ -7,7 +7,7 @@ import click
 from metrics_ops.cli.common import Failure, complete_zone, settings, settings_options
 
 
-@click.command()
+@click.command(short_help="Ingest events over HTTP into the daily JSONL files.")
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1; env METRICS_HOST).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default 8001; env METRICS_PORT).")
 @click.option("--workers", type=int, default=None,
@@ -74,7 +74,7 @@ def announce_when_listening(s, timeout: float = 60.0) -> None:
             try:
                 socket.create_connection((target, s.port), timeout=1).close()
             except OSError:
-                time.sleep(0.05)
+                threading.Event().wait(0.05)  # not time.sleep: it fails under libfaketime (tests)
                 continue
             # os.write, not click.echo: granian forks its workers about now, and a child must not inherit
             # a stderr buffer lock this thread holds
