@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 from metrics_ops.config import Settings
@@ -81,8 +82,10 @@ def preflight(settings: Settings) -> None:
         raise ServeError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
 
 
-def run(settings: Settings) -> None:
-    """Start granian in this process with settings.workers workers; returns after SIGTERM/SIGINT."""
+def run(settings: Settings, on_ready: Callable[[], object] | None = None) -> None:
+    """Start granian in this process with settings.workers workers; returns after SIGTERM/SIGINT.
+
+    ``on_ready`` runs once the port listens (before the workers start; requests queue until one takes them)."""
     from metrics_ops.state import SharedState, StateBusy, StateError
 
     preflight(settings)
@@ -110,8 +113,6 @@ def run(settings: Settings) -> None:
         log_access=False,  # granian's access log holds client addresses; ours does not
         backlog=2048,
         respawn_failed_workers=True,
-        # A worker that misses the stop signal while it is still starting would keep the server from exiting.
-        workers_kill_timeout=5,
         # One Python thread per worker runs the app: the handler is short and CPU-bound, so more threads only
         # contend for the GIL (measured: 1 thread ~36k req/s, 512 threads, granian's default, ~13k).
         blocking_threads=1,
@@ -124,6 +125,8 @@ def run(settings: Settings) -> None:
         http=HTTPModes.http1,  # nginx speaks HTTP/1.1 to its upstream; skipping protocol detection is faster
         websockets=False,
     )
+    if on_ready is not None:
+        server.on_startup(on_ready)  # granian calls it after binding, in this thread: no thread of our own
     try:
         server.serve()
     except Exception as exc:  # granian's ConfigurationError and start-up failures: one line, not a traceback

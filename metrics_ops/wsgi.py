@@ -9,12 +9,22 @@ server share the ring and counters through METRICS_STATE_FILE (default DIR/.metr
 
 from __future__ import annotations
 
-import logging
 import os
+import signal
 import sys
 
-from metrics_ops.config import ConfigError, load_settings
-from metrics_ops.ingest import make_app
+if os.environ.get("METRICS_SERVE_PARENT_PID"):
+    # A granian worker inherits the main process's SIGTERM handler, which only sets a flag in the main process's
+    # copy of the server, until the worker installs its own after this module is loaded: a stop signal in that
+    # window was swallowed and the server never exited. Until then, the default action (exit) is right: this
+    # worker has taken no request yet. Done first, before the imports that make up most of a worker's start.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+import logging  # noqa: E402
+
+from metrics_ops.config import ConfigError, load_settings  # noqa: E402
+from metrics_ops.ingest import make_app  # noqa: E402
 
 
 def configure_logging(level: str) -> None:
@@ -38,7 +48,6 @@ def die_with_parent() -> None:
     parent = os.environ.get("METRICS_SERVE_PARENT_PID")
     if not parent:
         return
-    import signal
     import threading
 
     if sys.platform.startswith("linux"):

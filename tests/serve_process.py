@@ -74,7 +74,7 @@ class Server:
             except OSError:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"serve did not start: {log.read_text()}")
+                raise RuntimeError(f"serve did not start (exit status {self.proc.poll()}): {log.read_text()}")
             time.sleep(0.05)
 
     def connection(self) -> Connection:

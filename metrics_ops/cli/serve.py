@@ -36,14 +36,16 @@ def serve(ctx, host, port, workers, log_level, sample_rate, sample_mode, max_mb,
       metrics-ops serve --host 127.0.0.1 --port 8001 --workers 2
       METRICS_SAMPLE_RATE=0.5 metrics-ops --data-dir /var/lib/metrics serve --log-level info
     """
-    from metrics_ops.server import ServeError, preflight, run
+    import os
+
+    from metrics_ops.server import ServeError, run
 
     s = settings(ctx, host=host, port=port, workers=workers, log_level=log_level, sample_rate=sample_rate,
                  sample_mode=sample_mode, max_mb=max_mb, tz=tz)
+    line = f"metrics-ops: {ready_line(s)}\n".encode()
     try:
-        preflight(s)  # first, so that the ready line can never be about another server on the port
-        announce_when_listening(s)
-        run(s)
+        # os.write, not click.echo: granian forks its workers right after, and no buffer lock may be held then
+        run(s, on_ready=lambda: os.write(2, line))
     except ServeError as exc:
         raise Failure(str(exc), exc.exit_code) from None
 
@@ -52,33 +54,3 @@ def ready_line(s) -> str:
     host = f"[{s.host}]" if ":" in s.host else s.host
     return (f"serve ready on http://{host}:{s.port} (data directory {s.dir.resolve()}, "
             f"{s.workers} worker{'s' if s.workers != 1 else ''})")
-
-
-def announce_when_listening(s, timeout: float = 60.0) -> None:
-    """One line on stderr once the port accepts connections, at every log level; it holds no client data.
-
-    granian binds in this process before it starts the workers; a connection that succeeds means the socket
-    listens, and requests queue until a worker takes them.
-    """
-    import os
-    import socket
-    import threading
-    import time
-
-    target = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(s.host, s.host)
-    line = ready_line(s)
-
-    def wait() -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection((target, s.port), timeout=1).close()
-            except OSError:
-                threading.Event().wait(0.05)  # not time.sleep: it fails under libfaketime (tests)
-                continue
-            # os.write, not click.echo: granian forks its workers about now, and a child must not inherit
-            # a stderr buffer lock this thread holds
-            os.write(2, f"metrics-ops: {line}\n".encode())
-            return
-
-    threading.Thread(target=wait, name="metrics-ops-ready", daemon=True).start()
