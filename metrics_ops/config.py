@@ -196,14 +196,15 @@ class Settings(BaseSettings):
         return self
 
     def _state_file_clash(self) -> str | None:
-        from metrics_ops.store import LINK_LOCK_NAME, LOCK_NAME, parse_name
+        from metrics_ops.store import LINK_LOCK_NAME, LOCK_NAME, PREFIX, parse_name
 
         path = self.state_file
         if path.resolve() == self.link_path.resolve() or path.resolve() == self.link_path.absolute():
             return "the state file cannot be the link to the current data file"
         if path.parent.resolve() == self.dir.resolve():
-            if parse_name(path.name) is not None:
-                return "the state file cannot be a data file (its name matches metrics-YYYY-MM-DD[.N].jsonl[.gz])"
+            if parse_name(path.name) is not None or path.name.startswith(PREFIX):
+                return ("the state file cannot be a data file or have a data file's name (metrics-...: passes "
+                        "would compress, remove or delete it)")
             if path.name in (LOCK_NAME, LINK_LOCK_NAME):
                 return "the state file cannot be one of the data directory's lock files"
         return None

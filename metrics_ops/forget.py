@@ -59,6 +59,20 @@ def run_forget(store: Store, keep: Callable[[bytes], bool], *, now: float, level
             result.actions.append(action)
             if not dry_run:
                 _try(action, lambda a: store.remove_temp(a.file))
+    names = listing.by_name()
+    pairs = [f.name for f in listing.files if not f.gz and f.name + ".gz" in names]
+    if pairs and not dry_run:
+        # A pass killed between writing an archive and removing its source leaves both. Filtering them apart would
+        # make the plain file differ from the archive, and the next gzip pass would add it to the archive whole:
+        # every line twice, the visitor back. So the pair becomes one archive first, as gzip would make it.
+        for name in pairs:
+            action = Action("forget", "reconcile", name, status=done)
+            try:
+                action.detail, action.bytes_before, action.bytes_after = store.finish_compress(name, level)
+            except (OSError, StoreError) as exc:
+                action.status, action.error = "failed", _reason(exc, name)
+            result.actions.append(action)
+        listing = store.scan()
     for f in listing.files:
         action = Action("forget", "rewrite", f.name, status=done)
         try:

@@ -81,6 +81,24 @@ def _counter_of(problem: Problem) -> str:
     return name if name in INDEX else "rejected_invalid"
 
 
+class _QuietLog:
+    """One log line per ``every`` seconds for a failure that repeats on every event (a full disk): the first at
+    once, then a summary with the count of the ones not logged. The counter write_errors_total has them all."""
+
+    def __init__(self, every: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self.every, self.clock = every, clock
+        self.last, self.skipped = -1e18, 0
+
+    def log(self, message: str) -> None:
+        now = self.clock()
+        if now - self.last < self.every:
+            self.skipped += 1
+            return
+        more = f" (and {self.skipped} more write errors in the last {now - self.last:.0f} s)" if self.skipped else ""
+        log.error("write failed: %s%s", message, more)
+        self.last, self.skipped = now, 0
+
+
 def make_app(settings, *, store: Store | None = None, state: SharedState | None = None,
              sampler: Sampler | None = None, clock: Callable[[], float] = time.time) -> Callable:
     """Build the WSGI application (like prometheus_client's make_wsgi_app): call it per request."""
@@ -90,6 +108,7 @@ def make_app(settings, *, store: Store | None = None, state: SharedState | None 
     max_body, max_batch = settings.max_body, settings.max_batch
     origins = frozenset(settings.cors_origins)
     any_origin = "*" in origins
+    quiet_errors = _QuietLog()
 
     def read_body(environ) -> bytes:
         ctype = environ.get("CONTENT_TYPE", "")
@@ -134,7 +153,7 @@ def make_app(settings, *, store: Store | None = None, state: SharedState | None 
             return record, True, store.append(record, now), "stored"
         except (StoreError, OSError) as exc:
             state.note_write_error(str(exc))
-            log.error("write failed: %s", exc)
+            quiet_errors.log(str(exc))
             return record, False, store.current_file(now), "write_errors"
 
     def one_event(environ) -> tuple[int, dict]:

@@ -126,9 +126,11 @@ def plan_gzip(listing: Listing, today: date, gzip_after: int, *, link_target: st
 
 
 def plan_prune(listing: Listing, today: date, retention: int, *, link_target: str | None,
-               protected: frozenset[str] = frozenset()) -> tuple[list[Action], list[tuple[str, str]]]:
+               protected: frozenset[str] = frozenset(), in_use: Callable[[str], bool] = lambda name: False
+               ) -> tuple[list[Action], list[tuple[str, str]]]:
     """Delete data files (plain, shards, archives, archives set aside) whose day is at least ``retention`` days
-    old; never what this pass adopted (``protected``)."""
+    old; never what this pass adopted (``protected``), never a plain file a writer holds open (``in_use``): that
+    is the file being written, whatever this pass's clock says its day is."""
     actions, kept = [], []
     for f in listing.files:
         age = _age(f.day, today)
@@ -143,6 +145,10 @@ def plan_prune(listing: Listing, today: date, retention: int, *, link_target: st
             continue
         if f.name == link_target:
             kept.append((f.name, "the link points at it"))
+            continue
+        if not f.gz and in_use(f.name):
+            kept.append((f.name, f"{age} days old by this pass's clock, but a writer holds it open (serve's current "
+                                 "file: is a clock or METRICS_TZ wrong?)"))
             continue
         actions.append(Action("prune", "delete", f.name, detail=f"{age} days old"))
     for name in listing.aside:  # unreadable archives set aside by gzip: kept for inspection until retention
@@ -210,7 +216,8 @@ def run_pass(
             actions, kept = plan_gzip(listing, today, gzip_after, link_target=link_target,
                                       retention=retention if "prune" in steps else None, protected=adopted)
         else:
-            actions, kept = plan_prune(listing, today, retention, link_target=link_target, protected=adopted)
+            actions, kept = plan_prune(listing, today, retention, link_target=link_target, protected=adopted,
+                                       in_use=store.held_for_writing)
         _sizes(store, actions)
         result.kept.extend(kept)
         result.actions.extend(actions)

@@ -289,6 +289,27 @@ class Store:
         except FileNotFoundError:
             return 0
 
+    def held_for_writing(self, name: str) -> bool:
+        """Whether any process holds ``name`` open for writing (serve's current file), asked of the kernel: a
+        read lease (Linux F_SETLEASE) cannot be taken on a file open for writing. False when it cannot tell
+        (another owner without CAP_LEASE, a file system without leases, not Linux)."""
+        set_lease = getattr(fcntl, "F_SETLEASE", None)
+        if set_lease is None:
+            return False
+        try:
+            fd = os.open(self.dir / name, os.O_RDONLY | _OPEN_FLAGS)
+        except OSError:
+            return False
+        try:
+            fcntl.fcntl(fd, set_lease, fcntl.F_RDLCK)
+        except OSError as exc:
+            return exc.errno == errno.EAGAIN
+        else:
+            fcntl.fcntl(fd, set_lease, fcntl.F_UNLCK)
+            return False
+        finally:
+            os.close(fd)
+
     def make_dir(self) -> None:
         """Create the data directory (and missing parents) with the directory form of ``file_mode``."""
         os.makedirs(self.dir, mode=dir_mode(self.file_mode), exist_ok=True)

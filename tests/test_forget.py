@@ -144,3 +144,21 @@ def test_forget_waits_for_the_maintenance_lock(data_dir, files, run):
     finally:
         os.close(fd)
     assert r.exit_code == 3
+
+
+def test_a_pair_left_by_a_killed_gzip_is_reconciled_before_it_is_filtered(data_dir, run):
+    """gzip killed between its rename and its unlink leaves X.jsonl and X.jsonl.gz with the same lines. Filtering
+    the two apart made the next gzip pass append the plain file to the archive whole: every line twice."""
+    name = file_name(TODAY - timedelta(days=5))
+    rows = [{"visitor_id": "victim" if i == 7 else f"v{i}", "event": "e", "metadata": {"i": i}} for i in range(50)]
+    write(data_dir / name, rows)
+    write(data_dir / (name + ".gz"), rows, gz=True)
+    with freeze_time(f"{TODAY} 12:00:00"):
+        r = run("--data-dir", data_dir, "forget", "victim", "--json")
+        assert r.exit_code == 0, r.output
+        assert [(a["kind"], a["file"]) for a in json.loads(r.stdout)["actions"]] == [
+            ("reconcile", name), ("rewrite", name + ".gz")]
+        assert run("--data-dir", data_dir, "gzip", "--gzip-after", "1").exit_code == 0
+    assert sorted(os.listdir(data_dir)) == [".metrics-ops.lock", name + ".gz"]
+    found = visitors(data_dir)
+    assert len(found) == 49 and "victim" not in found  # each line once, the visitor gone
