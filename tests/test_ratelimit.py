@@ -225,3 +225,14 @@ def test_a_target_that_answers_nothing_is_exit_5_too(run, hang_up_url):
     assert (r.exit_code, r.stdout) == (5, "")
     assert r.stderr.startswith(f"metrics-ops: no answer from {hang_up_url}: all 5 requests failed (")
     assert len(r.stderr.splitlines()) == 1
+
+
+def test_a_mismatch_without_any_429_says_none(data_dir, tmp_path, run):
+    backend = Server(data_dir, tmp_path / "serve.log")  # no edge in front: nothing is ever limited
+    try:
+        r = run("probe", f"http://127.0.0.1:{backend.port}/api/metrics/event", "--requests", "20",
+                "--expect-rate", "5", "--expect-burst", "10")
+    finally:
+        assert backend.stop() == 0
+    assert r.exit_code == 1
+    assert "metrics-ops: mismatch: 20 passed (model: 11), first 429 at none (model: #12)" in r.stderr

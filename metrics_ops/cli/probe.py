@@ -111,9 +111,13 @@ def ratelimit_probe(ctx, url, n_requests, concurrency, rate, duration, timeout, 
     if not result.ok:
         e = result.expectation
         out.error(f"mismatch: {result.passed} passed (model: {e['predicted_passed']})"
-                  + (f", first 429 at #{result.first_limited} (model: #{e['predicted_first_limited']})"
+                  + (f", first 429 at {_nth(result.first_limited)} (model: {_nth(e['predicted_first_limited'])})"
                      if result.mode == "sequential" else "") + f", tolerance {e['tolerance']}")
         ctx.exit(ExitCode.FAILURE)
+
+
+def _nth(n: int | None) -> str:
+    return "none" if n is None else f"#{n}"
 
 
 def _render(out, r) -> None:
