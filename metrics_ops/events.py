@@ -30,7 +30,6 @@ MAX_ITEMS = 50  # keys and list items in metadata, all levels together
 MAX_STRING = 1024  # bytes of UTF-8, keys and values
 MAX_SAFE_INT = 2**53  # integers beyond this lose precision in browsers and most JSON readers
 _TIMESTAMP_MS = (946684800000, 4102444800000)  # 2000-01-01 .. 2100-01-01, as epoch milliseconds
-FIELDS = ("visitor_id", "event", "timestamp", "metadata")
 
 
 class Problem(Exception):

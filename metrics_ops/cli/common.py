@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import click
 
@@ -37,7 +36,6 @@ class State:
     json: bool = False
     quiet: bool = False
     verbose: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def complete_zone(ctx, param, incomplete: str):
