@@ -21,7 +21,7 @@ class LockBusy(Exception):
     """Another process held the lock on ``path`` for the whole ``waited`` seconds."""
 
     def __init__(self, path: Path, waited: float):
-        super().__init__(f"another maintenance pass holds {path} (waited {waited:g} s; see --lock-timeout)")
+        super().__init__(f"{path} is locked by another process (waited {waited:g} s)")
         self.path = path
         self.waited = waited
 

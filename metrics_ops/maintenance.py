@@ -284,6 +284,9 @@ def _execute(store: Store, a: Action, *, today: date, level: int, threads: int,
             a.bytes_before = store.delete(a.file)
             a.bytes_after = 0
         a.status = "done"
+    except LockBusy as exc:  # the link lock: another process swaps the link; this action fails, the pass goes on
+        a.status = "failed"
+        a.error = str(exc)
     except (OSError, StoreError) as exc:
         a.status = "failed"
         a.error = str(exc) if isinstance(exc, StoreError) else f"{exc.strerror or exc} ({a.file})"
@@ -297,18 +300,19 @@ def locked(store: Store, timeout: float):
 
 
 def run_loop(one_pass: Callable[[], PassResult], interval: float, stop: threading.Event,
-             on_result: Callable[[PassResult], None], on_error: Callable[[str], None]) -> int:
+             on_result: Callable[[PassResult], None], on_error: Callable[[str], None], *,
+             describe_busy: Callable[[LockBusy], str] = str) -> int:
     """rotate --interval: a pass every ``interval`` seconds until ``stop`` is set; returns the passes run.
 
-    An OSError or a busy lock in one pass is handed to ``on_error`` and the loop goes on (the next pass
-    retries); a signal sets ``stop``, the action in progress finishes, and the loop ends.
+    An OSError or a busy lock (worded by ``describe_busy``) in one pass is handed to ``on_error`` and the loop
+    goes on (the next pass retries); a signal sets ``stop``, the action in progress finishes, and the loop ends.
     """
     passes = 0
     while not stop.is_set():
         try:
             on_result(one_pass())
         except LockBusy as exc:
-            on_error(str(exc))
+            on_error(describe_busy(exc))
         except OSError as exc:
             on_error(f"pass failed: {exc}")
         passes += 1

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, complete_zone, output, settings, shared_options
+from metrics_ops.cli.common import (
+    Failure,
+    complete_zone,
+    maintenance_lock_busy,
+    output,
+    settings,
+    shared_options,
+)
 from metrics_ops.exitcodes import ExitCode
 
 
@@ -95,12 +102,13 @@ def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: 
     if loop and not dry_run:
         if not out.quiet:
             out.warn(f"rotating {store.dir} every {s.interval:g} s; SIGTERM or Ctrl-C stops after the current step")
-        run_loop(one_pass, s.interval, stop, lambda r: render_pass(out, r), out.error)
+        run_loop(one_pass, s.interval, stop, lambda r: render_pass(out, r), out.error,
+                 describe_busy=maintenance_lock_busy)
         return
     try:
         result = one_pass()
     except LockBusy as exc:
-        raise Failure(str(exc), ExitCode.LOCKED) from None
+        raise Failure(maintenance_lock_busy(exc), ExitCode.LOCKED) from None
     except OSError as exc:
         raise Failure(f"pass failed: {exc}") from None
     render_pass(out, result)
