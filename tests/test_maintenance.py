@@ -87,6 +87,15 @@ def test_rotate_points_link_at_today_and_shards_at_max_mb(data_dir, run):
     assert os.readlink(data_dir / "metrics.jsonl") == file_name(TODAY, 1)
 
 
+def test_a_link_action_names_its_target_in_json(data_dir, run):
+    os.symlink(make(data_dir, 1)[0], data_dir / "metrics.jsonl")
+    with freeze_time(NOON):
+        r = run("--data-dir", data_dir, "rotate", "--once", "--dry-run", "--json")
+    link = [a for a in json.loads(r.stdout)["actions"] if a["kind"] == "link"]
+    assert [(a["detail"], a["target"], a["status"]) for a in link] == [
+        (f"-> {file_name(TODAY)}", file_name(TODAY), "planned")]
+
+
 def test_gzip_never_touches_the_link_target_or_today(data_dir, run):
     old = make(data_dir, 10)[0]
     make(data_dir, 0)

@@ -57,7 +57,7 @@ def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: 
     import time
 
     from metrics_ops.config import ConfigError, require_gzip_before_prune
-    from metrics_ops.maintenance import LockBusy, locked, run_loop, run_pass
+    from metrics_ops.maintenance import Kind, LockBusy, locked, run_loop, run_pass
     from metrics_ops.render import render_pass
     from metrics_ops.store import Store
 
@@ -90,7 +90,7 @@ def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: 
     def one_pass():
         with out.progress("compressing", enabled=not dry_run) as bar:  # a plan compresses nothing
             def on_plan(actions):
-                bar.add_total(sum(a.bytes_before or 0 for a in actions if a.kind in ("gzip", "reconcile")))
+                bar.add_total(sum(a.bytes_before or 0 for a in actions if a.kind in (Kind.GZIP, Kind.RECONCILE)))
 
             kwargs = dict(now=time.time(), steps=steps, gzip_after=s.gzip_after, retention=s.retention,
                           level=s.gzip_level, dry_run=dry_run, stop=stop, on_plan=on_plan, progress=bar.advance)
