@@ -60,12 +60,20 @@ class Store:
         self.dir = Path(directory)
         self.zone = zone
         self.link = Path(link) if link is not None else self.dir / "metrics.jsonl"
-        self.max_bytes = max_bytes
         self.clock = clock
         self.file_mode = file_mode
         self.link_lock_timeout = link_lock_timeout
         self._writer = Writer(self.dir, zone, max_bytes=max_bytes, file_mode=file_mode,
                               on_new_file=self._link_quietly)
+
+    @property
+    def max_bytes(self) -> int | None:
+        """The shard size: one value for the writer and for rotate's plan (the writer owns it)."""
+        return self._writer.max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, value: int | None) -> None:
+        self._writer.max_bytes = value
 
     @classmethod
     def from_settings(cls, settings, clock: Callable[[], float] = time.time) -> Store:
