@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from metrics_ops.maintenance import Action, PassResult
+from metrics_ops.maintenance import Action, Kind, PassResult, Status
 from metrics_ops.store import FORGET_SUFFIX, Store, StoreError, UnreadableFile
 
 
@@ -52,10 +52,10 @@ def run_forget(store: Store, keep: Callable[[bytes], bool], *, now: float, level
         return result
     listing = store.scan()
     result.unknown = listing.unknown
-    done = "planned" if dry_run else "done"
+    done = Status.PLANNED if dry_run else Status.DONE
     for name in listing.temps:
         if name.endswith(FORGET_SUFFIX):
-            action = Action("forget", "remove-temp", name, detail="left by a killed forget", status=done)
+            action = Action("forget", Kind.REMOVE_TEMP, name, detail="left by a killed forget", status=done)
             result.actions.append(action)
             if not dry_run:
                 _try(action, lambda a: store.remove_temp(a.file))
@@ -66,15 +66,15 @@ def run_forget(store: Store, keep: Callable[[bytes], bool], *, now: float, level
         # make the plain file differ from the archive, and the next gzip pass would add it to the archive whole:
         # every line twice, the visitor back. So the pair becomes one archive first, as gzip would make it.
         for name in pairs:
-            action = Action("forget", "reconcile", name, status=done)
+            action = Action("forget", Kind.RECONCILE, name, status=done)
             try:
                 action.detail, action.bytes_before, action.bytes_after = store.finish_compress(name, level)
             except (OSError, StoreError) as exc:
-                action.status, action.error = "failed", _reason(exc, name)
+                action.status, action.error = Status.FAILED, _reason(exc, name)
             result.actions.append(action)
         listing = store.scan()
     for f in listing.files:
-        action = Action("forget", "rewrite", f.name, status=done)
+        action = Action("forget", Kind.REWRITE, f.name, status=done)
         try:
             removed, action.bytes_before, action.bytes_after = store.rewrite_without(f.name, keep, level,
                                                                                    dry_run=dry_run)
@@ -82,7 +82,7 @@ def run_forget(store: Store, keep: Callable[[bytes], bool], *, now: float, level
             result.errors.append(_damaged(exc.name, exc.why, exc.found))
             continue
         except (OSError, StoreError) as exc:
-            action.status, action.error = "failed", _reason(exc, f.name)
+            action.status, action.error = Status.FAILED, _reason(exc, f.name)
         else:
             if not removed:
                 continue
@@ -103,7 +103,7 @@ def _try(action: Action, fn) -> None:
     try:
         action.bytes_before, action.bytes_after = fn(action), 0
     except (OSError, StoreError) as exc:
-        action.status, action.error = "failed", _reason(exc, action.file)
+        action.status, action.error = Status.FAILED, _reason(exc, action.file)
 
 
 def _reason(exc: OSError, name: str) -> str:

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date
+from enum import StrEnum
 
 from metrics_ops.store import (
     LOCK_NAME,
@@ -28,17 +29,40 @@ from metrics_ops.store import (
 STEPS = ("rotate", "gzip", "prune")
 
 
+class Kind(StrEnum):
+    """What an action does (str-valued: ``--json`` prints ``"kind": "gzip"``)."""
+
+    MKDIR = "mkdir"  # only ever planned: a pass makes the directory before it plans
+    ADOPT = "adopt"
+    CREATE = "create"
+    SHARD = "shard"
+    LINK = "link"
+    GZIP = "gzip"
+    RECONCILE = "reconcile"
+    REMOVE_TEMP = "remove-temp"
+    DELETE = "delete"
+    REWRITE = "rewrite"  # forget
+
+
+class Status(StrEnum):
+    PLANNED = "planned"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
 @dataclass
 class Action:
-    step: str  # rotate | gzip | prune
-    kind: str  # mkdir | adopt | create | shard | link | gzip | reconcile | remove-temp | delete
+    step: str  # rotate | gzip | prune | forget
+    kind: Kind
     file: str
     bytes_before: int | None = None
     bytes_after: int | None = None
     detail: str = ""
-    status: str = "planned"  # planned | done | failed | skipped
+    status: Status = Status.PLANNED
     error: str | None = None
     adopted: str | None = None  # adopt: the dated name the legacy file got
+    target: str | None = None  # link: the file the link is to point at
 
 
 @dataclass
@@ -54,7 +78,7 @@ class PassResult:
 
     @property
     def ok(self) -> bool:
-        return not self.errors and all(a.status != "failed" for a in self.actions)
+        return not self.errors and all(a.status != Status.FAILED for a in self.actions)
 
     def to_dict(self) -> dict:
         return {
@@ -80,17 +104,17 @@ def plan_rotate(store: Store, listing: Listing, today: date) -> list[Action]:
     names = [f.name for f in listing.files]
     if listing.legacy_link_file:
         size = store.size_of(store.link.name)
-        actions.append(Action("rotate", "adopt", store.link.name, size, size,
+        actions.append(Action("rotate", Kind.ADOPT, store.link.name, size, size,
                               "legacy regular file moved into the dated layout"))
     target = store.current_target(today, names)
     size = store.size_of(target) if target in names else None
     if size is not None and store.max_bytes is not None and size >= store.max_bytes:
         full, target = target, file_name(today, parse_name(target).shard + 1)
-        actions.append(Action("rotate", "shard", target, None, 0, f"{full} reached {size} bytes"))
+        actions.append(Action("rotate", Kind.SHARD, target, None, 0, f"{full} reached {size} bytes"))
     elif size is None:
-        actions.append(Action("rotate", "create", target, None, 0, "today's file"))
+        actions.append(Action("rotate", Kind.CREATE, target, None, 0, "today's file"))
     if listing.link_target != target or listing.legacy_link_file:
-        actions.append(Action("rotate", "link", store.link.name, detail=f"-> {target}"))
+        actions.append(Action("rotate", Kind.LINK, store.link.name, detail=f"-> {target}", target=target))
     return actions
 
 
@@ -99,7 +123,7 @@ def plan_gzip(listing: Listing, today: date, gzip_after: int, *, link_target: st
               ) -> tuple[list[Action], list[tuple[str, str]]]:
     """Compress plain files whose day is at least ``gzip_after`` days old. With ``retention`` (a full pass),
     files that the prune step is about to delete are not compressed first."""
-    actions = [Action("gzip", "remove-temp", name, detail="left by a killed pass; the source is intact")
+    actions = [Action("gzip", Kind.REMOVE_TEMP, name, detail="left by a killed pass; the source is intact")
                for name in listing.temps]
     kept: list[tuple[str, str]] = []
     names = listing.by_name()
@@ -120,7 +144,7 @@ def plan_gzip(listing: Listing, today: date, gzip_after: int, *, link_target: st
             continue
         if retention is not None and age >= retention:
             continue
-        kind = "reconcile" if f.name + ".gz" in names else "gzip"
+        kind = Kind.RECONCILE if f.name + ".gz" in names else Kind.GZIP
         actions.append(Action("gzip", kind, f.name, detail=f"{age} days old"))
     return actions, kept
 
@@ -150,11 +174,11 @@ def plan_prune(listing: Listing, today: date, retention: int, *, link_target: st
             kept.append((f.name, f"{age} days old by this pass's clock, but a writer holds it open (serve's current "
                                  "file: is a clock or METRICS_TZ wrong?)"))
             continue
-        actions.append(Action("prune", "delete", f.name, detail=f"{age} days old"))
+        actions.append(Action("prune", Kind.DELETE, f.name, detail=f"{age} days old"))
     for name in listing.aside:  # unreadable archives set aside by gzip: kept for inspection until retention
         age = _age(aside_day(name), today)
         if age >= retention:
-            actions.append(Action("prune", "delete", name, detail=f"{age} days old; set aside as unreadable"))
+            actions.append(Action("prune", Kind.DELETE, name, detail=f"{age} days old; set aside as unreadable"))
         else:
             kept.append((name, "an unreadable archive set aside by gzip; deleted with its day"))
     return actions, kept
@@ -162,7 +186,7 @@ def plan_prune(listing: Listing, today: date, retention: int, *, link_target: st
 
 def _sizes(store: Store, actions: list[Action]) -> None:
     for a in actions:
-        if a.bytes_before is None and a.kind in ("gzip", "reconcile", "delete", "remove-temp"):
+        if a.bytes_before is None and a.kind in (Kind.GZIP, Kind.RECONCILE, Kind.DELETE, Kind.REMOVE_TEMP):
             a.bytes_before = store.size_of(a.file)
 
 
@@ -187,13 +211,13 @@ def run_pass(
     """
     today = store.today(now)
     result = PassResult(tuple(steps), dry_run, today.isoformat())
-    threads = threads or min(2, os.cpu_count() or 1)
+    run = _Run(store, today, level, threads or min(2, os.cpu_count() or 1), progress, stop)
     if not store.dir.is_dir():
         if "rotate" not in steps:
             result.errors.append(f"data directory {store.dir} does not exist")
             return result
         if dry_run:
-            result.actions.append(Action("rotate", "mkdir", str(store.dir), detail="the data directory"))
+            result.actions.append(Action("rotate", Kind.MKDIR, str(store.dir), detail="the data directory"))
             listing = Listing([], [], [], [], None, False)
         else:
             store.make_dir()
@@ -206,18 +230,9 @@ def run_pass(
         if stop is not None and stop.is_set():
             result.interrupted = True
             break
-        if step == "rotate":
-            actions = plan_rotate(store, listing, today)
-            for a in actions:
-                if a.kind == "link":
-                    link_target = a.detail[3:]
-            kept: list[tuple[str, str]] = []
-        elif step == "gzip":
-            actions, kept = plan_gzip(listing, today, gzip_after, link_target=link_target,
-                                      retention=retention if "prune" in steps else None, protected=adopted)
-        else:
-            actions, kept = plan_prune(listing, today, retention, link_target=link_target, protected=adopted,
-                                       in_use=store.held_for_writing)
+        actions, kept = _plan_step(step, store, listing, today, link_target=link_target, adopted=adopted,
+                                   gzip_after=gzip_after, retention=retention, prune_follows="prune" in steps)
+        link_target = next((a.target for a in actions if a.kind == Kind.LINK), link_target)
         _sizes(store, actions)
         result.kept.extend(kept)
         result.actions.extend(actions)
@@ -225,67 +240,118 @@ def run_pass(
             continue
         if on_plan is not None:
             on_plan(actions)
-        _execute_all(store, actions, today=today, level=level, threads=threads, progress=progress, stop=stop)
+        _execute_all(run, actions)
         adopted |= {a.adopted for a in actions if a.adopted}
-        result.interrupted = result.interrupted or any(a.status == "skipped" for a in actions)
+        result.interrupted = result.interrupted or any(a.status == Status.SKIPPED for a in actions)
         if actions:  # the next step plans from what is on disk now
             listing = store.scan()
             link_target = listing.link_target
     return result
 
 
-def _execute_all(store: Store, actions: list[Action], *, today: date, level: int, threads: int,
-                 progress: Callable[[int], None] | None, stop: threading.Event | None) -> None:
+def _plan_step(step: str, store: Store, listing: Listing, today: date, *, link_target: str | None,
+               adopted: frozenset[str], gzip_after: int, retention: int, prune_follows: bool
+               ) -> tuple[list[Action], list[tuple[str, str]]]:
+    if step == "rotate":
+        return plan_rotate(store, listing, today), []
+    if step == "gzip":
+        return plan_gzip(listing, today, gzip_after, link_target=link_target,
+                         retention=retention if prune_follows else None, protected=adopted)
+    return plan_prune(listing, today, retention, link_target=link_target, protected=adopted,
+                      in_use=store.held_for_writing)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every action of one pass is carried out with."""
+
+    store: Store
+    today: date
+    level: int
+    threads: int
+    progress: Callable[[int], None] | None
+    stop: threading.Event | None
+
+
+def _execute_all(run: _Run, actions: list[Action]) -> None:
     """Run actions in order; compressions of several files run ``threads`` at a time, largest first.
 
     Measured on 2 cores (bench/gzip_bench.py): one file per core beats one file on both cores
     (zlib-ng's threaded writer) by ~2x on a directory of 14 MB files; a lone file gets both cores.
     """
     def one(action: Action, file_threads: int) -> None:
-        if stop is not None and stop.is_set():
-            action.status = "skipped"
+        if run.stop is not None and run.stop.is_set():
+            action.status = Status.SKIPPED
             return
-        _execute(store, action, today=today, level=level, threads=file_threads, progress=progress)
+        _execute(run, action, file_threads)
 
-    parallel = [a for a in actions if a.kind == "gzip"]
-    if threads < 2 or len(parallel) < 2:
+    parallel = [a for a in actions if a.kind == Kind.GZIP]
+    if run.threads < 2 or len(parallel) < 2:
         parallel = []
     for action in actions:
         if action not in parallel:
-            one(action, threads)
+            one(action, run.threads)
     if parallel:
         from concurrent.futures import ThreadPoolExecutor
 
         parallel.sort(key=lambda a: -(a.bytes_before or 0))
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gzip") as pool:
+        with ThreadPoolExecutor(max_workers=run.threads, thread_name_prefix="gzip") as pool:
             list(pool.map(lambda a: one(a, 1), parallel))
 
 
-def _execute(store: Store, a: Action, *, today: date, level: int, threads: int,
-             progress: Callable[[int], None] | None) -> None:
+def _adopt(run: _Run, a: Action, threads: int) -> None:
+    _changed, a.adopted = run.store.point_link(run.store.current_target(run.today), forward_only=False)
+    a.detail = f"legacy regular file kept as {a.adopted} (the day of its mtime, or today if later)"
+
+
+def _create(run: _Run, a: Action, threads: int) -> None:
+    run.store.create(a.file)
+
+
+def _link(run: _Run, a: Action, threads: int) -> None:
+    run.store.point_link(a.target, forward_only=False)
+
+
+def _gzip(run: _Run, a: Action, threads: int) -> None:
+    a.bytes_before, a.bytes_after = run.store.compress(a.file, run.level, threads=threads, progress=run.progress)
+
+
+def _reconcile(run: _Run, a: Action, threads: int) -> None:
+    a.detail, a.bytes_before, a.bytes_after = run.store.finish_compress(a.file, run.level)
+    if run.progress is not None:
+        run.progress(a.bytes_before)
+
+
+def _remove_temp(run: _Run, a: Action, threads: int) -> None:
+    a.bytes_before, a.bytes_after = run.store.remove_temp(a.file), 0
+
+
+def _delete(run: _Run, a: Action, threads: int) -> None:
+    a.bytes_before, a.bytes_after = run.store.delete(a.file), 0
+
+
+#: how a pass carries out each kind of action (mkdir is only planned; rewrite is forget's)
+_HANDLERS: dict[Kind, Callable[[_Run, Action, int], None]] = {
+    Kind.ADOPT: _adopt,
+    Kind.CREATE: _create,
+    Kind.SHARD: _create,
+    Kind.LINK: _link,
+    Kind.GZIP: _gzip,
+    Kind.RECONCILE: _reconcile,
+    Kind.REMOVE_TEMP: _remove_temp,
+    Kind.DELETE: _delete,
+}
+
+
+def _execute(run: _Run, a: Action, threads: int) -> None:
     try:
-        if a.kind == "adopt":
-            _changed, a.adopted = store.point_link(store.current_target(today), forward_only=False)
-            a.detail = f"legacy regular file kept as {a.adopted} (the day of its mtime, or today if later)"
-        elif a.kind in ("create", "shard"):
-            store.create(a.file)
-        elif a.kind == "link":
-            store.point_link(a.detail[3:], forward_only=False)
-        elif a.kind == "gzip":
-            a.bytes_before, a.bytes_after = store.compress(a.file, level, threads=threads, progress=progress)
-        elif a.kind == "reconcile":
-            a.detail, a.bytes_before, a.bytes_after = store.finish_compress(a.file, level)
-            if progress is not None:
-                progress(a.bytes_before)
-        elif a.kind == "remove-temp":
-            a.bytes_before = store.remove_temp(a.file)
-            a.bytes_after = 0
-        elif a.kind == "delete":
-            a.bytes_before = store.delete(a.file)
-            a.bytes_after = 0
-        a.status = "done"
+        _HANDLERS[a.kind](run, a, threads)
+        a.status = Status.DONE
+    except LockBusy as exc:  # the link lock: another process swaps the link; this action fails, the pass goes on
+        a.status = Status.FAILED
+        a.error = str(exc)
     except (OSError, StoreError) as exc:
-        a.status = "failed"
+        a.status = Status.FAILED
         a.error = str(exc) if isinstance(exc, StoreError) else f"{exc.strerror or exc} ({a.file})"
 
 
@@ -294,21 +360,20 @@ def locked(store: Store, timeout: float):
     return flock_path(store.dir / LOCK_NAME, timeout)
 
 
-
-
 def run_loop(one_pass: Callable[[], PassResult], interval: float, stop: threading.Event,
-             on_result: Callable[[PassResult], None], on_error: Callable[[str], None]) -> int:
+             on_result: Callable[[PassResult], None], on_error: Callable[[str], None], *,
+             describe_busy: Callable[[LockBusy], str] = str) -> int:
     """rotate --interval: a pass every ``interval`` seconds until ``stop`` is set; returns the passes run.
 
-    An OSError or a busy lock in one pass is handed to ``on_error`` and the loop goes on (the next pass
-    retries); a signal sets ``stop``, the action in progress finishes, and the loop ends.
+    An OSError or a busy lock (worded by ``describe_busy``) in one pass is handed to ``on_error`` and the loop
+    goes on (the next pass retries); a signal sets ``stop``, the action in progress finishes, and the loop ends.
     """
     passes = 0
     while not stop.is_set():
         try:
             on_result(one_pass())
         except LockBusy as exc:
-            on_error(str(exc))
+            on_error(describe_busy(exc))
         except OSError as exc:
             on_error(f"pass failed: {exc}")
         passes += 1

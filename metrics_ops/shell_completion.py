@@ -174,3 +174,16 @@ def register() -> None:
     """Answer completion requests with these classes instead of click's (call before the command runs)."""
     for name, cls in CLASSES.items():
         add_completion_class(cls, name)
+
+
+PROG = "metrics-ops"
+ENV_VAR = "_METRICS_OPS_COMPLETE"  # the variable a shell sets to ask for completions (see metrics_ops.cli)
+
+
+def completion_script(shell: str) -> str:
+    """The completion script ``metrics-ops completion SHELL`` prints (and ``completions/`` ships)."""
+    from metrics_ops.cli import cli
+
+    if shell not in CLASSES:
+        raise ValueError(f"no completion for {shell}")
+    return CLASSES[shell](cli, {}, PROG, ENV_VAR).source()

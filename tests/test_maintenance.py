@@ -7,7 +7,7 @@ import stat
 import subprocess
 import sys
 import time
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -85,6 +85,15 @@ def test_rotate_points_link_at_today_and_shards_at_max_mb(data_dir, run):
     kinds = [(a["kind"], a["file"]) for a in json.loads(r.stdout)["actions"]]
     assert ("shard", file_name(TODAY, 1)) in kinds
     assert os.readlink(data_dir / "metrics.jsonl") == file_name(TODAY, 1)
+
+
+def test_a_link_action_names_its_target_in_json(data_dir, run):
+    os.symlink(make(data_dir, 1)[0], data_dir / "metrics.jsonl")
+    with freeze_time(NOON):
+        r = run("--data-dir", data_dir, "rotate", "--once", "--dry-run", "--json")
+    link = [a for a in json.loads(r.stdout)["actions"] if a["kind"] == "link"]
+    assert [(a["detail"], a["target"], a["status"]) for a in link] == [
+        (f"-> {file_name(TODAY)}", file_name(TODAY), "planned")]
 
 
 def test_gzip_never_touches_the_link_target_or_today(data_dir, run):
@@ -249,6 +258,36 @@ def test_lock_contention_exits_3_naming_the_lock(data_dir, run):
         holder.wait()
     r = run("--data-dir", data_dir, "gzip", "--lock-timeout", "5", "-q")
     assert r.exit_code == 0
+
+
+def test_a_busy_link_lock_fails_the_link_action_and_the_pass_goes_on(data_dir):
+    """Another process swapping the link (holding its lock) used to abort the whole pass with the maintenance
+    lock's wording; now the link action fails, naming the link lock, and the other steps still run."""
+    from metrics_ops.store import LINK_LOCK_NAME
+
+    yesterday, _ = make(data_dir, 1)
+    old, _ = make(data_dir, 5)
+    os.symlink(yesterday, data_dir / "metrics.jsonl")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(data_dir / LINK_LOCK_NAME)!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(30)\n")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        store = Store(data_dir, ZoneInfo("UTC"), link_lock_timeout=0.3)
+        noon = datetime(TODAY.year, TODAY.month, TODAY.day, 12, tzinfo=UTC).timestamp()
+        result = run_pass(store, now=noon, steps=("rotate", "gzip"))
+    finally:
+        holder.kill()
+        holder.wait()
+    link = [a for a in result.actions if a.kind == "link"]
+    assert [(a.status, a.error) for a in link] == [
+        ("failed", f"{data_dir / LINK_LOCK_NAME} is locked by another process (waited 0.3 s)")]
+    assert not result.ok
+    assert os.readlink(data_dir / "metrics.jsonl") == yesterday  # left as it was
+    assert (data_dir / file_name(TODAY)).exists()  # the rotate step's other action ran ...
+    assert (data_dir / (old + ".gz")).exists() and not (data_dir / old).exists()  # ... and so did gzip
 
 
 def test_gzip_and_prune_refuse_a_missing_directory(tmp_path, run):

@@ -12,6 +12,11 @@ from metrics_ops.exitcodes import ExitCode
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+def maintenance_lock_busy(exc) -> str:
+    """What a busy maintenance lock (a :class:`metrics_ops.locks.LockBusy`) means to the user of a command."""
+    return f"another maintenance pass holds {exc.path} (waited {exc.waited:g} s; see --lock-timeout)"
+
+
 class Failure(click.ClickException):
     """An expected failure: one line per problem on stderr, then the given exit status."""
 

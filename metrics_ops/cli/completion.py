@@ -19,6 +19,6 @@ def completion(shell):
       metrics-ops completion zsh > "${fpath[1]}/_metrics-ops"
       metrics-ops completion fish > ~/.config/fish/completions/metrics-ops.fish
     """
-    from metrics_ops.docgen import completion_script
+    from metrics_ops.shell_completion import completion_script
 
     click.echo(completion_script(shell), nl=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, output, settings, shared_options
+from metrics_ops.cli.common import Failure, maintenance_lock_busy, output, settings, shared_options
 from metrics_ops.exitcodes import ExitCode
 
 
@@ -68,7 +68,7 @@ def forget(ctx, visitor_ids, prefixes, include_current, dry_run, lock_timeout, j
             with locked(store, s.lock_timeout):
                 result = go()
     except LockBusy as exc:
-        raise Failure(str(exc), ExitCode.LOCKED) from None
+        raise Failure(maintenance_lock_busy(exc), ExitCode.LOCKED) from None
     except OSError as exc:
         raise Failure(f"cannot process {store.dir}: {exc.strerror or exc}") from None
     render_pass(out, result)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, complete_zone, output, settings, shared_options
+from metrics_ops.cli.common import (
+    Failure,
+    complete_zone,
+    maintenance_lock_busy,
+    output,
+    settings,
+    shared_options,
+)
 from metrics_ops.exitcodes import ExitCode
 
 
@@ -50,7 +57,7 @@ def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: 
     import time
 
     from metrics_ops.config import ConfigError, require_gzip_before_prune
-    from metrics_ops.maintenance import LockBusy, locked, run_loop, run_pass
+    from metrics_ops.maintenance import Kind, LockBusy, locked, run_loop, run_pass
     from metrics_ops.render import render_pass
     from metrics_ops.store import Store
 
@@ -83,7 +90,7 @@ def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: 
     def one_pass():
         with out.progress("compressing", enabled=not dry_run) as bar:  # a plan compresses nothing
             def on_plan(actions):
-                bar.add_total(sum(a.bytes_before or 0 for a in actions if a.kind in ("gzip", "reconcile")))
+                bar.add_total(sum(a.bytes_before or 0 for a in actions if a.kind in (Kind.GZIP, Kind.RECONCILE)))
 
             kwargs = dict(now=time.time(), steps=steps, gzip_after=s.gzip_after, retention=s.retention,
                           level=s.gzip_level, dry_run=dry_run, stop=stop, on_plan=on_plan, progress=bar.advance)
@@ -95,12 +102,13 @@ def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: 
     if loop and not dry_run:
         if not out.quiet:
             out.warn(f"rotating {store.dir} every {s.interval:g} s; SIGTERM or Ctrl-C stops after the current step")
-        run_loop(one_pass, s.interval, stop, lambda r: render_pass(out, r), out.error)
+        run_loop(one_pass, s.interval, stop, lambda r: render_pass(out, r), out.error,
+                 describe_busy=maintenance_lock_busy)
         return
     try:
         result = one_pass()
     except LockBusy as exc:
-        raise Failure(str(exc), ExitCode.LOCKED) from None
+        raise Failure(maintenance_lock_busy(exc), ExitCode.LOCKED) from None
     except OSError as exc:
         raise Failure(f"pass failed: {exc}") from None
     render_pass(out, result)
