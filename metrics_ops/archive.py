@@ -15,6 +15,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
+from metrics_ops.changes import record_change
 from metrics_ops.layout import (
     ASIDE_SUFFIX,
     FORGET_SUFFIX,
@@ -93,6 +94,7 @@ def compress(directory: Path, name: str, level: int = 6, *, threads: int = 2,
         st = os.fstat(src_fd)
         if st.st_nlink == 0:
             raise StoreError(errno.ENOENT, f"{name} vanished while waiting for its lock")
+        record_change(directory)  # before anything changes: writers of this file will look again
         with open(src_fd, "rb", closefd=False) as src:
             after = _write_archive(directory, name + ".gz", [(src, st.st_size)], level, threads, st, progress)
         if os.fstat(src_fd).st_size != st.st_size:
@@ -122,6 +124,7 @@ def finish_compress(directory: Path, name: str, level: int = 6) -> tuple[str, in
     src_fd = open_regular(directory, name)
     try:
         fcntl.flock(src_fd, fcntl.LOCK_EX)
+        record_change(directory)  # before anything changes: writers of this file will look again
         st = os.fstat(src_fd)
         try:
             archived, prefix = _compare_archive(directory / gz_name, src_fd, st.st_size)
@@ -200,6 +203,7 @@ def rewrite_without(directory: Path, name: str, keep: Callable[[bytes], bool], l
             while view:
                 view = view[os.write(out, view):]
 
+        record_change(directory)  # before the rename: a writer that held the old file will look again
         return removed, st.st_size, replace_atomically(directory, name + FORGET_SUFFIX, name, st, write)
     finally:
         os.close(fd)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
+from metrics_ops.changes import CHANGES_NAME, record_change
 from metrics_ops.locks import OPEN_FLAGS, flock_path
 
 PREFIX = "metrics-"
@@ -37,7 +38,7 @@ LOCK_NAME = ".metrics-ops.lock"  # one maintenance pass at a time
 LINK_LOCK_NAME = ".metrics-ops.link.lock"  # link swaps and legacy adoption, across processes
 STATE_NAME = ".metrics-ops.state"  # serve's shared ring and counters (metrics_ops.state)
 #: names in the data directory that belong to the tool, never data: a setting may not point the link at them
-RESERVED_NAMES = frozenset({LOCK_NAME, LINK_LOCK_NAME, STATE_NAME})
+RESERVED_NAMES = frozenset({LOCK_NAME, LINK_LOCK_NAME, STATE_NAME, CHANGES_NAME})
 DEFAULT_FILE_MODE = 0o640  # data files: owner and group read; everyone else nothing (METRICS_FILE_MODE)
 LINK_LOCK_TIMEOUT = 30.0  # seconds a link swap waits for another process's swap
 
@@ -263,6 +264,7 @@ def delete(directory: Path, name: str) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # a late writer finishes its line first, then moves on
         size = os.fstat(fd).st_size
+        record_change(directory)  # before the unlink: a writer that held this file will look again
         os.unlink(directory / name)
     finally:
         os.close(fd)

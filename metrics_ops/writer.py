@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from metrics_ops.changes import RECHECK_SECONDS, ChangeCounter
 from metrics_ops.layout import StoreError, current_target, day_bounds, day_of, file_name, make_dir, parse_name
 from metrics_ops.locks import OPEN_FLAGS
 
@@ -39,6 +40,9 @@ class Writer:
         self._fd_pid = 0
         self._bounds = (0.0, 0.0)
         self._last_look = 0.0
+        self._changes = ChangeCounter(directory)
+        self._seen_changes: int | None = None
+        self._last_stat = 0.0
 
     def open_name(self, now: float) -> str | None:
         """The name of this process's open file while it is still the file of ``now``'s day, else None."""
@@ -54,9 +58,12 @@ class Writer:
         - one write() on an O_APPEND descriptor, so concurrent writers never interleave;
         - under a *shared* flock on the file (writers do not exclude each other; compression, deletion and
           forget take it exclusively, so none of them reads, replaces or unlinks a file under a writer);
-        - on **every** append, under that lock, one fstat(): a file that was unlinked or replaced since it was
-          opened (``st_nlink == 0``: compressed, pruned or rewritten by another process) is never written to;
-          the writer reopens the day's current file instead. A file at ``max_bytes`` moves it to the next shard;
+        - on **every** append, under that lock, it notices whether its file was unlinked or replaced since it was
+          opened (compressed, pruned or rewritten by another process): the directory's change counter
+          (:mod:`metrics_ops.changes`, a memory load) says whether any pass changed a data file since its last
+          look, and only then an fstat() checks ``st_nlink``; a gone file is never written to, the writer reopens
+          the day's current file instead. With ``max_bytes`` it fstat()s every append and moves to the next
+          shard at the limit;
         - the current file of a day is its highest shard, whoever made it: the writer looks for a newer one on
           its first append :data:`SHARD_CHECK_SECONDS` after its last look (one listdir), and moves there.
 
@@ -68,15 +75,18 @@ class Writer:
             fd = self._fd
             fcntl.flock(fd, fcntl.LOCK_SH)
             try:
-                st = os.fstat(fd)
-                full = self.max_bytes is not None and st.st_size >= self.max_bytes
-                if st.st_nlink > 0 and not full and not self._newer_shard():
+                gone = full = False
+                if self._must_stat():
+                    st = os.fstat(fd)
+                    gone = st.st_nlink == 0
+                    full = self.max_bytes is not None and st.st_size >= self.max_bytes
+                if not gone and not full and not self._newer_shard():
                     self._write(fd, line)
                     return self._fd_name
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
             # unlinked or replaced under us, full, or a newer shard exists: move on to the current file
-            self._open_current(now, after=self._fd_name if full and st.st_nlink > 0 else None)
+            self._open_current(now, after=self._fd_name if full and not gone else None)
         raise StoreError(errno.EAGAIN, "could not settle on a target file after 64 attempts")
 
     def _write(self, fd: int, line: bytes) -> None:
@@ -88,6 +98,18 @@ class Writer:
             self._repair(fd, written)
             raise StoreError(errno.ENOSPC, f"short write to {self._fd_name} ({written} of {len(line)}"
                                            f" bytes: {os.strerror(errno.ENOSPC)}); the fragment was removed")
+
+    def _must_stat(self) -> bool:
+        """Whether this append must fstat() its file (under the shared lock): when the change counter moved (a
+        pass of this tool unlinked or replaced a data file), when there is no counter, with a shard limit (the
+        size), and at least every RECHECK_SECONDS (files removed by other tools)."""
+        changes = self._changes.value()
+        tick = time.monotonic()
+        if (changes is not None and changes == self._seen_changes and self.max_bytes is None
+                and tick - self._last_stat < RECHECK_SECONDS):
+            return False
+        self._seen_changes, self._last_stat = changes, tick
+        return True
 
     def _newer_shard(self) -> bool:
         """Whether a shard newer than the open file exists (looked up at most every 100 ms)."""
@@ -127,6 +149,7 @@ class Writer:
     def _open_current(self, now: float, after: str | None = None) -> None:
         """Open the current target of ``now``'s day; with ``after`` (a full file) the shard after it at least."""
         day = day_of(now, self.zone)
+        changes = self._changes.value()  # read before the open: a change after it moves the counter past this
         try:
             names = os.listdir(self.dir)
         except FileNotFoundError:
@@ -144,7 +167,8 @@ class Writer:
             raise StoreError(exc.errno, f"cannot open {self.dir / name}: {exc.strerror}") from None
         self.close()
         self._fd, self._fd_name, self._fd_pid = fd, name, os.getpid()
-        self._last_look = time.monotonic()
+        self._last_look = self._last_stat = time.monotonic()
+        self._seen_changes = changes
         self._bounds = day_bounds(day, self.zone)
         self.on_new_file(name)
 

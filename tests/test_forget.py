@@ -159,6 +159,6 @@ def test_a_pair_left_by_a_killed_gzip_is_reconciled_before_it_is_filtered(data_d
         assert [(a["kind"], a["file"]) for a in json.loads(r.stdout)["actions"]] == [
             ("reconcile", name), ("rewrite", name + ".gz")]
         assert run("--data-dir", data_dir, "gzip", "--gzip-after", "1").exit_code == 0
-    assert sorted(os.listdir(data_dir)) == [".metrics-ops.lock", name + ".gz"]
+    assert sorted(os.listdir(data_dir)) == [".metrics-ops.changes", ".metrics-ops.lock", name + ".gz"]
     found = visitors(data_dir)
     assert len(found) == 49 and "victim" not in found  # each line once, the visitor gone

@@ -15,7 +15,7 @@ from conftest import all_lines, write_lines
 from freezegun import freeze_time
 
 from metrics_ops.maintenance import plan_gzip, plan_prune, run_pass
-from metrics_ops.store import LOCK_NAME, Store, file_name
+from metrics_ops.store import CHANGES_NAME, LOCK_NAME, Store, file_name
 
 TODAY = date(2026, 6, 15)
 NOON = "2026-06-15 12:00:00"
@@ -58,7 +58,7 @@ def test_retention_edge_is_inclusive_and_covers_shards_and_archives(data_dir, ru
         r = run("--data-dir", data_dir, "prune", "--retention", 30, "--json")
     assert r.exit_code == 0
     assert sorted(a["file"] for a in json.loads(r.stdout)["actions"]) == sorted(old)
-    assert sorted(os.listdir(data_dir)) == [LOCK_NAME, kept_young]
+    assert sorted(os.listdir(data_dir)) == [CHANGES_NAME, LOCK_NAME, kept_young]
 
 
 def test_the_existing_timeline_written_day0_gzipped_day3_deleted_day30(data_dir, run):
@@ -192,7 +192,7 @@ def test_leftover_temp_is_removed_and_the_work_redone(data_dir, run):
     with freeze_time(NOON):
         r = run("--data-dir", data_dir, "gzip", "--json")
     assert [a["kind"] for a in json.loads(r.stdout)["actions"]] == ["remove-temp", "gzip"]
-    assert sorted(os.listdir(data_dir)) == [LOCK_NAME, name + ".gz"]
+    assert sorted(os.listdir(data_dir)) == [CHANGES_NAME, LOCK_NAME, name + ".gz"]
     assert all_lines(data_dir) == lines
 
 
@@ -213,7 +213,7 @@ def test_both_plain_and_archive_are_reconciled_without_loss_or_duplication(data_
         r = run("--data-dir", data_dir, "gzip", "--json")
     assert r.exit_code == 0, r.output
     assert [a["kind"] for a in json.loads(r.stdout)["actions"]] == ["reconcile"]
-    assert sorted(os.listdir(data_dir)) == [LOCK_NAME, name + ".gz"]
+    assert sorted(os.listdir(data_dir)) == [CHANGES_NAME, LOCK_NAME, name + ".gz"]
     expected = old if case == "complete" else old + new
     assert all_lines(data_dir) == expected
     assert subprocess.run(["gzip", "-t", str(data_dir / (name + ".gz"))]).returncode == 0

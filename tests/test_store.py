@@ -292,3 +292,32 @@ def test_an_adopted_legacy_file_is_dated_by_its_mtime_never_in_the_future(data_d
     store = Store(data_dir, UTC, clock=lambda: ts("2026-11-25 12:00:00"))
     _, adopted = store.point_link("metrics-2026-11-25.jsonl")
     assert adopted == f"metrics-{day or '2026-11-25'}.jsonl"
+
+
+def test_a_file_removed_by_another_tool_is_noticed_within_100_ms(data_dir):
+    """rm or logrotate do not count their changes (metrics_ops.changes): the writer still fstat()s its file at
+    least every 100 ms, so at most the lines of those 100 ms go to the removed file."""
+    import time
+
+    noon = ts("2026-11-25 12:00:00")
+    writer = Store(data_dir, UTC, clock=lambda: noon)
+    writer.append(b'{"n":1}\n', now=noon)
+    os.unlink(data_dir / "metrics-2026-11-25.jsonl")  # not through the store: no change counted
+    time.sleep(0.12)
+    assert writer.append(b'{"n":2}\n', now=noon) == "metrics-2026-11-25.jsonl"
+    assert (data_dir / "metrics-2026-11-25.jsonl").read_bytes() == b'{"n":2}\n'  # a new file, not the removed one
+
+
+def test_a_pass_counts_its_change_before_it_touches_a_file(data_dir):
+    """The cheap path: a writer fstat()s only when the change counter moved, and every unlink or replacement by
+    the store moves it first (so a writer never appends to a file a pass removed, not even once)."""
+    from metrics_ops.changes import ChangeCounter
+
+    noon = ts("2026-11-25 12:00:00")
+    writer = Store(data_dir, UTC, clock=lambda: noon)
+    writer.append(b'{"n":1}\n', now=noon)
+    counter = ChangeCounter(data_dir)
+    before = counter.value()
+    Store(data_dir, UTC).compress("metrics-2026-11-25.jsonl")
+    assert counter.value() == before + 1
+    assert writer.append(b'{"n":2}\n', now=noon) == "metrics-2026-11-25.1.jsonl"  # at once, not after 100 ms
