@@ -45,8 +45,8 @@ from metrics_ops.locks import LockBusy, flock_path
 from metrics_ops.writer import SHARD_CHECK_SECONDS, Writer
 
 __all__ = [
-    "ASIDE_SUFFIX", "CHANGES_NAME", "DEFAULT_FILE_MODE", "FORGET_SUFFIX", "LINK_LOCK_NAME", "LINK_LOCK_TIMEOUT", "LOCK_NAME",
-    "PREFIX", "RESERVED_NAMES", "SHARD_CHECK_SECONDS", "STATE_NAME", "TEMP_SUFFIX",
+    "ASIDE_SUFFIX", "CHANGES_NAME", "DEFAULT_FILE_MODE", "FORGET_SUFFIX", "LINK_LOCK_NAME", "LINK_LOCK_TIMEOUT",
+    "LOCK_NAME", "PREFIX", "RESERVED_NAMES", "SHARD_CHECK_SECONDS", "STATE_NAME", "TEMP_SUFFIX",
     "DataFile", "Listing", "LockBusy", "Store", "StoreError", "UnreadableFile", "aside_day", "day_bounds",
     "day_of", "dir_mode", "file_name", "flock_path", "gunzip_prefix", "parse_name",
 ]
