@@ -43,22 +43,21 @@ def record_change(directory: Path) -> None:
 
 
 class ChangeCounter:
-    """A writer's read-only view of the counter, mapped once per process. ``value()`` is None when the file
-    cannot be mapped (then the writer calls fstat() on every append, as safe as before and slower)."""
+    """A writer's read-only view of the counter. ``attach()`` maps it (the writer calls it when it opens a file;
+    the mapping stays valid in forked children); ``value()`` is a memory load, or None when the file cannot be
+    mapped (then the writer calls fstat() on every append, as safe as before and slower)."""
 
     def __init__(self, directory: Path):
         self.path = directory / CHANGES_NAME
         self._view: memoryview | None = None
         self._map: mmap.mmap | None = None
-        self._pid = 0
 
     def value(self) -> int | None:
-        if self._pid != os.getpid():
-            self._attach()
         return self._view[0] if self._view is not None else None
 
-    def _attach(self) -> None:
-        self._pid, self._view, self._map = os.getpid(), None, None
+    def attach(self) -> None:
+        if self._view is not None:
+            return
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | OPEN_FLAGS, 0o644)
         except OSError:

@@ -24,7 +24,7 @@ class ServeError(Exception):
         self.exit_code = exit_code
 
 
-BACKPRESSURE = int(os.environ.get("XBP", "4096"))  # connections per worker, idle ones included (see run())
+BACKPRESSURE = 4096  # connections per worker, idle ones included (see run())
 
 #: set by :func:`run` for its workers: the pid whose death must end them (see metrics_ops.wsgi)
 PARENT_ENV = "METRICS_SERVE_PARENT_PID"

@@ -76,11 +76,12 @@ class Writer:
             fcntl.flock(fd, fcntl.LOCK_SH)
             try:
                 gone = full = False
-                if self._must_stat():
+                tick = time.monotonic()
+                if self._must_stat(tick):
                     st = os.fstat(fd)
                     gone = st.st_nlink == 0
                     full = self.max_bytes is not None and st.st_size >= self.max_bytes
-                if not gone and not full and not self._newer_shard():
+                if not gone and not full and not self._newer_shard(tick):
                     self._write(fd, line)
                     return self._fd_name
             finally:
@@ -99,21 +100,19 @@ class Writer:
             raise StoreError(errno.ENOSPC, f"short write to {self._fd_name} ({written} of {len(line)}"
                                            f" bytes: {os.strerror(errno.ENOSPC)}); the fragment was removed")
 
-    def _must_stat(self) -> bool:
+    def _must_stat(self, tick: float) -> bool:
         """Whether this append must fstat() its file (under the shared lock): when the change counter moved (a
         pass of this tool unlinked or replaced a data file), when there is no counter, with a shard limit (the
         size), and at least every RECHECK_SECONDS (files removed by other tools)."""
         changes = self._changes.value()
-        tick = time.monotonic()
         if (changes is not None and changes == self._seen_changes and self.max_bytes is None
                 and tick - self._last_stat < RECHECK_SECONDS):
             return False
         self._seen_changes, self._last_stat = changes, tick
         return True
 
-    def _newer_shard(self) -> bool:
+    def _newer_shard(self, tick: float) -> bool:
         """Whether a shard newer than the open file exists (looked up at most every 100 ms)."""
-        tick = time.monotonic()
         if tick - self._last_look < SHARD_CHECK_SECONDS:
             return False
         self._last_look = tick
@@ -149,6 +148,7 @@ class Writer:
     def _open_current(self, now: float, after: str | None = None) -> None:
         """Open the current target of ``now``'s day; with ``after`` (a full file) the shard after it at least."""
         day = day_of(now, self.zone)
+        self._changes.attach()  # once per process (a no-op when mapped), never on the per-append path
         changes = self._changes.value()  # read before the open: a change after it moves the counter past this
         try:
             names = os.listdir(self.dir)

@@ -317,6 +317,7 @@ def test_a_pass_counts_its_change_before_it_touches_a_file(data_dir):
     writer = Store(data_dir, UTC, clock=lambda: noon)
     writer.append(b'{"n":1}\n', now=noon)
     counter = ChangeCounter(data_dir)
+    counter.attach()
     before = counter.value()
     Store(data_dir, UTC).compress("metrics-2026-11-25.jsonl")
     assert counter.value() == before + 1
