@@ -196,17 +196,18 @@ class Settings(BaseSettings):
         return self
 
     def _state_file_clash(self) -> str | None:
-        from metrics_ops.store import LINK_LOCK_NAME, LOCK_NAME, PREFIX, parse_name
+        from metrics_ops.store import STATE_NAME
 
         path = self.state_file
         if path.resolve() == self.link_path.resolve() or path.resolve() == self.link_path.absolute():
             return "the state file cannot be the link to the current data file"
         if path.parent.resolve() == self.dir.resolve():
-            if parse_name(path.name) is not None or path.name.startswith(PREFIX):
+            owner = _owner_of(path.name)
+            if owner == "data":
                 return ("the state file cannot be a data file or have a data file's name (metrics-...: passes "
                         "would compress, remove or delete it)")
-            if path.name in (LOCK_NAME, LINK_LOCK_NAME):
-                return "the state file cannot be one of the data directory's lock files"
+            if owner == "tool" and path.name != STATE_NAME:
+                return "the state file cannot be one of the data directory's lock or counter files"
         return None
 
     @cached_property
@@ -230,18 +231,25 @@ class Settings(BaseSettings):
         return None if self.max_mb is None else max(1, int(self.max_mb * 1024 * 1024))
 
 
+def _owner_of(name: str) -> str | None:
+    """Who a name in a data directory belongs to: "data" (``metrics-...``: data files, their temporary and
+    set-aside versions), "tool" (``.metrics-ops...``: locks, state, change counter), or None."""
+    from metrics_ops.store import PREFIX
+
+    if name.startswith(PREFIX):
+        return "data"
+    return "tool" if name.startswith(".metrics-ops") else None
+
+
 def _not_a_link_name(name: str) -> str | None:
     """Why ``name`` cannot be the link's name, or None. The link is replaced by a symlink on every pass: it must
     never be a name that holds data or belongs to the tool."""
-    from metrics_ops.store import ASIDE_SUFFIX, FORGET_SUFFIX, RESERVED_NAMES, TEMP_SUFFIX, parse_name
-
-    if parse_name(name) is not None:
+    owner = _owner_of(name)
+    if owner == "data":
         return ("the link cannot have a data file's name (metrics-YYYY-MM-DD[.N].jsonl[.gz]): rotate would replace "
                 "that file with a symlink")
-    if name in RESERVED_NAMES or name.startswith(".metrics-ops"):
+    if owner == "tool":
         return "the link cannot be the state file or a lock file of the data directory"
-    if any(sfx in name for sfx in (TEMP_SUFFIX, FORGET_SUFFIX, ASIDE_SUFFIX)):
-        return "the link cannot have the name of a temporary or set-aside data file"
     return None
 
 

@@ -138,7 +138,7 @@ class SharedState:
 
         Raises :class:`StateBusy` when another live server holds it and :class:`StateError` when the file is not
         a state file or its space cannot be reserved; nothing is truncated or written in either case."""
-        fd = self._open(create=True)
+        fd = self._open()
         try:
             try:
                 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
@@ -154,15 +154,9 @@ class SharedState:
             raise
         self._claim_fd = fd
 
-    def release(self) -> None:
-        if self._claim_fd >= 0:
-            os.close(self._claim_fd)
-            self._claim_fd = -1
-
-    def _open(self, create: bool) -> int:
-        flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    def _open(self) -> int:
         try:
-            fd = os.open(self.path, flags, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise StateError(exc.errno, f"cannot open the state file {self.path}: {exc.strerror}") from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -180,10 +174,11 @@ class SharedState:
                                            f"{MAGIC_FAMILY.decode()}); refusing to overwrite it: point "
                                            "METRICS_STATE_FILE at a new file")
         same = head == self._head()
-        if not same and st.st_size > 0 and (holder := self._live_owner(fd, head)):
-            raise StateError(errno.EBUSY, f"{self.path} is laid out differently and still used by pid {holder}")
-        if st.st_size > self.size and not (same or self._live_owner(fd, head)):
-            os.ftruncate(fd, self.size)  # nobody maps it: an older, larger layout may shrink
+        if not same and st.st_size > 0:
+            if holder := self._live_owner(fd, head):
+                raise StateError(errno.EBUSY, f"{self.path} is laid out differently and still used by pid {holder}")
+            if st.st_size > self.size:
+                os.ftruncate(fd, self.size)  # nobody maps it: an older, larger layout may shrink
         try:
             os.posix_fallocate(fd, 0, self.size)
         except OSError as exc:
@@ -218,7 +213,7 @@ class SharedState:
             if self._map is not None and self._pid == os.getpid():
                 return self._map
             self._map = None  # inherited across fork: not ours
-            fd = self._open(create=True)
+            fd = self._open()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 try:
