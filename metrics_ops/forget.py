@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from metrics_ops.maintenance import Action, Kind, PassResult, Status
+from metrics_ops.maintenance import Action, Kind, PassResult, Status, failure_text
 from metrics_ops.store import FORGET_SUFFIX, Store, StoreError, UnreadableFile
 
 
@@ -58,7 +58,10 @@ def run_forget(store: Store, keep: Callable[[bytes], bool], *, now: float, level
             action = Action("forget", Kind.REMOVE_TEMP, name, detail="left by a killed forget", status=done)
             result.actions.append(action)
             if not dry_run:
-                _try(action, lambda a: store.remove_temp(a.file))
+                try:
+                    action.bytes_before, action.bytes_after = store.remove_temp(name), 0
+                except (OSError, StoreError) as exc:
+                    action.status, action.error = Status.FAILED, failure_text(exc, name)
     names = listing.by_name()
     pairs = [f.name for f in listing.files if not f.gz and f.name + ".gz" in names]
     if pairs and not dry_run:
@@ -70,7 +73,7 @@ def run_forget(store: Store, keep: Callable[[bytes], bool], *, now: float, level
             try:
                 action.detail, action.bytes_before, action.bytes_after = store.finish_compress(name, level)
             except (OSError, StoreError) as exc:
-                action.status, action.error = Status.FAILED, _reason(exc, name)
+                action.status, action.error = Status.FAILED, failure_text(exc, name)
             result.actions.append(action)
         listing = store.scan()
     for f in listing.files:
@@ -82,7 +85,7 @@ def run_forget(store: Store, keep: Callable[[bytes], bool], *, now: float, level
             result.errors.append(_damaged(exc.name, exc.why, exc.found))
             continue
         except (OSError, StoreError) as exc:
-            action.status, action.error = Status.FAILED, _reason(exc, f.name)
+            action.status, action.error = Status.FAILED, failure_text(exc, f.name)
         else:
             if not removed:
                 continue
@@ -92,22 +95,11 @@ def run_forget(store: Store, keep: Callable[[bytes], bool], *, now: float, level
         try:
             data, damage = store.read_data(name)
         except (OSError, StoreError) as exc:
-            result.errors.append(f"cannot read {name}: {_reason(exc, name)}")
+            result.errors.append(f"cannot read {name}: {failure_text(exc, name)}")
             continue
         found = sum(1 for line in data.splitlines() if not keep(line))
         result.errors.append(_damaged(name, damage or "set aside as unreadable", found))
     return result
-
-
-def _try(action: Action, fn) -> None:
-    try:
-        action.bytes_before, action.bytes_after = fn(action), 0
-    except (OSError, StoreError) as exc:
-        action.status, action.error = Status.FAILED, _reason(exc, action.file)
-
-
-def _reason(exc: OSError, name: str) -> str:
-    return str(exc) if isinstance(exc, StoreError) else f"{exc.strerror or exc} ({name})"
 
 
 def _damaged(name: str, why: str, found: int) -> str:

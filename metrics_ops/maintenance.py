@@ -352,7 +352,12 @@ def _execute(run: _Run, a: Action, threads: int) -> None:
         a.error = str(exc)
     except (OSError, StoreError) as exc:
         a.status = Status.FAILED
-        a.error = str(exc) if isinstance(exc, StoreError) else f"{exc.strerror or exc} ({a.file})"
+        a.error = failure_text(exc, a.file)
+
+
+def failure_text(exc: OSError, name: str) -> str:
+    """An action's error in one line: a StoreError names its file already; a bare OSError gets the name."""
+    return str(exc) if isinstance(exc, StoreError) else f"{exc.strerror or exc} ({name})"
 
 
 def locked(store: Store, timeout: float):
