@@ -238,14 +238,20 @@ def test_unreadable_archive_is_set_aside_then_deleted_with_its_day(data_dir, run
     assert not (data_dir / (name + ".gz.corrupt")).exists()
 
 
-def test_lock_contention_exits_3_naming_the_lock(data_dir, run):
+def hold_lock(path) -> subprocess.Popen:
+    """Another process holding an exclusive flock on ``path`` (kill it to release), once it says so."""
     holder = subprocess.Popen([sys.executable, "-c", (
         "import fcntl, os, sys, time\n"
-        f"fd = os.open({str(data_dir / LOCK_NAME)!r}, os.O_RDWR | os.O_CREAT)\n"
+        f"fd = os.open({str(path)!r}, os.O_RDWR | os.O_CREAT)\n"
         "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(30)\n")],
         stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_lock_contention_exits_3_naming_the_lock(data_dir, run):
+    holder = hold_lock(data_dir / LOCK_NAME)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         make(data_dir, 5)
         before = snapshot(data_dir)
         r = run("--data-dir", data_dir, "gzip", "--lock-timeout", "0.3")
@@ -268,13 +274,8 @@ def test_a_busy_link_lock_fails_the_link_action_and_the_pass_goes_on(data_dir):
     yesterday, _ = make(data_dir, 1)
     old, _ = make(data_dir, 5)
     os.symlink(yesterday, data_dir / "metrics.jsonl")
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, os, sys, time\n"
-        f"fd = os.open({str(data_dir / LINK_LOCK_NAME)!r}, os.O_RDWR | os.O_CREAT)\n"
-        "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(30)\n")],
-        stdout=subprocess.PIPE, text=True)
+    holder = hold_lock(data_dir / LINK_LOCK_NAME)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         store = Store(data_dir, ZoneInfo("UTC"), link_lock_timeout=0.3)
         noon = datetime(TODAY.year, TODAY.month, TODAY.day, 12, tzinfo=UTC).timestamp()
         result = run_pass(store, now=noon, steps=("rotate", "gzip"))
