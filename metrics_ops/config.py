@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     retention: int = Field(30, ge=1, description="delete files whose day is at least this many days old")
     max_mb: float | None = Field(None, gt=0, allow_inf_nan=False,
                                  description="start a new shard at this size in MiB (unset: no shards)")
+    rollup_retention: int = Field(400, ge=1, description="keep a day's rollup (its counts, no ids) this many days")
     interval: float = Field(300, gt=0, allow_inf_nan=False,
                             description="seconds between passes of rotate's loop")
     gzip_level: int = Field(6, ge=1, le=9, description="gzip compression level, 1 (fast) .. 9 (small)")

@@ -6,6 +6,7 @@
     metrics-2026-11-25.1.jsonl      size shards, N = 1, 2, ... (numeric order: .10 after .9)
     metrics-2026-11-22.jsonl.gz     archives: the same names + .gz
     metrics.jsonl -> metrics-2026-11-25.1.jsonl    symlink to the current file (METRICS_JSONL)
+    rollups/rollup-2026-11-24.json  a complete day's counts (metrics_ops.rollups); never listed as data
 
 Names that do not match the grammar are never opened, renamed or deleted; symlinks are never followed.
 """
@@ -37,6 +38,7 @@ FORGET_SUFFIX = ".forget.tmp"  # metrics-...jsonl[.gz].forget.tmp: a `forget` re
 LOCK_NAME = ".metrics-ops.lock"  # one maintenance pass at a time
 LINK_LOCK_NAME = ".metrics-ops.link.lock"  # link swaps and legacy adoption, across processes
 STATE_NAME = ".metrics-ops.state"  # serve's shared ring and counters (metrics_ops.state)
+ROLLUP_DIR = "rollups"  # daily rollups (metrics_ops.rollups): a directory, so no data name can match
 #: names in the data directory that belong to the tool, never data: a setting may not point the link at them
 RESERVED_NAMES = frozenset({LOCK_NAME, LINK_LOCK_NAME, STATE_NAME, CHANGES_NAME})
 DEFAULT_FILE_MODE = 0o640  # data files: owner and group read; everyone else nothing (METRICS_FILE_MODE)
@@ -150,7 +152,7 @@ def scan(directory: Path, link: Path) -> Listing:
                 else:
                     unknown.append(name)
                 continue
-            if name in RESERVED_NAMES:
+            if name in RESERVED_NAMES or name == ROLLUP_DIR and entry.is_dir(follow_symlinks=False):
                 continue
             parsed = parse_name(name)
             if parsed is not None and entry.is_file(follow_symlinks=False):

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from enum import StrEnum
 
+from metrics_ops import rollups
 from metrics_ops.store import (
     LOCK_NAME,
     Listing,
@@ -42,6 +43,8 @@ class Kind(StrEnum):
     REMOVE_TEMP = "remove-temp"
     DELETE = "delete"
     REWRITE = "rewrite"  # forget
+    ROLLUP = "rollup"  # a complete day's counts (metrics_ops.rollups)
+    DROP_ROLLUP = "drop-rollup"  # a rollup past rollup_retention
 
 
 class Status(StrEnum):
@@ -198,6 +201,7 @@ def run_pass(
     gzip_after: int = 3,
     retention: int = 30,
     level: int = 6,
+    rollup_retention: int = 400,
     dry_run: bool = False,
     threads: int | None = None,
     stop: threading.Event | None = None,
@@ -230,8 +234,11 @@ def run_pass(
         if stop is not None and stop.is_set():
             result.interrupted = True
             break
-        actions, kept = _plan_step(step, store, listing, today, link_target=link_target, adopted=adopted,
-                                   gzip_after=gzip_after, retention=retention, prune_follows="prune" in steps)
+        if step == "rollup":
+            actions, kept = plan_rollups(store, listing, today, rollup_retention), []
+        else:
+            actions, kept = _plan_step(step, store, listing, today, link_target=link_target, adopted=adopted,
+                                       gzip_after=gzip_after, retention=retention, prune_follows="prune" in steps)
         link_target = next((a.target for a in actions if a.kind == Kind.LINK), link_target)
         _sizes(store, actions)
         result.kept.extend(kept)
@@ -247,6 +254,13 @@ def run_pass(
             listing = store.scan()
             link_target = listing.link_target
     return result
+
+
+def plan_rollups(store: Store, listing: Listing, today: date, rollup_retention: int) -> list[Action]:
+    """Write the rollup of every complete day that has data files and none yet; drop rollups past retention."""
+    due, old = rollups.plan(store.dir, {f.day for f in listing.files}, today, rollup_retention)
+    return ([Action("rollup", Kind.ROLLUP, f, detail="the day is complete") for f in due]
+            + [Action("rollup", Kind.DROP_ROLLUP, f, detail=f"{rollup_retention} days old or more") for f in old])
 
 
 def _plan_step(step: str, store: Store, listing: Listing, today: date, *, link_target: str | None,
@@ -330,6 +344,14 @@ def _delete(run: _Run, a: Action, threads: int) -> None:
     a.bytes_before, a.bytes_after = run.store.delete(a.file), 0
 
 
+def _rollup(run: _Run, a: Action, threads: int) -> None:
+    a.bytes_after = rollups.write(run.store.dir, a.file, run.store.zone)
+
+
+def _drop_rollup(run: _Run, a: Action, threads: int) -> None:
+    a.bytes_before, a.bytes_after = rollups.delete(run.store.dir, a.file), 0
+
+
 #: how a pass carries out each kind of action (mkdir is only planned; rewrite is forget's)
 _HANDLERS: dict[Kind, Callable[[_Run, Action, int], None]] = {
     Kind.ADOPT: _adopt,
@@ -340,6 +362,8 @@ _HANDLERS: dict[Kind, Callable[[_Run, Action, int], None]] = {
     Kind.RECONCILE: _reconcile,
     Kind.REMOVE_TEMP: _remove_temp,
     Kind.DELETE: _delete,
+    Kind.ROLLUP: _rollup,
+    Kind.DROP_ROLLUP: _drop_rollup,
 }
 
 

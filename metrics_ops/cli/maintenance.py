@@ -93,7 +93,8 @@ def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: 
                 bar.add_total(sum(a.bytes_before or 0 for a in actions if a.kind in (Kind.GZIP, Kind.RECONCILE)))
 
             kwargs = dict(now=time.time(), steps=steps, gzip_after=s.gzip_after, retention=s.retention,
-                          level=s.gzip_level, dry_run=dry_run, stop=stop, on_plan=on_plan, progress=bar.advance)
+                          level=s.gzip_level, rollup_retention=s.rollup_retention, dry_run=dry_run, stop=stop,
+                          on_plan=on_plan, progress=bar.advance)
             if dry_run:
                 return run_pass(store, **kwargs)
             with locked(store, s.lock_timeout):
@@ -130,7 +131,7 @@ def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: 
 @click.pass_context
 def rotate(ctx, once, interval, max_mb, create, gzip_after, gzip_level, retention, tz, lock_timeout, dry_run,
            json_, quiet, verbose):
-    """Point the link at today's file, start size shards, then gzip and prune: one pass or a loop.
+    """Point the link at today's file, start size shards, write rollups, then gzip and prune: one pass or a loop.
 
     Without --once it loops every --interval seconds until SIGTERM/SIGINT (the sidecar layout);
     errors in one pass are reported on stderr and the loop goes on. A data directory that does not exist is
@@ -145,7 +146,7 @@ def rotate(ctx, once, interval, max_mb, create, gzip_after, gzip_level, retentio
     """
     flags = dict(max_mb=max_mb, gzip_after=gzip_after, gzip_level=gzip_level, retention=retention, tz=tz,
                  lock_timeout=lock_timeout)
-    _run(ctx, ("rotate", "gzip", "prune"), flags, dict(json_=json_, quiet=quiet, verbose=verbose),
+    _run(ctx, ("rotate", "rollup", "gzip", "prune"), flags, dict(json_=json_, quiet=quiet, verbose=verbose),
          dry_run=dry_run, loop=not once, interval=interval, create=create)
 
 

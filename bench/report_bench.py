@@ -1,0 +1,155 @@
+"""The reading end against DuckDB: 30 days x 100,000 events as .gz archives, count + distinct visitors per day and
+event, every reader measured in the same run (ratios; absolute figures drift on a shared machine).
+
+    python3 bench/report_bench.py [--days 30] [--events 100000] [--repeat 3] [--dir /tmp/metrics-report-bench]
+
+Rows: the physical floor (decompressing the archives alone: zlib-ng, one core, and `gzip -dc` per file on both
+cores), DuckDB's read_json with the same group-by (what the report must not be slower than), the cold
+`metrics-ops report --by day,event --no-rollups` (whole process), and `metrics-ops report` over the same 30 days
+with rollups in place (target: under 0.3 s wall time, process start included). Peak memory (max RSS of the
+process and its workers) for the cold report: target under 300 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import EVENTS, PATHS  # noqa: E402
+
+RATES = {"page_view": 0.5, "scroll": 0.25}  # server rates per event name; the rest 1
+
+
+def day_lines(day: date, events: int, seed: int) -> bytes:
+    """One day: events from a pool of events/5 visitors, each line with the rates serve records."""
+    rng = random.Random(seed)
+    pool = [f"v{rng.getrandbits(48):012x}" for _ in range(max(1, events // 5))]
+    out = []
+    for _ in range(events):
+        ev = rng.choice(EVENTS)
+        at = f"{day.isoformat()}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}." \
+             f"{rng.randint(0, 999999):06d}Z"
+        out.append(json.dumps({
+            "visitor_id": rng.choice(pool), "event": ev,
+            "metadata": {"path": rng.choice(PATHS), "ref": rng.choice(["", "search", "direct", "social"])},
+            "received_at": at, "ts": at, "client_rate": 1, "server_rate": RATES.get(ev, 1),
+        }, separators=(",", ":")))
+    return ("\n".join(sorted(out, key=lambda x: x[x.index('"received_at"'):])) + "\n").encode()
+
+
+def generate(directory: Path, days: int, events: int) -> list[Path]:
+    """The data set (made once, reused while its size matches): ``days`` archives ending yesterday."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = directory / ".generated"
+    want = f"{days}x{events}"
+    first = date.today() - timedelta(days=days)
+    files = [directory / f"metrics-{(first + timedelta(days=i)).isoformat()}.jsonl.gz" for i in range(days)]
+    if stamp.exists() and stamp.read_text() == want and all(f.exists() for f in files):
+        return files
+    for old in directory.glob("metrics-*"):
+        old.unlink()
+    for i, f in enumerate(files):
+        f.write_bytes(gzip.compress(day_lines(first + timedelta(days=i), events, i), 6))
+    stamp.write_text(want)
+    return files
+
+
+def timed(cmd: list[str], **kw) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+    return time.perf_counter() - t0, r.stdout
+
+
+def best(repeat: int, cmd: list[str], **kw) -> tuple[float, str]:
+    runs = [timed(cmd, **kw) for _ in range(repeat)]
+    return min(t for t, _ in runs), runs[0][1]
+
+
+def peak_rss_mb(cmd: list[str]) -> float:
+    """Max RSS of the process tree (the largest single process: parent or a worker), via wait4."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, _, usage = os.wait4(proc.pid, 0)
+    worst = usage.ru_maxrss
+    return max(worst, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+
+
+DUCKDB = """
+import duckdb, sys
+con = duckdb.connect()
+con.execute("SET threads = 2")
+rows = con.sql(f\"\"\"SELECT left(received_at, 10) AS day, event, count(*), count(DISTINCT visitor_id)
+  FROM read_json('{sys.argv[1]}/metrics-*.jsonl*', format = 'newline_delimited',
+                 columns = {{visitor_id: 'VARCHAR', event: 'VARCHAR', received_at: 'VARCHAR'}})
+  GROUP BY ALL ORDER BY ALL\"\"\").fetchall()
+print(len(rows), sum(r[2] for r in rows))
+"""
+
+FLOOR = """
+import sys
+from pathlib import Path
+from zlib_ng import zlib_ng
+n = 0
+for p in sorted(Path(sys.argv[1]).glob("metrics-*.jsonl.gz")):
+    d = zlib_ng.decompressobj(31)
+    with open(p, "rb") as fh:
+        while raw := fh.read(4 << 20):
+            n += d.decompress(raw).count(b"\\n")
+print(n)
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--dir", type=Path, default=Path("/tmp/metrics-report-bench"))
+    args = ap.parse_args()
+    files = generate(args.dir, args.days, args.events)
+    size = sum(f.stat().st_size for f in files)
+    print(f"data: {len(files)} archives, {args.days * args.events:,} events, {size / 1e6:.1f} MB compressed")
+    py = sys.executable
+    cli = [py, "-m", "metrics_ops", "--data-dir", str(args.dir)]
+    since = (date.today() - timedelta(days=args.days)).isoformat()
+    until = (date.today() - timedelta(days=1)).isoformat()
+    report = [*cli, "report", "--since", since, "--until", until, "--by", "day,event", "--json"]
+    rollup_dir = args.dir / "rollups"
+    if rollup_dir.exists():
+        for f in rollup_dir.iterdir():
+            f.unlink()
+    rows = []
+    floor, _ = best(args.repeat, [py, "-c", FLOOR, str(args.dir)])
+    rows.append(("decompress only (zlib-ng, one core): the floor", floor))
+    gz, _ = best(args.repeat, ["sh", "-c", f"ls {args.dir}/metrics-*.jsonl.gz | xargs -P 2 -n 8 gzip -dc | wc -l"])
+    rows.append(("decompress only (gzip -dc, 2 processes)", gz))
+    duck, out = best(args.repeat, [py, "-c", DUCKDB, str(args.dir)])
+    rows.append(("DuckDB read_json group by, 2 threads", duck))
+    cold, out = best(args.repeat, [*report, "--no-rollups"])
+    doc = json.loads(out)
+    rows.append(("metrics-ops report --by day,event --no-rollups (cold)", cold))
+    rss = peak_rss_mb([*report, "--no-rollups"])
+    subprocess.run([*cli, "rotate", "--once", "-q", "--gzip-after", "1", "--retention", "400"], check=True)
+    warm, out2 = best(args.repeat, [*report])
+    doc2 = json.loads(out2)
+    assert [r["events"] for r in doc2["rows"]] == [r["events"] for r in doc["rows"]], "rollups disagree with raw"
+    rows.append(("metrics-ops report --by day,event (rollups in place)", warm))
+    print(f"{'reader':<58} {'seconds':>8} {'vs DuckDB':>9}")
+    for name, t in rows:
+        print(f"{name:<58} {t:8.2f} {t / duck:8.2f}x")
+    print(f"cold report: {cold / duck:.2f}x DuckDB, {cold / floor:.2f}x the zlib-ng floor; peak RSS {rss:.0f} MB; "
+          f"with rollups {warm:.3f} s ({len(doc2['days']['rollup'])} days from rollups); "
+          f"{sum(r['events'] for r in doc['rows']):,} events counted")
+
+
+if __name__ == "__main__":
+    main()

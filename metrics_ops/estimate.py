@@ -1,0 +1,94 @@
+"""How many events really happened, from the sampled ones: a Horvitz-Thompson estimate with a 95 % interval.
+
+Each stored line carries the rates it was sampled at: ``client_rate`` c (what the browser declared) and
+``server_rate`` s (serve's rate for that event name then). Its inclusion probability is pi = c x s and its
+weight w = 1 / pi; a line without the fields weighs 1 (it was stored before rates were recorded) and is counted
+as *unweighted*. The estimate of a group is the sum of its weights.
+
+The sampled units are visitors, not events: in ``visitor`` mode a visitor is kept or dropped whole, so the events
+of one visitor are not independent. The variance treats each visitor of a group as one cluster with total
+z = sum of its weights and n stored events, kept with probability pi = n / z (the mean inclusion probability of its
+lines). The Horvitz-Thompson variance estimate of a sum of Poisson-sampled clusters is
+
+    V = sum over clusters of (1 - pi) / pi^2 x n^2 = sum over visitors of z (z - n)
+
+which is 0 when nothing was sampled away (w = 1). In ``random`` mode (events kept one by one) the same formula
+over-covers a little (a visitor's events are counted as if kept together), so the interval is conservative there.
+The interval is estimate +- 1.96 sqrt(V), never below the events actually stored.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+Z95 = 1.959964
+
+
+def weight_of(rec: dict) -> float | None:
+    """1 / (client_rate x server_rate) of a stored line, or None when it records no valid rates (weight 1)."""
+    c = rec.get("client_rate", 1)
+    s = rec.get("server_rate", 1)
+    if ("client_rate" not in rec and "server_rate" not in rec) or type(c) not in (int, float) \
+            or type(s) not in (int, float) or not (0 < c <= 1 and 0 < s <= 1):
+        return None
+    return 1.0 / (c * s)
+
+
+@dataclass
+class Estimate:
+    """A group's counts: stored events, distinct visitors (None: cannot be known), the weighted estimate and
+    the variance of that estimate."""
+
+    events: int = 0
+    visitors: int | None = 0
+    estimate: float = 0.0
+    variance: float = 0.0
+
+    @classmethod
+    def of_visitors(cls, clusters: dict[str, list]) -> Estimate:
+        """From ``{visitor: [sum of weights, stored events]}``."""
+        events, est, var = 0, 0.0, 0.0
+        for z, n in clusters.values():
+            events += n
+            est += z
+            var += z * (z - n)
+        return cls(events, len(clusters), est, max(0.0, var))
+
+    def add(self, other: Estimate, *, disjoint: bool) -> None:
+        """Add another part (another day, another folded path). Visitors add only when no visitor can be in both
+        parts (``disjoint``); otherwise the total is unknown (None)."""
+        self.events += other.events
+        self.estimate += other.estimate
+        self.variance += other.variance
+        if not disjoint or self.visitors is None or other.visitors is None:
+            self.visitors = None
+        else:
+            self.visitors += other.visitors
+
+    @property
+    def low(self) -> float:
+        return max(float(self.events), self.estimate - Z95 * math.sqrt(self.variance))
+
+    @property
+    def high(self) -> float:
+        return self.estimate + Z95 * math.sqrt(self.variance)
+
+    def as_list(self) -> list:
+        return [self.events, self.visitors, round(self.estimate, 3), round(self.variance, 3)]
+
+    @classmethod
+    def from_list(cls, values: list) -> Estimate:
+        events, visitors, est, var = values
+        return cls(int(events), None if visitors is None else int(visitors), float(est), float(var))
+
+
+def merge_clusters(into: dict[str, list], part: dict[str, list]) -> None:
+    """Add ``part``'s visitor clusters to ``into`` (the same visitor in both: one cluster)."""
+    for vid, (z, n) in part.items():
+        acc = into.get(vid)
+        if acc is None:
+            into[vid] = [z, n]
+        else:
+            acc[0] += z
+            acc[1] += n

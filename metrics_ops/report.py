@@ -1,0 +1,251 @@
+"""``report``: events, distinct visitors and sampling-corrected estimates per group, over a range of days.
+
+Each day of the range comes from its rollup when one exists for the report's zone and the grouping allows it
+(:mod:`metrics_ops.rollups`), else from its raw lines (:mod:`metrics_ops.tally`, one day per worker process,
+both cores), else it has no data (pruned, or nothing was stored). The result says which days came from where.
+
+Grouping dimensions: ``day`` (the day of the file, i.e. the receive day in METRICS_TZ), ``hour``, ``event``,
+``path`` (the top N paths, the rest as ``other``). Distinct visitors add up only where no visitor can be counted
+twice: across days they are exact from raw lines (one set over the range) and unknown (None) when daily rollups
+are summed. Estimates and variances add (a sum over days from rollups treats the days as independent).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from metrics_ops import rollups
+from metrics_ops.estimate import Estimate, merge_clusters
+from metrics_ops.reading import Shard, shards
+from metrics_ops.tally import DIMENSIONS, DayTally, tally_day
+
+BY_CHOICES = ("day", "hour", "event", "path")
+DEFAULT_DAYS = 7
+
+
+@dataclass
+class Row:
+    keys: dict[str, str]
+    est: Estimate
+    partial: bool = False
+
+    def to_dict(self) -> dict:
+        return {**self.keys, "events": self.est.events, "visitors": self.est.visitors,
+                "estimate": round(self.est.estimate, 1), "low": round(self.est.low, 1),
+                "high": round(self.est.high, 1), **({"partial": True} if self.partial else {})}
+
+
+@dataclass
+class ReportResult:
+    since: date
+    until: date
+    by: tuple[str, ...]
+    event: str | None
+    rows: list[Row] = field(default_factory=list)
+    raw_days: list[date] = field(default_factory=list)
+    rollup_days: list[date] = field(default_factory=list)
+    empty_days: list[date] = field(default_factory=list)
+    partial_days: list[date] = field(default_factory=list)
+    lines: int = 0
+    test_lines: int = 0
+    unweighted: int = 0
+    damaged: int = 0
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def daily(self) -> list[tuple[date, float, bool]]:
+        """(day, estimate, partial) per day of the range, when the rows are grouped by day: the chart."""
+        if "day" not in self.by:
+            return []
+        per: dict[str, float] = {}
+        for r in self.rows:
+            per[r.keys["day"]] = per.get(r.keys["day"], 0.0) + r.est.estimate
+        days = [self.since + timedelta(days=i) for i in range((self.until - self.since).days + 1)]
+        return [(d, per.get(d.isoformat(), 0.0), d in self.partial_days) for d in days]
+
+    def to_dict(self) -> dict:
+        iso = lambda days: [d.isoformat() for d in days]  # noqa: E731
+        return {
+            "ok": self.ok, "since": self.since.isoformat(), "until": self.until.isoformat(), "by": list(self.by),
+            "event": self.event, "rows": [r.to_dict() for r in self.rows],
+            "days": {"raw": iso(self.raw_days), "rollup": iso(self.rollup_days), "none": iso(self.empty_days)},
+            "partial_days": iso(self.partial_days), "lines": self.lines, "test_lines": self.test_lines,
+            "unweighted": self.unweighted, "damaged": self.damaged, "problems": self.problems, "notes": self.notes,
+            "interval": "95 %, Horvitz-Thompson with visitors as the sampled clusters",
+        }
+
+
+def parse_by(text: str) -> tuple[str, ...]:
+    """``day,event`` -> ("day", "event"); ValueError naming the bad part."""
+    parts = tuple(p.strip() for p in text.split(",") if p.strip())
+    for p in parts:
+        if p not in BY_CHOICES:
+            raise ValueError(f"unknown grouping {p!r} (choose from {', '.join(BY_CHOICES)})")
+    if len(set(parts)) != len(parts):
+        raise ValueError("a grouping is named twice")
+    return parts
+
+
+class _Cell:
+    """One output row being built: exact visitor clusters from raw days, counts from rollup days."""
+
+    __slots__ = ("clusters", "parts")
+
+    def __init__(self):
+        self.clusters: dict[str, list] | None = None
+        self.parts: list[Estimate] = []
+
+    def add_clusters(self, clusters: dict[str, list]) -> None:
+        if self.clusters is None:
+            self.clusters = clusters
+        else:
+            merge_clusters(self.clusters, clusters)
+
+    def events(self) -> int:
+        return sum(n for _, n in (self.clusters or {}).values()) + sum(p.events for p in self.parts)
+
+    def finish(self) -> Estimate:
+        if self.clusters is None and len(self.parts) == 1:
+            return self.parts[0]
+        est = Estimate.of_visitors(self.clusters) if self.clusters is not None else None
+        for p in self.parts:
+            if est is None:
+                est = Estimate(p.events, p.visitors, p.estimate, p.variance)
+            else:
+                est.add(p, disjoint=False)
+        return est
+
+
+def _tally_worker(args) -> DayTally:
+    directory, day, day_shards, dims, zone, event, reduce = args
+    tally = tally_day(directory, day, day_shards, [dims], zone, event)
+    if reduce:  # the day is a row key: the parent needs the day's counts, not its visitors
+        tally.cells = {dims: {k: Estimate.of_visitors(c) for k, c in tally.cells[dims].items()}}
+    return tally
+
+
+def _tally_days(directory: Path, days: dict[date, list[Shard]], dims: tuple[str, ...], zone: ZoneInfo,
+                event: str | None, reduce: bool, workers: int) -> list[DayTally]:
+    jobs = [(directory, day, s, dims, zone, event, reduce) for day, s in sorted(days.items())]
+    if workers <= 1 or len(jobs) <= 1:
+        return [_tally_worker(j) for j in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)),
+                             mp_context=multiprocessing.get_context("fork")) as pool:
+        return list(pool.map(_tally_worker, jobs))
+
+
+def run_report(directory: Path, *, since: date, until: date, today: date, zone: ZoneInfo, tz: str,
+               by: Sequence[str] = ("day",), event: str | None = None, top: int = 10, use_rollups: bool = True,
+               workers: int | None = None, link: Path | None = None) -> ReportResult:
+    """The report of [since, until]; ``today`` (the caller's clock, in ``zone``) marks a day still written."""
+    by = tuple(by)
+    result = ReportResult(since, until, by, event)
+    dims = tuple(d for d in DIMENSIONS if d in by or d == "event" and event is not None)
+    raw = shards(directory, since, until, link)
+    from_rollup: dict[date, rollups.Rollup] = {}
+    if use_rollups and dims in rollups.VIEWS and not ("path" in dims and top > rollups.TOP_PATHS):
+        for day in rollups.existing(directory):
+            if since <= day <= until and (r := rollups.read(directory, day)) is not None and r.tz == tz:
+                from_rollup[day] = r
+    raw = {d: s for d, s in raw.items() if d not in from_rollup}
+    reduce = "day" in by and "path" not in by
+    tallies = _tally_days(directory, raw, dims, zone, event, reduce, workers or min(2, os.cpu_count() or 1))
+    cells: dict[tuple, _Cell] = {}
+
+    def cell(day: date, key: tuple) -> _Cell:
+        full = ((day.isoformat(),) if "day" in by else ()) + key
+        c = cells.get(full)
+        if c is None:
+            cells[full] = c = _Cell()
+        return c
+
+    for t in tallies:
+        for key, part in t.cells[dims].items():
+            if reduce:
+                cell(t.day, key).parts.append(part)
+            else:
+                cell(t.day, key).add_clusters(part)
+        result.lines += t.lines
+        result.test_lines += t.test_lines
+        result.unweighted += t.unweighted
+        result.damaged += t.damaged
+        result.problems.extend(str(p) for p in t.problems)
+    for day, r in sorted(from_rollup.items()):
+        for key, est in r.views[dims].items():
+            if event is not None and key[0] != event:
+                continue
+            cell(day, key).parts.append(Estimate(est.events, est.visitors, est.estimate, est.variance))
+        result.lines += r.lines
+        result.test_lines += r.test_lines
+        result.unweighted += r.unweighted
+        result.damaged += r.damaged
+    result.raw_days = sorted(t.day for t in tallies)
+    result.rollup_days = sorted(from_rollup)
+    result.empty_days = [d for d in _days(since, until) if d not in raw and d not in from_rollup]
+    result.partial_days = [d for d in _days(since, until) if d >= today and d in raw]
+    result.rows = _rows(cells, by, dims, event, top, result.partial_days)
+    _notes(result)
+    return result
+
+
+def _days(since: date, until: date) -> list[date]:
+    return [since + timedelta(days=i) for i in range((until - since).days + 1)]
+
+
+def _rows(cells: dict[tuple, _Cell], by: tuple[str, ...], dims: tuple[str, ...], event: str | None, top: int,
+          partial: list[date]) -> list[Row]:
+    """Output rows in ``by``'s order of keys: a filtered-on event that is not grouped is dropped from the key; the
+    paths beyond the top ``top`` (by events over the range) fold into ``other``."""
+    names = (("day",) if "day" in by else ()) + dims
+    if "path" in by:
+        at = names.index("path")
+        totals: dict[str, int] = {}
+        for key, c in cells.items():
+            totals[key[at]] = totals.get(key[at], 0) + c.events()
+        keep = set(sorted(totals, key=lambda p: (-totals[p], p))[:top])
+        folded: dict[tuple, _Cell] = {}
+        for key, c in cells.items():
+            new = key if key[at] in keep else key[:at] + (rollups.OTHER,) + key[at + 1:]
+            target = folded.setdefault(new, _Cell())
+            if c.clusters is not None:
+                target.add_clusters(c.clusters)
+            target.parts.extend(c.parts)
+        cells = folded
+    partial_iso = {d.isoformat() for d in partial}
+    rows = []
+    for key, c in cells.items():
+        values = dict(zip(names, key, strict=True))
+        keys = {k: values[k] for k in by}
+        rows.append(Row(keys, c.finish(), values.get("day") in partial_iso))
+    rows.sort(key=lambda r: (r.keys.get("day", ""), r.keys.get("hour", ""), -r.est.events,
+                             r.keys.get("event", ""), r.keys.get("path", "")))
+    return rows
+
+
+def _notes(result: ReportResult) -> None:
+    if result.unweighted:
+        result.notes.append(f"{result.unweighted} line(s) record no sampling rates: each counted once (weight 1)")
+    if result.test_lines:
+        result.notes.append(f"{result.test_lines} line(s) of test traffic (metadata.test_run) left out")
+    if result.damaged:
+        result.notes.append(f"{result.damaged} damaged line(s) (not a JSON event) left out")
+    if any(r.est.visitors is None for r in result.rows):
+        result.notes.append("visitors: unknown where daily rollups are summed (a visitor of several days would be "
+                            "counted once per day); group by day, or report a range whose raw files are kept")
+    if result.partial_days:
+        result.notes.append(f"partial: {', '.join(d.isoformat() for d in result.partial_days)} is still being "
+                            "written")
+    if result.empty_days:
+        result.notes.append(f"{len(result.empty_days)} day(s) without data files or rollups")
