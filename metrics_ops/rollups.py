@@ -19,7 +19,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
@@ -155,7 +155,7 @@ def write(directory: Path, relative: str, zone: ZoneInfo) -> int:
     day_shards = shards(directory, day, day).get(day, [])
     rollup = from_tally(tally_day(directory, day, day_shards, list(VIEWS), zone), zone.key)
     doc = rollup.to_dict()
-    doc["written_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    doc["written_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     body = json.dumps(doc, separators=(",", ":")).encode()
     target = rollup_dir(directory)
     if not target.is_dir():

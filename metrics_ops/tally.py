@@ -13,7 +13,7 @@ A line that is not a JSON object with string ``visitor_id`` and ``event`` is cou
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -53,7 +53,7 @@ class _Hours:
         hour = self.cache.get(key)
         if hour is None:
             try:
-                utc = datetime.strptime(key, "%Y-%m-%dT%H").replace(tzinfo=timezone.utc)
+                utc = datetime.strptime(key, "%Y-%m-%dT%H").replace(tzinfo=UTC)
                 hour = f"{utc.astimezone(self.zone).hour:02d}"
             except ValueError:
                 hour = NO_HOUR

@@ -33,9 +33,11 @@ def cli(ctx, config, dir, json_, quiet, verbose):  # `dir`: the option is named 
 
 from metrics_ops.cli.completion import completion  # noqa: E402
 from metrics_ops.cli.config_cmd import config  # noqa: E402
+from metrics_ops.cli.export import export  # noqa: E402
 from metrics_ops.cli.forget import forget  # noqa: E402
 from metrics_ops.cli.maintenance import gzip_cmd, prune, rotate  # noqa: E402
 from metrics_ops.cli.probe import ratelimit_probe  # noqa: E402
+from metrics_ops.cli.report import report  # noqa: E402
 from metrics_ops.cli.sampletest import sample_test  # noqa: E402
 from metrics_ops.cli.serve import serve  # noqa: E402
 
@@ -44,6 +46,8 @@ cli.add_command(rotate)
 cli.add_command(gzip_cmd)
 cli.add_command(prune)
 cli.add_command(forget)
+cli.add_command(report)
+cli.add_command(export)
 cli.add_command(config)
 cli.add_command(sample_test)
 cli.add_command(ratelimit_probe)

@@ -112,3 +112,34 @@ def settings(ctx: click.Context, **flags):
                              spelled={name: option_for(ctx, name) for name in given})
     except ConfigError as exc:
         raise Failure(exc.lines, ExitCode.USAGE) from None
+
+
+def range_options(fn):
+    """--since / --until: a day range in METRICS_TZ (both commands that read the data back)."""
+    fn = click.option("--until", default=None, metavar="DAY",
+                      help="Last day, YYYY-MM-DD, today, yesterday or Nd (N days ago); default today.")(fn)
+    return click.option("--since", default=None, metavar="DAY",
+                        help="First day, as --until; default 6d (the last 7 days).")(fn)
+
+
+def day_range(since: str | None, until: str | None, today, default_days: int = 7):
+    """(first day, last day) from --since/--until as given; today is the caller's today in METRICS_TZ."""
+    from datetime import date, timedelta
+
+    def day(option: str, text: str) -> date:
+        t = text.strip().lower()
+        if t in ("today", "yesterday"):
+            return today - timedelta(days=0 if t == "today" else 1)
+        if t.endswith("d") and t[:-1].isdigit():
+            return today - timedelta(days=int(t[:-1]))
+        try:
+            return date.fromisoformat(t)
+        except ValueError:
+            raise Failure(f"{option} {text}: want a day as YYYY-MM-DD, today, yesterday or Nd (N days ago)",
+                          ExitCode.USAGE) from None
+
+    last = today if until is None else day("--until", until)
+    first = last - timedelta(days=default_days - 1) if since is None else day("--since", since)
+    if first > last:
+        raise Failure(f"--since {first} is after --until {last}", ExitCode.USAGE)
+    return first, last

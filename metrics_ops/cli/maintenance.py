@@ -36,7 +36,7 @@ def _retention_opt(fn):
                         help="Delete files whose day is at least DAYS old (default 30; env METRICS_RETENTION).")(fn)
 
 
-def missing_dir_message(s, can_create: bool) -> str:
+def missing_dir_message(s, can_create: bool | None) -> str:
     """Which directory a command would use and where that came from: under cron the working directory is $HOME."""
     from metrics_ops.config import DEFAULT, origins_of
 
@@ -46,7 +46,7 @@ def missing_dir_message(s, can_create: bool) -> str:
         said = f"the default ./data in the working directory {where.parent}; set METRICS_DIR or --data-dir"
     else:
         said = origin.describe(s.dir)
-    hint = "; rotate --create makes it" if not can_create else "; add --create to make it"
+    hint = {False: "; rotate --create makes it", True: "; add --create to make it", None: ""}[can_create]
     return f"data directory {where} does not exist ({said}){hint}"
 
 

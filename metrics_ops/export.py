@@ -1,0 +1,149 @@
+"""``export``: the stored lines of a day range as a stream, in stored order, in constant memory.
+
+``jsonl`` writes every line exactly as stored. ``csv`` writes one row per line with the columns
+:data:`FIXED_COLUMNS`, then ``metadata.<key>`` for every top-level metadata key found in the range (sorted; found by
+a first pass over the same files, which holds only the key names), and ``metadata._rest`` for keys that appeared
+only after that first pass (lines written meanwhile), as JSON. A metadata value that is an object or a list is
+written as JSON; a missing field is an empty cell. Lines that are not JSON objects are left out of CSV and
+counted. Test traffic is exported like any other line (``metadata.test_run`` tells it apart).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import IO
+
+from metrics_ops.reading import Problem, read_day, shards
+
+FORMATS = ("jsonl", "csv")
+FIXED_COLUMNS = ("received_at", "ts", "visitor_id", "event", "timestamp", "client_rate", "server_rate")
+REST_COLUMN = "metadata._rest"
+
+
+@dataclass
+class ExportResult:
+    since: date
+    until: date
+    format: str
+    lines: int = 0
+    bytes_read: int = 0
+    skipped: int = 0  # csv: lines that are not JSON objects
+    event: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "since": self.since.isoformat(), "until": self.until.isoformat(),
+                "format": self.format, "event": self.event, "lines": self.lines, "skipped": self.skipped,
+                "problems": self.problems}
+
+
+def _blocks(directory: Path, since: date, until: date, problems: list[Problem]):
+    for day_shards in shards(directory, since, until).values():
+        yield from read_day(directory, day_shards, problems)
+
+
+def _event_of(line: bytes) -> str | None:
+    import orjson
+
+    try:
+        rec = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return rec.get("event") if isinstance(rec, dict) else None
+
+
+def metadata_keys(directory: Path, since: date, until: date) -> list[str]:
+    import orjson
+
+    keys: set[str] = set()
+    for block in _blocks(directory, since, until, []):
+        if b'"metadata"' not in block:
+            continue
+        for line in block.split(b"\n"):
+            if b'"metadata"' in line:
+                try:
+                    meta = orjson.loads(line).get("metadata")
+                except (orjson.JSONDecodeError, AttributeError):
+                    continue
+                if isinstance(meta, dict):
+                    keys.update(meta)
+    return sorted(keys)
+
+
+def export(directory: Path, out: IO[bytes], *, since: date, until: date, fmt: str = "jsonl",
+           event: str | None = None, progress: Callable[[int], None] | None = None) -> ExportResult:
+    """Write the lines of [since, until] (of ``event`` only, when given) to ``out`` (a binary stream)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    result = ExportResult(since, until, fmt, event=event)
+    problems: list[Problem] = []
+    if fmt == "csv":
+        _export_csv(directory, out, result, problems, progress)
+    else:
+        needle = None if event is None else json.dumps(event).encode()
+        for block in _blocks(directory, since, until, problems):
+            if needle is not None:
+                kept = [line for line in block.split(b"\n") if line and needle in line and _event_of(line) == event]
+                block = b"".join(line + b"\n" for line in kept)
+                result.lines += len(kept)
+            else:
+                result.lines += block.count(b"\n") - block.count(b"\n\n")
+                block = block.replace(b"\n\n", b"\n") if b"\n\n" in block else block
+            out.write(block)
+            if progress is not None:
+                progress(len(block))
+    result.problems = [str(p) for p in problems]
+    return result
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _export_csv(directory: Path, out: IO[bytes], result: ExportResult, problems: list[Problem],
+                progress: Callable[[int], None] | None) -> None:
+    import io
+
+    import orjson
+
+    keys = metadata_keys(directory, result.since, result.until)
+    known = set(keys)
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow([*FIXED_COLUMNS, *(f"metadata.{k}" for k in keys), REST_COLUMN])
+    for block in _blocks(directory, result.since, result.until, problems):
+        for line in block.split(b"\n"):
+            if not line:
+                continue
+            try:
+                rec = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                rec = None
+            if not isinstance(rec, dict):
+                result.skipped += 1
+                continue
+            if result.event is not None and rec.get("event") != result.event:
+                continue
+            meta = rec.get("metadata") if isinstance(rec.get("metadata"), dict) else {}
+            rest = {k: v for k, v in meta.items() if k not in known}
+            writer.writerow([*(_cell(rec.get(c)) for c in FIXED_COLUMNS), *(_cell(meta.get(k)) for k in keys),
+                             _cell(rest or None)])
+            result.lines += 1
+        if progress is not None:
+            progress(len(block))
+    text.detach()
