@@ -28,7 +28,7 @@ from pathlib import Path
 
 from metrics_ops.layout import DataFile, StoreError, file_name, open_regular, scan
 
-_READ = 4 << 20  # bytes per read: large reads keep decompression in C
+_READ = 4 << 20  # bytes per read (and most bytes per decompression step): large blocks keep the work in C
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ def _archive(directory: Path, gz_name: str, problems: list[Problem]) -> Iterator
                 if inflater.eof:  # another gzip member follows (an archive extended by a reconcile)
                     inflater = zlib_ng.decompressobj(31)
                 try:
-                    out = inflater.decompress(raw)
+                    out = inflater.decompress(raw, _READ)  # bounded: a highly compressed archive cannot balloon
                 except zlib_ng.error as exc:
                     problems.append(Problem(gz_name, f"unreadable after {produced} bytes of data ({exc})"
                                                      + ("; its last line is cut off, left out" if rest else "")))
@@ -158,7 +158,7 @@ def _archive(directory: Path, gz_name: str, problems: list[Problem]) -> Iterator
                 if cut:
                     yield out[:cut]
                 rest = out[cut:]
-                raw = inflater.unused_data if inflater.eof else b""
+                raw = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
         if not inflater.eof and produced:
             problems.append(Problem(gz_name, f"truncated after {produced} bytes of data"
                                              + ("; its last line is cut off, left out" if rest else "")))

@@ -1,4 +1,3 @@
-import gzip
 import os
 import shutil
 import sys
@@ -48,16 +47,11 @@ def write_lines(path: Path, tag: str, n: int) -> list[str]:
 
 
 def all_lines(directory: Path) -> list[str]:
-    """Every line of every data file, archives included (the no-loss oracle)."""
-    out = []
-    for p in sorted(directory.iterdir()):
-        if p.is_symlink() or not p.name.startswith("metrics-"):
-            continue
-        if p.name.endswith(".jsonl.gz"):
-            out.extend(gzip.decompress(p.read_bytes()).decode().splitlines())
-        elif p.name.endswith(".jsonl"):
-            out.extend(p.read_text().splitlines())
-    return out
+    """Every line of every data file, archives included, each shard once, in stored order (the no-loss oracle):
+    the reader report and export use (metrics_ops.reading)."""
+    from metrics_ops.reading import all_lines as read_all
+
+    return read_all(directory)
 
 
 def days_ago(n: int, today: date | None = None) -> date:
