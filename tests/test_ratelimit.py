@@ -8,8 +8,8 @@ import pytest
 from edge import Nginx, nginx_binary
 from serve_process import Server
 
+from metrics_ops.httpclient import Unreachable
 from metrics_ops.ratelimit import NODELAY, predict, recent_probe_warning, remember_probe, run_probe, summarize
-from metrics_ops.reach import Unreachable
 
 
 def passes(decisions):
