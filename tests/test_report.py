@@ -9,7 +9,7 @@ import math
 import os
 import random
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, complete_zone, day_range, output, range_options, settings, shared_options
+from metrics_ops.cli.common import Failure, complete_zone, day_range, pass_invocation, range_options, shared_options
 from metrics_ops.exitcodes import ExitCode
 
 
@@ -37,8 +37,8 @@ class _LineCounter:
 @click.option("--tz", default=None, metavar="ZONE", shell_complete=complete_zone,
               help="IANA time zone of the days (default UTC; env METRICS_TZ).")
 @shared_options
-@click.pass_context
-def export(ctx, since, until, event, fmt, output_file, tz, json_, quiet, verbose):
+@pass_invocation
+def export(run, since, until, event, fmt, output_file, tz):
     """Write every stored line of the days in the range, in stored order, across plain, shard and .gz files.
 
     CSV columns: received_at, ts, visitor_id, event, timestamp, client_rate, server_rate, then metadata.KEY for
@@ -58,10 +58,10 @@ def export(ctx, since, until, event, fmt, output_file, tz, json_, quiet, verbose
     from metrics_ops.export import export as run_export
     from metrics_ops.store import Store
 
-    out = output(ctx, json_, quiet, verbose)
+    out = run.output()
     if out.json and output_file is None:
         raise Failure("--json prints a summary on stdout: give --output FILE for the lines", ExitCode.USAGE)
-    s = settings(ctx, tz=tz)
+    s = run.settings(tz=tz)
     store = Store.from_settings(s)
     if not store.dir.is_dir():
         raise Failure(missing_dir_message(s, can_create=None))
@@ -75,7 +75,7 @@ def export(ctx, since, until, event, fmt, output_file, tz, json_, quiet, verbose
         else:
             result = _to_file(output_file, store.dir, first, last, fmt, event, progress)
     except BrokenPipeError:  # `| head`: the reader has enough
-        ctx.exit(ExitCode.OK)
+        raise click.exceptions.Exit(ExitCode.OK) from None
     except OSError as exc:
         raise Failure(f"cannot export: {exc.strerror or exc} ({exc.filename or output_file or 'stdout'})") from None
     progress.done()
@@ -86,7 +86,7 @@ def export(ctx, since, until, event, fmt, output_file, tz, json_, quiet, verbose
     elif result.skipped:
         out.warn(f"{result.skipped} line(s) are not JSON objects: left out of the CSV")
     if not result.ok:
-        ctx.exit(ExitCode.FAILURE)
+        raise click.exceptions.Exit(ExitCode.FAILURE)
 
 
 def _to_file(path: str, directory, first, last, fmt: str, event, progress):

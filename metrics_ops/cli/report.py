@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, complete_zone, day_range, output, range_options, settings, shared_options
+from metrics_ops.cli.common import Failure, complete_zone, day_range, pass_invocation, range_options, shared_options
 from metrics_ops.exitcodes import ExitCode
 
 
@@ -20,8 +20,8 @@ from metrics_ops.exitcodes import ExitCode
 @click.option("--tz", default=None, metavar="ZONE", shell_complete=complete_zone,
               help="IANA time zone of the days and hours (default UTC; env METRICS_TZ).")
 @shared_options
-@click.pass_context
-def report(ctx, since, until, by_, event, top, csv_, no_rollups, tz, json_, quiet, verbose):
+@pass_invocation
+def report(run, since, until, by_, event, top, csv_, no_rollups, tz):
     """Count events and distinct visitors, and estimate the events that really happened under sampling.
 
     Each stored line weighs 1 / (client rate x server rate) as recorded in it (lines without rates weigh 1;
@@ -43,12 +43,12 @@ def report(ctx, since, until, by_, event, top, csv_, no_rollups, tz, json_, quie
     from metrics_ops.report import parse_by, run_report
     from metrics_ops.store import Store
 
-    out = output(ctx, json_, quiet, verbose)
+    out = run.output()
     try:
         by = parse_by(by_)
     except ValueError as exc:
         raise Failure(f"--by {by_}: {exc}", ExitCode.USAGE) from None
-    s = settings(ctx, tz=tz)
+    s = run.settings(tz=tz)
     store = Store.from_settings(s)
     if not store.dir.is_dir():
         raise Failure(missing_dir_message(s, can_create=None))
@@ -61,4 +61,4 @@ def report(ctx, since, until, by_, event, top, csv_, no_rollups, tz, json_, quie
         raise Failure(f"cannot read {store.dir}: {exc.strerror or exc}") from None
     render_report(out, result, csv_format=csv_ and not out.json)
     if not result.ok:
-        ctx.exit(ExitCode.FAILURE)
+        raise click.exceptions.Exit(ExitCode.FAILURE)
