@@ -8,7 +8,7 @@ from metrics_ops.cli.common import Failure, complete_zone, day_range, pass_invoc
 from metrics_ops.exitcodes import ExitCode
 
 
-@click.command(short_help="Events, visitors and sampling-corrected estimates per day, hour, event or path.")
+@click.command(short_help="Count events and visitors; estimate the real totals.")
 @range_options
 @click.option("--by", "by_", default="day", metavar="LIST", show_default=True,
               help="Group by any of day, hour, event, path (comma-separated), e.g. day,event.")
