@@ -165,15 +165,8 @@ def _post_events(target: Target, run_id: str, events: int, event_name: str,
 
 
 def _lines_with(data_dir: Path, marker: str) -> int:
-    import gzip
+    """Lines of this run in the data directory: plain, shards and archives, each once (metrics_ops.reading)."""
+    from metrics_ops.reading import iter_lines
 
     needle = f'"{testrun.visitor_prefix("st", marker)}'.encode()
-    total = 0
-    for p in Path(data_dir).iterdir():
-        if p.is_symlink() or not p.name.startswith("metrics-"):
-            continue
-        if p.name.endswith(".jsonl"):
-            total += p.read_bytes().count(needle)
-        elif p.name.endswith(".jsonl.gz"):
-            total += gzip.decompress(p.read_bytes()).count(needle)
-    return total
+    return sum(1 for line in iter_lines(Path(data_dir)) if needle in line)

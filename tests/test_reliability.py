@@ -6,7 +6,6 @@ idle connections. The oracle is always the same: every answer that said stored:1
 nothing else is.
 """
 
-import gzip
 import json
 import os
 import re
@@ -21,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from conftest import all_lines
 from serve_process import CLI, LIBFAKETIME, Server, children, free_port, shifted_clock
 
 from metrics_ops.store import parse_name
@@ -28,14 +28,7 @@ from metrics_ops.store import parse_name
 
 def visitors_on_disk(directory: Path) -> Counter:
     """visitor_id -> how many lines hold it, over every data file (archives included)."""
-    found: Counter = Counter()
-    for p in directory.iterdir():
-        if p.is_symlink() or parse_name(p.name) is None:
-            continue
-        raw = p.read_bytes()
-        for line in (gzip.decompress(raw) if p.name.endswith(".gz") else raw).splitlines():
-            found[json.loads(line)["visitor_id"]] += 1
-    return found
+    return Counter(json.loads(line)["visitor_id"] for line in all_lines(directory))
 
 
 def cli(data: Path, *args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
