@@ -3,7 +3,8 @@
 Each stored line carries the rates it was sampled at: ``client_rate`` c (what the browser declared) and
 ``server_rate`` s (serve's rate for that event name then). Its inclusion probability is pi = c x s and its
 weight w = 1 / pi; a line without the fields weighs 1 (it was stored before rates were recorded) and is counted
-as *unweighted*. The estimate of a group is the sum of its weights.
+as *unweighted* (so is a line whose rates are not numbers in (0, 1]); :mod:`metrics_ops.tally` applies this
+rule line by line. The estimate of a group is the sum of its weights.
 
 The sampled units are visitors, not events: in ``visitor`` mode a visitor is kept or dropped whole, so the events
 of one visitor are not independent. The variance treats each visitor of a group as one cluster with total
@@ -23,16 +24,6 @@ import math
 from dataclasses import dataclass
 
 Z95 = 1.959964
-
-
-def weight_of(rec: dict) -> float | None:
-    """1 / (client_rate x server_rate) of a stored line, or None when it records no valid rates (weight 1)."""
-    c = rec.get("client_rate", 1)
-    s = rec.get("server_rate", 1)
-    if ("client_rate" not in rec and "server_rate" not in rec) or type(c) not in (int, float) \
-            or type(s) not in (int, float) or not (0 < c <= 1 and 0 < s <= 1):
-        return None
-    return 1.0 / (c * s)
 
 
 @dataclass

@@ -102,6 +102,7 @@ def _count_block(block: bytes, tally: DayTally, targets, event: str | None, hour
     import orjson
 
     loads, bad_json, lines, test_lines, unweighted, damaged = orjson.loads, orjson.JSONDecodeError, 0, 0, 0, 0
+    marked = f'"{MARK}"'.encode()
     for line in block.split(b"\n"):
         if not line:
             continue
@@ -116,8 +117,9 @@ def _count_block(block: bytes, tally: DayTally, targets, event: str | None, hour
         if type(vid) is not str or type(ev) is not str:
             damaged += 1
             continue
-        meta = rec.get("metadata")
-        if meta is not None:
+        meta = None
+        if needs_path or marked in line:  # the substring test is C speed; most lines need no metadata
+            meta = rec.get("metadata")
             if type(meta) is not dict:
                 meta = None
             elif MARK in meta:
@@ -125,16 +127,21 @@ def _count_block(block: bytes, tally: DayTally, targets, event: str | None, hour
                 continue
         if event is not None and ev != event:
             continue
-        c = rec.get("client_rate", 1)
-        s = rec.get("server_rate", 1)
-        if type(c) in _NUMBER and type(s) in _NUMBER and 0 < c <= 1 and 0 < s <= 1 and (
-                "server_rate" in rec or "client_rate" in rec):
-            w = 1.0 / (c * s)
-        else:
+        c = rec.get("client_rate")
+        s = rec.get("server_rate")
+        if c is None and s is None:
             w = 1.0
             unweighted += 1
+        else:
+            c = 1 if c is None else c
+            s = 1 if s is None else s
+            if type(c) in _NUMBER and type(s) in _NUMBER and 0 < c <= 1 and 0 < s <= 1:
+                w = 1.0 / (c * s)
+            else:  # rates that cannot be: counted once, like a line without rates
+                w = 1.0
+                unweighted += 1
         path = NO_PATH
-        if needs_path and meta is not None:
+        if meta is not None:
             path = meta.get("path", NO_PATH)
             if type(path) is not str:
                 path = NO_PATH
