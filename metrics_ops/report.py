@@ -157,8 +157,11 @@ def run_report(directory: Path, *, since: date, until: date, today: date, zone: 
     from_rollup: dict[date, rollups.Rollup] = {}
     if use_rollups and dims in rollups.VIEWS and not ("path" in dims and top > rollups.TOP_PATHS):
         for day in rollups.existing(directory):
-            if since <= day <= until and (r := rollups.read(directory, day)) is not None and r.tz == tz:
-                from_rollup[day] = r
+            if since <= day <= until and (r := rollups.read(directory, day)) is not None:
+                if r.tz == tz:
+                    from_rollup[day] = r
+                else:
+                    result.notes.append(f"the rollup of {day} counts hours in {r.tz}, not {tz}: not used")
     raw = {d: s for d, s in raw.items() if d not in from_rollup}
     reduce = "day" in by and "path" not in by
     tallies = _tally_days(directory, raw, dims, zone, event, reduce, workers or min(2, os.cpu_count() or 1))
