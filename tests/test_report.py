@@ -10,7 +10,7 @@ import os
 import random
 import re
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -228,3 +228,20 @@ def test_terminal_table_and_daily_bars_fit_80_columns(data_dir, populated):
     assert status == 0, text
     assert max(len(line) for line in text.splitlines()) <= 80, text
     assert "estimate per day" in text and "█" in text and f"{TODAY.isoformat()}*" in text
+
+
+def test_hours_are_local_to_the_zone_and_a_rollup_of_another_zone_is_not_used(data_dir):
+    from metrics_ops import rollups
+
+    day = TODAY - timedelta(days=3)
+    write(data_dir / file_name(day), [rec("v1", "page_view", day, hour=22)])  # 22:30 UTC
+    berlin = ZoneInfo("Europe/Berlin")
+    r = run_report(data_dir, since=day, until=day, today=TODAY, zone=berlin, tz="Europe/Berlin", by=("hour",))
+    local = datetime(day.year, day.month, day.day, 22, 30, tzinfo=ZoneInfo("UTC")).astimezone(berlin)
+    assert [row.keys["hour"] for row in r.rows] == [f"{local.hour:02d}"] != ["22"]
+    rollups.write(data_dir, f"rollups/{rollups.rollup_name(day)}", UTC)
+    again = run_report(data_dir, since=day, until=day, today=TODAY, zone=berlin, tz="Europe/Berlin", by=("hour",))
+    assert again.raw_days == [day] and again.rollup_days == []
+    assert any("not used" in n for n in again.notes)
+    utc = run_report(data_dir, since=day, until=day, today=TODAY, zone=UTC, tz="UTC", by=("hour",))
+    assert utc.rollup_days == [day] and [row.keys["hour"] for row in utc.rows] == ["22"]
