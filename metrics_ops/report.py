@@ -157,7 +157,7 @@ def run_report(directory: Path, *, since: date, until: date, today: date, zone: 
     from_rollup: dict[date, rollups.Rollup] = {}
     if use_rollups and dims in rollups.VIEWS and not ("path" in dims and top > rollups.TOP_PATHS):
         for day in rollups.existing(directory):
-            if since <= day <= until and (r := rollups.read(directory, day)) is not None:
+            if since <= day <= until and (r := rollups.read(directory, day, dims)) is not None:
                 if r.tz == tz:
                     from_rollup[day] = r
                 else:
