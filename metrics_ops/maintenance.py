@@ -234,11 +234,9 @@ def run_pass(
         if stop is not None and stop.is_set():
             result.interrupted = True
             break
-        if step == "rollup":
-            actions, kept = plan_rollups(store, listing, today, rollup_retention), []
-        else:
-            actions, kept = _plan_step(step, store, listing, today, link_target=link_target, adopted=adopted,
-                                       gzip_after=gzip_after, retention=retention, prune_follows="prune" in steps)
+        actions, kept = _plan_step(step, store, listing, today, link_target=link_target, adopted=adopted,
+                                   gzip_after=gzip_after, retention=retention, prune_follows="prune" in steps,
+                                   rollup_retention=rollup_retention)
         link_target = next((a.target for a in actions if a.kind == Kind.LINK), link_target)
         _sizes(store, actions)
         result.kept.extend(kept)
@@ -264,8 +262,10 @@ def plan_rollups(store: Store, listing: Listing, today: date, rollup_retention: 
 
 
 def _plan_step(step: str, store: Store, listing: Listing, today: date, *, link_target: str | None,
-               adopted: frozenset[str], gzip_after: int, retention: int, prune_follows: bool
-               ) -> tuple[list[Action], list[tuple[str, str]]]:
+               adopted: frozenset[str], gzip_after: int, retention: int, prune_follows: bool,
+               rollup_retention: int = 400) -> tuple[list[Action], list[tuple[str, str]]]:
+    if step == "rollup":
+        return plan_rollups(store, listing, today, rollup_retention), []
     if step == "rotate":
         return plan_rotate(store, listing, today), []
     if step == "gzip":
