@@ -24,6 +24,24 @@ def cli(*args, env: dict | None = None, timeout: float = 120, **kwargs) -> subpr
                           text=True, timeout=timeout, **kwargs)
 
 
+def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 20) -> None:
+    """Until serve on ``port`` answers /healthz 200; fails at once if ``proc`` exits, and after ``timeout`` s."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:
+                assert resp.status == 200
+                return
+        except OSError:
+            stderr = proc.stderr.read() if proc.poll() is not None and proc.stderr else ""
+            assert proc.poll() is None, f"serve exited {proc.returncode}: {stderr}"
+            assert time.monotonic() < deadline, f"serve on port {port} not healthy after {timeout} s"
+            time.sleep(0.05)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from .edge import Nginx, nginx_binary, render
-from .helpers import CLI, cli, console_script
+from .helpers import CLI, cli, console_script, wait_healthy
 from .serve_process import Server, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,18 +70,7 @@ def test_compose_backend_command_serves(tmp_path):
     proc = subprocess.Popen([*CLI, "--data-dir", str(tmp_path / "data"), *cmd], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
-        import time
-        import urllib.request
-
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:
-                    assert resp.status == 200
-                    break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-                time.sleep(0.1)
+        wait_healthy(port, proc)
     finally:
         proc.terminate()
         assert proc.wait(20) == 0
