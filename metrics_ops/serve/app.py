@@ -174,38 +174,9 @@ def make_app(settings, *, store: Store | None = None, state: SharedState | None 
                         store if store is not None else Store.from_settings(settings, clock),
                         state if state is not None else SharedState.for_settings(settings),
                         sampler if sampler is not None else Sampler.from_settings(settings), clock)
-    handlers = {path: (route, getattr(endpoint, route.handler)) for path, route in ROUTES.items()}
-    cors = Cors(settings.cors_origins)
-    one_event, count_refusal = endpoint.one_event, endpoint.count_refusal
-    cross_origin = bool(cors.origins)
-
-    def dispatch(environ, method: str, path: str) -> tuple[Reply, list[tuple[str, str]]]:
-        headers: list[tuple[str, str]] = []
-        try:
-            route, handler = handlers.get(path) or (None, None)
-            if route is None:
-                raise Problem(404, "not_found", f"no route {path[:100]}")
-            if not route.allows(method):
-                headers.append(("Allow", route.allow))
-                raise Problem(405, "method_not_allowed", f"{method[:10]} not allowed on {path}; use {route.allow}")
-            if not route.cors:
-                return handler(environ), headers
-            allowed = cors.headers(environ.get("HTTP_ORIGIN"), method == "OPTIONS")
-            if allowed is None:
-                endpoint.state.update(requests=1, rejected_origin=1)
-                raise cors.refusal()
-            headers += allowed
-            if method == "OPTIONS":
-                return Reply(204, None, headers=PREFLIGHT_HEADERS), headers
-            try:
-                return handler(environ), headers
-            except Problem as problem:
-                count_refusal(problem)
-                raise
-        except Problem as problem:
-            return _refused(problem), headers
-        except OSError as exc:
-            return _unavailable(exc), headers
+    router = _Router(endpoint, Cors(settings.cors_origins))
+    one_event, count_refusal, dispatch = endpoint.one_event, endpoint.count_refusal, router.dispatch
+    cross_origin = bool(settings.cors_origins)
 
     def app(environ, start_response):
         started = time.perf_counter()
@@ -232,6 +203,42 @@ def make_app(settings, *, store: Store | None = None, state: SharedState | None 
     app.store = endpoint.store  # for tests and embedding
     app.state = endpoint.state
     return app
+
+
+class _Router:
+    """Every request but the hot path: the routes table, the methods each route allows, the CORS rules."""
+
+    def __init__(self, endpoint: Endpoint, cors: Cors):
+        self.endpoint, self.cors = endpoint, cors
+        self.handlers = {path: (route, getattr(endpoint, route.handler)) for path, route in ROUTES.items()}
+
+    def dispatch(self, environ, method: str, path: str) -> tuple[Reply, list[tuple[str, str]]]:
+        headers: list[tuple[str, str]] = []
+        try:
+            route, handler = self.handlers.get(path) or (None, None)
+            if route is None:
+                raise Problem(404, "not_found", f"no route {path[:100]}")
+            if not route.allows(method):
+                headers.append(("Allow", route.allow))
+                raise Problem(405, "method_not_allowed", f"{method[:10]} not allowed on {path}; use {route.allow}")
+            if not route.cors:
+                return handler(environ), headers
+            allowed = self.cors.headers(environ.get("HTTP_ORIGIN"), method == "OPTIONS")
+            if allowed is None:
+                self.endpoint.state.update(requests=1, rejected_origin=1)
+                raise self.cors.refusal()
+            headers += allowed
+            if method == "OPTIONS":
+                return Reply(204, None, headers=PREFLIGHT_HEADERS), headers
+            try:
+                return handler(environ), headers
+            except Problem as problem:
+                self.endpoint.count_refusal(problem)
+                raise
+        except Problem as problem:
+            return _refused(problem), headers
+        except OSError as exc:
+            return _unavailable(exc), headers
 
 
 def _respond(start_response, reply: Reply, headers: list[tuple[str, str]], method: str) -> bytes:
