@@ -101,11 +101,15 @@ class Endpoint:
             self.quiet_errors.log(str(exc))
             return record, False, self.store.current_file(now), "write_errors"
 
-    def one_event(self, environ) -> Reply:
+    def accept(self, environ) -> dict:
+        """One event: validated, sampled, stored -> the body of the 202 (a Problem for a refusal)."""
         event = validate_event(parse_body(read_body(environ, self.max_body)))
         record, stored, file, counter = self.keep_and_store(event, self.clock())
         self.state.record_event(record, stored, INDEX[counter])
-        return Reply(202, {"ok": True, "stored": int(stored), "file": file})
+        return {"ok": True, "stored": int(stored), "file": file}
+
+    def one_event(self, environ) -> Reply:
+        return Reply(202, self.accept(environ))
 
     def batch(self, environ) -> Reply:
         items = parse_body(read_body(environ, self.max_body))
@@ -175,7 +179,7 @@ def make_app(settings, *, store: Store | None = None, state: SharedState | None 
                         state if state is not None else SharedState.for_settings(settings),
                         sampler if sampler is not None else Sampler.from_settings(settings), clock)
     router = _Router(endpoint, Cors(settings.cors_origins))
-    one_event, count_refusal, dispatch = endpoint.one_event, endpoint.count_refusal, router.dispatch
+    accept, count_refusal, dispatch = endpoint.accept, endpoint.count_refusal, router.dispatch
     cross_origin = bool(settings.cors_origins)
 
     def app(environ, start_response):
@@ -183,20 +187,21 @@ def make_app(settings, *, store: Store | None = None, state: SharedState | None 
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "") or "/"
         if path == EVENT_PATH and method == "POST" and not (cross_origin and "HTTP_ORIGIN" in environ):
-            try:  # the hot path: one event, no CORS in play
-                reply = one_event(environ)
+            status = 202  # the hot path: one event, no CORS in play, no Reply object
+            try:
+                payload = accept(environ)
             except Problem as problem:
                 count_refusal(problem)
-                reply = _refused(problem)
+                status, payload = _refused(problem)[:2]
             except OSError as exc:
-                reply = _unavailable(exc)
-            body = orjson.dumps(reply.payload)
-            start_response(STATUS[reply.status], [("Content-Length", str(len(body))), *_JSON_HEADERS])
+                status, payload = _unavailable(exc)[:2]
+            body = orjson.dumps(payload)
+            start_response(STATUS[status], [("Content-Length", str(len(body))), *_JSON_HEADERS])
         else:
             reply, headers = dispatch(environ, method, path)
-            body = _respond(start_response, reply, headers, method)
+            status, body = reply.status, _respond(start_response, reply, headers, method)
         if access_log.isEnabledFor(logging.INFO):
-            access_log.info("%s %s %d %d %.2fms", method[:10], path[:100], reply.status, len(body),
+            access_log.info("%s %s %d %d %.2fms", method[:10], path[:100], status, len(body),
                             (time.perf_counter() - started) * 1e3)
         return [body]
 
