@@ -14,11 +14,12 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import console_script, run_in_pty
 
 from metrics_ops.report import run_report
 from metrics_ops.sampling import Sampler
 from metrics_ops.store import file_name
+
+from .helpers import console_script, run_in_pty
 
 UTC = ZoneInfo("UTC")
 TODAY = date.today()

@@ -12,13 +12,13 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from conftest import all_lines
-
 from metrics_ops import archive, rollups
 from metrics_ops.maintenance import Kind, run_pass
 from metrics_ops.reading import Problem, read_blocks, shards
 from metrics_ops.report import run_report
 from metrics_ops.store import Store, file_name
+
+from .helpers import all_lines
 
 ZONE = ZoneInfo("UTC")
 TODAY = date(2026, 6, 15)
