@@ -194,6 +194,7 @@ def run_report(directory: Path, *, since: date, until: date, today: date, zone: 
         result.test_lines += r.test_lines
         result.unweighted += r.unweighted
         result.damaged += r.damaged
+        result.notes.extend(f"the rollup of {day} was counted from a damaged file: {p}" for p in r.problems)
     result.raw_days = sorted(t.day for t in tallies)
     result.rollup_days = sorted(from_rollup)
     result.empty_days = [d for d in _days(since, until) if d not in raw and d not in from_rollup]
