@@ -257,7 +257,7 @@ def run_pass(
 def plan_rollups(store: Store, listing: Listing, today: date, rollup_retention: int) -> list[Action]:
     """Write the rollup of every complete day that has data files and none yet; drop rollups past retention."""
     due, old = rollups.plan(store.dir, {f.day for f in listing.files}, today, rollup_retention)
-    return ([Action("rollup", Kind.ROLLUP, f, detail="the day is complete") for f in due]
+    return ([Action("rollup", Kind.ROLLUP, f, detail=f"in {rollups.ROLLUP_DIR}/: the day is over") for f in due]
             + [Action("rollup", Kind.DROP_ROLLUP, f, detail=f"{rollup_retention} days old or more") for f in old])
 
 

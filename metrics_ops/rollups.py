@@ -72,19 +72,17 @@ def existing(directory: Path) -> dict[date, str]:
 
 
 def plan(directory: Path, data_days: set[date], today: date, retention: int) -> tuple[list[str], list[str]]:
-    """(rollups due, rollups old enough to delete), as paths relative to the data directory. A day is due once it
-    is over (before ``today``), still has data files and has no rollup; ``retention`` counts days like prune's."""
+    """(rollups due, rollups old enough to delete), as names in :func:`rollup_dir`. A day is due once it is over
+    (before ``today``), still has data files and has no rollup; ``retention`` counts days like prune's."""
     have = existing(directory)
     due = sorted(d for d in data_days if d < today and d not in have and (today - d).days < retention)
-    old = sorted(name for d, name in have.items() if (today - d).days >= retention)
-    return [f"{ROLLUP_DIR}/{rollup_name(d)}" for d in due], [f"{ROLLUP_DIR}/{name}" for name in old]
+    return [rollup_name(d) for d in due], sorted(name for d, name in have.items() if (today - d).days >= retention)
 
 
-def _day_of_path(relative: str) -> date:
-    folder, _, name = relative.rpartition("/")
+def _day_of_name(name: str) -> date:
     day = day_of_rollup(name)
-    if folder != ROLLUP_DIR or day is None:
-        raise ValueError(f"{relative} is not a rollup")
+    if day is None:
+        raise ValueError(f"{name} is not a rollup")
     return day
 
 
@@ -150,10 +148,10 @@ def from_tally(tally: DayTally, tz: str) -> Rollup:
                   [str(p) for p in tally.problems])
 
 
-def write(directory: Path, relative: str, zone: ZoneInfo) -> int:
-    """Count the day of the rollup ``relative`` (``rollups/rollup-DAY.json``) from its data files and write the
-    rollup crash-safely; return its size."""
-    day = _day_of_path(relative)
+def write(directory: Path, name: str, zone: ZoneInfo) -> int:
+    """Count the day of the rollup ``name`` (``rollup-DAY.json`` in :func:`rollup_dir`) from its data files and
+    write the rollup crash-safely; return its size."""
+    day = _day_of_name(name)
     day_shards = shards(directory, day, day).get(day, [])
     rollup = from_tally(tally_day(directory, day, day_shards, list(VIEWS), zone), zone.key)
     doc = rollup.to_dict()
@@ -163,7 +161,6 @@ def write(directory: Path, relative: str, zone: ZoneInfo) -> int:
     if not target.is_dir():
         target.mkdir(mode=0o750, exist_ok=True)
         fsync_dir(Path(directory))
-    name = rollup_name(day)
     tmp = name + TEMP_SUFFIX
     try:
         os.unlink(target / tmp)  # left by a killed write: the rollup itself was never in place
@@ -193,10 +190,10 @@ def read(directory: Path, day: date, view: tuple[str, ...] | None = None) -> Rol
     return rollup if view is None or view in rollup.views else None
 
 
-def delete(directory: Path, relative: str) -> int:
-    """Delete the rollup ``relative``; return its size."""
-    _day_of_path(relative)
-    path = Path(directory) / relative
+def delete(directory: Path, name: str) -> int:
+    """Delete the rollup ``name``; return its size."""
+    _day_of_name(name)
+    path = rollup_dir(directory) / name
     size = os.lstat(path).st_size
     os.unlink(path)
     return size

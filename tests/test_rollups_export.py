@@ -102,7 +102,7 @@ def test_a_pass_writes_each_complete_days_rollup_once_and_gzip_and_prune_leave_t
     fill(data_dir)
     first = a_pass(data_dir, gzip_after=1, retention=30)
     written = sorted(a.file for a in first.actions if a.kind == Kind.ROLLUP)
-    assert written == [f"rollups/{rollups.rollup_name(TODAY - timedelta(days=n))}" for n in (5, 4, 3, 2, 1)]
+    assert written == [rollups.rollup_name(TODAY - timedelta(days=n)) for n in (5, 4, 3, 2, 1)]
     assert "rollups" not in first.unknown
     stamps = {p.name: p.stat().st_mtime_ns for p in (data_dir / "rollups").iterdir()}
     second = a_pass(data_dir, now=NOW + 3600, gzip_after=1, retention=30)
@@ -147,7 +147,7 @@ def test_rollups_past_rollup_retention_are_deleted(data_dir):
     later = NOW + 4 * 86400
     result = a_pass(data_dir, now=later, gzip_after=1, retention=30, rollup_retention=7)
     dropped = sorted(a.file for a in result.actions if a.kind == Kind.DROP_ROLLUP)
-    assert dropped == [f"rollups/{rollups.rollup_name(TODAY - timedelta(days=n))}" for n in (5, 4, 3)]
+    assert dropped == [rollups.rollup_name(TODAY - timedelta(days=n)) for n in (5, 4, 3)]
 
 
 KILLED_WRITER = """
@@ -170,7 +170,7 @@ rollups.write(Path(sys.argv[1]), sys.argv[2], ZoneInfo("UTC"))
 def test_a_rollup_write_killed_half_way_leaves_no_rollup_and_the_next_pass_writes_it(data_dir):
     fill(data_dir)
     day = TODAY - timedelta(days=2)
-    relative = f"rollups/{rollups.rollup_name(day)}"
+    relative = rollups.rollup_name(day)
     proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(data_dir), relative], stdout=subprocess.PIPE,
                             text=True)
     assert proc.stdout.readline().strip() == "half"
