@@ -88,6 +88,19 @@ class Settings(BaseSettings):
     gzip_level: int = Field(6, ge=1, le=9, description="gzip compression level, 1 (fast) .. 9 (small)")
     lock_timeout: float = Field(10, ge=0, allow_inf_nan=False,
                                 description="seconds a maintenance pass waits for another to finish")
+    # disk budget and the rotator's health (metrics_ops.budget, metrics_ops.health)
+    max_total_mb: float | None = Field(None, gt=0, allow_inf_nan=False, description=(
+        "ceiling on the data files' total size in MiB: a pass deletes the oldest data above it (unset: none)"))
+    min_free_mb: float | None = Field(None, ge=0, allow_inf_nan=False, description=(
+        "free space in MiB a pass keeps on the data directory's file system, deleting the oldest data (unset: none)"))
+    min_free_percent: float | None = Field(None, ge=0, lt=100, allow_inf_nan=False, description=(
+        "the same floor as a percentage of the file system's size (both hold when both are set)"))
+    serve_min_free_mb: float = Field(64, ge=0, allow_inf_nan=False, description=(
+        "serve stores nothing (202 stored: 0, /healthz 503) while less than this many MiB are free; 0: off"))
+    status_file: Path | None = Field(
+        None, description="one-line status of the last pass, for health checks (default DIR/.metrics-ops.status)")
+    health_textfile: Path | None = Field(
+        None, description="Prometheus textfile each pass writes (node_exporter textfile collector; unset: none)")
     # serve
     host: str = Field("127.0.0.1", description="address serve listens on")
     port: int = Field(8001, ge=1, le=65535, description="port serve listens on")
@@ -118,7 +131,8 @@ class Settings(BaseSettings):
     ):
         return (init_settings, env_settings, dotenv_settings, _TomlSource(settings_cls))
 
-    @field_validator("max_mb", "jsonl", "state_file", mode="before")
+    @field_validator("max_mb", "jsonl", "state_file", "max_total_mb", "min_free_mb", "min_free_percent",
+                     "status_file", "health_textfile", mode="before")
     @classmethod
     def _empty_is_unset(cls, value):
         return None if isinstance(value, str) and value.strip() == "" else value
@@ -193,7 +207,28 @@ class Settings(BaseSettings):
             raise PydanticCustomError("relation", "{why}", {"fields": ("jsonl",), "why": why})
         if self.state_file is not None and (why := self._state_file_clash()):
             raise PydanticCustomError("relation", "{why}", {"fields": ("state_file",), "why": why})
+        for name in ("status_file", "health_textfile"):
+            if (why := self._report_file_clash(name)) is not None:
+                raise PydanticCustomError("relation", "{why}", {"fields": (name,), "why": why})
         return self
+
+    def _report_file_clash(self, name: str) -> str | None:
+        """A file a pass writes its result to must not be the link, a data file or another tool file: it is
+        replaced on every pass."""
+        from metrics_ops.layout import STATUS_NAME
+
+        path = getattr(self, name)
+        if path is None:
+            return None
+        if path.resolve() == self.link_path.resolve() or path.resolve() == self.link_path.absolute():
+            return f"the {name} cannot be the link to the current data file"
+        if path.parent.resolve() == self.dir.resolve():
+            owner = _owner_of(path.name)
+            if owner == "data":
+                return f"the {name} cannot have a data file's name (metrics-...: passes would compress or delete it)"
+            if owner == "tool" and path.name != STATUS_NAME:
+                return f"the {name} cannot be one of the data directory's lock, state or counter files"
+        return None
 
     def _state_file_clash(self) -> str | None:
         from metrics_ops.store import STATE_NAME
@@ -221,6 +256,10 @@ class Settings(BaseSettings):
     @property
     def state_path(self) -> Path:
         return self.state_file if self.state_file is not None else self.dir / ".metrics-ops.state"
+
+    @property
+    def status_path(self) -> Path:
+        return self.status_file if self.status_file is not None else self.dir / ".metrics-ops.status"
 
     @property
     def file_mode_bits(self) -> int:
@@ -304,7 +343,8 @@ def read_toml(path: str | os.PathLike) -> dict[str, Any]:
             [f"--config {path}: unknown setting {key!r} (known: {', '.join(sorted(known))})" for key in unknown]
         )
     base = path.parent
-    for key in ("dir", "jsonl", "state_file"):  # paths in a config file are relative to that file, not to the CWD
+    # paths in a config file are relative to that file, not to the CWD
+    for key in ("dir", "jsonl", "state_file", "status_file", "health_textfile"):
         if isinstance(data.get(key), str) and data[key] and not os.path.isabs(data[key]):
             data[key] = str(base / data[key])
     return data

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from enum import StrEnum
 
+from metrics_ops.budget import Budget, plan_budget
 from metrics_ops.store import (
     LOCK_NAME,
     Listing,
@@ -26,7 +27,7 @@ from metrics_ops.store import (
     parse_name,
 )
 
-STEPS = ("rotate", "gzip", "prune")
+STEPS = ("rotate", "gzip", "prune", "budget")
 
 
 class Kind(StrEnum):
@@ -199,6 +200,7 @@ def run_pass(
     retention: int = 30,
     level: int = 6,
     dry_run: bool = False,
+    budget: Budget | None = None,
     threads: int | None = None,
     stop: threading.Event | None = None,
     on_plan: Callable[[list[Action]], None] | None = None,
@@ -206,6 +208,7 @@ def run_pass(
 ) -> PassResult:
     """One maintenance pass over ``store``. The caller holds the maintenance lock (see :func:`locked`).
 
+    ``budget`` (:class:`metrics_ops.budget.Budget`) is the budget step's limits (None: the step plans nothing).
     ``stop`` (set by a signal handler) ends the pass after the action in progress. ``on_plan`` sees the
     gzip actions before they run (a progress bar sizes itself from them); ``progress`` gets byte counts.
     """
@@ -230,8 +233,12 @@ def run_pass(
         if stop is not None and stop.is_set():
             result.interrupted = True
             break
-        actions, kept = _plan_step(step, store, listing, today, link_target=link_target, adopted=adopted,
-                                   gzip_after=gzip_after, retention=retention, prune_follows="prune" in steps)
+        if step == "budget":
+            actions, kept, shortfall = _plan_budget(store, listing, today, budget, link_target, adopted, result)
+            result.errors.extend([shortfall] if shortfall else [])
+        else:
+            actions, kept = _plan_step(step, store, listing, today, link_target=link_target, adopted=adopted,
+                                       gzip_after=gzip_after, retention=retention, prune_follows="prune" in steps)
         link_target = next((a.target for a in actions if a.kind == Kind.LINK), link_target)
         _sizes(store, actions)
         result.kept.extend(kept)
@@ -259,6 +266,23 @@ def _plan_step(step: str, store: Store, listing: Listing, today: date, *, link_t
                          retention=retention if prune_follows else None, protected=adopted)
     return plan_prune(listing, today, retention, link_target=link_target, protected=adopted,
                       in_use=store.held_for_writing)
+
+
+def _plan_budget(store: Store, listing: Listing, today: date, budget: Budget | None, link_target: str | None,
+                 adopted: frozenset[str], result: PassResult) -> tuple[list[Action], list[tuple[str, str]], str | None]:
+    """The budget step (metrics_ops.budget): deletions planned like prune's; in a dry run the files the prune
+    step plans to delete count as gone already."""
+    if budget is None or not budget.active or not store.dir.is_dir():
+        return [], [], None
+    keep = {name: "adopted in this pass" for name in adopted}
+    keep[store.current_target(today, [f.name for f in listing.files])] = "today's current file"
+    if link_target is not None:
+        keep[link_target] = "the link points at it"
+    gone = frozenset(a.file for a in result.actions if a.kind == Kind.DELETE) if result.dry_run else frozenset()
+    plan = plan_budget(store.dir, listing, budget, keep=keep, in_use=store.held_for_writing, gone=gone)
+    actions = [Action("budget", Kind.DELETE, c.name, c.size, detail=f"{_age(c.day, today)} days old; disk budget: "
+                      f"{plan.why}") for c in plan.deletions]
+    return actions, plan.kept, plan.shortfall
 
 
 @dataclass(frozen=True)

@@ -158,7 +158,7 @@ class _RichProgress(_NoProgress):
 
 #: what each command calls its pass, and what it says when the pass has nothing to do
 _PASS_WORDS = {
-    ("rotate", "gzip", "prune"): ("rotate pass", "nothing to do"),
+    ("rotate", "gzip", "prune", "budget"): ("rotate pass", "nothing to do"),
     ("gzip",): ("gzip", "nothing to compress"),
     ("prune",): ("prune", "nothing to delete"),
     ("forget",): ("forget", "no file holds events of these visitors"),

@@ -56,8 +56,10 @@ def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: 
     import threading
     import time
 
+    from metrics_ops.budget import Budget
     from metrics_ops.config import ConfigError, require_gzip_before_prune
-    from metrics_ops.maintenance import Kind, LockBusy, locked, run_loop, run_pass
+    from metrics_ops.health import record_pass
+    from metrics_ops.maintenance import STEPS, Kind, LockBusy, locked, run_loop, run_pass
     from metrics_ops.render import render_pass
     from metrics_ops.store import Store
 
@@ -87,17 +89,43 @@ def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    def one_pass():
+    def plain_pass():
         with out.progress("compressing", enabled=not dry_run) as bar:  # a plan compresses nothing
             def on_plan(actions):
                 bar.add_total(sum(a.bytes_before or 0 for a in actions if a.kind in (Kind.GZIP, Kind.RECONCILE)))
 
             kwargs = dict(now=time.time(), steps=steps, gzip_after=s.gzip_after, retention=s.retention,
-                          level=s.gzip_level, dry_run=dry_run, stop=stop, on_plan=on_plan, progress=bar.advance)
+                          level=s.gzip_level, dry_run=dry_run, stop=stop, on_plan=on_plan, progress=bar.advance,
+                          budget=Budget.from_settings(s))
             if dry_run:
                 return run_pass(store, **kwargs)
             with locked(store, s.lock_timeout):
                 return run_pass(store, **kwargs)
+
+    health_failed = []
+
+    def recorded_pass():
+        """A rotate pass leaves its status (and the textfile) for monitoring, failed or not; a busy lock means
+        another pass runs and records its own."""
+        started = time.time()
+        try:
+            result = plain_pass()
+        except OSError as exc:
+            if not isinstance(exc, LockBusy):
+                record(started, error=f"pass failed: {exc}")
+            raise
+        record(started, result=result)
+        return result
+
+    def record(started, **outcome):
+        try:
+            record_pass(store, s, started=started, ended=time.time(), **outcome)
+        except OSError as exc:
+            health_failed.append(exc)
+            out.error(f"cannot write the pass's status ({s.status_path}) or textfile ({s.health_textfile}): "
+                      f"{exc.strerror or exc}")
+
+    one_pass = recorded_pass if steps == STEPS and not dry_run else plain_pass  # rotate's passes are recorded
 
     if loop and not dry_run:
         if not out.quiet:
@@ -112,8 +140,11 @@ def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: 
     except OSError as exc:
         raise Failure(f"pass failed: {exc}") from None
     render_pass(out, result)
-    if not result.ok:
+    if not result.ok or health_failed:
         ctx.exit(ExitCode.FAILURE)
+    if any(a.step == "budget" and a.status == "done" for a in result.actions):
+        out.warn("the disk budget deleted data before its retention (see the budget actions above); exit status 6")
+        ctx.exit(ExitCode.BUDGET)
 
 
 @click.command(short_help="Keep the data dir bounded: link, shard, gzip, prune.")
@@ -124,12 +155,20 @@ def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: 
               help="Start the next shard when the current file reaches MIB (env METRICS_MAX_MB; unset: never).")
 @click.option("--create", is_flag=True,
               help="Create the data directory if it does not exist (without it: exit 1 naming the directory).")
+@click.option("--max-total-mb", type=float, default=None, metavar="MIB",
+              help="Disk budget: delete the oldest data while data files exceed MIB (env METRICS_MAX_TOTAL_MB).")
+@click.option("--min-free-mb", type=float, default=None, metavar="MIB",
+              help="Disk budget: delete the oldest data while less than MIB is free (env METRICS_MIN_FREE_MB).")
+@click.option("--min-free-percent", type=float, default=None, metavar="PCT",
+              help="Disk budget: the same floor in percent of the file system (env METRICS_MIN_FREE_PERCENT).")
+@click.option("--check", is_flag=True,
+              help="Health check: exit 7 unless the last successful pass is at most 2 x --interval old.")
 @_gzip_opts
 @_retention_opt
 @_common
 @click.pass_context
-def rotate(ctx, once, interval, max_mb, create, gzip_after, gzip_level, retention, tz, lock_timeout, dry_run,
-           json_, quiet, verbose):
+def rotate(ctx, once, interval, max_mb, create, max_total_mb, min_free_mb, min_free_percent, check,
+           gzip_after, gzip_level, retention, tz, lock_timeout, dry_run, json_, quiet, verbose):
     """Point the link at today's file, start size shards, then gzip and prune: one pass or a loop.
 
     Without --once it loops every --interval seconds until SIGTERM/SIGINT (the sidecar layout);
@@ -142,11 +181,49 @@ def rotate(ctx, once, interval, max_mb, create, gzip_after, gzip_level, retentio
       metrics-ops rotate --interval 300 --gzip-after 3 --retention 30 --max-mb 64
       metrics-ops rotate --once --dry-run                # show the plan
       metrics-ops rotate --once --create --data-dir /var/lib/metrics   # first run: make the directory
+      metrics-ops rotate --once --max-total-mb 2048 --min-free-percent 10   # with a disk budget
+      metrics-ops rotate --check                         # health check: is a pass succeeding?
     """
+    out_flags = dict(json_=json_, quiet=quiet, verbose=verbose)
+    if check:
+        return _check(ctx, out_flags, interval=interval, tz=tz)
     flags = dict(max_mb=max_mb, gzip_after=gzip_after, gzip_level=gzip_level, retention=retention, tz=tz,
-                 lock_timeout=lock_timeout)
-    _run(ctx, ("rotate", "gzip", "prune"), flags, dict(json_=json_, quiet=quiet, verbose=verbose),
-         dry_run=dry_run, loop=not once, interval=interval, create=create)
+                 lock_timeout=lock_timeout, max_total_mb=max_total_mb, min_free_mb=min_free_mb,
+                 min_free_percent=min_free_percent)
+    from metrics_ops.maintenance import STEPS
+
+    _run(ctx, STEPS, flags, out_flags, dry_run=dry_run, loop=not once, interval=interval, create=create)
+
+
+def _check(ctx, out_flags: dict, *, interval: float | None, tz: str | None) -> None:
+    """rotate --check: the health check of compose and systemd, from the status file the passes write."""
+    import time
+
+    from metrics_ops.config import DEFAULT, origins_of
+    from metrics_ops.health import StatusUnreadable, check, read_status, when
+
+    out = output(ctx, **out_flags)
+    s = settings(ctx, interval=interval, tz=tz)
+    try:
+        status = read_status(s.status_path)
+    except StatusUnreadable as exc:
+        status, reasons = None, [str(exc)]
+    else:
+        # the interval given to the check wins; else the one the rotator recorded it runs with
+        every = status.interval if status is not None and origins_of(s)["interval"].source == DEFAULT else s.interval
+        reasons = check(status, now=time.time(), interval=every, zone=s.zone)
+    if out.json:
+        out.document({"ok": not reasons, "reasons": reasons, "status_file": s.status_path,
+                      "status": status.__dict__ if status is not None else None})
+    else:
+        for line in reasons:
+            out.error(line)
+        if not reasons and not out.quiet:
+            ago = time.time() - status.last_success
+            print(f"rotator healthy: last successful pass {when(status.last_success, s.zone)} ({ago:.0f} s ago)",
+                  file=out.stdout)
+    if reasons:
+        ctx.exit(ExitCode.ATTENTION)
 
 
 @click.command("gzip", short_help="Compress the day files older than --gzip-after days.")
