@@ -24,7 +24,6 @@ from metrics_ops.diskspace import MIB, DiskUsage, disk_usage, mib
 from metrics_ops.inventory import measure
 from metrics_ops.layout import Listing, aside_day
 
-
 #: once under the floor, free this much more: the pass's own status file and textfile, and a new day's first
 #: page, must not put the directory back under it (the next pass would delete another day)
 HEADROOM = 64 * 1024

@@ -116,8 +116,7 @@ def when(ts: float, zone: ZoneInfo) -> str:
 
 def _metric(lines: list[str], name: str, kind: str, help_: str, samples: list[tuple[str, float | int]]) -> None:
     lines += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}"]
-    lines += [f"{name}{labels} {value:g}" if isinstance(value, float) else f"{name}{labels} {value}"
-              for labels, value in samples]
+    lines += [f"{name}{labels} {value!r}" for labels, value in samples]  # repr: a float's every digit
 
 
 def textfile(status: PassStatus, inventory: Inventory | None, usage: DiskUsage | None, *, pruned: tuple[int, int],
@@ -144,7 +143,7 @@ def textfile(status: PassStatus, inventory: Inventory | None, usage: DiskUsage |
                 [('{state="plain"}', inventory.plain_bytes), ('{state="archived"}', inventory.archived_bytes),
                  ('{state="aside"}', inventory.aside_bytes), ('{state="pruned"}', pruned[1]),
                  ('{state="budget_deleted"}', budget_deleted[1])])
-        _metric(lines, p + "days", "gauge", "Days with data files.", [("", len(inventory.days))])
+        _metric(lines, p + "dated_files_distinct_dates", "gauge", "Days with data files.", [("", len(inventory.days))])
     if usage is not None:
         _metric(lines, p + "free_bytes", "gauge", "Free bytes on the data directory's file system.",
                 [("", usage.free)])
