@@ -109,6 +109,16 @@ def check(status: PassStatus | None, *, now: float, interval: float, zone: ZoneI
     return []
 
 
+def expected_interval(settings, status: PassStatus | None) -> float:
+    """The interval a check judges by: the one given to the check (flag, environment, TOML), else the one the
+    rotator recorded it runs with, else the default."""
+    from metrics_ops.config import DEFAULT, origins_of
+
+    if status is not None and origins_of(settings)["interval"].source == DEFAULT:
+        return status.interval
+    return settings.interval
+
+
 def when(ts: float, zone: ZoneInfo) -> str:
     """A time as operators read it: ISO-8601 in METRICS_TZ, to the second, with the offset."""
     return datetime.fromtimestamp(ts, zone).isoformat(timespec="seconds")

@@ -199,8 +199,7 @@ def _check(ctx, out_flags: dict, *, interval: float | None, tz: str | None) -> N
     """rotate --check: the health check of compose and systemd, from the status file the passes write."""
     import time
 
-    from metrics_ops.config import DEFAULT, origins_of
-    from metrics_ops.health import StatusUnreadable, check, read_status, when
+    from metrics_ops.health import StatusUnreadable, check, expected_interval, read_status, when
 
     out = output(ctx, **out_flags)
     s = settings(ctx, interval=interval, tz=tz)
@@ -209,9 +208,7 @@ def _check(ctx, out_flags: dict, *, interval: float | None, tz: str | None) -> N
     except StatusUnreadable as exc:
         status, reasons = None, [str(exc)]
     else:
-        # the interval given to the check wins; else the one the rotator recorded it runs with
-        every = status.interval if status is not None and origins_of(s)["interval"].source == DEFAULT else s.interval
-        reasons = check(status, now=time.time(), interval=every, zone=s.zone)
+        reasons = check(status, now=time.time(), interval=expected_interval(s, status), zone=s.zone)
     if out.json:
         out.document({"ok": not reasons, "reasons": reasons, "status_file": s.status_path,
                       "status": status.__dict__ if status is not None else None})
