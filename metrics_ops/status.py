@@ -121,7 +121,7 @@ def _next_pass(store, settings, last: PassStatus | None, now: float) -> NextPass
     """A dry run of the next pass at the time it is due: what it will compress and delete."""
     from metrics_ops.maintenance import run_pass
 
-    due = max(now, last.time + settings.interval) if last is not None else now
+    due = max(now, last.time + expected_interval(settings, last)) if last is not None else now
     plan = run_pass(store, now=due, gzip_after=settings.gzip_after, retention=settings.retention, dry_run=True,
                     budget=Budget.from_settings(settings))
     nxt = NextPass(due)
