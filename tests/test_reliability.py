@@ -177,7 +177,8 @@ def health_of_every_worker(server: Server, probes: int = 16) -> Counter:
 
 def test_a_full_disk_never_kills_a_worker_and_serve_recovers(tmpfs, tmp_path):
     data = tmpfs / "data"
-    server = Server(data, tmp_path / "serve.log")
+    # the free-space floor off: this is the write-error path (a disk another process fills to the last byte)
+    server = Server(data, tmp_path / "serve.log", env={"METRICS_SERVE_MIN_FREE_MB": "0"})
     try:
         workers = sorted(children(server.proc.pid))
         answers = []
