@@ -101,13 +101,15 @@ def plan_budget(directory, listing: Listing, budget: Budget, *, keep: dict[str, 
     ``in_use`` asks the kernel whether a writer holds a plain file open; ``gone`` are files an earlier step of a
     dry run plans to delete already (they count as deleted).
     """
+    now = usage(directory)
+    free = now.free + sum(frees for _size, frees in measure(directory, gone).values())
+    now, min_free = DiskUsage(free, now.total), budget.min_free(now.total)
+    if budget.max_total is None and (min_free is None or free >= min_free):  # no lstat per file: the common case
+        return BudgetPlan(0, now, None, min_free, [], [], None)
     names = [f.name for f in listing.files if f.name not in gone] + [n for n in listing.aside if n not in gone]
     sizes = measure(directory, names)
-    now = usage(directory)
     total = sum(size for size, _ in sizes.values())
-    free = now.free + sum(frees for _size, frees in measure(directory, gone).values())
-    now = DiskUsage(free, now.total)
-    plan = BudgetPlan(total, now, budget.max_total, budget.min_free(now.total), [], [], None)
+    plan = BudgetPlan(total, now, budget.max_total, min_free, [], [], None)
     if not plan.why:
         return plan
     candidates = []

@@ -158,7 +158,7 @@ def test_top_level_help_says_what_each_command_is_for_at_80_columns():
     commands = r.stdout.split("Commands:\n", 1)[1].splitlines()
     listed = {line.split()[0]: line.split(None, 1)[1] for line in commands if line.strip()}
     assert set(listed) == {"completion", "config", "forget", "gzip", "prune", "ratelimit-probe", "rotate",
-                           "sample-test", "serve"}  # probe is the alias, not a second command
+                           "sample-test", "serve", "status"}  # probe is the alias, not a second command
     assert "alias: probe" in listed["ratelimit-probe"]
     assert not [line for line in commands if line.endswith("...") or len(line) > 80]  # nothing cut off
     assert run_probe_alias_help() == subprocess.run([*CLI, "ratelimit-probe", "--help"], capture_output=True,

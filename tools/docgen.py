@@ -35,6 +35,7 @@ FILES_DOC = [
     ("DIR/.metrics-ops.lock", "one maintenance pass at a time (flock)"),
     ("DIR/.metrics-ops.link.lock", "link swaps and legacy adoption (flock)"),
     ("DIR/.metrics-ops.state", "serve's shared ring and counters (METRICS_STATE_FILE)"),
+    ("DIR/.metrics-ops.status", "the last maintenance pass's one-line status (METRICS_STATUS_FILE); rotate --check"),
     (".env", "METRICS_* settings read from the working directory"),
     ("$XDG_STATE_HOME/metrics-ops/probes.json", "when each URL was last probed"),
 ]
