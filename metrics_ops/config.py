@@ -205,44 +205,27 @@ class Settings(BaseSettings):
             )
         if self.jsonl is not None and (why := _not_a_link_name(self.jsonl.name)):
             raise PydanticCustomError("relation", "{why}", {"fields": ("jsonl",), "why": why})
-        if self.state_file is not None and (why := self._state_file_clash()):
-            raise PydanticCustomError("relation", "{why}", {"fields": ("state_file",), "why": why})
-        for name in ("status_file", "health_textfile"):
-            if (why := self._report_file_clash(name)) is not None:
+        from metrics_ops.layout import STATE_NAME, STATUS_NAME
+
+        # files the tool writes over and over: never the link, a data file or another of the tool's files
+        for name, label, own in (("state_file", "the state file", STATE_NAME),
+                                 ("status_file", "the status file", STATUS_NAME),
+                                 ("health_textfile", "the health textfile", None)):
+            path = getattr(self, name)
+            if path is not None and (why := self._own_file_clash(path, label, own)):
                 raise PydanticCustomError("relation", "{why}", {"fields": (name,), "why": why})
         return self
 
-    def _report_file_clash(self, name: str) -> str | None:
-        """A file a pass writes its result to must not be the link, a data file or another tool file: it is
-        replaced on every pass."""
-        from metrics_ops.layout import STATUS_NAME
-
-        path = getattr(self, name)
-        if path is None:
-            return None
+    def _own_file_clash(self, path: Path, label: str, own_name: str | None) -> str | None:
         if path.resolve() == self.link_path.resolve() or path.resolve() == self.link_path.absolute():
-            return f"the {name} cannot be the link to the current data file"
+            return f"{label} cannot be the link to the current data file"
         if path.parent.resolve() == self.dir.resolve():
             owner = _owner_of(path.name)
             if owner == "data":
-                return f"the {name} cannot have a data file's name (metrics-...: passes would compress or delete it)"
-            if owner == "tool" and path.name != STATUS_NAME:
-                return f"the {name} cannot be one of the data directory's lock, state or counter files"
-        return None
-
-    def _state_file_clash(self) -> str | None:
-        from metrics_ops.store import STATE_NAME
-
-        path = self.state_file
-        if path.resolve() == self.link_path.resolve() or path.resolve() == self.link_path.absolute():
-            return "the state file cannot be the link to the current data file"
-        if path.parent.resolve() == self.dir.resolve():
-            owner = _owner_of(path.name)
-            if owner == "data":
-                return ("the state file cannot be a data file or have a data file's name (metrics-...: passes "
+                return (f"{label} cannot be a data file or have a data file's name (metrics-...: passes "
                         "would compress, remove or delete it)")
-            if owner == "tool" and path.name != STATE_NAME:
-                return "the state file cannot be one of the data directory's lock or counter files"
+            if owner == "tool" and path.name != own_name:
+                return f"{label} cannot be one of the data directory's lock or counter files"
         return None
 
     @cached_property

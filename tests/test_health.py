@@ -87,11 +87,13 @@ def test_status_and_textfile_paths_may_not_name_data(data_dir, run):
     bad = data_dir / "metrics-2026-01-01.jsonl"
     r = run("--data-dir", data_dir, "rotate", "--once", env={"METRICS_STATUS_FILE": str(bad)})
     assert r.exit_code == 2
-    assert r.stderr == (f"metrics-ops: METRICS_STATUS_FILE={bad} (from the environment): the status_file cannot "
-                        "have a data file's name (metrics-...: passes would compress or delete it)\n")
+    assert r.stderr == (f"metrics-ops: METRICS_STATUS_FILE={bad} (from the environment): the status file cannot "
+                        "be a data file or have a data file's name (metrics-...: passes would compress, remove or "
+                        "delete it)\n")
     lock = data_dir / ".metrics-ops.lock"
     r = run("--data-dir", data_dir, "rotate", "--once", env={"METRICS_HEALTH_TEXTFILE": str(lock)})
-    assert r.exit_code == 2 and "cannot be one of the data directory's lock, state or counter files" in r.stderr
+    assert r.exit_code == 2
+    assert "the health textfile cannot be one of the data directory's lock or counter files" in r.stderr
 
 
 @pytest.mark.slow
