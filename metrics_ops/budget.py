@@ -139,3 +139,16 @@ def plan_budget(directory, listing: Listing, budget: Budget, *, keep: dict[str, 
         plan.shortfall = (f"disk budget not met after deleting every file it may delete: data files {mib(total)}"
                           f" (max_total_mb {mib(plan.max_total)}), free {mib(free)} (min_free {mib(plan.min_free)})")
     return plan
+
+
+def plan_for_pass(store, listing: Listing, today: date, budget: Budget | None, *, link_target: str | None,
+                  adopted: frozenset[str], gone: frozenset[str]) -> BudgetPlan | None:
+    """The budget step of a pass over ``store`` (a :class:`metrics_ops.store.Store`): what it never deletes and
+    the plan; None when no budget is set."""
+    if budget is None or not budget.active or not store.dir.is_dir():
+        return None
+    keep = {name: "adopted in this pass" for name in adopted}
+    keep[store.current_target(today, [f.name for f in listing.files])] = "today's current file"
+    if link_target is not None:
+        keep[link_target] = "the link points at it"
+    return plan_budget(store.dir, listing, budget, keep=keep, in_use=store.held_for_writing, gone=gone)

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from enum import StrEnum
 
-from metrics_ops.budget import Budget, plan_budget
+from metrics_ops.budget import Budget, plan_for_pass
 from metrics_ops.store import (
     LOCK_NAME,
     Listing,
@@ -233,12 +233,9 @@ def run_pass(
         if stop is not None and stop.is_set():
             result.interrupted = True
             break
-        if step == "budget":
-            actions, kept, shortfall = _plan_budget(store, listing, today, budget, link_target, adopted, result)
-            result.errors.extend([shortfall] if shortfall else [])
-        else:
-            actions, kept = _plan_step(step, store, listing, today, link_target=link_target, adopted=adopted,
-                                       gzip_after=gzip_after, retention=retention, prune_follows="prune" in steps)
+        actions, kept = _plan_step(step, store, listing, today, link_target=link_target, adopted=adopted,
+                                   gzip_after=gzip_after, retention=retention, prune_follows="prune" in steps,
+                                   budget=budget, result=result)
         link_target = next((a.target for a in actions if a.kind == Kind.LINK), link_target)
         _sizes(store, actions)
         result.kept.extend(kept)
@@ -257,8 +254,10 @@ def run_pass(
 
 
 def _plan_step(step: str, store: Store, listing: Listing, today: date, *, link_target: str | None,
-               adopted: frozenset[str], gzip_after: int, retention: int, prune_follows: bool
-               ) -> tuple[list[Action], list[tuple[str, str]]]:
+               adopted: frozenset[str], gzip_after: int, retention: int, prune_follows: bool,
+               budget: Budget | None, result: PassResult) -> tuple[list[Action], list[tuple[str, str]]]:
+    if step == "budget":
+        return _plan_budget(store, listing, today, budget, link_target, adopted, result)
     if step == "rotate":
         return plan_rotate(store, listing, today), []
     if step == "gzip":
@@ -269,20 +268,16 @@ def _plan_step(step: str, store: Store, listing: Listing, today: date, *, link_t
 
 
 def _plan_budget(store: Store, listing: Listing, today: date, budget: Budget | None, link_target: str | None,
-                 adopted: frozenset[str], result: PassResult) -> tuple[list[Action], list[tuple[str, str]], str | None]:
-    """The budget step (metrics_ops.budget): deletions planned like prune's; in a dry run the files the prune
-    step plans to delete count as gone already."""
-    if budget is None or not budget.active or not store.dir.is_dir():
-        return [], [], None
-    keep = {name: "adopted in this pass" for name in adopted}
-    keep[store.current_target(today, [f.name for f in listing.files])] = "today's current file"
-    if link_target is not None:
-        keep[link_target] = "the link points at it"
+                 adopted: frozenset[str], result: PassResult) -> tuple[list[Action], list[tuple[str, str]]]:
+    """The budget step (:func:`metrics_ops.budget.plan_for_pass`): deletions like prune's; a shortfall is an error
+    of the pass. In a dry run the files the prune step plans to delete count as gone already."""
     gone = frozenset(a.file for a in result.actions if a.kind == Kind.DELETE) if result.dry_run else frozenset()
-    plan = plan_budget(store.dir, listing, budget, keep=keep, in_use=store.held_for_writing, gone=gone)
-    actions = [Action("budget", Kind.DELETE, c.name, c.size, detail=f"{_age(c.day, today)} days old; disk budget: "
-                      f"{plan.why}") for c in plan.deletions]
-    return actions, plan.kept, plan.shortfall
+    plan = plan_for_pass(store, listing, today, budget, link_target=link_target, adopted=adopted, gone=gone)
+    if plan is None:
+        return [], []
+    result.errors.extend([plan.shortfall] if plan.shortfall else [])
+    return [Action("budget", Kind.DELETE, c.name, c.size, detail=f"{_age(c.day, today)} days old; disk budget: "
+                   f"{plan.why}") for c in plan.deletions], plan.kept
 
 
 @dataclass(frozen=True)

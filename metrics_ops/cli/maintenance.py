@@ -50,20 +50,11 @@ def missing_dir_message(s, can_create: bool) -> str:
     return f"data directory {where} does not exist ({said}){hint}"
 
 
-def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: bool,
-         loop: bool = False, interval: float | None = None, create: bool = False) -> None:
-    import signal
-    import threading
-    import time
-
-    from metrics_ops.budget import Budget
+def _prepare(ctx, steps: tuple[str, ...], flags: dict, *, dry_run: bool, interval: float | None, create: bool):
+    """Settings and the store of a maintenance command; the data directory exists (or --create made it)."""
     from metrics_ops.config import ConfigError, require_gzip_before_prune
-    from metrics_ops.health import record_pass
-    from metrics_ops.maintenance import STEPS, Kind, LockBusy, locked, run_loop, run_pass
-    from metrics_ops.render import render_pass
     from metrics_ops.store import Store
 
-    out = output(ctx, **out_flags)
     s = settings(ctx, interval=interval, **flags)
     if "gzip" in steps and "prune" in steps:  # only a pass that does both needs the order of the two
         try:
@@ -81,6 +72,53 @@ def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: 
                 store.dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise Failure(f"cannot create data directory {store.dir}: {exc.strerror}") from None
+    return s, store
+
+
+def _recorded(one_pass, store, s, out):
+    """rotate's passes leave their status (and the textfile) for monitoring, failed or not; a busy lock means
+    another pass runs and records its own. -> (the recorded pass, the list of failures to write them)."""
+    import time
+
+    from metrics_ops.health import record_pass
+    from metrics_ops.maintenance import LockBusy
+
+    failures: list[OSError] = []
+
+    def record(started, **outcome):
+        try:
+            record_pass(store, s, started=started, ended=time.time(), **outcome)
+        except OSError as exc:
+            failures.append(exc)
+            out.error(f"cannot write the pass's status ({s.status_path}) or textfile ({s.health_textfile}): "
+                      f"{exc.strerror or exc}")
+
+    def recorded_pass():
+        started = time.time()
+        try:
+            result = one_pass()
+        except OSError as exc:
+            if not isinstance(exc, LockBusy):
+                record(started, error=f"pass failed: {exc}")
+            raise
+        record(started, result=result)
+        return result
+
+    return recorded_pass, failures
+
+
+def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: bool,
+         loop: bool = False, interval: float | None = None, create: bool = False) -> None:
+    import signal
+    import threading
+    import time
+
+    from metrics_ops.budget import Budget
+    from metrics_ops.maintenance import STEPS, Kind, LockBusy, locked, run_loop, run_pass
+    from metrics_ops.render import render_pass
+
+    out = output(ctx, **out_flags)
+    s, store = _prepare(ctx, steps, flags, dry_run=dry_run, interval=interval, create=create)
     stop = threading.Event()
 
     def on_signal(signum, frame):
@@ -89,7 +127,7 @@ def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    def plain_pass():
+    def one_pass():
         with out.progress("compressing", enabled=not dry_run) as bar:  # a plan compresses nothing
             def on_plan(actions):
                 bar.add_total(sum(a.bytes_before or 0 for a in actions if a.kind in (Kind.GZIP, Kind.RECONCILE)))
@@ -102,31 +140,9 @@ def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: 
             with locked(store, s.lock_timeout):
                 return run_pass(store, **kwargs)
 
-    health_failed = []
-
-    def recorded_pass():
-        """A rotate pass leaves its status (and the textfile) for monitoring, failed or not; a busy lock means
-        another pass runs and records its own."""
-        started = time.time()
-        try:
-            result = plain_pass()
-        except OSError as exc:
-            if not isinstance(exc, LockBusy):
-                record(started, error=f"pass failed: {exc}")
-            raise
-        record(started, result=result)
-        return result
-
-    def record(started, **outcome):
-        try:
-            record_pass(store, s, started=started, ended=time.time(), **outcome)
-        except OSError as exc:
-            health_failed.append(exc)
-            out.error(f"cannot write the pass's status ({s.status_path}) or textfile ({s.health_textfile}): "
-                      f"{exc.strerror or exc}")
-
-    one_pass = recorded_pass if steps == STEPS and not dry_run else plain_pass  # rotate's passes are recorded
-
+    health_failed: list[OSError] = []
+    if steps == STEPS and not dry_run:
+        one_pass, health_failed = _recorded(one_pass, store, s, out)
     if loop and not dry_run:
         if not out.quiet:
             out.warn(f"rotating {store.dir} every {s.interval:g} s; SIGTERM or Ctrl-C stops after the current step")
@@ -147,6 +163,18 @@ def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: 
         ctx.exit(ExitCode.BUDGET)
 
 
+def _budget_opts(fn):
+    fn = click.option("--min-free-percent", type=float, default=None, metavar="PCT",
+                      help="Disk budget: the same floor in percent of the file system (env METRICS_MIN_FREE_PERCENT)."
+                      )(fn)
+    fn = click.option("--min-free-mb", type=float, default=None, metavar="MIB",
+                      help="Disk budget: delete the oldest data while less than MIB is free (env METRICS_MIN_FREE_MB)."
+                      )(fn)
+    return click.option("--max-total-mb", type=float, default=None, metavar="MIB",
+                        help="Disk budget: delete the oldest data while data files exceed MIB (env "
+                             "METRICS_MAX_TOTAL_MB).")(fn)
+
+
 @click.command(short_help="Keep the data dir bounded: link, shard, gzip, prune.")
 @click.option("--once", is_flag=True, help="Run one pass and exit; the exit status says whether it succeeded.")
 @click.option("--interval", type=float, default=None, metavar="SECONDS",
@@ -155,12 +183,7 @@ def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: 
               help="Start the next shard when the current file reaches MIB (env METRICS_MAX_MB; unset: never).")
 @click.option("--create", is_flag=True,
               help="Create the data directory if it does not exist (without it: exit 1 naming the directory).")
-@click.option("--max-total-mb", type=float, default=None, metavar="MIB",
-              help="Disk budget: delete the oldest data while data files exceed MIB (env METRICS_MAX_TOTAL_MB).")
-@click.option("--min-free-mb", type=float, default=None, metavar="MIB",
-              help="Disk budget: delete the oldest data while less than MIB is free (env METRICS_MIN_FREE_MB).")
-@click.option("--min-free-percent", type=float, default=None, metavar="PCT",
-              help="Disk budget: the same floor in percent of the file system (env METRICS_MIN_FREE_PERCENT).")
+@_budget_opts
 @click.option("--check", is_flag=True,
               help="Health check: exit 7 unless the last successful pass is at most 2 x --interval old.")
 @_gzip_opts
