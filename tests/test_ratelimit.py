@@ -8,8 +8,8 @@ import pytest
 from edge import Nginx, nginx_binary
 from serve_process import Server
 
+from metrics_ops.httpclient import Unreachable
 from metrics_ops.ratelimit import NODELAY, predict, recent_probe_warning, remember_probe, run_probe, summarize
-from metrics_ops.reach import Unreachable
 
 
 def passes(decisions):
@@ -90,6 +90,9 @@ def test_recent_probe_warning(tmp_path, monkeypatch):
 def test_probe_refuses_other_schemes_and_unbounded_requests(run):
     r = run("probe", "file:///etc/passwd")
     assert r.exit_code == 2 and "want an http:// or https:// URL" in r.stderr
+    r = run("probe", "http://127.0.0.1:80a/x")
+    assert (r.exit_code, r.stderr) == (2, "metrics-ops: URL http://127.0.0.1:80a/x: the port is not a number from "
+                                          "0 to 65535\n")
     assert run("probe", "http://127.0.0.1:9/", "--requests", "10001").exit_code == 2
     r = run("probe", "http://127.0.0.1:9/", "--rate", "1000", "--duration", "20")
     assert r.exit_code == 2 and "over 10000 requests" in r.stderr

@@ -151,6 +151,8 @@ def test_live_fails_when_the_server_samples_otherwise(half_server, run):
 def test_live_refuses_other_schemes(run):
     r = run("sample-test", "--url", "ftp://127.0.0.1/x")
     assert r.exit_code == 2 and "want an http:// or https:// URL" in r.stderr
+    r = run("sample-test", "--url", "http://127.0.0.1:99999/x")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "the port is not a number" in r.stderr
 
 
 def test_live_events_carry_the_runs_prefix_and_mark_and_the_run_is_printed(half_server, data_dir, run):

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import (
-    Failure,
-    complete_zone,
-    maintenance_lock_busy,
-    output,
-    settings,
-    shared_options,
-)
+from metrics_ops.cli.common import Failure, complete_zone, maintenance_lock_busy, pass_invocation, shared_options
 from metrics_ops.exitcodes import ExitCode
 
 
@@ -50,29 +43,49 @@ def missing_dir_message(s, can_create: bool) -> str:
     return f"data directory {where} does not exist ({said}){hint}"
 
 
-def _prepare(ctx, steps: tuple[str, ...], flags: dict, *, dry_run: bool, interval: float | None, create: bool):
-    """Settings and the store of a maintenance command; the data directory exists (or --create made it)."""
-    from metrics_ops.config import ConfigError, require_gzip_before_prune
-    from metrics_ops.store import Store
+def _run(run, steps: tuple[str, ...], flags: dict, *, dry_run: bool, loop: bool = False,
+         interval: float | None = None, create: bool = False) -> None:
+    import signal
+    import threading
 
-    s = settings(ctx, interval=interval, **flags)
-    if "gzip" in steps and "prune" in steps:  # only a pass that does both needs the order of the two
-        try:
-            require_gzip_before_prune(s)
-        except ConfigError as exc:
-            raise Failure(exc.lines, ExitCode.USAGE) from None
-    store = Store.from_settings(s)
-    if not store.dir.is_dir():
-        # A maintenance command never invents an empty data directory (cron's working directory is $HOME:
-        # ./data there is not the directory serve writes to); only an explicit --create makes it.
-        if not create:
-            raise Failure(missing_dir_message(s, can_create="rotate" in steps))
-        if not dry_run:
-            try:
-                store.dir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise Failure(f"cannot create data directory {store.dir}: {exc.strerror}") from None
-    return s, store
+    from metrics_ops.maintenance import STEPS, LockBusy, run_loop
+    from metrics_ops.render import render_pass
+
+    out = run.output()
+    s = run.settings(interval=interval, **flags)
+    store = _store_for(s, steps, dry_run=dry_run, create=create)
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def one_pass():
+        return _one_pass(out, s, store, steps, dry_run, stop)
+
+    health_failed: list[OSError] = []
+    if steps == STEPS and not dry_run:  # rotate's passes are recorded for monitoring
+        one_pass, health_failed = _recorded(one_pass, store, s, out)
+    if loop and not dry_run:
+        if not out.quiet:
+            out.warn(f"rotating {store.dir} every {s.interval:g} s; SIGTERM or Ctrl-C stops after the current step")
+        run_loop(one_pass, s.interval, stop, lambda r: render_pass(out, r), out.error,
+                 describe_busy=maintenance_lock_busy)
+        return
+    try:
+        result = one_pass()
+    except LockBusy as exc:
+        raise Failure(maintenance_lock_busy(exc), ExitCode.LOCKED) from None
+    except OSError as exc:
+        raise Failure(f"pass failed: {exc}") from None
+    render_pass(out, result)
+    if not result.ok or health_failed:
+        raise click.exceptions.Exit(ExitCode.FAILURE)
+    if any(a.step == "budget" and a.status == "done" for a in result.actions):
+        out.warn("the disk budget deleted data before its retention (see the budget actions above); exit status 6")
+        raise click.exceptions.Exit(ExitCode.BUDGET)
 
 
 def _recorded(one_pass, store, s, out):
@@ -107,60 +120,47 @@ def _recorded(one_pass, store, s, out):
     return recorded_pass, failures
 
 
-def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: bool,
-         loop: bool = False, interval: float | None = None, create: bool = False) -> None:
-    import signal
-    import threading
+def _store_for(s, steps: tuple[str, ...], *, dry_run: bool, create: bool):
+    """The store of the data directory, which must exist: a maintenance command never invents an empty one
+    (cron's working directory is $HOME: ./data there is not the directory serve writes to); only --create
+    makes it."""
+    from metrics_ops.config import ConfigError, require_gzip_before_prune
+    from metrics_ops.store import Store
+
+    if "gzip" in steps and "prune" in steps:  # only a pass that does both needs the order of the two
+        try:
+            require_gzip_before_prune(s)
+        except ConfigError as exc:
+            raise Failure(exc.lines, ExitCode.USAGE) from None
+    store = Store.from_settings(s)
+    if not store.dir.is_dir():
+        if not create:
+            raise Failure(missing_dir_message(s, can_create="rotate" in steps))
+        if not dry_run:
+            try:
+                store.dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise Failure(f"cannot create data directory {store.dir}: {exc.strerror}") from None
+    return store
+
+
+def _one_pass(out, s, store, steps: tuple[str, ...], dry_run: bool, stop):
     import time
 
     from metrics_ops.budget import Budget
-    from metrics_ops.maintenance import STEPS, Kind, LockBusy, locked, run_loop, run_pass
-    from metrics_ops.render import render_pass
+    from metrics_ops.maintenance import Kind, locked, run_pass
 
-    out = output(ctx, **out_flags)
-    s, store = _prepare(ctx, steps, flags, dry_run=dry_run, interval=interval, create=create)
-    stop = threading.Event()
+    with out.progress("compressing", enabled=not dry_run) as bar:  # a plan compresses nothing
+        def on_plan(actions):
+            bar.add_total(sum(a.bytes_before or 0 for a in actions if a.kind in (Kind.GZIP, Kind.RECONCILE)))
 
-    def on_signal(signum, frame):
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-
-    def one_pass():
-        with out.progress("compressing", enabled=not dry_run) as bar:  # a plan compresses nothing
-            def on_plan(actions):
-                bar.add_total(sum(a.bytes_before or 0 for a in actions if a.kind in (Kind.GZIP, Kind.RECONCILE)))
-
-            kwargs = dict(now=time.time(), steps=steps, gzip_after=s.gzip_after, retention=s.retention,
-                          level=s.gzip_level, dry_run=dry_run, stop=stop, on_plan=on_plan, progress=bar.advance,
-                          budget=Budget.from_settings(s))
-            if dry_run:
-                return run_pass(store, **kwargs)
-            with locked(store, s.lock_timeout):
-                return run_pass(store, **kwargs)
-
-    health_failed: list[OSError] = []
-    if steps == STEPS and not dry_run:
-        one_pass, health_failed = _recorded(one_pass, store, s, out)
-    if loop and not dry_run:
-        if not out.quiet:
-            out.warn(f"rotating {store.dir} every {s.interval:g} s; SIGTERM or Ctrl-C stops after the current step")
-        run_loop(one_pass, s.interval, stop, lambda r: render_pass(out, r), out.error,
-                 describe_busy=maintenance_lock_busy)
-        return
-    try:
-        result = one_pass()
-    except LockBusy as exc:
-        raise Failure(maintenance_lock_busy(exc), ExitCode.LOCKED) from None
-    except OSError as exc:
-        raise Failure(f"pass failed: {exc}") from None
-    render_pass(out, result)
-    if not result.ok or health_failed:
-        ctx.exit(ExitCode.FAILURE)
-    if any(a.step == "budget" and a.status == "done" for a in result.actions):
-        out.warn("the disk budget deleted data before its retention (see the budget actions above); exit status 6")
-        ctx.exit(ExitCode.BUDGET)
+        kwargs = dict(now=time.time(), steps=steps, gzip_after=s.gzip_after, retention=s.retention,
+                      level=s.gzip_level, dry_run=dry_run, stop=stop, on_plan=on_plan, progress=bar.advance,
+                      budget=Budget.from_settings(s))
+        if dry_run:
+            return run_pass(store, **kwargs)
+        with locked(store, s.lock_timeout):
+            return run_pass(store, **kwargs)
 
 
 def _budget_opts(fn):
@@ -189,9 +189,9 @@ def _budget_opts(fn):
 @_gzip_opts
 @_retention_opt
 @_common
-@click.pass_context
-def rotate(ctx, once, interval, max_mb, create, max_total_mb, min_free_mb, min_free_percent, check,
-           gzip_after, gzip_level, retention, tz, lock_timeout, dry_run, json_, quiet, verbose):
+@pass_invocation
+def rotate(run, once, interval, max_mb, create, max_total_mb, min_free_mb, min_free_percent, check, gzip_after,
+           gzip_level, retention, tz, lock_timeout, dry_run):
     """Point the link at today's file, start size shards, then gzip and prune: one pass or a loop.
 
     Without --once it loops every --interval seconds until SIGTERM/SIGINT (the sidecar layout);
@@ -207,25 +207,24 @@ def rotate(ctx, once, interval, max_mb, create, max_total_mb, min_free_mb, min_f
       metrics-ops rotate --once --max-total-mb 2048 --min-free-percent 10   # with a disk budget
       metrics-ops rotate --check                         # health check: is a pass succeeding?
     """
-    out_flags = dict(json_=json_, quiet=quiet, verbose=verbose)
+    from metrics_ops.maintenance import STEPS
+
     if check:
-        return _check(ctx, out_flags, interval=interval, tz=tz)
+        return _check(run, interval=interval, tz=tz)
     flags = dict(max_mb=max_mb, gzip_after=gzip_after, gzip_level=gzip_level, retention=retention, tz=tz,
                  lock_timeout=lock_timeout, max_total_mb=max_total_mb, min_free_mb=min_free_mb,
                  min_free_percent=min_free_percent)
-    from metrics_ops.maintenance import STEPS
-
-    _run(ctx, STEPS, flags, out_flags, dry_run=dry_run, loop=not once, interval=interval, create=create)
+    _run(run, STEPS, flags, dry_run=dry_run, loop=not once, interval=interval, create=create)
 
 
-def _check(ctx, out_flags: dict, *, interval: float | None, tz: str | None) -> None:
+def _check(run, *, interval: float | None, tz: str | None) -> None:
     """rotate --check: the health check of compose and systemd, from the status file the passes write."""
     import time
 
     from metrics_ops.health import StatusUnreadable, check, expected_interval, read_status, when
 
-    out = output(ctx, **out_flags)
-    s = settings(ctx, interval=interval, tz=tz)
+    out = run.output()
+    s = run.settings(interval=interval, tz=tz)
     try:
         status = read_status(s.status_path)
     except StatusUnreadable as exc:
@@ -243,14 +242,14 @@ def _check(ctx, out_flags: dict, *, interval: float | None, tz: str | None) -> N
             print(f"rotator healthy: last successful pass {when(status.last_success, s.zone)} ({ago:.0f} s ago)",
                   file=out.stdout)
     if reasons:
-        ctx.exit(ExitCode.ATTENTION)
+        raise click.exceptions.Exit(ExitCode.ATTENTION)
 
 
 @click.command("gzip", short_help="Compress the day files older than --gzip-after days.")
 @_gzip_opts
 @_common
-@click.pass_context
-def gzip_cmd(ctx, gzip_after, gzip_level, tz, lock_timeout, dry_run, json_, quiet, verbose):
+@pass_invocation
+def gzip_cmd(run, gzip_after, gzip_level, tz, lock_timeout, dry_run):
     """Compress day files whose day is at least --gzip-after days old (never today's, never the link's).
 
     Crash-safe: a killed run leaves every line in place, and the next run finishes the job.
@@ -260,15 +259,15 @@ def gzip_cmd(ctx, gzip_after, gzip_level, tz, lock_timeout, dry_run, json_, quie
       metrics-ops gzip --gzip-after 3
       metrics-ops gzip --dry-run --json
     """
-    _run(ctx, ("gzip",), dict(gzip_after=gzip_after, gzip_level=gzip_level, tz=tz, lock_timeout=lock_timeout),
-         dict(json_=json_, quiet=quiet, verbose=verbose), dry_run=dry_run)
+    _run(run, ("gzip",), dict(gzip_after=gzip_after, gzip_level=gzip_level, tz=tz, lock_timeout=lock_timeout),
+         dry_run=dry_run)
 
 
 @click.command(short_help="Delete the data files older than --retention days.")
 @_retention_opt
 @_common
-@click.pass_context
-def prune(ctx, retention, tz, lock_timeout, dry_run, json_, quiet, verbose):
+@pass_invocation
+def prune(run, retention, tz, lock_timeout, dry_run):
     """Delete data files (plain, shards, .gz) whose day is at least --retention days old.
 
     Never a symlink, never a name outside the file grammar, never the file the link points at.
@@ -278,5 +277,4 @@ def prune(ctx, retention, tz, lock_timeout, dry_run, json_, quiet, verbose):
       metrics-ops prune --retention 30 --dry-run
       metrics-ops prune --retention 30 -q
     """
-    _run(ctx, ("prune",), dict(retention=retention, tz=tz, lock_timeout=lock_timeout),
-         dict(json_=json_, quiet=quiet, verbose=verbose), dry_run=dry_run)
+    _run(run, ("prune",), dict(retention=retention, tz=tz, lock_timeout=lock_timeout), dry_run=dry_run)

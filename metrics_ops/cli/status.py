@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, complete_zone, output, settings, shared_options
+from metrics_ops.cli.common import Failure, complete_zone, pass_invocation, shared_options
 from metrics_ops.exitcodes import ExitCode
 
 
@@ -16,8 +16,8 @@ from metrics_ops.exitcodes import ExitCode
 @click.option("--interval", type=float, default=None, metavar="SECONDS",
               help="Seconds between passes (default: what the rotator recorded; env METRICS_INTERVAL).")
 @shared_options
-@click.pass_context
-def status(ctx, url, tz, interval, json_, quiet, verbose):
+@pass_invocation
+def status(run, url, tz, interval):
     """Show the data directory, the disk and its budget, the last and the next pass, and serve's health.
 
     Exit status 7 when something needs attention (each reason one line on stderr): no successful pass in
@@ -35,15 +35,15 @@ def status(ctx, url, tz, interval, json_, quiet, verbose):
     from metrics_ops.render import render_status
     from metrics_ops.status import build_status
 
-    out = output(ctx, json_, quiet, verbose)
+    out = run.output()
     if url is not None and not url.startswith(("http://", "https://")):
         raise Failure(f"--url {url}: want an http:// or https:// URL (serve's base, e.g. http://127.0.0.1:8001)",
                       ExitCode.USAGE)
-    s = settings(ctx, tz=tz, interval=interval)
+    s = run.settings(tz=tz, interval=interval)
     try:
         report = build_status(s, now=time.time(), url=url)
     except OSError as exc:
         raise Failure(f"cannot read {s.dir}: {exc.strerror or exc}") from None
     render_status(out, report)
     if not report.ok:
-        ctx.exit(ExitCode.ATTENTION)
+        raise click.exceptions.Exit(ExitCode.ATTENTION)
