@@ -16,12 +16,16 @@ from metrics_ops.layout import Listing, aside_day
 def measure(directory: str | os.PathLike, names: Iterable[str]) -> dict[str, tuple[int, int]]:
     """name -> (size, bytes allocated on disk) for the names that exist; symlinks are never followed."""
     sizes = {}
-    for name in names:
-        try:
-            st = os.lstat(os.path.join(directory, name))
-        except FileNotFoundError:
-            continue
-        sizes[name] = (st.st_size, st.st_blocks * 512)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for name in names:  # relative to the directory's descriptor: no path joined or walked per file
+            try:
+                st = os.lstat(name, dir_fd=fd)
+            except FileNotFoundError:
+                continue
+            sizes[name] = (st.st_size, st.st_blocks * 512)
+    finally:
+        os.close(fd)
     return sizes
 
 
