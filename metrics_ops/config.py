@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextvars
 import os
-import tomllib
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -29,10 +27,20 @@ from pydantic_settings import (
     SettingsError,  # the top-level name: pydantic_settings.exceptions only exists from 2.8
 )
 
-ENV_PREFIX = "METRICS_"
-
-#: source labels, lowest precedence first
-DEFAULT, TOML, DOTENV, ENV, FLAG = "default", "toml", ".env", "environment", "flag"
+from metrics_ops.origins import (  # noqa: F401  (re-exported: the config layer's names for the commands)
+    DEFAULT,
+    DOTENV,
+    ENV,
+    ENV_PREFIX,
+    FLAG,
+    TOML,
+    ConfigError,
+    Origin,
+    check_dotenv,
+    env_name,
+    format_errors,
+    read_toml,
+)
 
 
 def _json_value(text: str):
@@ -42,14 +50,6 @@ def _json_value(text: str):
         return json.loads(text)
     except ValueError as exc:
         raise PydanticCustomError("json", "not valid JSON: {error}", {"error": str(exc)}) from None
-
-
-class ConfigError(Exception):
-    """Invalid settings; ``lines`` holds one self-contained message per problem."""
-
-    def __init__(self, lines: list[str]):
-        super().__init__("\n".join(lines))
-        self.lines = lines
 
 
 _toml_values: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("toml_values", default=None)
@@ -275,95 +275,6 @@ def _not_a_link_name(name: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class Origin:
-    """Where a setting's value came from, and how the operator spelled it there."""
-
-    source: str
-    spelled: str  # e.g. "METRICS_SAMPLE_RATE", "--sample-rate", "sample_rate"
-    raw: Any = None
-    file: str | None = None
-
-    def describe(self, value: Any = None) -> str:
-        shown = self.raw if self.raw is not None else value
-        if self.source == FLAG:
-            if isinstance(shown, float):  # as typed: --client-rate 2, not 2.0
-                shown = f"{shown:g}"
-            return f"{self.spelled} {shown} (from the command line)"
-        if self.source == ENV:
-            return f"{self.spelled}={shown} (from the environment)"
-        if self.source == DOTENV:
-            return f"{self.spelled}={shown} (from {self.file or '.env'})"
-        if self.source == TOML:
-            return f"{self.spelled} = {shown!r} (from {self.file})"
-        return f"{self.spelled}={shown} (default)"
-
-
-def env_name(field: str) -> str:
-    return ENV_PREFIX + field.upper()
-
-
-def read_toml(path: str | os.PathLike) -> dict[str, Any]:
-    """Parse a --config file; unknown keys and syntax errors are ConfigErrors naming the file."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError([f"--config {path}: the file does not exist"]) from None
-    except IsADirectoryError:
-        raise ConfigError([f"--config {path}: is a directory, not a TOML file"]) from None
-    except PermissionError:
-        raise ConfigError([f"--config {path}: permission denied"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"--config {path}: malformed TOML: {exc}"]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([f"--config {path}: malformed TOML: not UTF-8 text"]) from None
-    known = set(Settings.model_fields)
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(
-            [f"--config {path}: unknown setting {key!r} (known: {', '.join(sorted(known))})" for key in unknown]
-        )
-    base = path.parent
-    # paths in a config file are relative to that file, not to the CWD
-    for key in ("dir", "jsonl", "state_file", "status_file", "health_textfile"):
-        if isinstance(data.get(key), str) and data[key] and not os.path.isabs(data[key]):
-            data[key] = str(base / data[key])
-    return data
-
-
-#: METRICS_* variables that are not settings but are read by the tool
-OTHER_ENV = frozenset({"METRICS_CONFIG"})
-
-
-def check_dotenv(path: str | os.PathLike) -> None:
-    """A .env file must be UTF-8 and may not hold an unknown METRICS_* key (a typo such as METRICS_RETENSION
-    would otherwise be ignored in silence, while the same typo in TOML is an error)."""
-    import difflib
-
-    from dotenv import dotenv_values
-
-    try:
-        raw = Path(path).read_bytes()
-        raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        raise ConfigError([f"{path} line {line}: not UTF-8 text; save the file as UTF-8"]) from None
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read it: {exc.strerror}"]) from None
-    known = {env_name(f) for f in Settings.model_fields} | OTHER_ENV
-    lines = []
-    for key in dotenv_values(path):
-        upper = key.upper()
-        if upper.startswith(ENV_PREFIX) and upper not in known:
-            close = difflib.get_close_matches(upper, sorted(known), n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
-            lines.append(f"{key} (from {path}): unknown setting{hint}")
-    if lines:
-        raise ConfigError(lines)
-
-
 def require_gzip_before_prune(settings: Settings) -> None:
     """For a command that compresses and deletes in one pass: a file must be compressed before it is deleted."""
     if settings.gzip_after > settings.retention:
@@ -394,23 +305,6 @@ def _origins(flags: dict[str, Any], spelled: dict[str, str], toml_data: dict[str
     return origins
 
 
-def _format_errors(exc: ValidationError, origins: dict[str, Origin]) -> list[str]:
-    lines = []
-    for err in exc.errors(include_url=False):
-        msg = err["msg"]
-        msg = msg[:1].lower() + msg[1:]
-        fields = (err.get("ctx") or {}).get("fields") or err["loc"][:1]
-        parts = []
-        for field in fields:
-            origin = origins.get(field) or Origin(DEFAULT, env_name(str(field)))
-            value = err.get("input") if len(fields) == 1 else None
-            if value is None or isinstance(value, dict):
-                value = Settings.model_fields[field].default if origin.source == DEFAULT else origin.raw
-            parts.append(origin.describe(value))
-        lines.append(f"{' with '.join(parts)}: {msg}")
-    return lines
-
-
 def load_settings(
     flags: dict[str, Any] | None = None,
     config_file: str | os.PathLike | None = None,
@@ -424,12 +318,12 @@ def load_settings(
     Raises :class:`ConfigError` with one line per problem.
     """
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
-    toml_data = read_toml(config_file) if config_file is not None else {}
+    toml_data = read_toml(config_file, Settings.model_fields) if config_file is not None else {}
     toml_file = str(config_file) if config_file is not None else None
     if env_file is not None and not Path(env_file).is_file():
         env_file = None
     if env_file is not None:
-        check_dotenv(env_file)
+        check_dotenv(env_file, Settings.model_fields)
     origins = _origins(flags, spelled or {}, toml_data, toml_file, env_file)
     # METRICS_JSONL alone (the existing system's habit) implies the data directory it sits in.
     if origins["dir"].source == DEFAULT and origins["jsonl"].source != DEFAULT and origins["jsonl"].raw:
@@ -440,7 +334,8 @@ def load_settings(
     try:
         settings = Settings(_env_file=env_file, **flags)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, origins)) from None
+        raise ConfigError(format_errors(exc, origins, {f: i.default for f, i in Settings.model_fields.items()})) \
+            from None
     except SettingsError as exc:  # a source could not be read at all
         raise ConfigError([f"settings: {exc}"]) from None
     finally:

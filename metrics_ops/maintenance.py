@@ -379,8 +379,13 @@ def failure_text(exc: OSError, name: str) -> str:
     return str(exc) if isinstance(exc, StoreError) else f"{exc.strerror or exc} ({name})"
 
 
-def locked(store: Store, timeout: float):
-    """The maintenance lock of ``store``'s directory; raises :class:`LockBusy` after ``timeout`` seconds."""
+def locked(store: Store, timeout: float, dry_run: bool = False):
+    """The maintenance lock of ``store``'s directory; raises :class:`LockBusy` after ``timeout`` seconds.
+    A dry run only reads: it takes no lock and leaves not even a lock file behind."""
+    if dry_run:
+        import contextlib
+
+        return contextlib.nullcontext()
     return flock_path(store.dir / LOCK_NAME, timeout)
 
 

@@ -4,12 +4,12 @@ import json
 import os
 from datetime import date
 
-from conftest import days_ago, write_lines
-
 from metrics_ops.budget import Budget, plan_budget
 from metrics_ops.diskspace import MIB, DiskUsage, disk_usage
 from metrics_ops.layout import scan
 from metrics_ops.store import file_name
+
+from .helpers import days_ago, write_lines
 
 TODAY = date.today()
 

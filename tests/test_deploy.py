@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import console_script
-from edge import Nginx, nginx_binary, render
-from serve_process import Server, free_port
+
+from .edge import Nginx, nginx_binary, render
+from .helpers import CLI, cli, console_script, wait_healthy
+from .serve_process import Server, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
-CLI = [sys.executable, "-m", "metrics_ops"]
 
 
 @pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (.ci/run installs it)")
@@ -60,8 +60,7 @@ def test_compose_file_parses_and_has_the_three_services():
 def test_compose_rotator_command_is_accepted_by_the_real_cli(tmp_path):
     cmd = compose()["services"]["metrics-rotator"]["command"][1:]
     (tmp_path / "data").mkdir()  # the metrics-data volume
-    r = subprocess.run([*CLI, "--data-dir", str(tmp_path / "data"), *cmd, "--dry-run"], capture_output=True,
-                       text=True, timeout=60)
+    r = cli("--data-dir", str(tmp_path / "data"), *cmd, "--dry-run", timeout=60)
     assert r.returncode == 0, r.stderr
 
 
@@ -72,18 +71,7 @@ def test_compose_backend_command_serves(tmp_path):
     proc = subprocess.Popen([*CLI, "--data-dir", str(tmp_path / "data"), *cmd], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
-        import time
-        import urllib.request
-
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:
-                    assert resp.status == 200
-                    break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-                time.sleep(0.1)
+        wait_healthy(port, proc)
     finally:
         proc.terminate()
         assert proc.wait(20) == 0
@@ -198,7 +186,7 @@ PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-He
 
 @pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (.ci/run installs it)")
 def test_same_origin_site_serves_the_page_and_takes_events_without_cors(data_dir, tmp_path):
-    from edge import SAME_ORIGIN
+    from .edge import SAME_ORIGIN
 
     backend = Server(data_dir, tmp_path / "serve.log")  # METRICS_CORS_ORIGINS empty: no CORS at all
     (tmp_path / "nginx" / "site").mkdir(parents=True)

@@ -2,9 +2,9 @@
 
 import os
 
-from conftest import fill
-
 from metrics_ops.diskspace import MIB, DiskUsage, SpaceFloor, disk_usage
+
+from .helpers import fill
 
 
 def test_disk_usage_is_what_the_kernel_says_on_a_real_tmpfs(small_tmpfs):

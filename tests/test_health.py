@@ -10,9 +10,10 @@ import time
 from zoneinfo import ZoneInfo
 
 import pytest
-from serve_process import CLI
 
 from metrics_ops.health import PassStatus, check, next_status, read_status
+
+from .helpers import CLI
 
 UTC = ZoneInfo("UTC")
 PROMTOOL = shutil.which("promtool")

@@ -5,11 +5,12 @@ import json
 from collections import Counter
 
 import pytest
-from edge import Nginx, nginx_binary
-from serve_process import Server
 
 from metrics_ops.httpclient import Unreachable
 from metrics_ops.ratelimit import NODELAY, predict, recent_probe_warning, remember_probe, run_probe, summarize
+
+from .edge import Nginx, nginx_binary
+from .serve_process import Server
 
 
 def passes(decisions):
@@ -191,9 +192,9 @@ def test_nodelay_and_delay_exclude_each_other(run):
 
 
 def test_probe_events_carry_the_runs_prefix_and_mark_and_the_run_is_printed(data_dir, tmp_path, run, monkeypatch):
-    from conftest import all_lines
-
     from metrics_ops.testrun import RUN_PREFIX
+
+    from .helpers import all_lines
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     backend = Server(data_dir, tmp_path / "serve.log")

@@ -6,10 +6,11 @@ import subprocess
 import sys
 
 import pytest
-from serve_process import Server
 
 from metrics_ops.sampletest import FAIL, INCONCLUSIVE, PASS, Row, judge, simulate
 from metrics_ops.sampling import Sampler, effective_rate, events_to_decide, visitor_fraction, wilson_interval
+
+from .serve_process import Server
 
 
 def test_rates_zero_and_one_are_exact():
@@ -156,9 +157,9 @@ def test_live_refuses_other_schemes(run):
 
 
 def test_live_events_carry_the_runs_prefix_and_mark_and_the_run_is_printed(half_server, data_dir, run):
-    from conftest import all_lines
-
     from metrics_ops.testrun import RUN_PREFIX
+
+    from .helpers import all_lines
 
     url = f"http://127.0.0.1:{half_server.port}/api/metrics/event"
     r = run("sample-test", "--url", url, "--events", "300", "--server-rate", "0.5", "--tolerance", "0.5",

@@ -10,12 +10,13 @@ from collections import Counter
 from datetime import date
 
 import pytest
-from conftest import days_ago
-from serve_process import CLI, Server
 
 from metrics_ops.diskspace import MIB, disk_usage
 from metrics_ops.layout import parse_name
 from metrics_ops.store import file_name
+
+from .helpers import CLI, days_ago
+from .serve_process import Server
 
 TODAY = date.today()
 SMALL_STATE = {"METRICS_RING_CAPACITY": "10"}  # a ~100 KiB state file instead of 3.9 MiB on a small tmpfs

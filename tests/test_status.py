@@ -5,10 +5,10 @@ import json
 import re
 from datetime import date, timedelta
 
-from conftest import console_script, days_ago, run_in_pty
-from serve_process import Server
-
 from metrics_ops.store import file_name
+
+from .helpers import console_script, days_ago, run_in_pty
+from .serve_process import Server
 
 TODAY = date.today()
 

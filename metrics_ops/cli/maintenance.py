@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, complete_zone, maintenance_lock_busy, pass_invocation, shared_options
+from metrics_ops.cli.common import (
+    Failure,
+    complete_zone,
+    maintenance_lock_busy,
+    pass_invocation,
+    render_outcome,
+    shared_options,
+)
 from metrics_ops.exitcodes import ExitCode
 
 
@@ -80,9 +87,7 @@ def _run(run, steps: tuple[str, ...], flags: dict, *, dry_run: bool, loop: bool 
         raise Failure(maintenance_lock_busy(exc), ExitCode.LOCKED) from None
     except OSError as exc:
         raise Failure(f"pass failed: {exc}") from None
-    render_pass(out, result)
-    if not result.ok or health_failed:
-        raise click.exceptions.Exit(ExitCode.FAILURE)
+    render_outcome(out, result, failed=bool(health_failed))
     if any(a.step == "budget" and a.status == "done" for a in result.actions):
         out.warn("the disk budget deleted data before its retention (see the budget actions above); exit status 6")
         raise click.exceptions.Exit(ExitCode.BUDGET)
@@ -154,13 +159,10 @@ def _one_pass(out, s, store, steps: tuple[str, ...], dry_run: bool, stop):
         def on_plan(actions):
             bar.add_total(sum(a.bytes_before or 0 for a in actions if a.kind in (Kind.GZIP, Kind.RECONCILE)))
 
-        kwargs = dict(now=time.time(), steps=steps, gzip_after=s.gzip_after, retention=s.retention,
-                      level=s.gzip_level, dry_run=dry_run, stop=stop, on_plan=on_plan, progress=bar.advance,
-                      budget=Budget.from_settings(s))
-        if dry_run:
-            return run_pass(store, **kwargs)
-        with locked(store, s.lock_timeout):
-            return run_pass(store, **kwargs)
+        with locked(store, s.lock_timeout, dry_run):
+            return run_pass(store, now=time.time(), steps=steps, gzip_after=s.gzip_after, retention=s.retention,
+                            level=s.gzip_level, dry_run=dry_run, stop=stop, on_plan=on_plan, progress=bar.advance,
+                            budget=Budget.from_settings(s))
 
 
 def _budget_opts(fn):
