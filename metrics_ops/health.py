@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 from metrics_ops.archive import replace_atomically
 from metrics_ops.diskspace import DiskUsage
 from metrics_ops.inventory import Inventory
+from metrics_ops.layout import StoreError
 
 STALE_INTERVALS = 2  # the rotator is unhealthy when its last successful pass is older than this many intervals
 
@@ -85,10 +86,13 @@ def write_atomically(path: Path, text: str) -> None:
     data = text.encode("utf-8")
     tmp = f"{path.name}.{os.getpid()}.tmp"
     try:
-        os.unlink(path.parent / tmp)  # left by a killed process with the same pid
-    except FileNotFoundError:
-        pass
-    replace_atomically(path.parent, tmp, path.name, None, lambda fd: os.write(fd, data) and None)
+        try:
+            os.unlink(path.parent / tmp)  # left by a killed process with the same pid
+        except FileNotFoundError:
+            pass
+        replace_atomically(path.parent, tmp, path.name, None, lambda fd: os.write(fd, data) and None)
+    except OSError as exc:
+        raise StoreError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def check(status: PassStatus | None, *, now: float, interval: float, zone: ZoneInfo) -> list[str]:

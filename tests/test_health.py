@@ -123,3 +123,24 @@ def test_killing_the_rotator_turns_its_health_check_red(data_dir):
     r = health()
     assert r.returncode == 7, r.stdout + r.stderr
     assert "the last successful pass was" in r.stderr and "more than 2 x the interval of 0.5 s" in r.stderr
+
+
+def test_a_failing_pass_is_recorded_and_keeps_the_last_success(data_dir, run):
+    assert run("--data-dir", data_dir, "rotate", "--once", "-q").exit_code == 0
+    good = read_status(data_dir / ".metrics-ops.status")
+    (data_dir / "metrics.jsonl").unlink()
+    (data_dir / "metrics.jsonl").mkdir()  # every pass now fails to point the link
+    r = run("--data-dir", data_dir, "rotate", "--once", "-q")
+    assert r.exit_code == 1
+    failed = read_status(data_dir / ".metrics-ops.status")
+    assert failed.result == "failed" and failed.last_success == good.last_success and failed.errors == 1
+    assert failed.message.startswith("rotate link metrics.jsonl: ") and failed.time > good.time
+
+
+def test_a_status_file_that_cannot_be_written_is_one_line_and_exit_1(data_dir, tmp_path, run):
+    r = run("--data-dir", data_dir, "rotate", "--once", "-q",
+            env={"METRICS_STATUS_FILE": str(tmp_path / "missing" / "status")})
+    assert r.exit_code == 1
+    assert r.stderr == (f"metrics-ops: the pass's health was not recorded: cannot write {tmp_path}/missing/status: "
+                        "No such file or directory\n")
+    assert len(r.stderr.splitlines()) == 1 and (data_dir / "metrics.jsonl").is_symlink()  # the pass itself ran

@@ -108,8 +108,7 @@ def _recorded(one_pass, store, s, out):
             record_pass(store, s, started=started, ended=time.time(), **outcome)
         except OSError as exc:
             failures.append(exc)
-            out.error(f"cannot write the pass's status ({s.status_path}) or textfile ({s.health_textfile}): "
-                      f"{exc.strerror or exc}")
+            out.error(f"the pass's health was not recorded: {exc}")
 
     def recorded_pass():
         started = time.time()
