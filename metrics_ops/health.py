@@ -157,7 +157,7 @@ def textfile(status: PassStatus, inventory: Inventory | None, usage: DiskUsage |
                 [('{state="plain"}', inventory.plain_bytes), ('{state="archived"}', inventory.archived_bytes),
                  ('{state="aside"}', inventory.aside_bytes), ('{state="pruned"}', pruned[1]),
                  ('{state="budget_deleted"}', budget_deleted[1])])
-        _metric(lines, p + "dated_files_distinct_dates", "gauge", "Days with data files.", [("", len(inventory.days))])
+        _metric(lines, p + "dates_with_data", "gauge", "Days with data files.", [("", len(inventory.days))])
     if usage is not None:
         _metric(lines, p + "free_bytes", "gauge", "Free bytes on the data directory's file system.",
                 [("", usage.free)])
