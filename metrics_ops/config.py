@@ -89,6 +89,19 @@ class Settings(BaseSettings):
     gzip_level: int = Field(6, ge=1, le=9, description="gzip compression level, 1 (fast) .. 9 (small)")
     lock_timeout: float = Field(10, ge=0, allow_inf_nan=False,
                                 description="seconds a maintenance pass waits for another to finish")
+    # disk budget and the rotator's health (metrics_ops.budget, metrics_ops.health)
+    max_total_mb: float | None = Field(None, gt=0, allow_inf_nan=False, description=(
+        "ceiling on the data files' total size in MiB: a pass deletes the oldest data above it (unset: none)"))
+    min_free_mb: float | None = Field(None, ge=0, allow_inf_nan=False, description=(
+        "free space in MiB a pass keeps on the data directory's file system, deleting the oldest data (unset: none)"))
+    min_free_percent: float | None = Field(None, ge=0, lt=100, allow_inf_nan=False, description=(
+        "the same floor as a percentage of the file system's size (both hold when both are set)"))
+    serve_min_free_mb: float = Field(64, ge=0, allow_inf_nan=False, description=(
+        "serve stores nothing (202 stored: 0, /healthz 503) while less than this many MiB are free; 0: off"))
+    status_file: Path | None = Field(
+        None, description="one-line status of the last pass, for health checks (default DIR/.metrics-ops.status)")
+    health_textfile: Path | None = Field(
+        None, description="Prometheus textfile each pass writes (node_exporter textfile collector; unset: none)")
     # serve
     host: str = Field("127.0.0.1", description="address serve listens on")
     port: int = Field(8001, ge=1, le=65535, description="port serve listens on")
@@ -119,7 +132,8 @@ class Settings(BaseSettings):
     ):
         return (init_settings, env_settings, dotenv_settings, _TomlSource(settings_cls))
 
-    @field_validator("max_mb", "jsonl", "state_file", mode="before")
+    @field_validator("max_mb", "jsonl", "state_file", "max_total_mb", "min_free_mb", "min_free_percent",
+                     "status_file", "health_textfile", mode="before")
     @classmethod
     def _empty_is_unset(cls, value):
         return None if isinstance(value, str) and value.strip() == "" else value
@@ -192,23 +206,27 @@ class Settings(BaseSettings):
             )
         if self.jsonl is not None and (why := _not_a_link_name(self.jsonl.name)):
             raise PydanticCustomError("relation", "{why}", {"fields": ("jsonl",), "why": why})
-        if self.state_file is not None and (why := self._state_file_clash()):
-            raise PydanticCustomError("relation", "{why}", {"fields": ("state_file",), "why": why})
+        from metrics_ops.layout import STATE_NAME, STATUS_NAME
+
+        # files the tool writes over and over: never the link, a data file or another of the tool's files
+        for name, label, own in (("state_file", "the state file", STATE_NAME),
+                                 ("status_file", "the status file", STATUS_NAME),
+                                 ("health_textfile", "the health textfile", None)):
+            path = getattr(self, name)
+            if path is not None and (why := self._own_file_clash(path, label, own)):
+                raise PydanticCustomError("relation", "{why}", {"fields": (name,), "why": why})
         return self
 
-    def _state_file_clash(self) -> str | None:
-        from metrics_ops.store import STATE_NAME
-
-        path = self.state_file
+    def _own_file_clash(self, path: Path, label: str, own_name: str | None) -> str | None:
         if path.resolve() == self.link_path.resolve() or path.resolve() == self.link_path.absolute():
-            return "the state file cannot be the link to the current data file"
+            return f"{label} cannot be the link to the current data file"
         if path.parent.resolve() == self.dir.resolve():
             owner = _owner_of(path.name)
             if owner == "data":
-                return ("the state file cannot be a data file or have a data file's name (metrics-...: passes "
+                return (f"{label} cannot be a data file or have a data file's name (metrics-...: passes "
                         "would compress, remove or delete it)")
-            if owner == "tool" and path.name != STATE_NAME:
-                return "the state file cannot be one of the data directory's lock or counter files"
+            if owner == "tool" and path.name != own_name:
+                return f"{label} cannot be one of the data directory's lock or counter files"
         return None
 
     @cached_property
@@ -222,6 +240,10 @@ class Settings(BaseSettings):
     @property
     def state_path(self) -> Path:
         return self.state_file if self.state_file is not None else self.dir / ".metrics-ops.state"
+
+    @property
+    def status_path(self) -> Path:
+        return self.status_file if self.status_file is not None else self.dir / ".metrics-ops.status"
 
     @property
     def file_mode_bits(self) -> int:

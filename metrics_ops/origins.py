@@ -78,7 +78,8 @@ def read_toml(path: str | os.PathLike, known: Iterable[str]) -> dict[str, Any]:
             [f"--config {path}: unknown setting {key!r} (known: {', '.join(sorted(known))})" for key in unknown]
         )
     base = path.parent
-    for key in ("dir", "jsonl", "state_file"):  # paths in a config file are relative to that file, not to the CWD
+    # paths in a config file are relative to that file, not to the CWD
+    for key in ("dir", "jsonl", "state_file", "status_file", "health_textfile"):
         if isinstance(data.get(key), str) and data[key] and not os.path.isabs(data[key]):
             data[key] = str(base / data[key])
     return data

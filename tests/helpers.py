@@ -138,3 +138,30 @@ def run_in_pty(args, env=None, columns: int = 80, timeout: float = 60) -> tuple[
         chunks.append(data)
     os.close(master)
     return proc.wait(timeout), b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
+
+
+def mount_tmpfs(mnt: Path, size: str) -> None:
+    """Mount a real tmpfs of ``size`` (``8m``) on ``mnt``, or skip: it needs root (CI runs as root)."""
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt.mkdir(exist_ok=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+
+
+def fill(directory: Path) -> Path:
+    """Fill the file system to the last byte with one file."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        for size in (1 << 20, 1 << 16, 1 << 12, 1 << 8, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+    return filler

@@ -1,5 +1,6 @@
 """The deploy files as operators copy them: nginx -t, the compose file's commands on the real CLI, systemd units."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -246,3 +247,23 @@ def test_separate_origin_edge_answers_preflights_by_metrics_cors_origins(data_di
     finally:
         edge.stop()
         assert backend.stop() == 0
+
+
+def test_the_rotator_healthchecks_of_compose_and_systemd_follow_the_status_file(tmp_path):
+    """The healthcheck is green after a pass of the compose rotator's own command, red without a pass (serve
+    moving the link used to keep the old check green with the rotator dead)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    check = compose()["services"]["metrics-rotator"]["healthcheck"]["test"]
+    assert check[0] == "CMD" and check[1] == "metrics-ops"
+    unit = (DEPLOY / "systemd" / "metrics-ops-rotate-check.service").read_text()
+    systemd_check = re.search(r"^ExecStart=/usr/local/bin/metrics-ops (.*)$", unit, re.M)[1].split()
+    assert systemd_check == check[2:]
+    env = {**os.environ, "METRICS_DIR": str(data)}
+    r = subprocess.run([*CLI, *check[2:]], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 7 and "no maintenance pass has recorded a status yet" in r.stderr
+    rotator = compose()["services"]["metrics-rotator"]["command"][1:]
+    r = subprocess.run([*CLI, *rotator, "--once", "-q"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([*CLI, *check[2:]], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout == r.stderr == ""

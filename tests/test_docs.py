@@ -100,7 +100,7 @@ def _bash_complete(words: str) -> list[str]:
 @pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
 def test_bash_completion_for_real():
     assert _bash_complete("metrics-ops ro") == ["rotate"]
-    assert set(_bash_complete("metrics-ops s")) == {"sample-test", "serve"}
+    assert set(_bash_complete("metrics-ops s")) == {"sample-test", "serve", "status"}
     assert "Europe/Berlin" in _bash_complete("metrics-ops rotate --tz Europe/Ber")
     assert _bash_complete("metrics-ops completion z") == ["zsh"]
     assert _bash_complete("metrics-ops sample-test --mode v") == ["visitor"]

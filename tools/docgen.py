@@ -36,6 +36,7 @@ FILES_DOC = [
     ("DIR/.metrics-ops.link.lock", "link swaps and legacy adoption (flock)"),
     ("DIR/rollups/rollup-YYYY-MM-DD.json", "a complete day's counts, kept rollup_retention days (no ids)"),
     ("DIR/.metrics-ops.state", "serve's shared ring and counters (METRICS_STATE_FILE)"),
+    ("DIR/.metrics-ops.status", "the last maintenance pass's one-line status (METRICS_STATUS_FILE); rotate --check"),
     (".env", "METRICS_* settings read from the working directory"),
     ("$XDG_STATE_HOME/metrics-ops/probes.json", "when each URL was last probed"),
 ]

@@ -40,6 +40,7 @@ from metrics_ops.cli.probe import ratelimit_probe  # noqa: E402
 from metrics_ops.cli.report import report  # noqa: E402
 from metrics_ops.cli.sampletest import sample_test  # noqa: E402
 from metrics_ops.cli.serve import serve  # noqa: E402
+from metrics_ops.cli.status import status  # noqa: E402
 
 cli.add_command(serve)
 cli.add_command(rotate)
@@ -56,6 +57,7 @@ _probe_alias = copy.copy(ratelimit_probe)
 _probe_alias.hidden = True
 cli.add_command(_probe_alias, "probe")
 cli.add_command(completion)
+cli.add_command(status)
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ Routes (the table is :mod:`metrics_ops.serve.routes`)
 - ``POST /api/metrics/event``   one event  -> 202 {"ok": true, "stored": 0|1, "file": "..."}
 - ``POST /api/metrics/events``  a JSON array of events -> 202 with a result per item
 - ``GET  /api/metrics/snapshot`` the ring (newest last) and the counters, shared by all workers
-- ``GET  /healthz``             200 when the data directory is writable, else 503 with the reason
+- ``GET  /healthz``             200 when the data directory is writable and has room, else 503 with the reason
 - ``GET  /metrics``             Prometheus text format (:mod:`metrics_ops.serve.exposition`)
 - ``OPTIONS`` on the POST routes: CORS preflight for METRICS_CORS_ORIGINS
 
@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import orjson
 
+from metrics_ops.diskspace import MIB, SpaceFloor
 from metrics_ops.events import Problem, encode_record, parse_body, validate_event
 from metrics_ops.sampling import Sampler
 from metrics_ops.serve import exposition
@@ -84,6 +85,7 @@ class Endpoint:
         self.store, self.state, self.sampler, self.clock = store, state, sampler, clock
         self.max_body, self.max_batch = settings.max_body, settings.max_batch
         self.quiet_errors = _QuietLog()
+        self.floor = SpaceFloor(store.dir, int(settings.serve_min_free_mb * MIB))  # never fill the disk
 
     def count_refusal(self, problem: Problem) -> None:
         self.state.update(requests=1, **{rejected_counter(problem.code, problem.status): 1})
@@ -94,6 +96,8 @@ class Endpoint:
         record = encode_record(event, _utc_iso(now), self.sampler.rate_for(name))
         if not self.sampler.keep(event["visitor_id"], name):
             return record, False, self.store.current_file(now), "sampled_out"
+        if self.floor.reason() is not None:  # room stays for gzip's temp files and the pass
+            return record, False, self.store.current_file(now), "low_space"
         try:
             return record, True, self.store.append(record, now), "stored"
         except (StoreError, OSError) as exc:
@@ -155,6 +159,8 @@ class Endpoint:
             return Reply(503, {"ok": False, "reason": f"data directory {directory} does not exist"})
         if not os.access(directory, os.W_OK | os.X_OK):
             return Reply(503, {"ok": False, "reason": f"data directory {directory} is not writable"})
+        if (low := self.floor.reason()) is not None:
+            return Reply(503, {"ok": False, "reason": low})
         try:
             last_ok, last_error, message = self.state.health()  # every worker of the server answers alike
         except OSError:  # the debug state is broken, ingestion is not (the warning is logged once a minute)
