@@ -284,3 +284,61 @@ def render_status(out: Output, report) -> None:
     if out.tty:  # a section's name once, at its first row; piped, every line names its section (for grep)
         rows = [("" if i and rows[i - 1][0] == row[0] else row[0], *row[1:]) for i, row in enumerate(rows)]
     out.table(title, ("section", "item", "value"), rows, whole=("section", "item"))
+
+
+def _number(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def render_report(out: Output, result, csv_format: bool = False) -> None:
+    """report: a table (and a bar chart of the daily estimates on a terminal), tab-separated when piped, CSV with
+    --csv, one JSON document with --json; notes and problems on stderr."""
+    for line in result.problems:
+        out.error(f"damaged: {line}")
+    if out.json:
+        out.document(result.to_dict())
+    elif csv_format:
+        import csv
+
+        rows = [r.to_dict() for r in result.rows]
+        columns = [*result.by, "events", "visitors", "estimate", "low", "high", "partial"]
+        writer = csv.writer(out.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        for r in rows:
+            writer.writerow(["" if r.get(c) is None else r.get(c, "") for c in columns])
+    else:
+        _report_table(out, result)
+    if not out.json:
+        for note in result.notes:
+            out.warn(note)
+
+
+def _report_table(out: Output, result) -> None:
+    title = (f"report {result.since} .. {result.until}"
+             f"{' by ' + ', '.join(result.by) if result.by else ''}{' event ' + result.event if result.event else ''}")
+    columns = [*result.by, "events", "visitors", "estimate", "95% interval"]
+    rows = []
+    for r in result.rows:
+        keys = [r.keys[k] + (" *" if k == "day" and r.partial and out.tty else "") for k in result.by]
+        visitors = "?" if r.est.visitors is None else _number(r.est.visitors)
+        rows.append([*keys, _number(r.est.events), visitors, _number(r.est.estimate),
+                     f"{_number(r.est.low)}-{_number(r.est.high)}"])
+    if not out.tty:  # piped: plain numbers for scripts
+        columns = [*result.by, "events", "visitors", "estimate", "low", "high"]
+        rows = [[*(r.keys[k] for k in result.by), r.est.events, "-" if r.est.visitors is None else r.est.visitors,
+                 round(r.est.estimate, 1), round(r.est.low, 1), round(r.est.high, 1)] for r in result.rows]
+    if not rows:
+        print(f"{title}: no events", file=out.stdout if out.tty else out.stderr)
+        return
+    out.table(title, columns, rows, ["left"] * len(result.by) + ["right"] * 4, whole=tuple(columns))
+    if out.tty and len(result.daily()) > 1:
+        _daily_chart(out, result.daily())
+
+
+def _daily_chart(out: Output, series, width: int = 40) -> None:
+    """One bar per day, scaled to the largest estimate; partial days marked ``*``."""
+    top = max((v for _, v, _ in series), default=0.0) or 1.0
+    print("estimate per day (* still being written)", file=out.stdout)
+    for day, value, partial in series:
+        bar = "█" * int(round(value / top * width))
+        print(f"{day.isoformat()}{'*' if partial else ' '} {bar:<{width}} {_number(value)}", file=out.stdout)

@@ -17,11 +17,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 from metrics_ops.archive import replace_atomically
@@ -166,15 +164,12 @@ def write(directory: Path, name: str, zone: ZoneInfo) -> int:
         os.unlink(target / tmp)  # left by a killed write: the rollup itself was never in place
     except FileNotFoundError:
         pass
-    now_ns = time.time_ns()
-    st = SimpleNamespace(st_mode=0o640, st_atime_ns=now_ns, st_mtime_ns=now_ns)  # what replace_atomically keeps
-
     def fill(fd: int) -> None:
         view = memoryview(body)
         while view:
             view = view[os.write(fd, view):]
 
-    return replace_atomically(target, tmp, name, st, fill)
+    return replace_atomically(target, tmp, name, None, fill, mode=0o640)
 
 
 def read(directory: Path, day: date, view: tuple[str, ...] | None = None) -> Rollup | None:
