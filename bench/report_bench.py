@@ -31,7 +31,10 @@ RATES = {"page_view": 0.5, "scroll": 0.25}  # server rates per event name; the r
 
 
 def day_lines(day: date, events: int, seed: int) -> bytes:
-    """One day: events from a pool of events/5 visitors, each line with the rates serve records."""
+    """One day: events from a pool of events/5 visitors, each line made by serve's own ``encode_record`` (the
+    shape serve writes: its key order, rates as floats, ``received_at`` and ``ts``)."""
+    from metrics_ops.events import encode_record
+
     rng = random.Random(seed)
     pool = [f"v{rng.getrandbits(48):012x}" for _ in range(max(1, events // 5))]
     out = []
@@ -39,19 +42,17 @@ def day_lines(day: date, events: int, seed: int) -> bytes:
         ev = rng.choice(EVENTS)
         at = f"{day.isoformat()}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}." \
              f"{rng.randint(0, 999999):06d}Z"
-        out.append(json.dumps({
-            "visitor_id": rng.choice(pool), "event": ev,
-            "metadata": {"path": rng.choice(PATHS), "ref": rng.choice(["", "search", "direct", "social"])},
-            "received_at": at, "ts": at, "client_rate": 1, "server_rate": RATES.get(ev, 1),
-        }, separators=(",", ":")))
-    return ("\n".join(sorted(out, key=lambda x: x[x.index('"received_at"'):])) + "\n").encode()
+        event = {"visitor_id": rng.choice(pool), "event": ev,
+                 "metadata": {"path": rng.choice(PATHS), "ref": rng.choice(["", "search", "direct", "social"])}}
+        out.append((at, encode_record(event, at, RATES.get(ev, 1.0))))
+    return b"".join(line for _, line in sorted(out))
 
 
 def generate(directory: Path, days: int, events: int) -> list[Path]:
     """The data set (made once, reused while its size matches): ``days`` archives ending yesterday."""
     directory.mkdir(parents=True, exist_ok=True)
     stamp = directory / ".generated"
-    want = f"{days}x{events}"
+    want = f"{days}x{events} serve-shaped"
     first = date.today() - timedelta(days=days)
     files = [directory / f"metrics-{(first + timedelta(days=i)).isoformat()}.jsonl.gz" for i in range(days)]
     if stamp.exists() and stamp.read_text() == want and all(f.exists() for f in files):

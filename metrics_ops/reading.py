@@ -153,11 +153,16 @@ def _archive(directory: Path, gz_name: str, problems: list[Problem]) -> Iterator
                                                      + ("; its last line is cut off, left out" if rest else "")))
                     return
                 produced += len(out)
-                out, rest = rest + out, b""
+                if rest:
+                    out, rest = rest + out, b""
                 cut = out.rfind(b"\n") + 1
-                if cut:
-                    yield out[:cut]
-                rest = out[cut:]
+                if cut == len(out):
+                    yield out  # whole lines already: no copy of the 4 MiB
+                    rest = b""
+                else:
+                    if cut:
+                        yield out[:cut]
+                    rest = out[cut:]
                 raw = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
         if not inflater.eof and produced:
             problems.append(Problem(gz_name, f"truncated after {produced} bytes of data"

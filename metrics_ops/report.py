@@ -127,10 +127,8 @@ class _Cell:
 
 def _tally_worker(args) -> DayTally:
     directory, day, day_shards, dims, zone, event, reduce = args
-    tally = tally_day(directory, day, day_shards, [dims], zone, event)
-    if reduce:  # the day is a row key: the parent needs the day's counts, not its visitors
-        tally.cells = {dims: {k: Estimate.of_visitors(c) for k, c in tally.cells[dims].items()}}
-    return tally
+    # reduce: the day is a row key: the parent needs the day's counts, not its visitors
+    return tally_day(directory, day, day_shards, [dims], zone, event, estimates=reduce)
 
 
 def _tally_days(directory: Path, days: dict[date, list[Shard]], dims: tuple[str, ...], zone: ZoneInfo,

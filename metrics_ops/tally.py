@@ -12,11 +12,15 @@ A line that is not a JSON object with string ``visitor_id`` and ``event`` is cou
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
+from operator import itemgetter
 from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from metrics_ops import lineshape
+from metrics_ops.estimate import Estimate
 from metrics_ops.reading import Problem, Shard, read_day
 from metrics_ops.testrun import MARK
 
@@ -62,12 +66,14 @@ class _Hours:
 
 
 def tally_day(directory: Path, day: date, day_shards: list[Shard], groupings: list[tuple[str, ...]], zone: ZoneInfo,
-              event: str | None = None) -> DayTally:
-    """Count the lines of one day into ``groupings`` (only lines of ``event``, when given).
+              event: str | None = None, estimates: bool = False) -> DayTally:
+    """Count the lines of one day into ``groupings`` (only lines of ``event``, when given): each cell the
+    visitor clusters, or with ``estimates`` the cell's :class:`~metrics_ops.estimate.Estimate`.
 
-    The loop is the cost of a cold report (about 3M lines a month): one orjson call per line, no function call
-    per line on the common path, and the cyclic garbage collector paused (millions of small live lists made it
-    rescan them again and again: 2x the time)."""
+    The loop is the cost of a cold report (about 3M lines a month). A block of lines of serve's own shape is
+    taken apart by one regular expression and counted by a Counter, both in C (:mod:`metrics_ops.lineshape`);
+    any other block is parsed with orjson line by line. The cyclic garbage collector is paused meanwhile
+    (millions of small live lists made it rescan them again and again: 2x the time)."""
     import gc
 
     tally = DayTally(day, {g: {} for g in groupings})
@@ -75,24 +81,150 @@ def tally_day(directory: Path, day: date, day_shards: list[Shard], groupings: li
     targets = [(tally.cells[g], _key_of(g)) for g in groupings]
     needs_hour = any("hour" in g for g in groupings)
     needs_path = any("path" in g for g in groupings)
+    # hours and paths: about as many distinct entries as lines, where counting them first gains nothing (measured)
+    shaped = _Shaped(event) if not (needs_hour or needs_path) else None
+    estimated: set[tuple[str, ...]] = set()
     enabled = gc.isenabled()
     gc.disable()
     try:
         for block in read_day(directory, day_shards, tally.problems):
-            _count_block(block, tally, targets, event, hours if needs_hour else None, needs_path)
+            cols = lineshape.columns(block) if shaped is not None else None
+            if cols is None or not shaped.count(cols, tally):
+                if shaped is not None:
+                    shaped.whole = False
+                _count_block(block, tally, targets, event, hours if needs_hour else None, needs_path)
+        if shaped is not None:
+            estimated = shaped.finish(tally.cells, estimates)
     finally:
         if enabled:
             gc.enable()
     for g in groupings:  # a one-dimension key was counted as the bare value
         if len(g) == 1:
             tally.cells[g] = {(k,): v for k, v in tally.cells[g].items()}
+        if estimates and g not in estimated:
+            tally.cells[g] = {k: Estimate.of_visitors(c) for k, c in tally.cells[g].items()}
     return tally
+
+
+def weight(c, s) -> tuple[float, bool]:
+    """A line's weight from its recorded rates (None: not recorded), and whether it counts as *unweighted*:
+    1 / (c x s) for numbers in (0, 1] (a missing one is 1); weight 1 without rates or with rates that cannot be."""
+    if c is None and s is None:
+        return 1.0, True
+    c = 1 if c is None else c
+    s = 1 if s is None else s
+    if type(c) in _NUMBER and type(s) in _NUMBER and 0 < c <= 1 and 0 < s <= 1:
+        return 1.0 / (c * s), False
+    return 1.0, True
+
+
+class _Shaped:
+    """Counting serve-shaped blocks (:func:`metrics_ops.lineshape.columns`) with the rules of
+    :func:`_count_block`, for groupings by event or none: each distinct metadata object and pair of rates is
+    parsed once per day with orjson, and one Counter (in C) counts the day's lines by (visitor and event,
+    rates); :meth:`finish` turns its distinct entries into the cells."""
+
+    def __init__(self, event: str | None):
+        self.event = None if event is None else lineshape.SEPARATOR + event.encode()
+        self.test: dict[bytes | None, bool] = {None: False}  # metadata object -> test traffic?
+        self.rates: dict[bytes, tuple[float, bool]] = {}  # -> (weight, unweighted?)
+        self.counts: Counter = Counter()
+        self.whole = True  # every block of the day was counted here
+
+    def count(self, cols: list[list], tally: DayTally) -> bool:
+        """Add a block's columns to the day's counts; False (and nothing added) when a metadata object or the
+        rates are not valid JSON: the caller then reads the block line by line."""
+        if not self._learn(cols):
+            return False
+        firsts, metas, rates = cols
+        lines = len(firsts)
+        if self.event is not None or any(self.test[m] for m in set(metas)):
+            keep = [i for i, (f, m) in enumerate(zip(firsts, metas, strict=True))
+                    if not self.test[m] and (self.event is None or f.endswith(self.event))]
+            tally.test_lines += sum(map(self.test.__getitem__, metas))
+            firsts, rates = [firsts[i] for i in keep], [rates[i] for i in keep]
+        for token, n in Counter(rates).items():
+            if self.rates[token][1]:
+                tally.unweighted += n
+        self.counts.update(zip(firsts, rates))  # in C
+        tally.lines += lines
+        return True
+
+    def _learn(self, cols: list[list]) -> bool:
+        """Parse the metadata objects and rates not seen yet; False when one is not valid."""
+        import orjson
+
+        try:
+            for meta in set(cols[lineshape.METADATA]).difference(self.test):
+                self.test[meta] = MARK in orjson.loads(meta)
+            for token in set(cols[lineshape.RATES]).difference(self.rates):
+                pair = orjson.loads(b"{" + token + b"}")
+                if len(pair) != 2:  # a rate holding an object that swallowed the other one
+                    return False
+                self.rates[token] = weight(pair.get("client_rate"), pair.get("server_rate"))
+        except orjson.JSONDecodeError:
+            return False
+        return True
+
+    def finish(self, cells: dict, estimates: bool) -> set[tuple[str, ...]]:
+        """Turn the day's counts into ``cells`` (by grouping): visitor clusters, or (``estimates``, when the whole
+        day was counted here) a cell's :class:`Estimate` straight from the counts. The groupings whose cells
+        hold Estimates."""
+        weights = {token: w for token, (w, _) in self.rates.items()}
+        done = set()
+        for grouping, target in cells.items():
+            if grouping == ("event",) and estimates and self.whole and _estimate_events(self.counts, target,
+                                                                                         weights):
+                done.add(grouping)
+            else:
+                _fold(self.counts, target, bool(grouping), weights)
+        self.counts.clear()
+        return done
+
+
+def _fold(counts: Counter, cells: dict, by_event: bool, weights: dict[bytes, float]) -> None:
+    """Add counted ``(visitor and event, rates)`` entries to the visitor clusters of ``cells``."""
+    for (first, token), n in counts.items():
+        vid, ev = lineshape.visitor_event(first)
+        key = ev if by_event else ()
+        z = n * weights[token]
+        cell = cells.get(key)
+        if cell is None:
+            cells[key] = cell = {}
+        acc = cell.get(vid)
+        if acc is None:
+            cell[vid] = [z, n]
+        else:
+            acc[0] += z
+            acc[1] += n
+
+
+def _estimate_events(counts: Counter, cells: dict, weights: dict[bytes, float]) -> bool:
+    """Each event's Estimate from counts of ``(visitor and event, rates)``, by Counters (in C) instead of a loop
+    over visitors: when each visitor of an event has one pair of rates there, its cluster is z = n w, so the
+    event's events, estimate and variance (:meth:`Estimate.of_visitors`) are sums over (rates, n) of how many
+    visitors stored n events at weight w. False (nothing done) when a visitor has two pairs of rates."""
+    from itertools import repeat
+
+    firsts = list(map(itemgetter(0), counts))
+    if len(set(firsts)) != len(firsts):
+        return False
+    events = list(map(itemgetter(2), map(bytes.partition, firsts, repeat(lineshape.SEPARATOR))))
+    parts = {ev: Estimate(0, n, 0.0, 0.0) for ev, n in Counter(events).items()}
+    for (ev, token, n), m in Counter(zip(events, map(itemgetter(1), counts), counts.values())).items():
+        z = n * weights[token]  # m visitors, each with n events at this weight
+        part = parts[ev]
+        part.events += n * m
+        part.estimate += z * m
+        part.variance += z * (z - n) * m
+    for ev, part in parts.items():
+        part.variance = max(0.0, part.variance)
+        cells[ev.decode()] = part
+    return True
 
 
 def _key_of(grouping: tuple[str, ...]):
     """The key of a line in ``grouping`` from (event, hour, path): a bare value for one dimension."""
-    from operator import itemgetter
-
     at = [DIMENSIONS.index(d) for d in grouping]
     return itemgetter(*at) if at else (lambda values: ())
 
@@ -127,7 +259,7 @@ def _count_block(block: bytes, tally: DayTally, targets, event: str | None, hour
                 continue
         if event is not None and ev != event:
             continue
-        c = rec.get("client_rate")
+        c = rec.get("client_rate")  # the rule of weight(), inline: a call per line costs 5 % here
         s = rec.get("server_rate")
         if c is None and s is None:
             w = 1.0

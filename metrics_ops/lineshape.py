@@ -1,0 +1,90 @@
+"""The shape of the lines serve writes, and pulling the fields a count needs out of a whole block at C speed.
+
+serve stores every event as ``orjson.dumps`` of one dict in a fixed key order (:func:`metrics_ops.events.
+encode_record`)::
+
+    {"visitor_id":"V","event":"E"[,"timestamp":T][,"metadata":{...}],"client_rate":C,"server_rate":S,
+     "received_at":"R","ts":"Q"}
+
+One regular expression over a block of such lines (``re.split``: the loop over lines runs in C) yields the
+columns ``V","event":"E``, ``M`` and ``"client_rate":C,"server_rate":S`` as bytes, which
+:class:`collections.Counter` counts over ``zip()`` (in C too) instead of a Python loop per line.
+
+The shortcut must never change an answer, so a block takes it only when every one of its lines has the shape and
+what the expression does not check is checked another way:
+
+- the block holds no backslash (no JSON escape: every ``"..."`` is the string's value as it stands), no control
+  character but the newlines (which JSON forbids inside strings), and is valid UTF-8 (which orjson demands);
+- the block is nothing but matches, one per line (nothing between two matches, and as many matches as newlines:
+  none spans two lines): no empty line, no other key, order or spacing;
+- what the expression takes as it stands is parsed by orjson by the caller, once per distinct value: the
+  metadata object ``M`` (a nested object or a ``}`` inside a string does not match; invalid JSON fails there) and
+  the two rates as one object ``{"client_rate":C,"server_rate":S}`` (any JSON values without a comma; it must
+  parse to exactly those two keys; what a rate is worth is decided for both paths by the same rule).
+
+Any block that fails a check is read the general way (orjson line by line), which stays the reference.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+_NUMBER = rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+#: control characters but the newline: JSON forbids them raw inside strings (deleting them with bytes.translate
+#: is 10x quicker than a regex search for them)
+_CONTROL = bytes(c for c in range(32) if c != 0x0A)
+
+# the columns of :func:`columns`
+VISITOR_EVENT, METADATA, RATES = range(3)
+
+
+#: what separates the visitor from the event in a record's first column (neither can hold a quote)
+SEPARATOR = b'","event":"'
+
+
+@cache
+def _pattern() -> re.Pattern[bytes]:
+    """The expression of one line with its newline. ``[^"]*`` and ``[^}]*`` are the quick loops of Python's
+    regex engine; the visitor and the event are one capture (one bytes object per line to count)."""
+    return re.compile(
+        rb'\{"visitor_id":"([^"]*' + SEPARATOR + rb'[^"]*)",'
+        rb'(?:"timestamp":(?:"[^"]*"|' + _NUMBER + rb'),)?'
+        rb'(?:"metadata":(\{[^}]*\}),)?'
+        rb'("client_rate":[^,]*,"server_rate":[^,]*),"received_at":"[^"]*","ts":"[^"]*"\}\n')
+
+
+def plain_strings(block: bytes) -> bool:
+    """True when every JSON string in ``block`` is its own value as written and orjson would accept it: no
+    escape, no raw control character but newlines, valid UTF-8."""
+    if b"\\" in block or len(block.translate(None, _CONTROL)) != len(block):
+        return False
+    if block.isascii():
+        return True
+    try:
+        block.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def columns(block: bytes) -> list[list] | None:
+    """The fields of every line of ``block`` (whole lines, each ending with a newline) as three columns with
+    one item per line: ``V","event":"E`` (see :func:`visitor_event`), the metadata object (None: none) and
+    ``"client_rate":C,"server_rate":S``, all bytes; None when any line is not of serve's shape (or the block
+    is empty): then the caller reads the block line by line.
+
+    ``re.split`` rather than ``findall``: it returns the captures as one flat list (no tuple per line, 30 %
+    quicker) and what lies between matches, which must all be empty: the block is nothing but matches."""
+    if not block or not plain_strings(block):
+        return None
+    pieces = _pattern().split(block)
+    if len(pieces) != 4 * block.count(b"\n") + 1 or any(pieces[::4]):
+        return None  # a line of another shape (or an empty line), or a match spanning lines
+    return [pieces[1::4], pieces[2::4], pieces[3::4]]
+
+
+def visitor_event(first: bytes) -> tuple[str, str]:
+    """``V","event":"E`` -> (V, E)."""
+    visitor, _, event = first.partition(SEPARATOR)
+    return visitor.decode(), event.decode()
