@@ -65,14 +65,14 @@ def generate(directory: Path, days: int, events: int) -> list[Path]:
     return files
 
 
-def run_one(cmd: list[str]) -> tuple[float, float, float, str]:
+def run_one(cmd: list[str], env: dict | None = None) -> tuple[float, float, float, str]:
     """(wall seconds, CPU seconds of the process and its workers, their peak RSS in MB, stdout) of one run.
     CPU time is the fairer figure on a shared machine: other agents' load stretches wall time, not CPU time."""
     import tempfile
 
     with tempfile.TemporaryFile("w+") as out:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
         if os.waitstatus_to_exitcode(status) not in (0, 1):
@@ -81,9 +81,9 @@ def run_one(cmd: list[str]) -> tuple[float, float, float, str]:
         return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.read()
 
 
-def best(repeat: int, cmd: list[str]) -> tuple[float, float, float, str]:
+def best(repeat: int, cmd: list[str], env: dict | None = None) -> tuple[float, float, float, str]:
     """The fastest of ``repeat`` runs by wall time, the least CPU time and the largest peak RSS."""
-    runs = [run_one(cmd) for _ in range(repeat)]
+    runs = [run_one(cmd, env) for _ in range(repeat)]
     return (min(r[0] for r in runs), min(r[1] for r in runs), max(r[2] for r in runs), runs[0][3])
 
 
@@ -118,6 +118,8 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dir", type=Path, default=Path("/tmp/metrics-report-bench"))
+    ap.add_argument("--baseline", type=Path, help="a checkout of an earlier metrics-ops (e.g. `git archive REV | "
+                    "tar -x -C DIR`): its cold report is measured in the same run, as the 'before' row")
     args = ap.parse_args()
     files = generate(args.dir, args.days, args.events)
     size = sum(f.stat().st_size for f in files)
@@ -138,9 +140,14 @@ def main() -> None:
     rows.append(("decompress only (gzip -dc, 2 processes)", gz))
     duck = best(args.repeat, [py, "-c", DUCKDB, str(args.dir)])
     rows.append(("DuckDB read_json group by, 2 threads", duck))
+    if args.baseline:
+        before = best(args.repeat, [*report, "--no-rollups"], {**os.environ, "PYTHONPATH": str(args.baseline)})
+        rows.append(("  the same, before (--baseline)", before))
     cold = best(args.repeat, [*report, "--no-rollups"])
     doc = json.loads(cold[3])
     rows.append(("metrics-ops report --by day,event --no-rollups (cold)", cold))
+    if args.baseline:
+        assert json.loads(before[3])["rows"] == doc["rows"], "the baseline answers differently"
     t0 = time.perf_counter()
     subprocess.run([*cli, "rotate", "--once", "-q", "--gzip-after", "1", "--retention", "400"], check=True)
     rollup_pass = time.perf_counter() - t0

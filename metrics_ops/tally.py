@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from operator import itemgetter
 from datetime import UTC, date, datetime
+from operator import itemgetter
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -146,7 +146,7 @@ class _Shaped:
         for token, n in Counter(rates).items():
             if self.rates[token][1]:
                 tally.unweighted += n
-        self.counts.update(zip(firsts, rates))  # in C
+        self.counts.update(zip(firsts, rates, strict=True))  # in C
         tally.lines += lines
         return True
 
@@ -211,7 +211,7 @@ def _estimate_events(counts: Counter, cells: dict, weights: dict[bytes, float]) 
         return False
     events = list(map(itemgetter(2), map(bytes.partition, firsts, repeat(lineshape.SEPARATOR))))
     parts = {ev: Estimate(0, n, 0.0, 0.0) for ev, n in Counter(events).items()}
-    for (ev, token, n), m in Counter(zip(events, map(itemgetter(1), counts), counts.values())).items():
+    for (ev, token, n), m in Counter(zip(events, map(itemgetter(1), counts), counts.values(), strict=True)).items():
         z = n * weights[token]  # m visitors, each with n events at this weight
         part = parts[ev]
         part.events += n * m
