@@ -6,9 +6,10 @@ encode_record`)::
     {"visitor_id":"V","event":"E"[,"timestamp":T][,"metadata":{...}],"client_rate":C,"server_rate":S,
      "received_at":"R","ts":"Q"}
 
-One regular expression over a block of such lines (``re.split``: the loop over lines runs in C) yields the
-columns ``V","event":"E``, ``M`` and ``"client_rate":C,"server_rate":S`` as bytes, which
-:class:`collections.Counter` counts over ``zip()`` (in C too) instead of a Python loop per line.
+(``"client_rate":C`` comes before the metadata when the browser declared a rate.) One regular expression over
+a block of such lines (``re.split``: the loop over lines runs in C) yields two columns of bytes,
+``V","event":"E`` and the members between (metadata and rates), which :class:`collections.Counter` counts
+over ``zip()`` (in C too) instead of a Python loop per line.
 
 The shortcut must never change an answer, so a block takes it only when every one of its lines has the shape and
 what the expression does not check is checked another way:
@@ -17,10 +18,10 @@ what the expression does not check is checked another way:
   character but the newlines (which JSON forbids inside strings), and is valid UTF-8 (which orjson demands);
 - the block is nothing but matches, one per line (nothing between two matches, and as many matches as newlines:
   none spans two lines): no empty line, no other key, order or spacing;
-- what the expression takes as it stands is parsed by orjson by the caller, once per distinct value: the
-  metadata object ``M`` (a nested object or a ``}`` inside a string does not match; invalid JSON fails there) and
-  the two rates as one object ``{"client_rate":C,"server_rate":S}`` (any JSON values without a comma; it must
-  parse to exactly those two keys; what a rate is worth is decided for both paths by the same rule).
+- what the expression takes as it stands, the metadata object (a nested object or a ``}`` inside a string does
+  not match) and the rates (any JSON values without a comma), is parsed by orjson once per distinct value
+  (:func:`members`): invalid JSON, or anything but those keys, sends the block the general way. What a rate is
+  worth is decided for both ways by the same rule.
 
 Any block that fails a check is read the general way (orjson line by line), which stays the reference.
 """
@@ -36,7 +37,7 @@ _NUMBER = rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
 _CONTROL = bytes(c for c in range(32) if c != 0x0A)
 
 # the columns of :func:`columns`
-VISITOR_EVENT, METADATA, RATES = range(3)
+VISITOR_EVENT, MEMBERS = range(2)
 
 
 #: what separates the visitor from the event in a record's first column (neither can hold a quote)
@@ -46,12 +47,14 @@ SEPARATOR = b'","event":"'
 @cache
 def _pattern() -> re.Pattern[bytes]:
     """The expression of one line with its newline. ``[^"]*`` and ``[^}]*`` are the quick loops of Python's
-    regex engine; the visitor and the event are one capture (one bytes object per line to count)."""
+    regex engine; the visitor and the event are one capture (one bytes object per line to count), the metadata
+    and the rates another (serve writes a client's declared rate before the metadata, its default one after)."""
+    metadata = rb'(?:"metadata":\{[^}]*\},)?'
     return re.compile(
         rb'\{"visitor_id":"([^"]*' + SEPARATOR + rb'[^"]*)",'
         rb'(?:"timestamp":(?:"[^"]*"|' + _NUMBER + rb'),)?'
-        rb'(?:"metadata":(\{[^}]*\}),)?'
-        rb'("client_rate":[^,]*,"server_rate":[^,]*),"received_at":"[^"]*","ts":"[^"]*"\}\n')
+        rb'(' + metadata + rb'"client_rate":[^,]*,' + metadata + rb'"server_rate":[^,]*),'
+        rb'"received_at":"[^"]*","ts":"[^"]*"\}\n')
 
 
 def plain_strings(block: bytes) -> bool:
@@ -69,19 +72,34 @@ def plain_strings(block: bytes) -> bool:
 
 
 def columns(block: bytes) -> list[list] | None:
-    """The fields of every line of ``block`` (whole lines, each ending with a newline) as three columns with
-    one item per line: ``V","event":"E`` (see :func:`visitor_event`), the metadata object (None: none) and
-    ``"client_rate":C,"server_rate":S``, all bytes; None when any line is not of serve's shape (or the block
-    is empty): then the caller reads the block line by line.
+    """The fields of every line of ``block`` (whole lines, each ending with a newline) as two columns with one
+    item per line: ``V","event":"E`` (see :func:`visitor_event`) and the members ``"metadata":{...}`` (when
+    there), ``"client_rate":C`` and ``"server_rate":S`` as written (see :func:`members`), all bytes; None when
+    any line is not of serve's shape (or the block is empty): then the caller reads the block line by line.
 
     ``re.split`` rather than ``findall``: it returns the captures as one flat list (no tuple per line, 30 %
     quicker) and what lies between matches, which must all be empty: the block is nothing but matches."""
     if not block or not plain_strings(block):
         return None
     pieces = _pattern().split(block)
-    if len(pieces) != 4 * block.count(b"\n") + 1 or any(pieces[::4]):
+    if len(pieces) != 3 * block.count(b"\n") + 1 or any(pieces[::3]):
         return None  # a line of another shape (or an empty line), or a match spanning lines
-    return [pieces[1::4], pieces[2::4], pieces[3::4]]
+    return [pieces[1::3], pieces[2::3]]
+
+
+def members(text: bytes) -> dict | None:
+    """The second column's ``"client_rate":C,...`` as a dict of exactly ``client_rate``, ``server_rate`` and
+    maybe ``metadata`` (an object), as orjson reads them in the line; None when that is not what it holds
+    (invalid JSON, a rate holding an object that swallowed the other key)."""
+    import orjson
+
+    try:
+        found = orjson.loads(b"{" + text + b"}")
+    except orjson.JSONDecodeError:
+        return None
+    if "client_rate" not in found or "server_rate" not in found or len(found) != 2 + ("metadata" in found):
+        return None
+    return found
 
 
 def visitor_event(first: bytes) -> tuple[str, str]:

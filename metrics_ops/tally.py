@@ -94,7 +94,7 @@ def tally_day(directory: Path, day: date, day_shards: list[Shard], groupings: li
                     shaped.whole = False
                 _count_block(block, tally, targets, event, hours if needs_hour else None, needs_path)
         if shaped is not None:
-            estimated = shaped.finish(tally.cells, estimates)
+            estimated = shaped.finish(tally, estimates)
     finally:
         if enabled:
             gc.enable()
@@ -120,74 +120,77 @@ def weight(c, s) -> tuple[float, bool]:
 
 class _Shaped:
     """Counting serve-shaped blocks (:func:`metrics_ops.lineshape.columns`) with the rules of
-    :func:`_count_block`, for groupings by event or none: each distinct metadata object and pair of rates is
-    parsed once per day with orjson, and one Counter (in C) counts the day's lines by (visitor and event,
-    rates); :meth:`finish` turns its distinct entries into the cells."""
+    :func:`_count_block`, for groupings by event or none. Each distinct text of metadata and rates is parsed
+    once per day (:func:`metrics_ops.lineshape.members`) into a class: test traffic, or a weight (and whether
+    it counts as unweighted). One Counter (in C) counts the day's lines by (visitor and event, class);
+    :meth:`finish` turns its distinct entries into the cells."""
+
+    TEST = -1
 
     def __init__(self, event: str | None):
         self.event = None if event is None else lineshape.SEPARATOR + event.encode()
-        self.test: dict[bytes | None, bool] = {None: False}  # metadata object -> test traffic?
-        self.rates: dict[bytes, tuple[float, bool]] = {}  # -> (weight, unweighted?)
+        self.class_of: dict[bytes, int] = {}  # members text -> class
+        self.classes: dict[tuple[float, bool], int] = {}  # (weight, unweighted?) -> class
         self.counts: Counter = Counter()
         self.whole = True  # every block of the day was counted here
 
     def count(self, cols: list[list], tally: DayTally) -> bool:
-        """Add a block's columns to the day's counts; False (and nothing added) when a metadata object or the
-        rates are not valid JSON: the caller then reads the block line by line."""
-        if not self._learn(cols):
+        """Add a block's columns to the day's counts; False (and nothing added) when its metadata or rates are
+        not what they seem (:func:`metrics_ops.lineshape.members`): the caller then reads the block line by
+        line."""
+        if not self._learn(cols[lineshape.MEMBERS]):
             return False
-        firsts, metas, rates = cols
+        firsts, kinds = cols[lineshape.VISITOR_EVENT], list(map(self.class_of.__getitem__, cols[lineshape.MEMBERS]))
         lines = len(firsts)
-        if self.event is not None or any(self.test[m] for m in set(metas)):
-            keep = [i for i, (f, m) in enumerate(zip(firsts, metas, strict=True))
-                    if not self.test[m] and (self.event is None or f.endswith(self.event))]
-            tally.test_lines += sum(map(self.test.__getitem__, metas))
-            firsts, rates = [firsts[i] for i in keep], [rates[i] for i in keep]
-        for token, n in Counter(rates).items():
-            if self.rates[token][1]:
-                tally.unweighted += n
-        self.counts.update(zip(firsts, rates, strict=True))  # in C
+        if self.event is not None or self.TEST in kinds:
+            keep = [i for i, (f, k) in enumerate(zip(firsts, kinds, strict=True))
+                    if k != self.TEST and (self.event is None or f.endswith(self.event))]
+            tally.test_lines += kinds.count(self.TEST)
+            firsts, kinds = [firsts[i] for i in keep], [kinds[i] for i in keep]
+        self.counts.update(zip(firsts, kinds, strict=True))  # in C
         tally.lines += lines
         return True
 
-    def _learn(self, cols: list[list]) -> bool:
-        """Parse the metadata objects and rates not seen yet; False when one is not valid."""
-        import orjson
-
-        try:
-            for meta in set(cols[lineshape.METADATA]).difference(self.test):
-                self.test[meta] = MARK in orjson.loads(meta)
-            for token in set(cols[lineshape.RATES]).difference(self.rates):
-                pair = orjson.loads(b"{" + token + b"}")
-                if len(pair) != 2:  # a rate holding an object that swallowed the other one
-                    return False
-                self.rates[token] = weight(pair.get("client_rate"), pair.get("server_rate"))
-        except orjson.JSONDecodeError:
-            return False
+    def _learn(self, texts: list[bytes]) -> bool:
+        """Classify the texts of metadata and rates not seen yet; False when one is not valid."""
+        for text in set(texts).difference(self.class_of):
+            found = lineshape.members(text)
+            if found is None:
+                return False
+            meta = found.get("metadata")
+            if type(meta) is dict and MARK in meta:
+                self.class_of[text] = self.TEST
+            else:
+                kind = weight(found["client_rate"], found["server_rate"])
+                self.class_of[text] = self.classes.setdefault(kind, len(self.classes))
         return True
 
-    def finish(self, cells: dict, estimates: bool) -> set[tuple[str, ...]]:
-        """Turn the day's counts into ``cells`` (by grouping): visitor clusters, or (``estimates``, when the whole
-        day was counted here) a cell's :class:`Estimate` straight from the counts. The groupings whose cells
-        hold Estimates."""
-        weights = {token: w for token, (w, _) in self.rates.items()}
+    def finish(self, tally: DayTally, estimates: bool) -> set[tuple[str, ...]]:
+        """Turn the day's counts into the cells: visitor clusters, or (``estimates``, when the whole day was
+        counted here) a cell's :class:`Estimate` straight from the counts. The groupings whose cells hold
+        Estimates."""
+        weights = [1.0] * len(self.classes)
+        for (w, unit), kind in self.classes.items():
+            weights[kind] = w
+            if unit:
+                tally.unweighted += sum(n for (_, k), n in self.counts.items() if k == kind)
         done = set()
-        for grouping, target in cells.items():
-            if grouping == ("event",) and estimates and self.whole and _estimate_events(self.counts, target,
+        for grouping, cells in tally.cells.items():
+            if grouping == ("event",) and estimates and self.whole and _estimate_events(self.counts, cells,
                                                                                          weights):
                 done.add(grouping)
             else:
-                _fold(self.counts, target, bool(grouping), weights)
+                _fold(self.counts, cells, bool(grouping), weights)
         self.counts.clear()
         return done
 
 
-def _fold(counts: Counter, cells: dict, by_event: bool, weights: dict[bytes, float]) -> None:
-    """Add counted ``(visitor and event, rates)`` entries to the visitor clusters of ``cells``."""
-    for (first, token), n in counts.items():
+def _fold(counts: Counter, cells: dict, by_event: bool, weights: list[float]) -> None:
+    """Add counted ``(visitor and event, class)`` entries to the visitor clusters of ``cells``."""
+    for (first, kind), n in counts.items():
         vid, ev = lineshape.visitor_event(first)
         key = ev if by_event else ()
-        z = n * weights[token]
+        z = n * weights[kind]
         cell = cells.get(key)
         if cell is None:
             cells[key] = cell = {}
@@ -199,11 +202,11 @@ def _fold(counts: Counter, cells: dict, by_event: bool, weights: dict[bytes, flo
             acc[1] += n
 
 
-def _estimate_events(counts: Counter, cells: dict, weights: dict[bytes, float]) -> bool:
-    """Each event's Estimate from counts of ``(visitor and event, rates)``, by Counters (in C) instead of a loop
-    over visitors: when each visitor of an event has one pair of rates there, its cluster is z = n w, so the
-    event's events, estimate and variance (:meth:`Estimate.of_visitors`) are sums over (rates, n) of how many
-    visitors stored n events at weight w. False (nothing done) when a visitor has two pairs of rates."""
+def _estimate_events(counts: Counter, cells: dict, weights: list[float]) -> bool:
+    """Each event's Estimate from counts of ``(visitor and event, class of weight)``, by Counters (in C) instead
+    of a loop over visitors: when each visitor of an event has one weight there, its cluster is z = n w, so the
+    event's events, estimate and variance (:meth:`Estimate.of_visitors`) are sums over (weight, n) of how many
+    visitors stored n events at weight w. False (nothing done) when a visitor has two weights."""
     from itertools import repeat
 
     firsts = list(map(itemgetter(0), counts))
@@ -211,8 +214,8 @@ def _estimate_events(counts: Counter, cells: dict, weights: dict[bytes, float]) 
         return False
     events = list(map(itemgetter(2), map(bytes.partition, firsts, repeat(lineshape.SEPARATOR))))
     parts = {ev: Estimate(0, n, 0.0, 0.0) for ev, n in Counter(events).items()}
-    for (ev, token, n), m in Counter(zip(events, map(itemgetter(1), counts), counts.values(), strict=True)).items():
-        z = n * weights[token]  # m visitors, each with n events at this weight
+    for (ev, kind, n), m in Counter(zip(events, map(itemgetter(1), counts), counts.values(), strict=True)).items():
+        z = n * weights[kind]  # m visitors, each with n events at this weight
         part = parts[ev]
         part.events += n * m
         part.estimate += z * m
