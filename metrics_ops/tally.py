@@ -1,10 +1,17 @@
 """Counting one day's stored lines into groups: the raw half of ``report`` and what a rollup is made of.
 
-A day's lines (from :mod:`metrics_ops.reading`) are parsed with orjson a block at a time and each kept line is
-added to every requested grouping: a grouping is a tuple of dimensions among ``event``, ``hour`` (the local hour
-of ``received_at`` in the report's zone, ``00``..``23``) and ``path`` (``metadata.path``; ``(none)`` when
-absent). A cell keeps one cluster per visitor, ``{visitor_id: [sum of weights, stored events]}``, which gives
-distinct visitors, the estimate and its variance (:mod:`metrics_ops.estimate`).
+A day's lines (from :mod:`metrics_ops.reading`) are counted a block at a time and each kept line is added to
+every requested grouping: a grouping is a tuple of dimensions among ``event``, ``hour`` (the local hour of
+``received_at`` in the report's zone, ``00``..``23``) and ``path`` (``metadata.path``; ``(none)`` when absent).
+A cell keeps one cluster per visitor, ``{visitor_id: [sum of weights, stored events]}``, which gives distinct
+visitors, the estimate and its variance (:mod:`metrics_ops.estimate`); or, when the caller only needs those
+(``estimates``), the cell's :class:`~metrics_ops.estimate.Estimate`.
+
+Two ways to count, one answer: for groupings by event (or none), a block whose lines all have serve's own shape
+is taken apart by one regular expression and counted by a Counter, both in C (:mod:`metrics_ops.lineshape`,
+:class:`_Shaped`); every other block, and every block of an hour or path grouping (as many distinct entries as
+lines: counting them first gained nothing), is parsed with orjson line by line (:func:`_count_block`), the
+reference that tests/test_lineshape.py holds the shortcut to.
 
 Test traffic (lines with ``metadata.test_run``, see :mod:`metrics_ops.testrun`) is counted apart and left out.
 A line that is not a JSON object with string ``visitor_id`` and ``event`` is counted as damaged.
