@@ -212,18 +212,23 @@ def _fold(counts: Counter, cells: dict, by_event: bool, weights: list[float]) ->
 def _estimate_events(counts: Counter, cells: dict, weights: list[float]) -> bool:
     """Each event's Estimate from counts of ``(visitor and event, class of weight)``, by Counters (in C) instead
     of a loop over visitors: when each visitor of an event has one weight there, its cluster is z = n w, so the
-    event's events, estimate and variance (:meth:`Estimate.of_visitors`) are sums over (weight, n) of how many
-    visitors stored n events at weight w. False (nothing done) when a visitor has two weights."""
+    event's visitors, events, estimate and variance (:meth:`Estimate.of_visitors`) are sums over (weight, n) of
+    how many visitors stored n events at weight w. False (nothing done) when a visitor has two weights."""
     from itertools import repeat
 
-    firsts = list(map(itemgetter(0), counts))
-    if len(set(firsts)) != len(firsts):
-        return False
-    events = list(map(itemgetter(2), map(bytes.partition, firsts, repeat(lineshape.SEPARATOR))))
-    parts = {ev: Estimate(0, n, 0.0, 0.0) for ev, n in Counter(events).items()}
-    for (ev, kind, n), m in Counter(zip(events, map(itemgetter(1), counts), counts.values(), strict=True)).items():
+    events = list(map(itemgetter(2), map(bytes.partition, map(itemgetter(0), counts), repeat(lineshape.SEPARATOR))))
+    spread = Counter(zip(events, map(itemgetter(1), counts), counts.values(), strict=True))
+    kind_of: dict[bytes, int] = {}
+    if any(kind_of.setdefault(ev, kind) != kind for ev, kind, _ in spread) and \
+            len(set(map(itemgetter(0), counts))) != len(counts):
+        return False  # an event with two weights, and a visitor with both
+    parts: dict[bytes, Estimate] = {}
+    for (ev, kind, n), m in spread.items():
         z = n * weights[kind]  # m visitors, each with n events at this weight
-        part = parts[ev]
+        part = parts.get(ev)
+        if part is None:
+            parts[ev] = part = Estimate(0, 0, 0.0, 0.0)
+        part.visitors += m
         part.events += n * m
         part.estimate += z * m
         part.variance += z * (z - n) * m
