@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -161,15 +162,10 @@ class _Shaped:
     def _learn(self, texts: list[bytes]) -> bool:
         """Classify the texts of metadata and rates not seen yet; False when one is not valid."""
         for text in set(texts).difference(self.class_of):
-            found = lineshape.members(text)
-            if found is None:
+            kind = _kind_of(text)
+            if kind is None:
                 return False
-            meta = found.get("metadata")
-            if type(meta) is dict and MARK in meta:
-                self.class_of[text] = self.TEST
-            else:
-                kind = weight(found["client_rate"], found["server_rate"])
-                self.class_of[text] = self.classes.setdefault(kind, len(self.classes))
+            self.class_of[text] = self.TEST if kind == "test" else self.classes.setdefault(kind, len(self.classes))
         return True
 
     def finish(self, tally: DayTally, estimates: bool) -> set[tuple[str, ...]]:
@@ -190,6 +186,20 @@ class _Shaped:
                 _fold(self.counts, cells, bool(grouping), weights)
         self.counts.clear()
         return done
+
+
+@lru_cache(maxsize=1 << 16)
+def _kind_of(text: bytes) -> tuple[float, bool] | str | None:
+    """What a text of metadata and rates (:func:`metrics_ops.lineshape.members`) makes of its line: ``"test"``
+    (test traffic), (weight, unweighted?), or None (not valid). Cached: a worker counts day after day of the same
+    few thousand texts."""
+    found = lineshape.members(text)
+    if found is None:
+        return None
+    meta = found.get("metadata")
+    if type(meta) is dict and MARK in meta:
+        return "test"
+    return weight(found["client_rate"], found["server_rate"])
 
 
 def _fold(counts: Counter, cells: dict, by_event: bool, weights: list[float]) -> None:
