@@ -2,11 +2,15 @@
 
 An accepted event is stored as::
 
-    {"visitor_id": "...", "event": "...", "timestamp": <as sent, if valid>, "metadata": {...}, "received_at": "...Z",
-     "ts": "...Z"}
+    {"visitor_id": "...", "event": "...", "timestamp": <as sent, if valid>, "metadata": {...}, "client_rate": 0.25,
+     "server_rate": 1.0, "received_at": "...Z", "ts": "...Z"}
 
 ``ts`` is always there and always one type, so readers need not cope with ``timestamp``'s two: the client's
 timestamp in UTC (ISO-8601, microseconds, ``Z``) when one was sent, else ``received_at``.
+
+``client_rate`` is the sampling rate the browser declared in the event's ``sample_rate`` field (0 < r <= 1; 1.0
+when it sent none) and ``server_rate`` serve's own rate for that event name when it stored the line, so a reader
+weighs each line by 1 / (client_rate * server_rate) even when rates changed over time.
 
 Unknown top-level fields are dropped, not stored (nothing the browser adds by mistake reaches the disk).
 Every rejection is a :class:`Problem` carrying the HTTP status, a machine code, a message and the field.
@@ -217,6 +221,9 @@ def validate_event(obj: Any, prefix: str = "") -> dict:
         ts = _check_timestamp(timestamp, prefix + "timestamp")
         out["timestamp"] = timestamp
         out["ts"] = ts
+    rate = obj.get("sample_rate")
+    if rate is not None:
+        out["client_rate"] = _check_rate(rate, prefix + "sample_rate")
     metadata = obj.get("metadata")
     if metadata is not None:
         if not isinstance(metadata, dict):
@@ -226,6 +233,16 @@ def validate_event(obj: Any, prefix: str = "") -> dict:
             _check_container(metadata, prefix + "metadata", 0, [MAX_ITEMS])
         out["metadata"] = metadata
     return out
+
+
+def _check_rate(value: Any, field: str) -> float:
+    """The client's declared sampling rate: a number, 0 < r <= 1."""
+    if type(value) is not float and (type(value) is not int):
+        raise Problem(422, "type", f"sample_rate must be a number, not {_json_type(value)}", field)
+    if not (0 < value <= 1):
+        raise Problem(422, "out_of_range", "sample_rate must be above 0 and at most 1 (the share the client kept)",
+                      field)
+    return float(value)
 
 
 def _missing_or_type(obj: dict, name: str, want: str, prefix: str) -> Problem:
@@ -248,9 +265,12 @@ def _json_type(value: Any) -> str:
     return "an object"
 
 
-def encode_record(event: dict, received_at: str) -> bytes:
-    """The stored line: the validated event plus the receive time and ``ts``, one JSON object and a newline."""
+def encode_record(event: dict, received_at: str, server_rate: float = 1.0) -> bytes:
+    """The stored line: the validated event plus both sampling rates, the receive time and ``ts``, one JSON object
+    and a newline."""
     record = dict(event)
+    record["client_rate"] = record.pop("client_rate", 1.0)
+    record["server_rate"] = float(server_rate)
     record["received_at"] = received_at
     record["ts"] = record.pop("ts", received_at)
     return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)

@@ -146,7 +146,7 @@ def make_app(settings, *, store: Store | None = None, state: SharedState | None 
 
     def keep_and_store(event: dict, now: float) -> tuple[bytes, bool, str, str]:
         """-> (record, stored, file, counter)"""
-        record = encode_record(event, _utc_iso(now))
+        record = encode_record(event, _utc_iso(now), sampler.rate_for(event["event"]))
         if not sampler.keep(event["visitor_id"], event["event"]):
             return record, False, store.current_file(now), "sampled_out"
         try:

@@ -38,6 +38,7 @@ def test_accepts_an_event_and_stores_it_with_the_receive_time(app, data_dir):
     [line] = stored_lines(data_dir)
     received = line.pop("received_at")
     assert line.pop("ts") == "2026-11-25T10:00:00.000000Z"
+    assert (line.pop("client_rate"), line.pop("server_rate")) == (1.0, 1.0)  # no sample_rate sent, none configured
     assert line == GOOD
     assert received.endswith("Z") and datetime.fromisoformat(received[:-1])
 
@@ -50,7 +51,8 @@ def test_text_plain_from_send_beacon_is_accepted(app, data_dir):
 def test_unknown_top_level_fields_are_not_stored(app, data_dir):
     r = call(app, "POST", EVENT, json.dumps({**GOOD, "ip": "203.0.113.9", "user_agent": "x"}))
     assert r.status == 202
-    assert set(stored_lines(data_dir)[0]) == {"visitor_id", "event", "timestamp", "metadata", "received_at", "ts"}
+    assert set(stored_lines(data_dir)[0]) == {"visitor_id", "event", "timestamp", "metadata", "received_at", "ts",
+                                                 "client_rate", "server_rate"}
 
 
 @pytest.mark.parametrize("sent, ts", [
@@ -314,3 +316,26 @@ def test_a_broken_state_file_never_fails_an_event_the_store_took(data_dir, caplo
     assert call(app, "GET", "/healthz").status == 200  # ingestion works: the edge must keep sending
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert sum("state file" in m for m in warnings) == 1  # one warning, not one per event
+
+
+def test_every_line_records_the_client_and_server_rates_that_applied(data_dir):
+    """A reader weighs each line by 1 / (client_rate x server_rate), so both are stored as they were."""
+    app = make_app(load_settings({"dir": str(data_dir), "sample_rates": {"click": 0.5}}))
+    assert call(app, "POST", EVENT, json.dumps({**GOOD, "sample_rate": 0.25})).json["stored"] == 1
+    r = call(app, "POST", BATCH, json.dumps([{"visitor_id": "v2", "event": "page_view", "sample_rate": 1},
+                                             {"visitor_id": "v3", "event": "click"}] * 20))
+    assert r.status == 202
+    lines = stored_lines(data_dir)
+    assert (lines[0]["client_rate"], lines[0]["server_rate"]) == (0.25, 1.0)
+    assert {(x["event"], x["client_rate"], x["server_rate"]) for x in lines[1:]} == {
+        ("page_view", 1.0, 1.0), ("click", 1.0, 0.5)}
+    assert all("sample_rate" not in x for x in lines)
+
+
+@pytest.mark.parametrize("rate, code", [(0, "out_of_range"), (-0.5, "out_of_range"), (1.5, "out_of_range"),
+                                        ("0.5", "type"), (True, "type"), ([0.5], "type")])
+def test_a_declared_rate_outside_0_to_1_is_refused_naming_the_field(app, data_dir, rate, code):
+    r = call(app, "POST", EVENT, json.dumps({**GOOD, "sample_rate": rate}))
+    assert r.status == 422
+    assert (r.json["error"]["code"], r.json["error"]["field"]) == (code, "sample_rate")
+    assert stored_lines(data_dir) == []

@@ -1,9 +1,9 @@
 """Property test: for any body, the endpoint never answers 5xx, and what it stores is exactly what it accepted."""
 
 import json
-import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wsgi_client import call
@@ -21,7 +21,7 @@ events = st.fixed_dictionaries(
     {"visitor_id": visitor_ids, "event": event_names},
     optional={"metadata": json_values, "timestamp": st.one_of(
         st.just("2026-11-25T12:00:00Z"), st.integers(0, 5_000_000_000_000), st.text(max_size=30)),
-        "extra": json_values})
+        "sample_rate": st.one_of(st.floats(-1, 2), st.integers(-1, 2), json_values), "extra": json_values})
 bodies = st.one_of(
     events.map(lambda e: json.dumps(e).encode()),
     events.map(lambda e: json.dumps(e, ensure_ascii=False).encode("utf-8", "surrogatepass")),
@@ -31,23 +31,27 @@ bodies = st.one_of(
 )
 
 
-_DIR = tempfile.mkdtemp(prefix="metrics-ops-prop-")
-_APP = make_app(load_settings({"dir": _DIR, "ring_capacity": 50}))
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """One app and its data directory for all the examples (hypothesis runs them within one test call)."""
+    directory = tmp_path_factory.mktemp("prop")
+    return make_app(load_settings({"dir": str(directory), "ring_capacity": 50})), directory
 
 
-def _lines() -> list[dict]:
-    return [json.loads(line) for p in sorted(Path(_DIR).glob("metrics-*.jsonl")) for line in p.read_text().splitlines()]
+def _lines(directory: Path) -> list[dict]:
+    return [json.loads(line) for p in sorted(directory.glob("metrics-*.jsonl")) for line in p.read_text().splitlines()]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=bodies, batch=st.booleans(), ctype=st.sampled_from(["application/json", "text/plain", "text/html"]))
-def test_never_5xx_and_every_stored_line_is_the_accepted_event(body, batch, ctype):
-    before = len(_lines())
+def test_never_5xx_and_every_stored_line_is_the_accepted_event(served, body, batch, ctype):
+    app, directory = served
+    before = len(_lines(directory))
     path = "/api/metrics/events" if batch else "/api/metrics/event"
-    r = call(_APP, "POST", path, body, content_type=ctype)
+    r = call(app, "POST", path, body, content_type=ctype)
     assert 200 <= r.status < 500, (r.status, r.body)
     reply = r.json
-    lines = _lines()[before:]
+    lines = _lines(directory)[before:]
     if r.status != 202:
         assert reply["ok"] is False and lines == []
         return
@@ -60,5 +64,9 @@ def test_never_5xx_and_every_stored_line_is_the_accepted_event(body, batch, ctyp
         ts = line.pop("ts")  # always there, always ISO-8601 UTC
         assert len(ts) == 27 and ts[10] == "T" and ts.endswith("Z")
         assert ts == received or event.get("timestamp") is not None
+        declared = event.get("sample_rate")
+        client_rate = line.pop("client_rate")
+        assert client_rate == (1.0 if declared is None else declared) and 0 < client_rate <= 1
+        assert line.pop("server_rate") == 1.0
         assert line == {k: event[k] for k in ("visitor_id", "event", "timestamp", "metadata")
                         if k in event and event[k] is not None}
