@@ -36,7 +36,7 @@ ASIDE_SUFFIX = ".gz.corrupt"  # an unreadable archive set aside, never deleted b
 FORGET_SUFFIX = ".forget.tmp"  # metrics-...jsonl[.gz].forget.tmp: a `forget` rewrite in progress (or killed)
 LOCK_NAME = ".metrics-ops.lock"  # one maintenance pass at a time
 LINK_LOCK_NAME = ".metrics-ops.link.lock"  # link swaps and legacy adoption, across processes
-STATE_NAME = ".metrics-ops.state"  # serve's shared ring and counters (metrics_ops.state)
+STATE_NAME = ".metrics-ops.state"  # serve's shared ring and counters (metrics_ops.serve.shared)
 #: names in the data directory that belong to the tool, never data: a setting may not point the link at them
 RESERVED_NAMES = frozenset({LOCK_NAME, LINK_LOCK_NAME, STATE_NAME, CHANGES_NAME})
 DEFAULT_FILE_MODE = 0o640  # data files: owner and group read; everyone else nothing (METRICS_FILE_MODE)

@@ -9,7 +9,7 @@ from wsgi_client import call
 
 from metrics_ops.config import load_settings
 from metrics_ops.events import MAX_ITEMS
-from metrics_ops.ingest import make_app
+from metrics_ops.serve import make_app
 from metrics_ops.sampling import Sampler
 
 EVENT = "/api/metrics/event"
@@ -240,7 +240,7 @@ import json, resource, signal, sys
 sys.path.insert(0, sys.argv[2])
 from wsgi_client import call
 from metrics_ops.config import load_settings
-from metrics_ops.ingest import make_app
+from metrics_ops.serve import make_app
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 app = make_app(load_settings({"dir": sys.argv[1]}))
 body = json.dumps({"visitor_id": "v1", "event": "page_view", "metadata": {"pad": "x" * 300}})

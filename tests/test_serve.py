@@ -263,3 +263,26 @@ def test_serve_says_once_where_it_listens_and_writes_and_nothing_of_clients(tmp_
     # the default log level: exactly one line, on stderr; the directory absolute, as it will be used
     assert err == f"metrics-ops: serve ready on http://127.0.0.1:{port} (data directory {data}, 1 worker)\n"
     assert out == ""
+
+
+def _python(code: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_the_wsgi_module_builds_nothing_at_import_and_its_factory_says_a_bad_setting_in_one_line(data_dir):
+    """Importing the target must not load settings (a WSGI server or a test may import it first); the
+    factory and the older `metrics_ops.wsgi:app` attribute build the app and refuse bad settings with exit 2."""
+    import os
+
+    env = {**os.environ, "METRICS_DIR": str(data_dir), "METRICS_SAMPLE_RATE": "2"}
+    imported = _python("import metrics_ops.serve.wsgi, metrics_ops.wsgi; print('imported')", env)
+    assert (imported.returncode, imported.stdout.strip(), imported.stderr) == (0, "imported", "")
+    for target in ("from metrics_ops.serve.wsgi import create_app; create_app()",
+                   "from metrics_ops.wsgi import app"):
+        failed = _python(target, env)
+        assert failed.returncode == 2, failed.stderr
+        [line] = failed.stderr.splitlines()
+        assert line.startswith("metrics-ops: METRICS_SAMPLE_RATE") and "2" in line
+    built = _python("from metrics_ops.wsgi import app; print(callable(app), app.store.dir)",
+                    {**env, "METRICS_SAMPLE_RATE": "0.5"})
+    assert built.stdout.split() == ["True", str(data_dir)], built.stderr

@@ -28,7 +28,7 @@ def serve(ctx, host, port, workers, log_level, sample_rate, sample_mode, max_mb,
     """Run the ingestion endpoint (POST /api/metrics/event) on a production WSGI server.
 
     SIGTERM or SIGINT: requests in flight finish, then it exits 0. Any WSGI server can host the same app
-    as metrics_ops.wsgi:app. When the port accepts connections it prints one line on stderr: the address,
+    through the factory metrics_ops.serve.wsgi:create_app. When the port accepts connections it prints one line on stderr: the address,
     the data directory (created if missing: serve is its writer) and the workers.
 
     \b
@@ -38,7 +38,7 @@ def serve(ctx, host, port, workers, log_level, sample_rate, sample_mode, max_mb,
     """
     import os
 
-    from metrics_ops.server import ServeError, run
+    from metrics_ops.serve.runner import ServeError, run
 
     s = settings(ctx, host=host, port=port, workers=workers, log_level=log_level, sample_rate=sample_rate,
                  sample_mode=sample_mode, max_mb=max_mb, tz=tz)

@@ -1,4 +1,4 @@
-"""Run the ingestion app on a production WSGI server: granian (Rust HTTP core, one process per worker).
+"""Run the ingestion app on a production WSGI server (``metrics-ops serve``): granian (Rust HTTP core, one process per worker).
 
 Chosen by measurement (../shared/ANCHORS.md and bench/serve_bench.py): on 2 cores granian's WSGI interface with
 2 workers serves ~30,000 req/s of this kind of app, gunicorn gthread ~7,000, waitress ~2,100, wsgiref ~2,900.
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from metrics_ops.config import Settings
+from metrics_ops.serve.worker import PARENT_ENV
 
 
 class ServeError(Exception):
@@ -26,8 +27,6 @@ class ServeError(Exception):
 
 BACKPRESSURE = 4096  # connections per worker, idle ones included (see run())
 
-#: set by :func:`run` for its workers: the pid whose death must end them (see metrics_ops.wsgi)
-PARENT_ENV = "METRICS_SERVE_PARENT_PID"
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -86,7 +85,7 @@ def run(settings: Settings, on_ready: Callable[[], object] | None = None) -> Non
     """Start granian in this process with settings.workers workers; returns after SIGTERM/SIGINT.
 
     ``on_ready`` runs once the port listens (before the workers start; requests queue until one takes them)."""
-    from metrics_ops.state import SharedState, StateBusy, StateError
+    from metrics_ops.serve.shared import SharedState, StateBusy, StateError
 
     preflight(settings)
     state = SharedState.for_settings(settings)
@@ -103,7 +102,8 @@ def run(settings: Settings, on_ready: Callable[[], object] | None = None) -> Non
     from granian.constants import HTTPModes, Interfaces
 
     server = Granian(
-        "metrics_ops.wsgi:app",
+        "metrics_ops.serve.wsgi:create_app",
+        factory=True,  # the module builds nothing at import; granian calls create_app() in each worker
         address=settings.host,
         port=settings.port,
         interface=Interfaces.WSGI,

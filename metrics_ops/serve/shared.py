@@ -1,4 +1,4 @@
-"""serve's shared state: the debug ring and the counters of every worker process, in one memory-mapped file.
+"""serve's shared state (the state file): the debug ring and the counters of every worker process, in one memory-mapped file.
 
 A private deque per worker would show a different ring on every request, and /metrics would count one worker
 only. So every process of one server maps one file (METRICS_STATE_FILE, default DIR/.metrics-ops.state) and
@@ -44,6 +44,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from metrics_ops.serve.counters import COUNTERS, INDEX
+
 MAGIC = b"MOPSTAT3"
 MAGIC_FAMILY = b"MOPSTAT"  # earlier layouts: ours, so they may be laid out anew once nobody maps them
 PAGE = 4096
@@ -53,14 +55,6 @@ _LAST_OK, _LAST_ERROR, _ERROR_LEN, _ERROR_TEXT, _ERROR_MAX = 16, 24, 32, 1024, 1
 _FILE_HEAD = struct.Struct("=8sIII")
 _SLOT = struct.Struct("=QQII")
 
-#: counter name -> index; names are Prometheus-friendly
-COUNTERS = (
-    "received", "stored", "sampled_out", "write_errors", "requests",
-    "rejected_body_too_large", "rejected_bad_json", "rejected_bad_encoding", "rejected_invalid",
-    "rejected_content_type", "rejected_batch_too_large", "rejected_empty_body", "rejected_duplicate_key",
-    "rejected_too_deep", "rejected_origin", "rejected_incomplete_body",
-)
-INDEX = {name: i for i, name in enumerate(COUNTERS)}
 _REQUESTS, _RECEIVED = INDEX["requests"], INDEX["received"]
 FLAG_STORED = 1
 log = logging.getLogger("metrics_ops.serve")

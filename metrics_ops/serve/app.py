@@ -1,0 +1,247 @@
+"""The WSGI application: ``make_app(settings)`` returns a plain WSGI callable (no framework).
+
+Routes (the table is :mod:`metrics_ops.serve.routes`)
+- ``POST /api/metrics/event``   one event  -> 202 {"ok": true, "stored": 0|1, "file": "..."}
+- ``POST /api/metrics/events``  a JSON array of events -> 202 with a result per item
+- ``GET  /api/metrics/snapshot`` the ring (newest last) and the counters, shared by all workers
+- ``GET  /healthz``             200 when the data directory is writable, else 503 with the reason
+- ``GET  /metrics``             Prometheus text format (:mod:`metrics_ops.serve.exposition`)
+- ``OPTIONS`` on the POST routes: CORS preflight for METRICS_CORS_ORIGINS
+
+Errors are JSON: {"ok": false, "error": {"code", "message", "field"}} with 400, 403, 404, 405, 413, 415 or 422.
+Privacy: no header value (client address, X-Forwarded-For, User-Agent, Cookie, Referer) is read, stored or
+logged; the access log line holds method, path, status, size and duration only.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+
+import orjson
+
+from metrics_ops.events import Problem, encode_record, parse_body, validate_event
+from metrics_ops.sampling import Sampler
+from metrics_ops.serve import exposition
+from metrics_ops.serve.counters import INDEX, rejected_counter
+from metrics_ops.serve.request import PREFLIGHT_HEADERS, Cors, read_body
+from metrics_ops.serve.routes import EVENT_PATH, ROUTES, STATUS, Reply
+from metrics_ops.serve.shared import SharedState
+from metrics_ops.store import Store, StoreError
+
+access_log = logging.getLogger("metrics_ops.access")
+log = logging.getLogger("metrics_ops.serve")
+_JSON_HEADERS = (("Content-Type", "application/json"), ("Cache-Control", "no-store"),
+                 ("X-Content-Type-Options", "nosniff"))
+_iso_cache = [-1, ""]
+
+
+def _utc_iso(now: float) -> str:
+    """ISO-8601 UTC with microseconds; the seconds part is formatted once per second."""
+    seconds = int(now)
+    if seconds != _iso_cache[0]:
+        _iso_cache[0], _iso_cache[1] = seconds, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(seconds))
+    return f"{_iso_cache[1]}{int((now - seconds) * 1e6):06d}Z"
+
+
+def _unavailable(exc: OSError) -> Reply:
+    """The state file or the data directory went away under us: 503, one log line."""
+    log.error("request failed: %s", exc)
+    return Reply(503, {"ok": False, "error": {"code": "unavailable", "field": None,
+                                              "message": errno.errorcode.get(exc.errno or 0, "OSError")}})
+
+
+def _refused(problem: Problem) -> Reply:
+    return Reply(problem.status, {"ok": False, "error": problem.to_dict()})
+
+
+class _QuietLog:
+    """One log line per ``every`` seconds for a failure that repeats on every event (a full disk): the first at
+    once, then a summary with the count of the ones not logged. The counter write_errors_total has them all."""
+
+    def __init__(self, every: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self.every, self.clock = every, clock
+        self.last, self.skipped = -1e18, 0
+
+    def log(self, message: str) -> None:
+        now = self.clock()
+        if now - self.last < self.every:
+            self.skipped += 1
+            return
+        more = f" (and {self.skipped} more write errors in the last {now - self.last:.0f} s)" if self.skipped else ""
+        log.error("write failed: %s%s", message, more)
+        self.last, self.skipped = now, 0
+
+
+class Endpoint:
+    """The handlers of the routes table over one store, one shared state and one sampler."""
+
+    def __init__(self, settings, store: Store, state: SharedState, sampler: Sampler, clock: Callable[[], float]):
+        self.store, self.state, self.sampler, self.clock = store, state, sampler, clock
+        self.max_body, self.max_batch = settings.max_body, settings.max_batch
+        self.quiet_errors = _QuietLog()
+
+    def count_refusal(self, problem: Problem) -> None:
+        self.state.update(requests=1, **{rejected_counter(problem.code, problem.status): 1})
+
+    def keep_and_store(self, event: dict, now: float) -> tuple[bytes, bool, str, str]:
+        """-> (record, stored, file, counter)"""
+        name = event["event"]
+        record = encode_record(event, _utc_iso(now), self.sampler.rate_for(name))
+        if not self.sampler.keep(event["visitor_id"], name):
+            return record, False, self.store.current_file(now), "sampled_out"
+        try:
+            return record, True, self.store.append(record, now), "stored"
+        except (StoreError, OSError) as exc:
+            self.state.note_write_error(str(exc))
+            self.quiet_errors.log(str(exc))
+            return record, False, self.store.current_file(now), "write_errors"
+
+    def one_event(self, environ) -> Reply:
+        event = validate_event(parse_body(read_body(environ, self.max_body)))
+        record, stored, file, counter = self.keep_and_store(event, self.clock())
+        self.state.record_event(record, stored, INDEX[counter])
+        return Reply(202, {"ok": True, "stored": int(stored), "file": file})
+
+    def batch(self, environ) -> Reply:
+        items = parse_body(read_body(environ, self.max_body))
+        if not isinstance(items, list):
+            raise Problem(422, "not_array", "a batch must be a JSON array of events")
+        if not items:
+            raise Problem(422, "empty_batch", "the batch is empty")
+        if len(items) > self.max_batch:
+            raise Problem(413, "batch_too_large", f"{len(items)} events in one batch; the limit is {self.max_batch}")
+        now = self.clock()
+        results, entries, counts = [], [], {"requests": 1}
+        for i, item in enumerate(items):
+            try:
+                event = validate_event(item, prefix=f"[{i}].")
+            except Problem as problem:
+                results.append({"ok": False, "error": problem.to_dict()})
+                counts["rejected_invalid"] = counts.get("rejected_invalid", 0) + 1
+                continue
+            record, stored, file, counter = self.keep_and_store(event, now)
+            entries.append((record, stored))
+            counts["received"] = counts.get("received", 0) + 1
+            counts[counter] = counts.get(counter, 0) + 1
+            results.append({"ok": True, "stored": int(stored), "file": file})
+        self.state.update(entries, **counts)
+        accepted = len(entries)
+        body = {"ok": accepted > 0, "accepted": accepted, "rejected": len(items) - accepted,
+                "stored": counts.get("stored", 0), "results": results}
+        return Reply(202 if accepted else 422, body)
+
+    def snapshot(self, environ) -> Reply:
+        entries, counters = self.state.snapshot()
+        events = []
+        for record, stored in entries:
+            obj = json.loads(record)
+            obj["stored"] = stored
+            events.append(obj)
+        return Reply(200, {"ok": True, "capacity": self.state.capacity, "size": len(events), "events": events,
+                           "counters": counters})
+
+    def health(self, environ) -> Reply:
+        directory = self.store.dir
+        if not directory.is_dir():
+            return Reply(503, {"ok": False, "reason": f"data directory {directory} does not exist"})
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return Reply(503, {"ok": False, "reason": f"data directory {directory} is not writable"})
+        try:
+            last_ok, last_error, message = self.state.health()  # every worker of the server answers alike
+        except OSError:  # the debug state is broken, ingestion is not (the warning is logged once a minute)
+            last_ok, last_error, message = 0, 0, ""
+        age = self.clock() - last_error / 1e9
+        if last_error > last_ok and age < 60:
+            return Reply(503, {"ok": False, "reason": f"a write failed {age:.0f} s ago and none succeeded since: "
+                                                      f"{message}"})
+        return Reply(200, {"ok": True})
+
+    def exposition(self, environ) -> Reply:
+        entries, counters = self.state.snapshot()
+        return Reply(200, exposition.generate_latest(counters, len(entries), self.state.capacity),
+                     exposition.CONTENT_TYPE)
+
+
+def make_app(settings, *, store: Store | None = None, state: SharedState | None = None,
+             sampler: Sampler | None = None, clock: Callable[[], float] = time.time) -> Callable:
+    """Build the WSGI application (like prometheus_client's make_wsgi_app): call it per request."""
+    endpoint = Endpoint(settings,
+                        store if store is not None else Store.from_settings(settings, clock),
+                        state if state is not None else SharedState.for_settings(settings),
+                        sampler if sampler is not None else Sampler.from_settings(settings), clock)
+    handlers = {path: (route, getattr(endpoint, route.handler)) for path, route in ROUTES.items()}
+    cors = Cors(settings.cors_origins)
+    one_event, count_refusal = endpoint.one_event, endpoint.count_refusal
+    cross_origin = bool(cors.origins)
+
+    def dispatch(environ, method: str, path: str) -> tuple[Reply, list[tuple[str, str]]]:
+        headers: list[tuple[str, str]] = []
+        try:
+            route, handler = handlers.get(path) or (None, None)
+            if route is None:
+                raise Problem(404, "not_found", f"no route {path[:100]}")
+            if not route.allows(method):
+                headers.append(("Allow", route.allow))
+                raise Problem(405, "method_not_allowed", f"{method[:10]} not allowed on {path}; use {route.allow}")
+            if not route.cors:
+                return handler(environ), headers
+            allowed = cors.headers(environ.get("HTTP_ORIGIN"), method == "OPTIONS")
+            if allowed is None:
+                endpoint.state.update(requests=1, rejected_origin=1)
+                raise cors.refusal()
+            headers += allowed
+            if method == "OPTIONS":
+                return Reply(204, None, headers=PREFLIGHT_HEADERS), headers
+            try:
+                return handler(environ), headers
+            except Problem as problem:
+                count_refusal(problem)
+                raise
+        except Problem as problem:
+            return _refused(problem), headers
+        except OSError as exc:
+            return _unavailable(exc), headers
+
+    def app(environ, start_response):
+        started = time.perf_counter()
+        method = environ.get("REQUEST_METHOD", "GET")
+        path = environ.get("PATH_INFO", "") or "/"
+        if path == EVENT_PATH and method == "POST" and not (cross_origin and "HTTP_ORIGIN" in environ):
+            try:  # the hot path: one event, no CORS in play
+                reply = one_event(environ)
+            except Problem as problem:
+                count_refusal(problem)
+                reply = _refused(problem)
+            except OSError as exc:
+                reply = _unavailable(exc)
+            body = orjson.dumps(reply.payload)
+            start_response(STATUS[reply.status], [("Content-Length", str(len(body))), *_JSON_HEADERS])
+        else:
+            reply, headers = dispatch(environ, method, path)
+            body = _respond(start_response, reply, headers, method)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info("%s %s %d %d %.2fms", method[:10], path[:100], reply.status, len(body),
+                            (time.perf_counter() - started) * 1e3)
+        return [body]
+
+    app.store = endpoint.store  # for tests and embedding
+    app.state = endpoint.state
+    return app
+
+
+def _respond(start_response, reply: Reply, headers: list[tuple[str, str]], method: str) -> bytes:
+    payload = reply.payload
+    body = b"" if payload is None else payload if isinstance(payload, bytes) else orjson.dumps(payload)
+    if method == "HEAD":
+        body = b""
+    own = list(reply.headers)
+    cache = () if any(name == "Cache-Control" for name, _ in own) else (("Cache-Control", "no-store"),)
+    start_response(STATUS[reply.status], [*headers, *own, ("Content-Type", reply.content_type),
+                                          ("Content-Length", str(len(body))), *cache,
+                                          ("X-Content-Type-Options", "nosniff")])
+    return body

@@ -1,0 +1,58 @@
+"""The import target for any WSGI server: the factory ``create_app()``, which builds the app from the environment.
+
+    granian --interface wsgi --factory --workers 2 --blocking-threads 1 metrics_ops.serve.wsgi:create_app
+    gunicorn -w 2 'metrics_ops.serve.wsgi:create_app()'
+
+Settings come from the environment, .env and METRICS_CONFIG as for every command. All worker processes of one
+server share the ring and counters through METRICS_STATE_FILE (default DIR/.metrics-ops.state). Importing this
+module builds nothing; ``metrics_ops.serve.wsgi:app`` (and the older ``metrics_ops.wsgi:app``) still work for
+servers without a factory form: the attribute is built on first access.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+if os.environ.get("METRICS_SERVE_PARENT_PID"):  # (worker.PARENT_ENV, spelled out: nothing is imported yet)
+    # A granian worker inherits the main process's SIGTERM handler, which only sets a flag in the main process's
+    # copy of the server, until the worker installs its own after this module is loaded: a stop signal in that
+    # window was swallowed and the server never exited. Until then, the default action (exit) is right: this
+    # worker has taken no request yet. Done first, before the imports that make up most of a worker's start, and
+    # only in a worker that `metrics-ops serve` started.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class StartupError(SystemExit):
+    """The settings are invalid: the worker exits with status 2 (a usage error), its lines said on stderr."""
+
+    def __init__(self, lines: list[str]):
+        super().__init__(2)
+        self.lines = lines
+
+
+def create_app():
+    """The WSGI app of the settings in the environment; in a serve worker, it also ends with its parent."""
+    from metrics_ops.config import ConfigError, load_settings
+    from metrics_ops.serve.app import make_app
+    from metrics_ops.serve.worker import configure_logging, die_with_parent
+
+    die_with_parent()
+    try:
+        settings = load_settings(config_file=os.environ.get("METRICS_CONFIG") or None)
+    except ConfigError as exc:
+        import sys
+
+        for line in exc.lines:
+            print(f"metrics-ops: {line}", file=sys.stderr)
+        raise StartupError(exc.lines) from None
+    configure_logging(settings.log_level)
+    return make_app(settings)
+
+
+def __getattr__(name: str):
+    if name == "app":  # the non-factory form: built once, on first access
+        globals()["app"] = application = create_app()
+        return application
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
