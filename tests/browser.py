@@ -20,7 +20,7 @@ from conftest import all_lines
 from edge import SAME_ORIGIN, SHIPPED, Nginx
 from serve_process import Server
 
-CHROMIUM_NAMES = ("chromium", "chromium-browser")
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")  # Debian's; GitHub's Ubuntu runners
 
 
 def chromium_path() -> str | None:

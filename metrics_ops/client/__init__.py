@@ -19,8 +19,6 @@ JS = "text/javascript; charset=utf-8"
 CACHE_CONTROL = "public, max-age=3600"
 KINDS = {"script": ("metrics.js", JS), "module": ("metrics.mjs", JS),
          "types": ("metrics.d.ts", "text/plain; charset=utf-8")}
-# What serve answers at GET: the script and the module (types are for bundlers: `metrics-ops client --types`).
-ROUTES = {"/metrics.js": "script", "/metrics.mjs": "module"}
 
 
 @dataclass(frozen=True)
@@ -70,16 +68,14 @@ def not_modified(if_none_match: str, f: ClientFile) -> bool:
     return "*" in tags or f.etag in tags or f.gzip_etag in tags
 
 
-def answer(f: ClientFile, if_none_match: str = "", accept_encoding: str = "",
-           head: bool = False) -> tuple[int, list[tuple[str, str]], bytes]:
-    """Status, headers and body for a GET (or HEAD) of ``f``: 304 when the ETag matches, gzip when accepted."""
+def answer(f: ClientFile, if_none_match: str = "", accept_encoding: str = "") -> tuple[int, bytes | None, tuple]:
+    """(status, body, headers) for a GET of ``f``: 304 without a body when If-None-Match names its ETag, the
+    gzip bytes when Accept-Encoding allows them. The content type and length are the caller's to add."""
     zipped = accepts_gzip(accept_encoding)
-    headers = [("Cache-Control", CACHE_CONTROL), ("Vary", "Accept-Encoding"),
-               ("ETag", f.gzip_etag if zipped else f.etag)]
+    headers = (("Cache-Control", CACHE_CONTROL), ("Vary", "Accept-Encoding"),
+               ("ETag", f.gzip_etag if zipped else f.etag))
     if if_none_match and not_modified(if_none_match, f):
-        return 304, headers, b""
-    body = f.gzipped if zipped else f.body
-    headers += [("Content-Type", f.content_type), ("Content-Length", str(len(body)))]
+        return 304, None, headers
     if zipped:
-        headers.append(("Content-Encoding", "gzip"))
-    return 200, headers, b"" if head else body
+        return 200, f.gzipped, (*headers, ("Content-Encoding", "gzip"))
+    return 200, f.body, headers
