@@ -157,7 +157,7 @@ def test_top_level_help_says_what_each_command_is_for_at_80_columns():
     assert "rotate, gzip and prune the event files" not in r.stdout
     commands = r.stdout.split("Commands:\n", 1)[1].splitlines()
     listed = {line.split()[0]: line.split(None, 1)[1] for line in commands if line.strip()}
-    assert set(listed) == {"completion", "config", "forget", "gzip", "prune", "ratelimit-probe", "rotate",
+    assert set(listed) == {"client", "completion", "config", "forget", "gzip", "prune", "ratelimit-probe", "rotate",
                            "sample-test", "serve"}  # probe is the alias, not a second command
     assert "alias: probe" in listed["ratelimit-probe"]
     assert not [line for line in commands if line.endswith("...") or len(line) > 80]  # nothing cut off
