@@ -12,7 +12,6 @@ So an instant burst passes burst + 1 requests, not the "15" of the old documenta
 from __future__ import annotations
 
 import csv
-import http.client
 import json
 import math
 import os
@@ -22,9 +21,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from metrics_ops import testrun
+from metrics_ops.httpclient import Target, post, require_an_answer, require_connection
 
 MAX_REQUESTS = 10_000
 NODELAY = math.inf
@@ -122,16 +121,6 @@ class ProbeResult:
         return 200 <= r.status < 300 and r.latency_ms >= self._delay_threshold_ms
 
 
-def check_url(url: str) -> tuple[str, str, int | None, str]:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{url}: want an http:// or https:// URL")
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
-    return parts.scheme, parts.hostname, parts.port, path
-
-
 def default_body(run_id: str, i: int) -> bytes:
     """The shape real clients send, marked as test traffic (metrics_ops.testrun) to find and remove it."""
     return json.dumps(testrun.marked("probe", run_id, i, "ratelimit_probe"), separators=(",", ":")).encode()
@@ -147,9 +136,7 @@ def run_probe(url: str, *, requests: int = 20, concurrency: int = 1, rate: float
     sent at 1/rate intervals whatever the answers, over up to ``concurrency`` connections. ``timeout`` bounds
     the whole probe: nothing is sent after it, and no answer is awaited past it.
     """
-    from metrics_ops.reach import require_an_answer, require_connection
-
-    scheme, host, port, path = check_url(url)
+    target = Target.parse(url)
     require_connection(url, min(10.0, timeout))  # a target that cannot be reached is an error, not 0 passes
     if rate is not None:
         if duration is None:
@@ -158,107 +145,96 @@ def run_probe(url: str, *, requests: int = 20, concurrency: int = 1, rate: float
     if not 1 <= requests <= MAX_REQUESTS:
         raise ValueError(f"--requests must be 1..{MAX_REQUESTS} (asked: {requests})")
     concurrency = max(1, min(concurrency, requests, 256))
-    run_id = testrun.new_run_id()
-    conn_cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-    records: list[Record | None] = [None] * requests
-    lock = threading.Lock()
-    counter = [0]
-    start = [0.0]
-    deadline = [0.0]
-    ready = threading.Barrier(concurrency + 1)
-
-    def connect():
-        conn = conn_cls(host, port, timeout=min(10.0, timeout))
-        try:
-            conn.connect()  # open before the burst starts: the burst measures requests, not handshakes
-        except OSError:
-            pass
-        return conn
-
-    def send(conn, index: int) -> http.client.HTTPConnection:
-        payload = body if body is not None else default_body(run_id, index)
-        t0 = time.monotonic()
-        sent_ms = (t0 - start[0]) * 1000
-        status, error = 0, None
-        try:
-            conn.timeout = max(0.05, min(10.0, deadline[0] - t0))
-            if conn.sock is not None:
-                conn.sock.settimeout(conn.timeout)
-            conn.request("POST", path, payload, {"Content-Type": content_type})
-            resp = conn.getresponse()
-            resp.read()
-            status = resp.status
-            if resp.getheader("Connection", "").lower() == "close":
-                conn.close()
-                conn = connect()
-        except (OSError, http.client.HTTPException) as exc:
-            error = type(exc).__name__
-            conn.close()
-            conn = connect()
-        records[index - 1] = Record(index, sent_ms, status, (time.monotonic() - t0) * 1000, error)
-        return conn
-
-    def closed_loop_worker():
-        conn = connect()
-        ready.wait()
-        try:
-            while True:
-                with lock:
-                    if counter[0] >= requests or time.monotonic() >= deadline[0]:
-                        return
-                    counter[0] += 1
-                    index = counter[0]
-                conn = send(conn, index)
-        finally:
-            conn.close()
-
-    def open_loop_worker():
-        conn = connect()
-        ready.wait()
-        try:
-            while True:
-                with lock:
-                    if counter[0] >= requests:
-                        return
-                    counter[0] += 1
-                    index = counter[0]
-                due = start[0] + (index - 1) / rate
-                now = time.monotonic()
-                if due > now:
-                    time.sleep(due - now)
-                if time.monotonic() >= deadline[0]:
-                    return
-                conn = send(conn, index)
-        finally:
-            conn.close()
-
-    worker = open_loop_worker if rate is not None else closed_loop_worker
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    start[0] = time.monotonic()
-    deadline[0] = start[0] + timeout
-    try:
-        ready.wait(timeout=min(timeout, 30))
-    except threading.BrokenBarrierError:
-        pass
-    start[0] = time.monotonic()  # the burst starts now, every connection is open
-    deadline[0] = start[0] + timeout
-    for t in threads:
-        t.join(max(0.0, deadline[0] - time.monotonic()) + 1.0)
-    seconds = time.monotonic() - start[0]
-    done = sorted((r for r in records if r is not None), key=lambda r: r.sent_ms)
-    for i, r in enumerate(done, 1):  # send order, as the record promises
-        r.index = i
+    burst = _Burst(target, requests, rate, timeout, body, content_type)
+    done, seconds = burst.run(concurrency)
     mode = "open-loop" if rate is not None else ("sequential" if concurrency == 1 else "concurrent")
     if done and all(r.status == 0 for r in done):
         require_an_answer(url, len(done), [r.error or "time-out" for r in done])
     result = ProbeResult(url, mode, done, seconds, timed_out=len(done) < requests,
-                         run_id=run_id if body is None else None)
+                         run_id=burst.run_id if body is None else None)
     if result.timed_out:
         result.warnings.append(f"the probe stopped at --timeout {timeout:g} s after {len(done)} of {requests} "
                                "requests")
     return result
+
+
+class _Burst:
+    """The threads of one probe: each holds one keep-alive connection, opened before the burst starts (the
+    burst measures requests, not handshakes), and takes the next request number until all are sent."""
+
+    def __init__(self, target: Target, requests: int, rate: float | None, timeout: float, body: bytes | None,
+                 content_type: str):
+        self.target, self.requests, self.rate, self.timeout = target, requests, rate, timeout
+        self.body, self.content_type = body, content_type
+        self.run_id = testrun.new_run_id()
+        self.records: list[Record | None] = [None] * requests
+        self.lock = threading.Lock()
+        self.taken = 0
+        self.start = self.deadline = 0.0
+        self.ready: threading.Barrier | None = None
+
+    def run(self, concurrency: int) -> tuple[list[Record], float]:
+        """-> (the records in send order, the seconds the burst took)"""
+        self.ready = threading.Barrier(concurrency + 1)
+        threads = [threading.Thread(target=self.worker, daemon=True) for _ in range(concurrency)]
+        self.start = time.monotonic()
+        self.deadline = self.start + self.timeout
+        for t in threads:
+            t.start()
+        try:
+            self.ready.wait(timeout=min(self.timeout, 30))
+        except threading.BrokenBarrierError:
+            pass
+        self.start = time.monotonic()  # the burst starts now, every connection is open
+        self.deadline = self.start + self.timeout
+        for t in threads:
+            t.join(max(0.0, self.deadline - time.monotonic()) + 1.0)
+        seconds = time.monotonic() - self.start
+        done = sorted((r for r in self.records if r is not None), key=lambda r: r.sent_ms)
+        for i, r in enumerate(done, 1):  # send order, as the record promises
+            r.index = i
+        return done, seconds
+
+    def connect(self):
+        conn = self.target.connection(min(10.0, self.timeout))
+        try:
+            conn.connect()
+        except OSError:
+            pass
+        return conn
+
+    def next_index(self) -> int | None:
+        with self.lock:
+            if self.taken >= self.requests or (self.rate is None and time.monotonic() >= self.deadline):
+                return None
+            self.taken += 1
+            return self.taken
+
+    def worker(self) -> None:
+        conn = self.connect()
+        self.ready.wait()
+        try:
+            while (index := self.next_index()) is not None:
+                if self.rate is not None:  # open loop: each request at its due time, whatever the answers
+                    due = self.start + (index - 1) / self.rate
+                    if due > time.monotonic():
+                        threading.Event().wait(due - time.monotonic())
+                    if time.monotonic() >= self.deadline:
+                        return
+                conn = self.send(conn, index)
+        finally:
+            conn.close()
+
+    def send(self, conn, index: int):
+        payload = self.body if self.body is not None else default_body(self.run_id, index)
+        t0 = time.monotonic()
+        conn.timeout = max(0.05, min(10.0, self.deadline - t0))
+        if conn.sock is not None:
+            conn.sock.settimeout(conn.timeout)
+        answer = post(conn, self.target.path, payload, self.content_type)
+        self.records[index - 1] = Record(index, (t0 - self.start) * 1000, answer.status,
+                                         (time.monotonic() - t0) * 1000, answer.error)
+        return self.connect() if answer.closed else conn
 
 
 def summarize(result: ProbeResult, *, expect_rate: float | None = None, expect_burst: int | None = None,
@@ -320,7 +296,7 @@ def _quantile(sorted_values: list[float], q: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
-def state_path() -> Path:
+def probe_history_path() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return Path(base) / "metrics-ops" / "probes.json"
 
@@ -329,7 +305,7 @@ def recent_probe_warning(url: str, rate: float, burst: int, now: float | None = 
     """A warning when the previous probe of ``url`` ended less than (burst + 1) / rate seconds ago."""
     now = time.time() if now is None else now
     try:
-        last = json.loads(state_path().read_text()).get(url)
+        last = json.loads(probe_history_path().read_text()).get(url)
     except (OSError, ValueError):
         return None
     refill = (burst + 1) / rate
@@ -340,7 +316,7 @@ def recent_probe_warning(url: str, rate: float, burst: int, now: float | None = 
 
 
 def remember_probe(url: str, now: float | None = None) -> None:
-    path = state_path()
+    path = probe_history_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -10,17 +10,15 @@ are judged exactly: every event kept (or none), else FAIL.
 
 from __future__ import annotations
 
-import http.client
 import json
 import random
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from metrics_ops import testrun
-from metrics_ops.reach import require_an_answer, require_connection
+from metrics_ops.httpclient import Target, post, require_an_answer, require_connection
 from metrics_ops.sampling import (
     Z999,
     BrowserSampler,
@@ -119,53 +117,23 @@ class LiveResult:
 def live(url: str, events: int, *, server_rate: float, mode: str, tolerance: float, timeout: float = 120.0,
          data_dir: Path | None = None, body_event: str = SIM_EVENT) -> LiveResult:
     """Post ``events`` events to a running serve (one keep-alive connection), count stored=1 against stored=0."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"--url {url}: want an http:// or https:// URL")
+    try:
+        target = Target.parse(url, default_path="/api/metrics/event")
+    except ValueError as exc:
+        raise ValueError(f"--url {exc}") from None
     require_connection(url, min(10.0, timeout))  # a dead port is an error, not an INCONCLUSIVE row
     run_id = testrun.new_run_id()
-    conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    path = parts.path or "/api/metrics/event"
-    statuses: Counter = Counter()
-    stored = sampled_out = errors = 0
-    error_kinds: list[str] = []
     before = _lines_with(data_dir, run_id) if data_dir else None
-    deadline = time.monotonic() + timeout
     started = time.monotonic()
-    conn = conn_cls(parts.hostname, parts.port, timeout=min(10.0, timeout))
-    sent = 0
-    try:
-        for i in range(events):
-            if time.monotonic() > deadline:
-                break
-            body = json.dumps(testrun.marked("st", run_id, i, body_event))
-            try:
-                conn.request("POST", path, body, {"Content-Type": "application/json"})
-                resp = conn.getresponse()
-                data = resp.read()
-            except (OSError, http.client.HTTPException) as exc:
-                errors += 1
-                error_kinds.append(type(exc).__name__)
-                conn.close()
-                conn = conn_cls(parts.hostname, parts.port, timeout=min(10.0, timeout))
-                continue
-            finally:
-                sent += 1
-            statuses[resp.status] += 1
-            if resp.status == 202:
-                answer = json.loads(data)
-                if answer.get("stored") == 1:
-                    stored += 1
-                else:
-                    sampled_out += 1
-    finally:
-        conn.close()
+    statuses, answers, error_kinds = _post_events(target, run_id, events, body_event, started + timeout)
     seconds = time.monotonic() - started
+    sent = sum(statuses.values()) + len(error_kinds)
     if sent and not statuses:
         require_an_answer(url, sent, error_kinds)
+    stored, sampled_out = answers[1], answers[0]
     answered = stored + sampled_out
     row = judge(Row(f"live {server_rate:g}", 1.0, server_rate, mode, server_rate, answered, stored), tolerance)
-    result = LiveResult(url, run_id, sent, dict(statuses), stored, sampled_out, errors, seconds, row)
+    result = LiveResult(url, run_id, sent, dict(statuses), stored, sampled_out, len(error_kinds), seconds, row)
     if answered < sent:
         result.notes.append(f"{sent - answered} of {sent} requests were not answered 202 "
                             f"({', '.join(f'{k}: {v}' for k, v in sorted(statuses.items()) if k != 202) or 'errors'});"
@@ -177,6 +145,31 @@ def live(url: str, events: int, *, server_rate: float, mode: str, tolerance: flo
             result.notes.append(f"{stored} events were answered stored=1 but {result.lines_on_disk} lines of this "
                                 f"run are in {data_dir}")
     return result
+
+
+def _post_events(target: Target, run_id: str, events: int, event_name: str,
+                 deadline: float) -> tuple[Counter, Counter, list[str]]:
+    """-> (HTTP statuses, the 202 answers by their "stored" value, the kinds of failed requests)"""
+    statuses: Counter = Counter()
+    answers: Counter = Counter()
+    errors: list[str] = []
+    conn = target.connection(min(10.0, deadline - time.monotonic()))
+    try:
+        for i in range(events):
+            if time.monotonic() > deadline:
+                break
+            answer = post(conn, target.path, json.dumps(testrun.marked("st", run_id, i, event_name)))
+            if answer.closed:
+                conn = target.connection(conn.timeout)
+            if answer.error:
+                errors.append(answer.error)
+                continue
+            statuses[answer.status] += 1
+            if answer.status == 202:
+                answers[1 if json.loads(answer.body).get("stored") == 1 else 0] += 1
+    finally:
+        conn.close()
+    return statuses, answers, errors
 
 
 def _lines_with(data_dir: Path, marker: str) -> int:

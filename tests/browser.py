@@ -16,9 +16,9 @@ import shutil
 import threading
 from pathlib import Path
 
-from conftest import all_lines
-from edge import SAME_ORIGIN, SHIPPED, Nginx
-from serve_process import Server
+from .edge import SAME_ORIGIN, SHIPPED, Nginx
+from .helpers import all_lines
+from .serve_process import Server
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")  # Debian's; GitHub's Ubuntu runners
 

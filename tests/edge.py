@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from serve_process import free_port
+from .helpers import free_port
 
 SHIPPED = Path(__file__).resolve().parent.parent / "deploy" / "edge" / "nginx.conf"
 SAME_ORIGIN = SHIPPED.parent / "site-same-origin.conf"

@@ -8,14 +8,14 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
+
+from .helpers import CLI, free_port  # noqa: F401  (re-exported for the tests that start servers)
 
 LIBFAKETIME = next((p for p in ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
                                 "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
                                 "/usr/lib/faketime/libfaketime.so.1") if os.path.exists(p)), None)
-CLI = [sys.executable, "-m", "metrics_ops"]
 
 
 def shifted_clock(offset: float) -> dict[str, str]:
@@ -50,12 +50,6 @@ class Connection(http.client.HTTPConnection):
         return False
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     def __init__(self, data_dir: Path, log: Path, *args: str, env: dict | None = None, port: int | None = None):
         self.port = port or free_port()
@@ -63,7 +57,7 @@ class Server:
         self.log_path = log
         self._log = open(log, "wb")  # noqa: SIM115 - closed by stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "metrics_ops", "--data-dir", str(data_dir), "serve", "--port", str(self.port),
+            [*CLI, "--data-dir", str(data_dir), "serve", "--port", str(self.port),
              *args],
             stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         deadline = time.monotonic() + 20

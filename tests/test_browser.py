@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
-from browser import BEACON_SPY, DNT_ON, GPC_ON, Site, chromium_path, fixed_visitor, wait
 
 from metrics_ops.sampletest import PASS, Row, judge
 from metrics_ops.sampling import browser_fraction
+
+from .browser import BEACON_SPY, DNT_ON, GPC_ON, Site, chromium_path, fixed_visitor, wait
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 if chromium_path() is None:

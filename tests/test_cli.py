@@ -4,16 +4,15 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import click
 import pytest
 
 from metrics_ops import __version__
-from metrics_ops.cli import cli
+from metrics_ops.cli import cli as cli_group
 
-CLI = [sys.executable, "-m", "metrics_ops"]
+from .helpers import CLI, cli
 
 
 def _commands(group: click.Group, prefix=()):
@@ -23,7 +22,8 @@ def _commands(group: click.Group, prefix=()):
             yield from _commands(cmd, (*prefix, name))
 
 
-@pytest.mark.parametrize("path, cmd", list(_commands(cli)), ids=lambda v: " ".join(v) if isinstance(v, tuple) else "")
+@pytest.mark.parametrize("path, cmd", list(_commands(cli_group)),
+                         ids=lambda v: " ".join(v) if isinstance(v, tuple) else "")
 def test_every_command_has_help_with_an_example(run, path, cmd):
     r = run(*path, "-h")
     assert r.exit_code == 0
@@ -40,8 +40,7 @@ def test_version(run):
 
 def test_python_dash_m_and_output_options_after_the_command(tmp_path):
     (tmp_path / "d").mkdir()
-    r = subprocess.run([*CLI, "--data-dir", tmp_path / "d", "rotate", "--once", "--json"],
-                       capture_output=True, text=True)
+    r = cli("--data-dir", tmp_path / "d", "rotate", "--once", "--json")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["ok"] and [a["kind"] for a in doc["actions"]] == ["create", "link"]
@@ -131,7 +130,7 @@ def test_maintenance_never_invents_a_data_directory(tmp_path, monkeypatch, comma
     home = tmp_path / "home"  # cron's working directory, without METRICS_DIR
     home.mkdir()
     monkeypatch.chdir(home)
-    r = subprocess.run([*CLI, *command, "-q"], capture_output=True, text=True, timeout=30)
+    r = cli(*command, "-q", timeout=30)
     assert r.returncode == 1 and r.stdout == ""
     hint = "rotate --create makes it" if command[0] != "rotate" else "add --create to make it"
     assert r.stderr == (f"metrics-ops: data directory {home / 'data'} does not exist (the default ./data in the "
@@ -152,7 +151,7 @@ def test_missing_data_dir_names_where_the_setting_came_from(tmp_path, run):
 
 
 def test_top_level_help_says_what_each_command_is_for_at_80_columns():
-    r = subprocess.run([*CLI, "--help"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"})
+    r = cli("--help", env={**os.environ, "COLUMNS": "80"})
     assert r.returncode == 0
     assert "rotate, gzip and prune the event files" not in r.stdout
     commands = r.stdout.split("Commands:\n", 1)[1].splitlines()
@@ -161,9 +160,8 @@ def test_top_level_help_says_what_each_command_is_for_at_80_columns():
                            "sample-test", "serve"}  # probe is the alias, not a second command
     assert "alias: probe" in listed["ratelimit-probe"]
     assert not [line for line in commands if line.endswith("...") or len(line) > 80]  # nothing cut off
-    assert run_probe_alias_help() == subprocess.run([*CLI, "ratelimit-probe", "--help"], capture_output=True,
-                                                    text=True).stdout.replace("ratelimit-probe", "probe")
+    assert run_probe_alias_help() == cli("ratelimit-probe", "--help").stdout.replace("ratelimit-probe", "probe")
 
 
 def run_probe_alias_help() -> str:
-    return subprocess.run([*CLI, "probe", "--help"], capture_output=True, text=True, check=True).stdout
+    return cli("probe", "--help", check=True).stdout

@@ -10,11 +10,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from wsgi_client import call
 
 from metrics_ops.client import KINDS, accepts_gzip, client_file
 from metrics_ops.config import load_settings
 from metrics_ops.serve import make_app
+
+from .wsgi_client import call
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET = 1024  # bytes, gzipped: the limit (Plausible's script is under 1 KB too)

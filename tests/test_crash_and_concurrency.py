@@ -16,11 +16,10 @@ from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import all_lines
 
 from metrics_ops.store import Store, file_name
 
-CLI = [sys.executable, "-m", "metrics_ops"]
+from .helpers import CLI, all_lines, cli, data_file
 
 
 def _populate(d, files=20, lines=3000):
@@ -28,9 +27,8 @@ def _populate(d, files=20, lines=3000):
     expected = []
     for i in range(files):
         name = file_name(today - timedelta(days=5 + i // 2), i % 2)
-        rows = [json.dumps({"file": i, "n": n, "pad": "x" * random.randint(10, 80)}) for n in range(lines)]
-        (d / name).write_text("".join(r + "\n" for r in rows))
-        expected.extend(rows)
+        expected += data_file(d / name, ({"file": i, "n": n, "pad": "x" * random.randint(10, 80)}
+                                         for n in range(lines)))
     return expected
 
 
@@ -78,7 +76,7 @@ def test_gzip_killed_at_random_moments_loses_and_duplicates_nothing(tmp_path):
         left = {p.name for p in d.iterdir()}
         outcomes["temp left"] += any(n.endswith(".gz.tmp") for n in left)
         outcomes["both left"] += any(n + ".gz" in left for n in left)
-        r = subprocess.run([*CLI, "--data-dir", d, "gzip", "--json"], env=env, capture_output=True, text=True)
+        r = cli("--data-dir", d, "gzip", "--json", env=env)
         assert r.returncode == 0, (trial, r.stderr)
         got = all_lines(d)
         assert Counter(got) == Counter(expected), f"trial {trial}"
@@ -108,8 +106,7 @@ def test_four_writers_racing_rotate_passes_lose_nothing(tmp_path):
                for w in range(4)]
     passes = 0
     while any(w.poll() is None for w in writers) or passes < 3:
-        r = subprocess.run([*CLI, "--data-dir", d, "rotate", "--once", "-q", "--max-mb", str(max_bytes / 2**20)],
-                           capture_output=True, text=True)
+        r = cli("--data-dir", d, "rotate", "--once", "-q", "--max-mb", max_bytes / 2**20)
         assert r.returncode == 0, r.stderr
         passes += 1
     assert all(w.wait() == 0 for w in writers)

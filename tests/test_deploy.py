@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import console_script
-from edge import Nginx, nginx_binary, render
-from serve_process import Server, free_port
+
+from .edge import Nginx, nginx_binary, render
+from .helpers import CLI, cli, console_script
+from .serve_process import Server, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
-CLI = [sys.executable, "-m", "metrics_ops"]
 
 
 @pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (.ci/run installs it)")
@@ -59,8 +59,7 @@ def test_compose_file_parses_and_has_the_three_services():
 def test_compose_rotator_command_is_accepted_by_the_real_cli(tmp_path):
     cmd = compose()["services"]["metrics-rotator"]["command"][1:]
     (tmp_path / "data").mkdir()  # the metrics-data volume
-    r = subprocess.run([*CLI, "--data-dir", str(tmp_path / "data"), *cmd, "--dry-run"], capture_output=True,
-                       text=True, timeout=60)
+    r = cli("--data-dir", str(tmp_path / "data"), *cmd, "--dry-run", timeout=60)
     assert r.returncode == 0, r.stderr
 
 
@@ -197,7 +196,7 @@ PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-He
 
 @pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (.ci/run installs it)")
 def test_same_origin_site_serves_the_page_and_takes_events_without_cors(data_dir, tmp_path):
-    from edge import SAME_ORIGIN
+    from .edge import SAME_ORIGIN
 
     backend = Server(data_dir, tmp_path / "serve.log")  # METRICS_CORS_ORIGINS empty: no CORS at all
     (tmp_path / "nginx" / "site").mkdir(parents=True)
@@ -293,8 +292,7 @@ def test_compose_bind_mount_gives_backend_and_rotator_the_hosts_data_directory(t
     assert status == 202 and answer["stored"] == 1
     rotator = base["services"]["metrics-rotator"]["command"][1:]
     rotator[rotator.index("--interval"):rotator.index("--interval") + 2] = ["--once"]
-    r = subprocess.run([*CLI, "--data-dir", str(host), *rotator, "--json"], capture_output=True, text=True,
-                       timeout=60)
+    r = cli("--data-dir", host, *rotator, "--json", timeout=60)
     assert r.returncode == 0, r.stderr
     assert (host / "metrics.jsonl").resolve().name == answer["file"]
     assert "v_bind" in (host / answer["file"]).read_text()

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import click
 import pytest
-from conftest import console_script
 
 from metrics_ops.cli import cli
 from metrics_ops.exitcodes import EXIT_STATUS_DOC, ExitCode
+
+from .helpers import console_script
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))

@@ -11,15 +11,16 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from edge import Nginx, nginx_binary
-from serve_process import LIBFAKETIME, Server
+
+from .edge import Nginx, nginx_binary
+from .helpers import cli
+from .serve_process import LIBFAKETIME, Server
 
 START = date(2026, 1, 1)
 DAYS = 31
@@ -71,9 +72,8 @@ def test_pipeline_over_31_simulated_days(tmp_path, monkeypatch):
                     stored.setdefault(str(day), []).append((f"e2e-{d}", n))
             if d == 15:  # the burst: nginx must refuse exactly where the limit_req model says
                 time.sleep(2.3)  # (burst + 1) / rate: the bucket forgets the paced traffic
-                probe = subprocess.run([sys.executable, "-m", "metrics_ops", "probe", edge.url(), "--requests", "20",
-                                        "--expect-rate", "5", "--expect-burst", "10", "--json"],
-                                       capture_output=True, text=True, timeout=60)
+                probe = cli("probe", edge.url(), "--requests", "20", "--expect-rate", "5", "--expect-burst", "10",
+                            "--json", timeout=60)
                 assert probe.returncode == 0, probe.stdout + probe.stderr
                 doc = json.loads(probe.stdout)
                 assert doc["expectation"]["match"]  # the model, fed the real send times, within tolerance 1
@@ -88,14 +88,12 @@ def test_pipeline_over_31_simulated_days(tmp_path, monkeypatch):
                 assert r.status == 413 and json.loads(r.read())["error"]["code"] == "body_too_large"
                 c2.close()
                 next_send = time.monotonic() + 0.21
-            rotate = subprocess.run([sys.executable, "-m", "metrics_ops", "--data-dir", str(data), "rotate", "--once",
-                                     "-q", "--max-mb", "0.0002", "--gzip-after", "3", "--retention", "30"],
-                                    env={**os.environ, **fake}, capture_output=True, text=True, timeout=60)
+            rotate = cli("--data-dir", data, "rotate", "--once", "-q", "--max-mb", "0.0002", "--gzip-after", "3",
+                         "--retention", "30", env=fake, timeout=60)
             assert rotate.returncode == 0, rotate.stderr
         set_clock(clock, f"{START + timedelta(days=DAYS)} 00:30:00")  # after 31 simulated days
-        rotate = subprocess.run([sys.executable, "-m", "metrics_ops", "--data-dir", str(data), "rotate", "--once",
-                                 "--json", "--max-mb", "0.0002", "--gzip-after", "3", "--retention", "30"],
-                                env={**os.environ, **fake}, capture_output=True, text=True, timeout=60)
+        rotate = cli("--data-dir", data, "rotate", "--once", "--json", "--max-mb", "0.0002", "--gzip-after", "3",
+                     "--retention", "30", env=fake, timeout=60)
         assert rotate.returncode == 0, rotate.stderr
         conn.close()
     finally:

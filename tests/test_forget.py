@@ -7,17 +7,13 @@ import subprocess
 from datetime import date, timedelta
 
 import pytest
-from conftest import all_lines
 from freezegun import freeze_time
 
 from metrics_ops.store import LOCK_NAME, file_name
 
+from .helpers import all_lines, data_file
+
 TODAY = date(2026, 6, 15)
-
-
-def write(path, rows, gz=False):
-    data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows).encode()
-    path.write_bytes(gzip.compress(data) if gz else data)
 
 
 @pytest.fixture
@@ -25,11 +21,11 @@ def files(data_dir):
     old = file_name(TODAY - timedelta(days=10)) + ".gz"
     mid = file_name(TODAY - timedelta(days=2), 1)
     cur = file_name(TODAY)
-    write(data_dir / old, [{"visitor_id": "v1", "event": "a"}, {"visitor_id": "keep", "event": "v1"},
+    data_file(data_dir / old, [{"visitor_id": "v1", "event": "a"}, {"visitor_id": "keep", "event": "v1"},
                            {"visitor_id": "v12", "event": "b"}], gz=True)
-    write(data_dir / mid, [{"visitor_id": "v1", "event": "c"}, {"visitor_id": "v2", "event": "d"},
+    data_file(data_dir / mid, [{"visitor_id": "v1", "event": "c"}, {"visitor_id": "v2", "event": "d"},
                            {"visitor_id": "v1", "event": "e", "metadata": {"q": 1}}])
-    write(data_dir / cur, [{"visitor_id": "v1", "event": "f"}, {"visitor_id": "x", "event": "g"}])
+    data_file(data_dir / cur, [{"visitor_id": "v1", "event": "f"}, {"visitor_id": "x", "event": "g"}])
     os.utime(data_dir / mid, (1_700_000_000, 1_700_000_000))
     os.chmod(data_dir / mid, 0o640)
     (data_dir / "notes.txt").write_text('{"visitor_id":"v1"}\n')
@@ -64,7 +60,7 @@ def test_include_current_is_accepted_and_changes_nothing_of_the_contract(data_di
 
 
 def test_a_prefix_removes_one_test_run(data_dir, run):
-    write(data_dir / file_name(TODAY), [{"visitor_id": "probe-7f3a09-0001", "event": "ratelimit_probe"},
+    data_file(data_dir / file_name(TODAY), [{"visitor_id": "probe-7f3a09-0001", "event": "ratelimit_probe"},
                                         {"visitor_id": "probe-7f3a09-0002", "event": "ratelimit_probe"},
                                         {"visitor_id": "probe-8b0000-0001", "event": "ratelimit_probe"},
                                         {"visitor_id": "real", "event": "probe-7f3a09-0003"}])
@@ -78,7 +74,7 @@ def test_a_prefix_removes_one_test_run(data_dir, run):
 
 
 def test_future_dated_files_are_covered_and_do_not_fail_forget(data_dir, run):
-    write(data_dir / "metrics-2099-01-01.jsonl", [{"visitor_id": "v1", "event": "a"}, {"visitor_id": "k"}])
+    data_file(data_dir / "metrics-2099-01-01.jsonl", [{"visitor_id": "v1", "event": "a"}, {"visitor_id": "k"}])
     r = run("--data-dir", data_dir, "forget", "v1", "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["ok"] is True
     assert visitors(data_dir) == ["k"]
@@ -151,8 +147,8 @@ def test_a_pair_left_by_a_killed_gzip_is_reconciled_before_it_is_filtered(data_d
     the two apart made the next gzip pass append the plain file to the archive whole: every line twice."""
     name = file_name(TODAY - timedelta(days=5))
     rows = [{"visitor_id": "victim" if i == 7 else f"v{i}", "event": "e", "metadata": {"i": i}} for i in range(50)]
-    write(data_dir / name, rows)
-    write(data_dir / (name + ".gz"), rows, gz=True)
+    data_file(data_dir / name, rows)
+    data_file(data_dir / (name + ".gz"), rows, gz=True)
     with freeze_time(f"{TODAY} 12:00:00"):
         r = run("--data-dir", data_dir, "forget", "victim", "--json")
         assert r.exit_code == 0, r.output

@@ -5,12 +5,13 @@ import os
 from datetime import datetime
 
 import pytest
-from wsgi_client import call
 
 from metrics_ops.config import load_settings
 from metrics_ops.events import MAX_ITEMS
-from metrics_ops.serve import make_app
 from metrics_ops.sampling import Sampler
+from metrics_ops.serve import make_app
+
+from .wsgi_client import call
 
 EVENT = "/api/metrics/event"
 BATCH = "/api/metrics/events"

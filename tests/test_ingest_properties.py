@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wsgi_client import call
 
 from metrics_ops.config import load_settings
 from metrics_ops.serve import make_app
+
+from .wsgi_client import call
 
 json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**60), 2**60),
                          st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=40))

@@ -11,11 +11,12 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import all_lines, write_lines
 from freezegun import freeze_time
 
 from metrics_ops.maintenance import plan_gzip, plan_prune, run_pass
 from metrics_ops.store import CHANGES_NAME, LOCK_NAME, Store, file_name
+
+from .helpers import all_lines, data_file
 
 TODAY = date(2026, 6, 15)
 NOON = "2026-06-15 12:00:00"
@@ -27,11 +28,8 @@ def day(n: int) -> date:
 
 def make(data_dir, age: int, shard: int = 0, lines: int = 5, gz: bool = False):
     name = file_name(day(age), shard)
-    content = write_lines(data_dir / name, name, lines)
-    if gz:
-        (data_dir / (name + ".gz")).write_bytes(gzip.compress((data_dir / name).read_bytes()))
-        (data_dir / name).unlink()
-    return name, content
+    return name, data_file(data_dir / name, ({"visitor_id": f"v{i}", "event": name, "n": i} for i in range(lines)),
+                           gz=gz)
 
 
 def snapshot(d):

@@ -5,11 +5,12 @@ import json
 from collections import Counter
 
 import pytest
-from edge import Nginx, nginx_binary
-from serve_process import Server
 
+from metrics_ops.httpclient import Unreachable
 from metrics_ops.ratelimit import NODELAY, predict, recent_probe_warning, remember_probe, run_probe, summarize
-from metrics_ops.reach import Unreachable
+
+from .edge import Nginx, nginx_binary
+from .serve_process import Server
 
 
 def passes(decisions):
@@ -90,6 +91,9 @@ def test_recent_probe_warning(tmp_path, monkeypatch):
 def test_probe_refuses_other_schemes_and_unbounded_requests(run):
     r = run("probe", "file:///etc/passwd")
     assert r.exit_code == 2 and "want an http:// or https:// URL" in r.stderr
+    r = run("probe", "http://127.0.0.1:80a/x")
+    assert (r.exit_code, r.stderr) == (2, "metrics-ops: URL http://127.0.0.1:80a/x: the port is not a number from "
+                                          "0 to 65535\n")
     assert run("probe", "http://127.0.0.1:9/", "--requests", "10001").exit_code == 2
     r = run("probe", "http://127.0.0.1:9/", "--rate", "1000", "--duration", "20")
     assert r.exit_code == 2 and "over 10000 requests" in r.stderr
@@ -188,9 +192,9 @@ def test_nodelay_and_delay_exclude_each_other(run):
 
 
 def test_probe_events_carry_the_runs_prefix_and_mark_and_the_run_is_printed(data_dir, tmp_path, run, monkeypatch):
-    from conftest import all_lines
-
     from metrics_ops.testrun import RUN_PREFIX
+
+    from .helpers import all_lines
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     backend = Server(data_dir, tmp_path / "serve.log")

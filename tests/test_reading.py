@@ -1,7 +1,6 @@
 """The README's recipes for reading the data back, run exactly as the README writes them, over a real data
 directory: plain day files, a shard, a .gz archive, the metrics.jsonl link, and test traffic to leave out."""
 
-import gzip
 import json
 import os
 import re
@@ -11,6 +10,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from .helpers import data_file
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 SECTION = README.split("**Reading the data back.**", 1)[1].split("\n- ", 1)[0]
@@ -38,23 +39,23 @@ def store(tmp_path):
     expected = Counter()
 
     def day(name, lines):
-        text = ""
+        rows = []
         for visitor, event, at, *extra in lines:
-            text += record(visitor, event, at, *extra)
+            rows.append(record(visitor, event, at, *extra))
             if not extra or extra[0] is None:
                 expected[(at[:10], event)] += 1
-        return text
+        return rows
 
     old = day("2026-11-22", [("v1", "page_view", "2026-11-22T08:00:00.000001Z", None, 1764072000123),
                              ("v2", "page_view", "2026-11-22T09:00:00.000001Z", None, "2026-11-22T09:00:00Z"),
                              ("v2", "signup", "2026-11-22T09:01:00.000001Z")])
-    (data / "metrics-2026-11-22.jsonl.gz").write_bytes(gzip.compress(old.encode()))
-    (data / "metrics-2026-11-24.jsonl").write_text(day("2026-11-24", [
+    data_file(data / "metrics-2026-11-22.jsonl.gz", old, gz=True)
+    data_file(data / "metrics-2026-11-24.jsonl", day("2026-11-24", [
         ("v3", "page_view", "2026-11-24T10:00:00.000001Z"),
         ("probe-3f2a9c01b7de-0", "ratelimit_probe", "2026-11-24T10:00:01.000001Z", "3f2a9c01b7de")]))
-    (data / "metrics-2026-11-24.1.jsonl").write_text(day("2026-11-24", [
+    data_file(data / "metrics-2026-11-24.1.jsonl", day("2026-11-24", [
         ("v4", "page_view", "2026-11-24T11:00:00.000001Z"), ("v4", "click", "2026-11-24T11:00:02.000001Z")]))
-    (data / "metrics-2026-11-25.jsonl").write_text(day("2026-11-25", [
+    data_file(data / "metrics-2026-11-25.jsonl", day("2026-11-25", [
         ("v5", "page_view", "2026-11-25T07:00:00.000001Z"), ("v6", "page_view", "2026-11-25T07:30:00.000001Z"),
         ("st-0123456789ab-7", "sample_test", "2026-11-25T07:31:00.000001Z", "0123456789ab")]))
     os.symlink("metrics-2026-11-25.jsonl", data / "metrics.jsonl")  # the link to today's file

@@ -21,9 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from serve_process import CLI, LIBFAKETIME, Server, children, free_port, shifted_clock
 
 from metrics_ops.store import parse_name
+
+from .helpers import cli, free_port
+from .serve_process import LIBFAKETIME, Server, children, shifted_clock
 
 
 def visitors_on_disk(directory: Path) -> Counter:
@@ -36,11 +38,6 @@ def visitors_on_disk(directory: Path) -> Counter:
         for line in (gzip.decompress(raw) if p.name.endswith(".gz") else raw).splitlines():
             found[json.loads(line)["visitor_id"]] += 1
     return found
-
-
-def cli(data: Path, *args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, "--data-dir", str(data), *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
 
 
 class Clients:
@@ -127,7 +124,7 @@ def test_stored_means_stored_while_passes_in_other_zones_forget_and_shard_across
                     if not victims:
                         continue
                     args = [*args, victims.pop()]
-                r = cli(data, *args, env={**clock, **env})
+                r = cli("--data-dir", data, *args, env={**clock, **env})
                 ran[args[0]] += 1
                 if r.returncode != 0:
                     failures.append((args, r.returncode, r.stderr[-3000:]))
@@ -155,7 +152,7 @@ def test_a_pass_a_day_ahead_with_retention_1_never_deletes_the_file_serve_writes
     clients = Clients(server, 2)
     try:
         time.sleep(0.5)
-        r = cli(data, "rotate", "--once", "--json", "--gzip-after", "1", "--retention", "1",
+        r = cli("--data-dir", data, "rotate", "--once", "--json", "--gzip-after", "1", "--retention", "1",
                 env=shifted_clock(86_000))
         time.sleep(0.5)
     finally:
@@ -244,7 +241,7 @@ def test_serve_refuses_to_start_when_the_state_file_cannot_be_reserved(tmpfs, tm
     data = tmpfs / "data"
     data.mkdir()
     fill(tmpfs)
-    r = cli(data, "serve", "--port", str(free_port()), timeout=30)
+    r = cli("--data-dir", data, "serve", "--port", str(free_port()), timeout=30)
     assert r.returncode == 1
     assert re.fullmatch(f"metrics-ops: cannot reserve 3.9 MiB for the state file {data}/.metrics-ops.state: No space "
                         "left on device\n", r.stderr), r.stderr
@@ -259,7 +256,7 @@ def test_forget_on_a_read_only_directory_is_one_line_and_damages_nothing(tmpfs):
     day.write_text('{"visitor_id":"v1","event":"a"}\n{"visitor_id":"v2","event":"b"}\n')
     assert subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)]).returncode == 0
     try:
-        r = cli(data, "forget", "v1")
+        r = cli("--data-dir", data, "forget", "v1")
     finally:
         subprocess.run(["mount", "-o", "remount,rw", str(tmpfs)])
     assert r.returncode == 1 and r.stdout == "" and "Traceback" not in r.stderr
@@ -273,7 +270,7 @@ def test_a_second_serve_is_refused_naming_the_first_which_keeps_serving(tmp_path
     first = Server(data, tmp_path / "first.log")
     try:
         assert first.post_event({"visitor_id": "a", "event": "x"})[1]["stored"] == 1
-        r = cli(data, "serve", "--port", str(free_port()), timeout=30)
+        r = cli("--data-dir", data, "serve", "--port", str(free_port()), timeout=30)
         assert r.returncode == 1
         assert r.stderr == (f"metrics-ops: another metrics-ops serve (pid {first.proc.pid}) is using the state file "
                             f"{data}/.metrics-ops.state; stop it first, or give this server its own state file "
@@ -299,7 +296,7 @@ def test_a_foreign_state_file_is_refused_untouched(tmp_path, data_dir):
     db = tmp_path / "app.sqlite"
     db.write_bytes(b"SQLite format 3\0" + os.urandom(4000))
     before = db.read_bytes()
-    r = cli(data_dir, "serve", "--port", str(free_port()), env={"METRICS_STATE_FILE": str(db)}, timeout=30)
+    r = cli("--data-dir", data_dir, "serve", "--port", free_port(), env={"METRICS_STATE_FILE": str(db)}, timeout=30)
     assert r.returncode == 2
     assert r.stderr == (f"metrics-ops: {db} is not a metrics-ops state file (it does not start with MOPSTAT); "
                         "refusing to overwrite it: point METRICS_STATE_FILE at a new file\n")

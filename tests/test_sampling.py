@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-from serve_process import Server
 
 from metrics_ops.sampletest import FAIL, INCONCLUSIVE, PASS, Row, judge, simulate
 from metrics_ops.sampling import (
@@ -19,6 +18,8 @@ from metrics_ops.sampling import (
     visitor_fraction,
     wilson_interval,
 )
+
+from .serve_process import Server
 
 
 def test_rates_zero_and_one_are_exact():
@@ -184,12 +185,14 @@ def test_live_fails_when_the_server_samples_otherwise(half_server, run):
 def test_live_refuses_other_schemes(run):
     r = run("sample-test", "--url", "ftp://127.0.0.1/x")
     assert r.exit_code == 2 and "want an http:// or https:// URL" in r.stderr
+    r = run("sample-test", "--url", "http://127.0.0.1:99999/x")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "the port is not a number" in r.stderr
 
 
 def test_live_events_carry_the_runs_prefix_and_mark_and_the_run_is_printed(half_server, data_dir, run):
-    from conftest import all_lines
-
     from metrics_ops.testrun import RUN_PREFIX
+
+    from .helpers import all_lines
 
     url = f"http://127.0.0.1:{half_server.port}/api/metrics/event"
     r = run("sample-test", "--url", url, "--events", "300", "--server-rate", "0.5", "--tolerance", "0.5",

@@ -8,8 +8,9 @@ import threading
 from collections import Counter
 
 import pytest
-from conftest import all_lines
-from serve_process import Connection, Server, free_port
+
+from .helpers import CLI, all_lines, cli
+from .serve_process import Connection, Server, free_port
 
 GOOD = {"visitor_id": "v1", "event": "page_view", "metadata": {"path": "/"}}
 
@@ -209,8 +210,7 @@ def test_port_in_use_is_one_line(data_dir):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        r = subprocess.run([sys.executable, "-m", "metrics_ops", "--data-dir", str(data_dir), "serve", "--port",
-                            str(port)], capture_output=True, text=True, timeout=30)
+        r = cli("--data-dir", data_dir, "serve", "--port", port, timeout=30)
     assert r.returncode == 1
     assert r.stderr == f"metrics-ops: port {port} on 127.0.0.1 is already in use (--port / METRICS_PORT)\n"
 
@@ -218,16 +218,14 @@ def test_port_in_use_is_one_line(data_dir):
 def test_unwritable_data_dir_is_one_line(tmp_path):
     target = tmp_path / "file"
     target.write_text("not a directory")
-    r = subprocess.run([sys.executable, "-m", "metrics_ops", "--data-dir", str(target / "data"), "serve", "--port",
-                        str(free_port())], capture_output=True, text=True, timeout=30)
+    r = cli("--data-dir", target / "data", "serve", "--port", free_port(), timeout=30)
     assert r.returncode == 1
     assert r.stderr.startswith(f"metrics-ops: cannot create data directory {target / 'data'}: ")
     assert len(r.stderr.splitlines()) == 1
 
 
 def test_bad_setting_is_exit_2_before_anything_starts(data_dir):
-    r = subprocess.run([sys.executable, "-m", "metrics_ops", "--data-dir", str(data_dir), "serve", "--workers", "0"],
-                       capture_output=True, text=True, timeout=30)
+    r = cli("--data-dir", data_dir, "serve", "--workers", "0", timeout=30)
     assert r.returncode == 2
     assert r.stderr == "metrics-ops: --workers 0 (from the command line): input should be greater than or equal to 1\n"
 
@@ -237,7 +235,7 @@ def test_serve_says_once_where_it_listens_and_writes_and_nothing_of_clients(tmp_
     import urllib.request
 
     port, data = free_port(), tmp_path / "new" / "data"
-    proc = subprocess.Popen([sys.executable, "-m", "metrics_ops", "serve", "--port", str(port), "--data-dir",
+    proc = subprocess.Popen([*CLI, "serve", "--port", str(port), "--data-dir",
                              "new/data", "--workers", "1"], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:

@@ -5,9 +5,10 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import console_script, run_in_pty, write_lines
 
 from metrics_ops.config import Settings, env_name
+
+from .helpers import console_script, run_in_pty, write_lines
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 

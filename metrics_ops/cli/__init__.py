@@ -7,7 +7,7 @@ import copy
 import click
 
 from metrics_ops import __version__
-from metrics_ops.cli.common import CONTEXT_SETTINGS, State
+from metrics_ops.cli.common import CONTEXT_SETTINGS, Invocation
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -28,7 +28,7 @@ def cli(ctx, config, dir, json_, quiet, verbose):  # `dir`: the option is named 
       metrics-ops rotate --interval 300    # a loop, for a sidecar
       metrics-ops config show              # effective settings and their sources
     """
-    ctx.obj = State(config=config, data_dir=dir, json=json_, quiet=quiet, verbose=verbose)
+    ctx.obj = Invocation(config=config, data_dir=dir, json=json_, quiet=quiet, verbose=verbose)
 
 
 from metrics_ops.cli.client import client  # noqa: E402

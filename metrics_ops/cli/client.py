@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import output, shared_options
+from metrics_ops.cli.common import pass_invocation, shared_options
 
 
 @click.command(short_help="Print the browser script (metrics.js) to host it yourself.")
 @click.option("--module", "kind", flag_value="module", help="The ES module (metrics.mjs) for bundlers.")
 @click.option("--types", "kind", flag_value="types", help="The TypeScript declarations (metrics.d.ts).")
 @shared_options
-@click.pass_context
-def client(ctx, kind, json_, quiet, verbose):
+@pass_invocation
+def client(run, kind):
     """Print the browser script: page views and events, sampled on the client, no cookies, GPC/DNT honoured.
 
     serve answers the same bytes at GET /metrics.js (and the module at /metrics.mjs). With --json: the file's
@@ -27,7 +27,7 @@ def client(ctx, kind, json_, quiet, verbose):
     """
     from metrics_ops.client import client_file
 
-    out = output(ctx, json_, quiet, verbose)
+    out = run.output()
     f = client_file(kind or "script")
     if out.json:
         out.document(f.summary())

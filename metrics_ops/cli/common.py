@@ -33,14 +33,40 @@ class Failure(click.ClickException):
 
 
 @dataclass
-class State:
-    """The group's options, handed to every command through ctx.obj."""
+class Invocation:
+    """What this run of metrics-ops was given for every command: the group's options, which may also follow the
+    command name (after wins). Commands receive it through :data:`pass_invocation`, and ask it for their
+    settings and their output."""
 
     config: str | None = None
     data_dir: str | None = None
     json: bool = False
     quiet: bool = False
     verbose: int = 0
+
+    def settings(self, **flags):
+        """Settings from every layer; ``flags`` are this command's options by setting name (None = not given).
+        An invalid value: exit 2 with one line per problem, naming the option as this command spells it."""
+        from metrics_ops.config import ConfigError, load_settings
+
+        ctx = click.get_current_context()
+        given = {k: v for k, v in flags.items() if v is not None}
+        if self.data_dir is not None:
+            given.setdefault("dir", self.data_dir)
+        try:
+            return load_settings(given, config_file=self.config,
+                                 spelled={name: option_for(ctx, name) for name in given})
+        except ConfigError as exc:
+            raise Failure(exc.lines, ExitCode.USAGE) from None
+
+    def output(self):
+        from metrics_ops.render import Output
+
+        return Output(json=self.json, quiet=self.quiet, verbose=self.verbose)
+
+
+#: hands the command the :class:`Invocation` (click's make_pass_decorator: the group made it, or a new one)
+pass_invocation = click.make_pass_decorator(Invocation, ensure=True)
 
 
 def complete_zone(ctx, param, incomplete: str):
@@ -50,41 +76,38 @@ def complete_zone(ctx, param, incomplete: str):
     return sorted(z for z in available_timezones() if z.startswith(incomplete))
 
 
+def _given(ctx: click.Context, param: click.Parameter, value):
+    """A group option given after the command: it lands in the invocation where the group's value lives (after
+    the command wins; -v counts add up)."""
+    if value:  # None, False, 0: not given here
+        invocation = ctx.ensure_object(Invocation)
+        setattr(invocation, param.name, invocation.verbose + value if param.name == "verbose" else value)
+    return value
+
+
 def output_options(fn):
     """--json / -q / -v, accepted before or after the command name (either place counts)."""
-    fn = click.option("json_", "--json", is_flag=True, default=None, help="Print one JSON document.")(fn)
-    fn = click.option("-q", "--quiet", is_flag=True, default=None, help="Print nothing on success.")(fn)
-    fn = click.option("-v", "--verbose", count=True, help="Say more (repeat for more).")(fn)
+    fn = click.option("json", "--json", is_flag=True, default=None, expose_value=False, callback=_given,
+                      help="Print one JSON document.")(fn)
+    fn = click.option("-q", "--quiet", is_flag=True, default=None, expose_value=False, callback=_given,
+                      help="Print nothing on success.")(fn)
+    fn = click.option("-v", "--verbose", count=True, expose_value=False, callback=_given,
+                      help="Say more (repeat for more).")(fn)
     return fn
-
-
-def _into_state(ctx: click.Context, param: click.Parameter, value):
-    """A group option given after the command: it lands where the group's own value lives (and wins)."""
-    if value is not None:
-        setattr(ctx.ensure_object(State), param.name, value)
-    return value
 
 
 def settings_options(fn):
     """--config / --data-dir, accepted before or after the command name; after the command wins."""
-    fn = click.option("--data-dir", type=click.Path(file_okay=False), default=None, expose_value=False,
-                      callback=_into_state, help="Data directory (env METRICS_DIR).")(fn)
+    fn = click.option("--data-dir", "data_dir", type=click.Path(file_okay=False), default=None,
+                      expose_value=False, callback=_given, help="Data directory (env METRICS_DIR).")(fn)
     fn = click.option("--config", type=click.Path(exists=True, dir_okay=False), default=None, expose_value=False,
-                      callback=_into_state, help="TOML file with settings (env METRICS_CONFIG).")(fn)
+                      callback=_given, help="TOML file with settings (env METRICS_CONFIG).")(fn)
     return fn
 
 
 def shared_options(fn):
     """Every option of the group, also after the command name: --config, --data-dir, --json, -q, -v."""
     return settings_options(output_options(fn))
-
-
-def output(ctx: click.Context, json_: bool | None = None, quiet: bool | None = None, verbose: int = 0):
-    from metrics_ops.render import Output
-
-    state: State = ctx.find_object(State) or State()
-    return Output(json=bool(json_ or state.json), quiet=bool(quiet or state.quiet),
-                  verbose=(verbose or 0) + state.verbose)
 
 
 def option_for(ctx: click.Context, setting: str) -> str:
@@ -97,18 +120,3 @@ def option_for(ctx: click.Context, setting: str) -> str:
                 return next((o for o in param.opts if o.startswith("--")), param.opts[0])
         c = c.parent
     raise LookupError(f"{ctx.command_path} has no option named {setting!r}")  # a bug in the command, not input
-
-
-def settings(ctx: click.Context, **flags):
-    """Settings from every layer; ``flags`` are this command's options by setting name (None = not given)."""
-    from metrics_ops.config import ConfigError, load_settings
-
-    state: State = ctx.find_object(State) or State()
-    given = {k: v for k, v in flags.items() if v is not None}
-    if state.data_dir is not None:
-        given.setdefault("dir", state.data_dir)
-    try:
-        return load_settings(given, config_file=state.config,
-                             spelled={name: option_for(ctx, name) for name in given})
-    except ConfigError as exc:
-        raise Failure(exc.lines, ExitCode.USAGE) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import CONTEXT_SETTINGS, output, settings, shared_options
+from metrics_ops.cli.common import CONTEXT_SETTINGS, pass_invocation, shared_options
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -19,8 +19,8 @@ def config():
 
 @config.command("show")
 @shared_options
-@click.pass_context
-def show(ctx, json_, quiet, verbose):
+@pass_invocation
+def show(run):
     """Print every setting, its value and its source (default, TOML, .env, environment or flag).
 
     \b
@@ -30,8 +30,7 @@ def show(ctx, json_, quiet, verbose):
     """
     from metrics_ops.config import Settings, env_name, origins_of
 
-    out = output(ctx, json_, quiet, verbose)
-    s = settings(ctx)
+    out, s = run.output(), run.settings()
     origins = origins_of(s)
     values = {name: getattr(s, name) for name in Settings.model_fields}
     values["jsonl"] = s.link_path  # the paths the commands will use, not "unset" for a derived default

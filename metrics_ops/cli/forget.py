@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, maintenance_lock_busy, output, settings, shared_options
+from metrics_ops.cli.common import Failure, maintenance_lock_busy, pass_invocation, shared_options
 from metrics_ops.exitcodes import ExitCode
 
 
@@ -18,8 +18,8 @@ from metrics_ops.exitcodes import ExitCode
 @click.option("--lock-timeout", type=float, default=None, metavar="SECONDS",
               help="Wait this long for a maintenance pass to finish (default 10; env METRICS_LOCK_TIMEOUT).")
 @shared_options
-@click.pass_context
-def forget(ctx, visitor_ids, prefixes, include_current, dry_run, lock_timeout, json_, quiet, verbose):
+@pass_invocation
+def forget(run, visitor_ids, prefixes, include_current, dry_run, lock_timeout):
     """Remove every event of the given visitor ids (or id prefixes) from every data file, archives included.
 
     Each file is rewritten crash-safely (a filtered copy, fsync, rename) under the maintenance lock, the file
@@ -41,7 +41,7 @@ def forget(ctx, visitor_ids, prefixes, include_current, dry_run, lock_timeout, j
     from metrics_ops.render import render_pass
     from metrics_ops.store import Store
 
-    out = output(ctx, json_, quiet, verbose)
+    out = run.output()
     if not visitor_ids and not prefixes:
         raise Failure("give at least one VISITOR_ID or --prefix", ExitCode.USAGE)
     bad = [v for v in visitor_ids if not VISITOR_ID.fullmatch(v)]
@@ -52,7 +52,7 @@ def forget(ctx, visitor_ids, prefixes, include_current, dry_run, lock_timeout, j
     if bad:
         raise Failure(f"--prefix {bad[0]!r}: want at least 3 characters of A-Z a-z 0-9 _ - (a shorter prefix "
                       "would match too many visitors)", ExitCode.USAGE)
-    s = settings(ctx, lock_timeout=lock_timeout)
+    s = run.settings(lock_timeout=lock_timeout)
     store = Store.from_settings(s)
     if not store.dir.is_dir():
         raise Failure(f"data directory {store.dir} does not exist (METRICS_DIR / --data-dir)")
@@ -73,4 +73,4 @@ def forget(ctx, visitor_ids, prefixes, include_current, dry_run, lock_timeout, j
         raise Failure(f"cannot process {store.dir}: {exc.strerror or exc}") from None
     render_pass(out, result)
     if not result.ok:
-        ctx.exit(ExitCode.FAILURE)
+        raise click.exceptions.Exit(ExitCode.FAILURE)

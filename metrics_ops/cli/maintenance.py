@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import (
-    Failure,
-    complete_zone,
-    maintenance_lock_busy,
-    output,
-    settings,
-    shared_options,
-)
+from metrics_ops.cli.common import Failure, complete_zone, maintenance_lock_busy, pass_invocation, shared_options
 from metrics_ops.exitcodes import ExitCode
 
 
@@ -50,35 +43,17 @@ def missing_dir_message(s, can_create: bool) -> str:
     return f"data directory {where} does not exist ({said}){hint}"
 
 
-def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: bool,
-         loop: bool = False, interval: float | None = None, create: bool = False) -> None:
+def _run(run, steps: tuple[str, ...], flags: dict, *, dry_run: bool, loop: bool = False,
+         interval: float | None = None, create: bool = False) -> None:
     import signal
     import threading
-    import time
 
-    from metrics_ops.config import ConfigError, require_gzip_before_prune
-    from metrics_ops.maintenance import Kind, LockBusy, locked, run_loop, run_pass
+    from metrics_ops.maintenance import LockBusy, run_loop
     from metrics_ops.render import render_pass
-    from metrics_ops.store import Store
 
-    out = output(ctx, **out_flags)
-    s = settings(ctx, interval=interval, **flags)
-    if "gzip" in steps and "prune" in steps:  # only a pass that does both needs the order of the two
-        try:
-            require_gzip_before_prune(s)
-        except ConfigError as exc:
-            raise Failure(exc.lines, ExitCode.USAGE) from None
-    store = Store.from_settings(s)
-    if not store.dir.is_dir():
-        # A maintenance command never invents an empty data directory (cron's working directory is $HOME:
-        # ./data there is not the directory serve writes to); only an explicit --create makes it.
-        if not create:
-            raise Failure(missing_dir_message(s, can_create="rotate" in steps))
-        if not dry_run:
-            try:
-                store.dir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise Failure(f"cannot create data directory {store.dir}: {exc.strerror}") from None
+    out = run.output()
+    s = run.settings(interval=interval, **flags)
+    store = _store_for(s, steps, dry_run=dry_run, create=create)
     stop = threading.Event()
 
     def on_signal(signum, frame):
@@ -88,16 +63,7 @@ def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: 
     signal.signal(signal.SIGINT, on_signal)
 
     def one_pass():
-        with out.progress("compressing", enabled=not dry_run) as bar:  # a plan compresses nothing
-            def on_plan(actions):
-                bar.add_total(sum(a.bytes_before or 0 for a in actions if a.kind in (Kind.GZIP, Kind.RECONCILE)))
-
-            kwargs = dict(now=time.time(), steps=steps, gzip_after=s.gzip_after, retention=s.retention,
-                          level=s.gzip_level, dry_run=dry_run, stop=stop, on_plan=on_plan, progress=bar.advance)
-            if dry_run:
-                return run_pass(store, **kwargs)
-            with locked(store, s.lock_timeout):
-                return run_pass(store, **kwargs)
+        return _one_pass(out, s, store, steps, dry_run, stop)
 
     if loop and not dry_run:
         if not out.quiet:
@@ -113,7 +79,48 @@ def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: 
         raise Failure(f"pass failed: {exc}") from None
     render_pass(out, result)
     if not result.ok:
-        ctx.exit(ExitCode.FAILURE)
+        raise click.exceptions.Exit(ExitCode.FAILURE)
+
+
+def _store_for(s, steps: tuple[str, ...], *, dry_run: bool, create: bool):
+    """The store of the data directory, which must exist: a maintenance command never invents an empty one
+    (cron's working directory is $HOME: ./data there is not the directory serve writes to); only --create
+    makes it."""
+    from metrics_ops.config import ConfigError, require_gzip_before_prune
+    from metrics_ops.store import Store
+
+    if "gzip" in steps and "prune" in steps:  # only a pass that does both needs the order of the two
+        try:
+            require_gzip_before_prune(s)
+        except ConfigError as exc:
+            raise Failure(exc.lines, ExitCode.USAGE) from None
+    store = Store.from_settings(s)
+    if not store.dir.is_dir():
+        if not create:
+            raise Failure(missing_dir_message(s, can_create="rotate" in steps))
+        if not dry_run:
+            try:
+                store.dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise Failure(f"cannot create data directory {store.dir}: {exc.strerror}") from None
+    return store
+
+
+def _one_pass(out, s, store, steps: tuple[str, ...], dry_run: bool, stop):
+    import time
+
+    from metrics_ops.maintenance import Kind, locked, run_pass
+
+    with out.progress("compressing", enabled=not dry_run) as bar:  # a plan compresses nothing
+        def on_plan(actions):
+            bar.add_total(sum(a.bytes_before or 0 for a in actions if a.kind in (Kind.GZIP, Kind.RECONCILE)))
+
+        kwargs = dict(now=time.time(), steps=steps, gzip_after=s.gzip_after, retention=s.retention,
+                      level=s.gzip_level, dry_run=dry_run, stop=stop, on_plan=on_plan, progress=bar.advance)
+        if dry_run:
+            return run_pass(store, **kwargs)
+        with locked(store, s.lock_timeout):
+            return run_pass(store, **kwargs)
 
 
 @click.command(short_help="Keep the data dir bounded: link, shard, gzip, prune.")
@@ -127,9 +134,8 @@ def _run(ctx, steps: tuple[str, ...], flags: dict, out_flags: dict, *, dry_run: 
 @_gzip_opts
 @_retention_opt
 @_common
-@click.pass_context
-def rotate(ctx, once, interval, max_mb, create, gzip_after, gzip_level, retention, tz, lock_timeout, dry_run,
-           json_, quiet, verbose):
+@pass_invocation
+def rotate(run, once, interval, max_mb, create, gzip_after, gzip_level, retention, tz, lock_timeout, dry_run):
     """Point the link at today's file, start size shards, then gzip and prune: one pass or a loop.
 
     Without --once it loops every --interval seconds until SIGTERM/SIGINT (the sidecar layout);
@@ -145,15 +151,14 @@ def rotate(ctx, once, interval, max_mb, create, gzip_after, gzip_level, retentio
     """
     flags = dict(max_mb=max_mb, gzip_after=gzip_after, gzip_level=gzip_level, retention=retention, tz=tz,
                  lock_timeout=lock_timeout)
-    _run(ctx, ("rotate", "gzip", "prune"), flags, dict(json_=json_, quiet=quiet, verbose=verbose),
-         dry_run=dry_run, loop=not once, interval=interval, create=create)
+    _run(run, ("rotate", "gzip", "prune"), flags, dry_run=dry_run, loop=not once, interval=interval, create=create)
 
 
 @click.command("gzip", short_help="Compress the day files older than --gzip-after days.")
 @_gzip_opts
 @_common
-@click.pass_context
-def gzip_cmd(ctx, gzip_after, gzip_level, tz, lock_timeout, dry_run, json_, quiet, verbose):
+@pass_invocation
+def gzip_cmd(run, gzip_after, gzip_level, tz, lock_timeout, dry_run):
     """Compress day files whose day is at least --gzip-after days old (never today's, never the link's).
 
     Crash-safe: a killed run leaves every line in place, and the next run finishes the job.
@@ -163,15 +168,15 @@ def gzip_cmd(ctx, gzip_after, gzip_level, tz, lock_timeout, dry_run, json_, quie
       metrics-ops gzip --gzip-after 3
       metrics-ops gzip --dry-run --json
     """
-    _run(ctx, ("gzip",), dict(gzip_after=gzip_after, gzip_level=gzip_level, tz=tz, lock_timeout=lock_timeout),
-         dict(json_=json_, quiet=quiet, verbose=verbose), dry_run=dry_run)
+    _run(run, ("gzip",), dict(gzip_after=gzip_after, gzip_level=gzip_level, tz=tz, lock_timeout=lock_timeout),
+         dry_run=dry_run)
 
 
 @click.command(short_help="Delete the data files older than --retention days.")
 @_retention_opt
 @_common
-@click.pass_context
-def prune(ctx, retention, tz, lock_timeout, dry_run, json_, quiet, verbose):
+@pass_invocation
+def prune(run, retention, tz, lock_timeout, dry_run):
     """Delete data files (plain, shards, .gz) whose day is at least --retention days old.
 
     Never a symlink, never a name outside the file grammar, never the file the link points at.
@@ -181,5 +186,4 @@ def prune(ctx, retention, tz, lock_timeout, dry_run, json_, quiet, verbose):
       metrics-ops prune --retention 30 --dry-run
       metrics-ops prune --retention 30 -q
     """
-    _run(ctx, ("prune",), dict(retention=retention, tz=tz, lock_timeout=lock_timeout),
-         dict(json_=json_, quiet=quiet, verbose=verbose), dry_run=dry_run)
+    _run(run, ("prune",), dict(retention=retention, tz=tz, lock_timeout=lock_timeout), dry_run=dry_run)

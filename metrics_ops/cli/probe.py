@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, output, output_options
+from metrics_ops.cli.common import Failure, output_options, pass_invocation
 from metrics_ops.exitcodes import ExitCode
 
 
@@ -36,9 +36,9 @@ from metrics_ops.exitcodes import ExitCode
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the per-request record (send order) to this CSV file.")
 @output_options
-@click.pass_context
-def ratelimit_probe(ctx, url, n_requests, concurrency, rate, duration, timeout, body, content_type, expect_rate,
-                    expect_burst, nodelay, delay_n, tolerance, csv_path, json_, quiet, verbose):
+@pass_invocation
+def ratelimit_probe(run, url, n_requests, concurrency, rate, duration, timeout, body, content_type, expect_rate,
+                    expect_burst, nodelay, delay_n, tolerance, csv_path):
     """Fire a bounded burst at the edge and check it against nginx's limit_req algorithm.
 
     Sequential sends compare the pass count and the index of the first 429 with the model; concurrent and
@@ -51,12 +51,10 @@ def ratelimit_probe(ctx, url, n_requests, concurrency, rate, duration, timeout, 
       metrics-ops probe URL --requests 20 --concurrency 20 --expect-rate 5 --expect-burst 10 --json
       metrics-ops probe URL --rate 20 --duration 1 --expect-rate 5 --expect-burst 10 --csv probe.csv
     """
-    from pathlib import Path
-
     from metrics_ops import ratelimit as rl
     from metrics_ops import testrun
 
-    out = output(ctx, json_, quiet, verbose)
+    out = run.output()
     if (rate is None) != (duration is None):
         raise Failure("--rate and --duration go together (an open loop of R requests per second for S seconds)",
                       ExitCode.USAGE)
@@ -64,19 +62,13 @@ def ratelimit_probe(ctx, url, n_requests, concurrency, rate, duration, timeout, 
         raise Failure("--nodelay and --delay exclude each other (nginx takes one of them)", ExitCode.USAGE)
     if (expect_rate is None) != (expect_burst is None):
         raise Failure("--expect-rate and --expect-burst go together", ExitCode.USAGE)
+    from metrics_ops.httpclient import Target
+
     try:
-        rl.check_url(url)
+        Target.parse(url)
     except ValueError as exc:
         raise Failure(f"URL {exc}", ExitCode.USAGE) from None
-    payload = None
-    if body is not None:
-        if body.startswith("@"):
-            try:
-                payload = Path(body[1:]).read_bytes()
-            except OSError as exc:
-                raise Failure(f"--body {body}: {exc.strerror}", ExitCode.USAGE) from None
-        else:
-            payload = body.encode()
+    payload = _body(body)
     if rate is not None and rate * duration > rl.MAX_REQUESTS:
         raise Failure(f"--rate {rate:g} x --duration {duration:g} is over {rl.MAX_REQUESTS} requests", ExitCode.USAGE)
     delay = rl.NODELAY if delay_n is None else float(delay_n)
@@ -84,7 +76,7 @@ def ratelimit_probe(ctx, url, n_requests, concurrency, rate, duration, timeout, 
         warning = rl.recent_probe_warning(url, expect_rate, expect_burst)
         if warning:
             out.warn(warning)
-    from metrics_ops.reach import Unreachable
+    from metrics_ops.httpclient import Unreachable
 
     try:
         result = rl.run_probe(url, requests=n_requests, concurrency=concurrency, rate=rate, duration=duration,
@@ -113,7 +105,19 @@ def ratelimit_probe(ctx, url, n_requests, concurrency, rate, duration, timeout, 
         out.error(f"mismatch: {result.passed} passed (model: {e['predicted_passed']})"
                   + (f", first 429 at {_nth(result.first_limited)} (model: {_nth(e['predicted_first_limited'])})"
                      if result.mode == "sequential" else "") + f", tolerance {e['tolerance']}")
-        ctx.exit(ExitCode.FAILURE)
+        raise click.exceptions.Exit(ExitCode.FAILURE)
+
+
+def _body(body: str | None) -> bytes | None:
+    """--body JSON or @FILE -> the bytes to send (None: the default event)."""
+    if body is None or not body.startswith("@"):
+        return None if body is None else body.encode()
+    from pathlib import Path
+
+    try:
+        return Path(body[1:]).read_bytes()
+    except OSError as exc:
+        raise Failure(f"--body {body}: {exc.strerror}", ExitCode.USAGE) from None
 
 
 def _nth(n: int | None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, State, output, settings, shared_options
+from metrics_ops.cli.common import Failure, pass_invocation, shared_options
 from metrics_ops.exitcodes import ExitCode
 
 
@@ -26,9 +26,8 @@ from metrics_ops.exitcodes import ExitCode
 @click.option("--timeout", type=click.FloatRange(1, 3600), default=120, show_default=True,
               help="Live mode: stop posting after this many seconds.")
 @shared_options
-@click.pass_context
-def sample_test(ctx, client_sample_rate, sample_rate, sample_mode, events, seed, tolerance, url, timeout,
-                json_, quiet, verbose):
+@pass_invocation
+def sample_test(run, client_sample_rate, sample_rate, sample_mode, events, seed, tolerance, url, timeout):
     """Prove the sampling rates: simulated through serve's own sampler, or live against serve.
 
     Exit 0 on PASS, 1 on FAIL, 4 on INCONCLUSIVE (too few events; the output says how many would decide), 5 when
@@ -43,67 +42,76 @@ def sample_test(ctx, client_sample_rate, sample_rate, sample_mode, events, seed,
       metrics-ops sample-test --url http://127.0.0.1:8001/api/metrics/event --events 2000 --data-dir ./data
     """
     from metrics_ops import sampletest as st
-    from metrics_ops import testrun
 
-    out = output(ctx, json_, quiet, verbose)
-    s = settings(ctx, client_sample_rate=client_sample_rate, sample_rate=sample_rate, sample_mode=sample_mode)
-    mode = s.sample_mode
+    out = run.output()
+    s = run.settings(client_sample_rate=client_sample_rate, sample_rate=sample_rate, sample_mode=sample_mode)
     if url is not None:
-        from pathlib import Path
-
-        live_dir = ctx.ensure_object(State).data_dir  # only a --data-dir flag, not METRICS_DIR: serve may be remote
-        from metrics_ops.reach import Unreachable
-
-        try:
-            result = st.live(url, events or 2000, server_rate=s.sample_rate, mode=mode, tolerance=tolerance,
-                             timeout=timeout, data_dir=Path(live_dir) if live_dir else None)
-        except ValueError as exc:
-            raise Failure(str(exc), ExitCode.USAGE) from None
-        except Unreachable as exc:
-            raise Failure(str(exc), ExitCode.UNREACHABLE) from None
-        rows = [result.row]
-        for note in result.notes:
-            out.warn(note)
-        if not out.json:
-            out.warn(testrun.describe("st", result.run_id))
-        if out.json:
-            out.document({"verdict": st.overall(rows), "live": result.to_dict()})
-        else:
-            _table(out, rows, f"live sampling test of {url} ({result.sent} events in {result.seconds:.1f} s)")
-            if result.disk_matches is not None and not out.quiet:
-                print(f"store: {result.lines_on_disk} lines of this run on disk, {result.stored} answered stored=1"
-                      f" -> {'match' if result.disk_matches else 'MISMATCH'}", file=out.stdout)
-        verdict = st.overall(rows)
-        if result.disk_matches is False:
-            verdict = st.FAIL
+        # the store check reads only a --data-dir flag, not METRICS_DIR: serve may be on another machine
+        rows, verdict = _live(out, s, url, events or 2000, tolerance, timeout, run.data_dir)
     else:
-        n = events or 10_000
-        if client_sample_rate is not None or sample_rate is not None:
-            pairs = [(s.client_sample_rate, s.sample_rate, "given")]
-        else:
-            pairs = [(c, v, "standard") for c, v in st.STANDARD_PAIRS]
-            pairs.append((s.client_sample_rate, s.sample_rate, "configured"))
-        rows = []
-        for i, (c, v, kind) in enumerate(pairs):
-            row = st.simulate(c, v, n, mode=mode, seed=None if seed is None else seed + i, key=s.sample_key)
-            row.label = f"{kind} {row.label}"
-            rows.append(st.judge(row, tolerance))
-        for j, name in enumerate(sorted(s.sample_rates)):
-            row = st.simulate(s.client_sample_rate, s.sample_rate, n, mode=mode, key=s.sample_key, event=name,
-                              seed=None if seed is None else seed + 100 + j, server_rates=s.sample_rates)
-            row.label = f"event {name}"
-            rows.append(st.judge(row, tolerance))
-        verdict = st.overall(rows)
-        if out.json:
-            out.document({"verdict": verdict, "mode": mode, "tolerance": tolerance,
-                          "rows": [{**r.__dict__, "observed": r.observed} for r in rows]})
-        else:
-            _table(out, rows, f"sampling test, {mode} mode, {n} simulated events per row, 99.9% Wilson interval")
+        given = client_sample_rate is not None or sample_rate is not None
+        rows, verdict = _simulated(out, s, events or 10_000, tolerance, seed, given)
     if verdict == st.INCONCLUSIVE and not out.json:
         needed = max(r.needed or 0 for r in rows)
         out.warn(f"INCONCLUSIVE: about {needed} events per row would decide within +-{tolerance:g}")
     if verdict != st.PASS:
-        ctx.exit(ExitCode.FAILURE if verdict == st.FAIL else ExitCode.INCONCLUSIVE)
+        raise click.exceptions.Exit(ExitCode.FAILURE if verdict == st.FAIL else ExitCode.INCONCLUSIVE)
+
+
+def _live(out, s, url: str, events: int, tolerance: float, timeout: float, live_dir: str | None):
+    from pathlib import Path
+
+    from metrics_ops import sampletest as st
+    from metrics_ops import testrun
+    from metrics_ops.httpclient import Unreachable
+
+    try:
+        result = st.live(url, events, server_rate=s.sample_rate, mode=s.sample_mode, tolerance=tolerance,
+                         timeout=timeout, data_dir=Path(live_dir) if live_dir else None)
+    except ValueError as exc:
+        raise Failure(str(exc), ExitCode.USAGE) from None
+    except Unreachable as exc:
+        raise Failure(str(exc), ExitCode.UNREACHABLE) from None
+    rows = [result.row]
+    for note in result.notes:
+        out.warn(note)
+    if out.json:
+        out.document({"verdict": st.overall(rows), "live": result.to_dict()})
+    else:
+        out.warn(testrun.describe("st", result.run_id))
+        _table(out, rows, f"live sampling test of {url} ({result.sent} events in {result.seconds:.1f} s)")
+        if result.disk_matches is not None and not out.quiet:
+            print(f"store: {result.lines_on_disk} lines of this run on disk, {result.stored} answered stored=1"
+                  f" -> {'match' if result.disk_matches else 'MISMATCH'}", file=out.stdout)
+    return rows, (st.FAIL if result.disk_matches is False else st.overall(rows))
+
+
+def _simulated(out, s, n: int, tolerance: float, seed: int | None, given: bool):
+    from metrics_ops import sampletest as st
+
+    mode = s.sample_mode
+    if given:
+        pairs = [(s.client_sample_rate, s.sample_rate, "given")]
+    else:
+        pairs = [(c, v, "standard") for c, v in st.STANDARD_PAIRS]
+        pairs.append((s.client_sample_rate, s.sample_rate, "configured"))
+    rows = []
+    for i, (c, v, kind) in enumerate(pairs):
+        row = st.simulate(c, v, n, mode=mode, seed=None if seed is None else seed + i, key=s.sample_key)
+        row.label = f"{kind} {row.label}"
+        rows.append(st.judge(row, tolerance))
+    for j, name in enumerate(sorted(s.sample_rates)):
+        row = st.simulate(s.client_sample_rate, s.sample_rate, n, mode=mode, key=s.sample_key, event=name,
+                          seed=None if seed is None else seed + 100 + j, server_rates=s.sample_rates)
+        row.label = f"event {name}"
+        rows.append(st.judge(row, tolerance))
+    verdict = st.overall(rows)
+    if out.json:
+        out.document({"verdict": verdict, "mode": mode, "tolerance": tolerance,
+                      "rows": [{**r.__dict__, "observed": r.observed} for r in rows]})
+    else:
+        _table(out, rows, f"sampling test, {mode} mode, {n} simulated events per row, 99.9% Wilson interval")
+    return rows, verdict
 
 
 def _table(out, rows, title: str) -> None:

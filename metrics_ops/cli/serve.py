@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, complete_zone, settings, settings_options
+from metrics_ops.cli.common import Failure, complete_zone, pass_invocation, settings_options
 
 
 @click.command(short_help="Ingest events over HTTP into the daily JSONL files.")
@@ -23,13 +23,13 @@ from metrics_ops.cli.common import Failure, complete_zone, settings, settings_op
 @click.option("--tz", default=None, metavar="ZONE", shell_complete=complete_zone,
               help="IANA zone of the receive day (default UTC; env METRICS_TZ).")
 @settings_options
-@click.pass_context
-def serve(ctx, host, port, workers, log_level, sample_rate, sample_mode, max_mb, tz):
+@pass_invocation
+def serve(run, host, port, workers, log_level, sample_rate, sample_mode, max_mb, tz):
     """Run the ingestion endpoint (POST /api/metrics/event) on a production WSGI server.
 
     SIGTERM or SIGINT: requests in flight finish, then it exits 0. Any WSGI server can host the same app
-    through the factory metrics_ops.serve.wsgi:create_app. When the port accepts connections it prints one line on stderr: the address,
-    the data directory (created if missing: serve is its writer) and the workers.
+    through the factory metrics_ops.serve.wsgi:create_app. When the port accepts connections it prints one
+    line on stderr: the address, the data directory (created if missing: serve is its writer) and the workers.
 
     \b
     Examples:
@@ -38,15 +38,15 @@ def serve(ctx, host, port, workers, log_level, sample_rate, sample_mode, max_mb,
     """
     import os
 
-    from metrics_ops.serve.runner import ServeError, run
+    from metrics_ops.serve import runner
 
-    s = settings(ctx, host=host, port=port, workers=workers, log_level=log_level, sample_rate=sample_rate,
-                 sample_mode=sample_mode, max_mb=max_mb, tz=tz)
+    s = run.settings(host=host, port=port, workers=workers, log_level=log_level, sample_rate=sample_rate,
+                     sample_mode=sample_mode, max_mb=max_mb, tz=tz)
     line = f"metrics-ops: {ready_line(s)}\n".encode()
     try:
         # os.write, not click.echo: granian forks its workers right after, and no buffer lock may be held then
-        run(s, on_ready=lambda: os.write(2, line))
-    except ServeError as exc:
+        runner.run(s, on_ready=lambda: os.write(2, line))
+    except runner.ServeError as exc:
         raise Failure(str(exc), exc.exit_code) from None
 
 

@@ -1,4 +1,5 @@
-"""Run the ingestion app on a production WSGI server (``metrics-ops serve``): granian (Rust HTTP core, one process per worker).
+"""Run the ingestion app on a production WSGI server (``metrics-ops serve``): granian (Rust HTTP core, one
+process per worker).
 
 Chosen by measurement (../shared/ANCHORS.md and bench/serve_bench.py): on 2 cores granian's WSGI interface with
 2 workers serves ~30,000 req/s of this kind of app, gunicorn gthread ~7,000, waitress ~2,100, wsgiref ~2,900.

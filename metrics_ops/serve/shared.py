@@ -1,4 +1,5 @@
-"""serve's shared state (the state file): the debug ring and the counters of every worker process, in one memory-mapped file.
+"""serve's shared state (the state file): the debug ring and the counters of every worker process, in one
+memory-mapped file.
 
 A private deque per worker would show a different ring on every request, and /metrics would count one worker
 only. So every process of one server maps one file (METRICS_STATE_FILE, default DIR/.metrics-ops.state) and
