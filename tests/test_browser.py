@@ -100,7 +100,9 @@ def test_no_cookie_is_set_or_sent(browser, site):
     page.evaluate("metricsOps.track('x'); metricsOps.flush()")
     site.wait_for(lambda rs: events(rs, "x"))
     assert page.evaluate("document.cookie") == "" and context.cookies() == []
-    assert any(u.endswith("/metrics.js") for u, _ in headers)
+    [script] = [h for u, h in headers if u.endswith("/metrics.js")]  # serve's answer, through nginx
+    assert script["content-type"] == "text/javascript; charset=utf-8" and script["content-encoding"] == "gzip"
+    assert script["cache-control"] == "public, max-age=3600" and script["etag"].endswith('-gzip"')
     assert [u for u, h in headers if "set-cookie" in h] == []
     context.close()
 
@@ -132,6 +134,21 @@ def test_privacy_signals_can_be_switched_off(browser, site):
     context.add_init_script(GPC_ON)
     context.new_page().goto(url)
     site.wait_for(lambda rs: events(rs, "page_view"))
+    context.close()
+
+
+def test_per_event_sampling_decides_each_event_alone(browser, site):
+    url = site.page("e.html", 'data-sample="event" data-sample-rate="0.5"')
+    context = browser.new_context()
+    context.add_init_script(fixed_visitor(IN))  # in for every rate, were it decided per visitor
+    page = context.new_page()
+    page.goto(url)
+    page.evaluate("for (let i = 0; i < 60; i++) metricsOps.track('tick', {i}); metricsOps.flush()")
+    wait(0.5)
+    page.goto(site.page("e2.html", 'data-sample-rate="1"'))  # then one event that is always sent
+    records = site.wait_for(lambda rs: any(r["metadata"]["path"] == "/e2.html" for r in events(rs, "page_view")))
+    ticks = events(records, "tick")
+    assert 10 < len(ticks) < 50 and {r["client_rate"] for r in ticks} == {0.5}  # P(outside) < 1e-6
     context.close()
 
 
