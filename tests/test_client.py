@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -50,9 +51,13 @@ def test_script_holds_no_cookie_code_and_no_third_party_address():
 
 
 def test_a_non_editable_install_ships_the_client_files(tmp_path):
-    wheels = tmp_path / "wheels"
+    source, wheels = tmp_path / "src", tmp_path / "wheels"  # a copy: a build writes build/ into its source
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "metrics_ops", source / "metrics_ops", ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--disable-pip-version-check",
-                    "-w", str(wheels), str(ROOT)], check=True, capture_output=True, timeout=300)
+                    "-w", str(wheels), str(source)], check=True, capture_output=True, timeout=300)
     [wheel] = wheels.glob("metrics_ops-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"metrics_ops/client/{name}" for name, _ in KINDS.values()} <= names
