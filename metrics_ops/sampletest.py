@@ -23,7 +23,6 @@ from metrics_ops.sampling import (
     Z999,
     BrowserSampler,
     Sampler,
-    browser_visitor_id,
     effective_rate,
     events_to_decide,
     wilson_interval,
@@ -83,11 +82,14 @@ def simulate(client: float, server: float, events: int, *, mode: str = "random",
     """Push ``events`` simulated events (one visitor each, ids as metrics.js makes them) through the browser's
     per-visitor stage and serve's Sampler in ``mode``."""
     rng = random.Random(seed)
-    client_stage = BrowserSampler(client)
     server_stage = Sampler(server, mode, rates=server_rates, key=key, rng=random.Random(rng.random()).random)
-    visitors = [browser_visitor_id(rng) for _ in range(events)]
-    passed_client = [v for v, keep in zip(visitors, client_stage.keep_many(visitors), strict=True) if keep]
-    kept = sum(server_stage.keep_many(passed_client, event))
+    # A metrics.js id is 32 random hex digits and the browser looks at its first 8 only: draw those, decide, and
+    # spell out whole ids (the rest a counter, so they are distinct) only for the visitors serve hashes.
+    places = [rng.getrandbits(32) for _ in range(events)]
+    passed = [i for i, keep in enumerate(BrowserSampler(client).keep_places(places)) if keep]
+    if mode == "visitor":
+        passed = [f"{places[i]:08x}{i:024x}" for i in passed]
+    kept = sum(server_stage.keep_many(passed, event))
     rate = server_stage.rate_for(event)
     return Row(label or f"{client:g} x {rate:g}", client, rate, mode, effective_rate(client, rate), events, kept)
 

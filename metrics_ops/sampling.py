@@ -78,9 +78,19 @@ class BrowserSampler:
         self._random = rng or random.random
 
     def keep_many(self, visitor_ids: Sequence[str]) -> list[bool]:
+        """For ids metrics.js made (:func:`browser_fraction` checks one)."""
+        return self.keep_places([int(v[:8], 16) for v in visitor_ids])
+
+    def keep_places(self, places: Sequence[int]) -> list[bool]:
+        """The same for the ids' places (their first 8 hex digits as a number, 0 <= x < 2^32): x / 2^32 < rate
+        is x < rate * 2^32 exactly (a power of two), as metrics.js compares it."""
+        if self.rate >= 1.0 or self.rate <= 0.0:
+            return [self.rate >= 1.0] * len(places)
         if self.per_event:
-            return [self._random() < self.rate for _ in visitor_ids]
-        return [browser_fraction(v) < self.rate for v in visitor_ids]
+            draw, rate = self._random, self.rate
+            return [draw() < rate for _ in places]
+        bound = self.rate * 4294967296.0
+        return [x < bound for x in places]
 
 
 class Sampler:
