@@ -88,7 +88,7 @@ def simulate(client: float, server: float, events: int, *, mode: str = "random",
     places = [rng.getrandbits(32) for _ in range(events)]
     passed = [i for i, keep in enumerate(BrowserSampler(client).keep_places(places)) if keep]
     if mode == "visitor":
-        passed = [f"{places[i]:08x}{i:024x}" for i in passed]
+        passed = ["%08x%024x" % (places[i], i) for i in passed]  # noqa: UP031 - the fastest spelling here
     kept = sum(server_stage.keep_many(passed, event))
     rate = server_stage.rate_for(event)
     return Row(label or f"{client:g} x {rate:g}", client, rate, mode, effective_rate(client, rate), events, kept)
