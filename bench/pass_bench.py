@@ -28,7 +28,10 @@ from zoneinfo import ZoneInfo
 
 from common import best_time  # noqa: E402
 
+from metrics_ops.budget import Budget
+from metrics_ops.config import load_settings
 from metrics_ops.maintenance import run_pass
+from metrics_ops.status import build_status
 from metrics_ops.store import Store, file_name
 
 
@@ -61,6 +64,15 @@ def main() -> None:
         store = Store(d, ZoneInfo("UTC"))
         scan = best_time(args.repeat, lambda: list(os.scandir(d)))
         steady = best_time(args.repeat, lambda: run_pass(store, now=time.time(), gzip_after=3, retention=400))
+        # issue 14: the same pass with a disk budget (one lstat per file, nothing over it), and `status`
+        budget = Budget(max_total_mb=1024, min_free_percent=1)  # the ceiling needs every file's size
+        budgeted = best_time(args.repeat, lambda: run_pass(store, now=time.time(), gzip_after=3, retention=400,
+                                                           budget=budget))
+        settings = load_settings({"dir": str(d), "retention": 400}, env_file=None)
+        status = best_time(args.repeat, lambda: build_status(settings, now=time.time()))
+        status_cmd = [sys.executable, "-m", "metrics_ops", "--data-dir", str(d), "status", "--json"]
+        status_process = best_time(args.repeat, lambda: subprocess.run(status_cmd, env={**os.environ,
+                                   "METRICS_RETENTION": "400"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         cmd = [sys.executable, "-m", "metrics_ops", "--data-dir", str(d), "rotate", "--once", "-q",
                "--retention", "400"]
         process = best_time(args.repeat, lambda: subprocess.run(cmd, check=True))
@@ -79,6 +91,9 @@ def main() -> None:
         "rotate_once_process_s": round(process, 3),
         "python_startup_s": round(bare, 3),
         "prune_pass_s": round(prune, 3),
+        "budgeted_pass_s": round(budgeted, 4),
+        "status_s": round(status, 4),
+        "status_process_s": round(status_process, 3),
         "deleted": deleted,
     }
     if args.json:
@@ -89,6 +104,12 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     print(f"| {files} | {scan * 1000:.1f} ms | {steady * 1000:.1f} ms ({out['steady_pass_vs_scandir']}x scandir) | "
           f"{process * 1000:.0f} ms | {bare * 1000:.0f} ms | {prune * 1000:.0f} ms |")
+    print()
+    print("| files | steady pass | the same with a disk budget | `status` (in-process) | `metrics-ops status` "
+          "process |")
+    print("|---|---|---|---|---|")
+    print(f"| {files} | {steady * 1000:.1f} ms | {budgeted * 1000:.1f} ms ({budgeted / steady:.2f}x) | "
+          f"{status * 1000:.1f} ms ({status / scan:.1f}x scandir) | {status_process * 1000:.0f} ms |")
 
 
 if __name__ == "__main__":

@@ -37,13 +37,15 @@ class UnreadableFile(StoreError):
         self.name, self.why, self.found = name, why, found
 
 
-def replace_atomically(directory: Path, tmp_name: str, name: str, st: os.stat_result,
-                       write: Callable[[int], None]) -> int:
+def replace_atomically(directory: Path, tmp_name: str, name: str, st: os.stat_result | None,
+                       write: Callable[[int], None], mode: int = 0o644) -> int:
     """Put a new version of ``name`` in place: ``write(fd)`` fills ``tmp_name`` (created with the mode of
     ``st``), then fsync, the atime and mtime of ``st``, rename over ``name``, fsync the directory. On any error
-    the temp file is removed and ``name`` is untouched. Returns the size of the new version."""
+    the temp file is removed and ``name`` is untouched. Returns the size of the new version. Without ``st``
+    (a report file written anew, such as the health textfile) the file gets ``mode`` and the current times."""
     tmp = directory / tmp_name
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | OPEN_FLAGS, stat.S_IMODE(st.st_mode))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | OPEN_FLAGS,
+                 stat.S_IMODE(st.st_mode) if st is not None else mode)
     try:
         write(fd)
         os.fsync(fd)
@@ -56,7 +58,8 @@ def replace_atomically(directory: Path, tmp_name: str, name: str, st: os.stat_re
             pass
         raise
     os.close(fd)
-    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+    if st is not None:
+        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
     os.rename(tmp, directory / name)
     fsync_dir(directory)
     return size

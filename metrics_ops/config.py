@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextvars
 import os
-import tomllib
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -29,10 +27,20 @@ from pydantic_settings import (
     SettingsError,  # the top-level name: pydantic_settings.exceptions only exists from 2.8
 )
 
-ENV_PREFIX = "METRICS_"
-
-#: source labels, lowest precedence first
-DEFAULT, TOML, DOTENV, ENV, FLAG = "default", "toml", ".env", "environment", "flag"
+from metrics_ops.origins import (  # noqa: F401  (re-exported: the config layer's names for the commands)
+    DEFAULT,
+    DOTENV,
+    ENV,
+    ENV_PREFIX,
+    FLAG,
+    TOML,
+    ConfigError,
+    Origin,
+    check_dotenv,
+    env_name,
+    format_errors,
+    read_toml,
+)
 
 
 def _json_value(text: str):
@@ -42,14 +50,6 @@ def _json_value(text: str):
         return json.loads(text)
     except ValueError as exc:
         raise PydanticCustomError("json", "not valid JSON: {error}", {"error": str(exc)}) from None
-
-
-class ConfigError(Exception):
-    """Invalid settings; ``lines`` holds one self-contained message per problem."""
-
-    def __init__(self, lines: list[str]):
-        super().__init__("\n".join(lines))
-        self.lines = lines
 
 
 _toml_values: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("toml_values", default=None)
@@ -88,6 +88,19 @@ class Settings(BaseSettings):
     gzip_level: int = Field(6, ge=1, le=9, description="gzip compression level, 1 (fast) .. 9 (small)")
     lock_timeout: float = Field(10, ge=0, allow_inf_nan=False,
                                 description="seconds a maintenance pass waits for another to finish")
+    # disk budget and the rotator's health (metrics_ops.budget, metrics_ops.health)
+    max_total_mb: float | None = Field(None, gt=0, allow_inf_nan=False, description=(
+        "ceiling on the data files' total size in MiB: a pass deletes the oldest data above it (unset: none)"))
+    min_free_mb: float | None = Field(None, ge=0, allow_inf_nan=False, description=(
+        "free space in MiB a pass keeps on the data directory's file system, deleting the oldest data (unset: none)"))
+    min_free_percent: float | None = Field(None, ge=0, lt=100, allow_inf_nan=False, description=(
+        "the same floor as a percentage of the file system's size (both hold when both are set)"))
+    serve_min_free_mb: float = Field(64, ge=0, allow_inf_nan=False, description=(
+        "serve stores nothing (202 stored: 0, /healthz 503) while less than this many MiB are free; 0: off"))
+    status_file: Path | None = Field(
+        None, description="one-line status of the last pass, for health checks (default DIR/.metrics-ops.status)")
+    health_textfile: Path | None = Field(
+        None, description="Prometheus textfile each pass writes (node_exporter textfile collector; unset: none)")
     # serve
     host: str = Field("127.0.0.1", description="address serve listens on")
     port: int = Field(8001, ge=1, le=65535, description="port serve listens on")
@@ -118,7 +131,8 @@ class Settings(BaseSettings):
     ):
         return (init_settings, env_settings, dotenv_settings, _TomlSource(settings_cls))
 
-    @field_validator("max_mb", "jsonl", "state_file", mode="before")
+    @field_validator("max_mb", "jsonl", "state_file", "max_total_mb", "min_free_mb", "min_free_percent",
+                     "status_file", "health_textfile", mode="before")
     @classmethod
     def _empty_is_unset(cls, value):
         return None if isinstance(value, str) and value.strip() == "" else value
@@ -191,23 +205,27 @@ class Settings(BaseSettings):
             )
         if self.jsonl is not None and (why := _not_a_link_name(self.jsonl.name)):
             raise PydanticCustomError("relation", "{why}", {"fields": ("jsonl",), "why": why})
-        if self.state_file is not None and (why := self._state_file_clash()):
-            raise PydanticCustomError("relation", "{why}", {"fields": ("state_file",), "why": why})
+        from metrics_ops.layout import STATE_NAME, STATUS_NAME
+
+        # files the tool writes over and over: never the link, a data file or another of the tool's files
+        for name, label, own in (("state_file", "the state file", STATE_NAME),
+                                 ("status_file", "the status file", STATUS_NAME),
+                                 ("health_textfile", "the health textfile", None)):
+            path = getattr(self, name)
+            if path is not None and (why := self._own_file_clash(path, label, own)):
+                raise PydanticCustomError("relation", "{why}", {"fields": (name,), "why": why})
         return self
 
-    def _state_file_clash(self) -> str | None:
-        from metrics_ops.store import STATE_NAME
-
-        path = self.state_file
+    def _own_file_clash(self, path: Path, label: str, own_name: str | None) -> str | None:
         if path.resolve() == self.link_path.resolve() or path.resolve() == self.link_path.absolute():
-            return "the state file cannot be the link to the current data file"
+            return f"{label} cannot be the link to the current data file"
         if path.parent.resolve() == self.dir.resolve():
             owner = _owner_of(path.name)
             if owner == "data":
-                return ("the state file cannot be a data file or have a data file's name (metrics-...: passes "
+                return (f"{label} cannot be a data file or have a data file's name (metrics-...: passes "
                         "would compress, remove or delete it)")
-            if owner == "tool" and path.name != STATE_NAME:
-                return "the state file cannot be one of the data directory's lock or counter files"
+            if owner == "tool" and path.name != own_name:
+                return f"{label} cannot be one of the data directory's lock or counter files"
         return None
 
     @cached_property
@@ -221,6 +239,10 @@ class Settings(BaseSettings):
     @property
     def state_path(self) -> Path:
         return self.state_file if self.state_file is not None else self.dir / ".metrics-ops.state"
+
+    @property
+    def status_path(self) -> Path:
+        return self.status_file if self.status_file is not None else self.dir / ".metrics-ops.status"
 
     @property
     def file_mode_bits(self) -> int:
@@ -253,94 +275,6 @@ def _not_a_link_name(name: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class Origin:
-    """Where a setting's value came from, and how the operator spelled it there."""
-
-    source: str
-    spelled: str  # e.g. "METRICS_SAMPLE_RATE", "--sample-rate", "sample_rate"
-    raw: Any = None
-    file: str | None = None
-
-    def describe(self, value: Any = None) -> str:
-        shown = self.raw if self.raw is not None else value
-        if self.source == FLAG:
-            if isinstance(shown, float):  # as typed: --client-rate 2, not 2.0
-                shown = f"{shown:g}"
-            return f"{self.spelled} {shown} (from the command line)"
-        if self.source == ENV:
-            return f"{self.spelled}={shown} (from the environment)"
-        if self.source == DOTENV:
-            return f"{self.spelled}={shown} (from {self.file or '.env'})"
-        if self.source == TOML:
-            return f"{self.spelled} = {shown!r} (from {self.file})"
-        return f"{self.spelled}={shown} (default)"
-
-
-def env_name(field: str) -> str:
-    return ENV_PREFIX + field.upper()
-
-
-def read_toml(path: str | os.PathLike) -> dict[str, Any]:
-    """Parse a --config file; unknown keys and syntax errors are ConfigErrors naming the file."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError([f"--config {path}: the file does not exist"]) from None
-    except IsADirectoryError:
-        raise ConfigError([f"--config {path}: is a directory, not a TOML file"]) from None
-    except PermissionError:
-        raise ConfigError([f"--config {path}: permission denied"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"--config {path}: malformed TOML: {exc}"]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([f"--config {path}: malformed TOML: not UTF-8 text"]) from None
-    known = set(Settings.model_fields)
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(
-            [f"--config {path}: unknown setting {key!r} (known: {', '.join(sorted(known))})" for key in unknown]
-        )
-    base = path.parent
-    for key in ("dir", "jsonl", "state_file"):  # paths in a config file are relative to that file, not to the CWD
-        if isinstance(data.get(key), str) and data[key] and not os.path.isabs(data[key]):
-            data[key] = str(base / data[key])
-    return data
-
-
-#: METRICS_* variables that are not settings but are read by the tool
-OTHER_ENV = frozenset({"METRICS_CONFIG"})
-
-
-def check_dotenv(path: str | os.PathLike) -> None:
-    """A .env file must be UTF-8 and may not hold an unknown METRICS_* key (a typo such as METRICS_RETENSION
-    would otherwise be ignored in silence, while the same typo in TOML is an error)."""
-    import difflib
-
-    from dotenv import dotenv_values
-
-    try:
-        raw = Path(path).read_bytes()
-        raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        raise ConfigError([f"{path} line {line}: not UTF-8 text; save the file as UTF-8"]) from None
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read it: {exc.strerror}"]) from None
-    known = {env_name(f) for f in Settings.model_fields} | OTHER_ENV
-    lines = []
-    for key in dotenv_values(path):
-        upper = key.upper()
-        if upper.startswith(ENV_PREFIX) and upper not in known:
-            close = difflib.get_close_matches(upper, sorted(known), n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
-            lines.append(f"{key} (from {path}): unknown setting{hint}")
-    if lines:
-        raise ConfigError(lines)
-
-
 def require_gzip_before_prune(settings: Settings) -> None:
     """For a command that compresses and deletes in one pass: a file must be compressed before it is deleted."""
     if settings.gzip_after > settings.retention:
@@ -371,23 +305,6 @@ def _origins(flags: dict[str, Any], spelled: dict[str, str], toml_data: dict[str
     return origins
 
 
-def _format_errors(exc: ValidationError, origins: dict[str, Origin]) -> list[str]:
-    lines = []
-    for err in exc.errors(include_url=False):
-        msg = err["msg"]
-        msg = msg[:1].lower() + msg[1:]
-        fields = (err.get("ctx") or {}).get("fields") or err["loc"][:1]
-        parts = []
-        for field in fields:
-            origin = origins.get(field) or Origin(DEFAULT, env_name(str(field)))
-            value = err.get("input") if len(fields) == 1 else None
-            if value is None or isinstance(value, dict):
-                value = Settings.model_fields[field].default if origin.source == DEFAULT else origin.raw
-            parts.append(origin.describe(value))
-        lines.append(f"{' with '.join(parts)}: {msg}")
-    return lines
-
-
 def load_settings(
     flags: dict[str, Any] | None = None,
     config_file: str | os.PathLike | None = None,
@@ -401,12 +318,12 @@ def load_settings(
     Raises :class:`ConfigError` with one line per problem.
     """
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
-    toml_data = read_toml(config_file) if config_file is not None else {}
+    toml_data = read_toml(config_file, Settings.model_fields) if config_file is not None else {}
     toml_file = str(config_file) if config_file is not None else None
     if env_file is not None and not Path(env_file).is_file():
         env_file = None
     if env_file is not None:
-        check_dotenv(env_file)
+        check_dotenv(env_file, Settings.model_fields)
     origins = _origins(flags, spelled or {}, toml_data, toml_file, env_file)
     # METRICS_JSONL alone (the existing system's habit) implies the data directory it sits in.
     if origins["dir"].source == DEFAULT and origins["jsonl"].source != DEFAULT and origins["jsonl"].raw:
@@ -417,7 +334,8 @@ def load_settings(
     try:
         settings = Settings(_env_file=env_file, **flags)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, origins)) from None
+        raise ConfigError(format_errors(exc, origins, {f: i.default for f, i in Settings.model_fields.items()})) \
+            from None
     except SettingsError as exc:  # a source could not be read at all
         raise ConfigError([f"settings: {exc}"]) from None
     finally:

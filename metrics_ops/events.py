@@ -269,8 +269,9 @@ def encode_record(event: dict, received_at: str, server_rate: float = 1.0) -> by
     """The stored line: the validated event plus both sampling rates, the receive time and ``ts``, one JSON object
     and a newline."""
     record = dict(event)
-    record["client_rate"] = record.pop("client_rate", 1.0)
-    record["server_rate"] = float(server_rate)
+    if "client_rate" not in record:
+        record["client_rate"] = 1.0
+    record["server_rate"] = server_rate
     record["received_at"] = received_at
     record["ts"] = record.pop("ts", received_at)
     return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)

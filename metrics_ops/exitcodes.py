@@ -15,6 +15,10 @@ class ExitCode(IntEnum):
     INCONCLUSIVE = 4
     #: ratelimit-probe, sample-test --url: the target cannot be connected to or answered nothing
     UNREACHABLE = 5
+    #: rotate: the pass succeeded, but the disk budget deleted data before its retention (listed in the output)
+    BUDGET = 6
+    #: status, rotate --check: something needs attention (each reason one line on stderr)
+    ATTENTION = 7
 
 
 EXIT_STATUS_DOC = {
@@ -26,4 +30,8 @@ EXIT_STATUS_DOC = {
     ExitCode.INCONCLUSIVE: "sample-test: too few events to decide within --tolerance (it says how many would)",
     ExitCode.UNREACHABLE: "ratelimit-probe, sample-test --url: cannot connect to the URL, or no request was answered;"
                           " nothing was measured",
+    ExitCode.BUDGET: "rotate: the pass succeeded, but the disk budget (max_total_mb, min_free_mb, min_free_percent) "
+                     "deleted data before its retention; the deleted files are listed",
+    ExitCode.ATTENTION: "status, rotate --check: something needs attention (no successful pass in 2 intervals, the "
+                        "last pass failed, the disk budget crossed, serve unhealthy); one line per reason",
 }

@@ -37,8 +37,9 @@ FORGET_SUFFIX = ".forget.tmp"  # metrics-...jsonl[.gz].forget.tmp: a `forget` re
 LOCK_NAME = ".metrics-ops.lock"  # one maintenance pass at a time
 LINK_LOCK_NAME = ".metrics-ops.link.lock"  # link swaps and legacy adoption, across processes
 STATE_NAME = ".metrics-ops.state"  # serve's shared ring and counters (metrics_ops.serve.shared)
+STATUS_NAME = ".metrics-ops.status"  # the last pass's one-line status (metrics_ops.health; METRICS_STATUS_FILE)
 #: names in the data directory that belong to the tool, never data: a setting may not point the link at them
-RESERVED_NAMES = frozenset({LOCK_NAME, LINK_LOCK_NAME, STATE_NAME, CHANGES_NAME})
+RESERVED_NAMES = frozenset({LOCK_NAME, LINK_LOCK_NAME, STATE_NAME, STATUS_NAME, CHANGES_NAME})
 DEFAULT_FILE_MODE = 0o640  # data files: owner and group read; everyone else nothing (METRICS_FILE_MODE)
 LINK_LOCK_TIMEOUT = 30.0  # seconds a link swap waits for another process's swap
 
@@ -150,7 +151,7 @@ def scan(directory: Path, link: Path) -> Listing:
                 else:
                     unknown.append(name)
                 continue
-            if name in RESERVED_NAMES:
+            if name in RESERVED_NAMES or name.startswith(STATUS_NAME + "."):  # and the status file's temp files
                 continue
             parsed = parse_name(name)
             if parsed is not None and entry.is_file(follow_symlinks=False):

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from enum import StrEnum
 
+from metrics_ops.budget import Budget, plan_for_pass
 from metrics_ops.store import (
     LOCK_NAME,
     Listing,
@@ -26,7 +27,7 @@ from metrics_ops.store import (
     parse_name,
 )
 
-STEPS = ("rotate", "gzip", "prune")
+STEPS = ("rotate", "gzip", "prune", "budget")
 
 
 class Kind(StrEnum):
@@ -199,6 +200,7 @@ def run_pass(
     retention: int = 30,
     level: int = 6,
     dry_run: bool = False,
+    budget: Budget | None = None,
     threads: int | None = None,
     stop: threading.Event | None = None,
     on_plan: Callable[[list[Action]], None] | None = None,
@@ -206,6 +208,7 @@ def run_pass(
 ) -> PassResult:
     """One maintenance pass over ``store``. The caller holds the maintenance lock (see :func:`locked`).
 
+    ``budget`` (:class:`metrics_ops.budget.Budget`) is the budget step's limits (None: the step plans nothing).
     ``stop`` (set by a signal handler) ends the pass after the action in progress. ``on_plan`` sees the
     gzip actions before they run (a progress bar sizes itself from them); ``progress`` gets byte counts.
     """
@@ -231,7 +234,8 @@ def run_pass(
             result.interrupted = True
             break
         actions, kept = _plan_step(step, store, listing, today, link_target=link_target, adopted=adopted,
-                                   gzip_after=gzip_after, retention=retention, prune_follows="prune" in steps)
+                                   gzip_after=gzip_after, retention=retention, prune_follows="prune" in steps,
+                                   budget=budget, result=result)
         link_target = next((a.target for a in actions if a.kind == Kind.LINK), link_target)
         _sizes(store, actions)
         result.kept.extend(kept)
@@ -250,8 +254,10 @@ def run_pass(
 
 
 def _plan_step(step: str, store: Store, listing: Listing, today: date, *, link_target: str | None,
-               adopted: frozenset[str], gzip_after: int, retention: int, prune_follows: bool
-               ) -> tuple[list[Action], list[tuple[str, str]]]:
+               adopted: frozenset[str], gzip_after: int, retention: int, prune_follows: bool,
+               budget: Budget | None, result: PassResult) -> tuple[list[Action], list[tuple[str, str]]]:
+    if step == "budget":
+        return _plan_budget(store, listing, today, budget, link_target, adopted, result)
     if step == "rotate":
         return plan_rotate(store, listing, today), []
     if step == "gzip":
@@ -259,6 +265,19 @@ def _plan_step(step: str, store: Store, listing: Listing, today: date, *, link_t
                          retention=retention if prune_follows else None, protected=adopted)
     return plan_prune(listing, today, retention, link_target=link_target, protected=adopted,
                       in_use=store.held_for_writing)
+
+
+def _plan_budget(store: Store, listing: Listing, today: date, budget: Budget | None, link_target: str | None,
+                 adopted: frozenset[str], result: PassResult) -> tuple[list[Action], list[tuple[str, str]]]:
+    """The budget step (:func:`metrics_ops.budget.plan_for_pass`): deletions like prune's; a shortfall is an error
+    of the pass. In a dry run the files the prune step plans to delete count as gone already."""
+    gone = frozenset(a.file for a in result.actions if a.kind == Kind.DELETE) if result.dry_run else frozenset()
+    plan = plan_for_pass(store, listing, today, budget, link_target=link_target, adopted=adopted, gone=gone)
+    if plan is None:
+        return [], []
+    result.errors.extend([plan.shortfall] if plan.shortfall else [])
+    return [Action("budget", Kind.DELETE, c.name, c.size, detail=f"{_age(c.day, today)} days old; disk budget: "
+                   f"{plan.why}") for c in plan.deletions], plan.kept
 
 
 @dataclass(frozen=True)
@@ -360,8 +379,13 @@ def failure_text(exc: OSError, name: str) -> str:
     return str(exc) if isinstance(exc, StoreError) else f"{exc.strerror or exc} ({name})"
 
 
-def locked(store: Store, timeout: float):
-    """The maintenance lock of ``store``'s directory; raises :class:`LockBusy` after ``timeout`` seconds."""
+def locked(store: Store, timeout: float, dry_run: bool = False):
+    """The maintenance lock of ``store``'s directory; raises :class:`LockBusy` after ``timeout`` seconds.
+    A dry run only reads: it takes no lock and leaves not even a lock file behind."""
+    if dry_run:
+        import contextlib
+
+        return contextlib.nullcontext()
     return flock_path(store.dir / LOCK_NAME, timeout)
 
 

@@ -158,7 +158,7 @@ class _RichProgress(_NoProgress):
 
 #: what each command calls its pass, and what it says when the pass has nothing to do
 _PASS_WORDS = {
-    ("rotate", "gzip", "prune"): ("rotate pass", "nothing to do"),
+    ("rotate", "gzip", "prune", "budget"): ("rotate pass", "nothing to do"),
     ("gzip",): ("gzip", "nothing to compress"),
     ("prune",): ("prune", "nothing to delete"),
     ("forget",): ("forget", "no file holds events of these visitors"),
@@ -209,3 +209,77 @@ def render_pass(out: Output, result) -> None:
             out.warn(f"kept {name}: {why}")
     if result.interrupted:
         out.warn("stopped by a signal after the action in progress; the next pass finishes the rest")
+
+
+def _names(names: list[str], shown: int = 3) -> str:
+    if not names:
+        return "nothing"
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"{len(names)}: " + ", ".join(names[:shown]) + more
+
+
+def _status_rows(report) -> list[tuple[str, str, str]]:
+    """metrics-ops status as (section, item, value) rows."""
+    from zoneinfo import ZoneInfo
+
+    from metrics_ops.health import when
+
+    zone = ZoneInfo(report.zone)
+    rows = []
+    inv = report.inventory
+    if inv is not None:
+        span = f" ({inv.oldest} .. {inv.newest})" if inv.days else ""
+        rows += [("data", "days", f"{len(inv.days)}{span}"),
+                 ("data", "plain", f"{inv.plain_files} files, {_human(inv.plain_bytes)}"),
+                 ("data", "archived", f"{inv.archived_files} files, {_human(inv.archived_bytes)}"),
+                 ("data", "shards", f"{inv.shard_files} files"),
+                 ("data", "total", _human(inv.total_bytes))]
+        if inv.aside_files:
+            rows.append(("data", "set aside", f"{inv.aside_files} files, {_human(inv.aside_bytes)}"))
+    if report.usage is not None:
+        u = report.usage
+        rows.append(("disk", "free", f"{_human(u.free)} of {_human(u.total)} ({u.free_percent:.0f} %)"))
+        if report.max_total is not None:
+            used = 100 * inv.total_bytes / report.max_total
+            rows.append(("disk", "max total", f"{_human(report.max_total)} ({used:.0f} % used)"))
+        if report.min_free is not None:
+            rows.append(("disk", "min free", f"{_human(report.min_free)} (budget floor)"))
+        rows.append(("disk", "serve floor", _human(report.serve_floor) if report.serve_floor else "off"))
+    last = report.last_pass
+    if last is not None:
+        ago = report.now - last.time
+        rows += [("last pass", "when", f"{when(last.time, zone)} ({ago:.0f} s ago)"),
+                 ("last pass", "result", last.result + (f": {last.message}" if last.message else "")),
+                 ("last pass", "last success", when(last.last_success, zone) if last.last_success else "never")]
+    else:
+        rows.append(("last pass", "when", "none recorded"))
+    nxt = report.next_pass
+    if nxt is not None:
+        due = "now" if nxt.at <= report.now else f"{when(nxt.at, zone)} (in {nxt.at - report.now:.0f} s)"
+        rows += [("next pass", "when", due), ("next pass", "compress", _names(nxt.compress)),
+                 ("next pass", "delete", _names(nxt.delete)),
+                 ("next pass", "budget deletes", _names(nxt.budget_delete))]
+    if report.serve is not None:
+        srv = report.serve
+        health = ("unreachable" if not srv.get("reachable") else
+                  "ok" if srv.get("healthz") == 200 else f"{srv.get('healthz')}: {srv.get('reason')}")
+        rows.append(("serve", "healthz", health))
+        for name, value in srv.get("counters", {}).items():
+            rows.append(("serve", name, f"{value:,}"))
+    return rows
+
+
+def render_status(out: Output, report) -> None:
+    """metrics-ops status: one screen; every line needing attention also on stderr."""
+    for line in report.attention:
+        out.error(line)
+    if out.json:
+        out.document(report.to_dict())
+        return
+    if out.quiet:
+        return
+    title = f"{report.directory}: {'everything fine' if report.ok else 'needs attention'}"
+    rows = _status_rows(report)
+    if out.tty:  # a section's name once, at its first row; piped, every line names its section (for grep)
+        rows = [("" if i and rows[i - 1][0] == row[0] else row[0], *row[1:]) for i, row in enumerate(rows)]
+    out.table(title, ("section", "item", "value"), rows, whole=("section", "item"))

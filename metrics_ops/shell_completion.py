@@ -180,10 +180,9 @@ PROG = "metrics-ops"
 ENV_VAR = "_METRICS_OPS_COMPLETE"  # the variable a shell sets to ask for completions (see metrics_ops.cli)
 
 
-def completion_script(shell: str) -> str:
-    """The completion script ``metrics-ops completion SHELL`` prints (and ``completions/`` ships)."""
-    from metrics_ops.cli import cli
-
+def completion_script(shell: str, command) -> str:
+    """The completion script ``metrics-ops completion SHELL`` prints (and ``completions/`` ships) for the click
+    ``command`` tree (passed in: this module does not import the CLI it completes)."""
     if shell not in CLASSES:
         raise ValueError(f"no completion for {shell}")
-    return CLASSES[shell](cli, {}, PROG, ENV_VAR).source()
+    return CLASSES[shell](command, {}, PROG, ENV_VAR).source()

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from metrics_ops.cli import cli
 
-from .helpers import HangUpServer, free_port
+from .helpers import HangUpServer, free_port, mount_tmpfs
 
 
 @pytest.fixture(autouse=True)
@@ -54,3 +54,27 @@ def hang_up_url():
     server.close()
 
 
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A factory of real tmpfs mounts: small_tmpfs("16m") -> the mount point; all unmounted afterwards."""
+    import subprocess
+
+    mounted = []
+
+    def make(size: str) -> Path:
+        mnt = tmp_path / f"tmpfs{len(mounted)}"
+        mount_tmpfs(mnt, size)
+        mounted.append(mnt)
+        return mnt
+
+    yield make
+    for mnt in mounted:
+        subprocess.run(["umount", "-l", str(mnt)])
+
+
+@pytest.fixture
+def tmpfs(small_tmpfs):
+    """A real 8 MiB tmpfs (needs root: CI runs as root)."""
+    return small_tmpfs("8m")

@@ -24,6 +24,24 @@ def cli(*args, env: dict | None = None, timeout: float = 120, **kwargs) -> subpr
                           text=True, timeout=timeout, **kwargs)
 
 
+def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 20) -> None:
+    """Until serve on ``port`` answers /healthz 200; fails at once if ``proc`` exits, and after ``timeout`` s."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:
+                assert resp.status == 200
+                return
+        except OSError:
+            stderr = proc.stderr.read() if proc.poll() is not None and proc.stderr else ""
+            assert proc.poll() is None, f"serve exited {proc.returncode}: {stderr}"
+            assert time.monotonic() < deadline, f"serve on port {port} not healthy after {timeout} s"
+            time.sleep(0.05)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -125,3 +143,30 @@ def run_in_pty(args, env=None, columns: int = 80, timeout: float = 60) -> tuple[
         chunks.append(data)
     os.close(master)
     return proc.wait(timeout), b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
+
+
+def mount_tmpfs(mnt: Path, size: str) -> None:
+    """Mount a real tmpfs of ``size`` (``8m``) on ``mnt``, or skip: it needs root (CI runs as root)."""
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt.mkdir(exist_ok=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+
+
+def fill(directory: Path) -> Path:
+    """Fill the file system to the last byte with one file."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        for size in (1 << 20, 1 << 16, 1 << 12, 1 << 8, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+    return filler

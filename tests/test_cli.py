@@ -52,20 +52,32 @@ def test_unknown_option_is_a_usage_error(run):
 
 
 def _start_loop(d, *extra):
-    return subprocess.Popen([*CLI, "--data-dir", d, "rotate", "--create", "--interval", "0.2", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """rotate in a loop every 0.2 s, its stdout and stderr in files beside ``d`` (read while it runs)."""
+    proc_out, proc_err = d.parent / "loop.out", d.parent / "loop.err"
+    with open(proc_out, "w") as out, open(proc_err, "w") as err:  # the child keeps its own descriptors
+        proc = subprocess.Popen([*CLI, "--data-dir", d, "rotate", "--create", "--interval", "0.2", *extra],
+                                stdout=out, stderr=err, text=True)
+    proc.out, proc.err = proc_out, proc_err
+    return proc
+
+
+def _until(proc, path, text: str, count: int, timeout: float = 30) -> None:
+    """Until ``text`` appears ``count`` times in the file (a loaded machine may start the loop slowly)."""
+    deadline = time.monotonic() + timeout
+    while path.read_text().count(text) < count:
+        assert proc.poll() is None, path.read_text()
+        assert time.monotonic() < deadline, path.read_text()
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_loop_stops_cleanly_on_signal(tmp_path, sig):
     d = tmp_path / "d"
     proc = _start_loop(d, "--json")
-    deadline = time.monotonic() + 10
-    while not (d / "metrics.jsonl").is_symlink() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)  # a few passes
+    _until(proc, proc.out, '"steps"', 2)  # a few passes
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=10)
+    proc.wait(timeout=10)
+    out, err = proc.out.read_text(), proc.err.read_text()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert out.count('"steps"') >= 2  # one JSON document per pass
@@ -77,10 +89,11 @@ def test_loop_reports_a_failing_pass_and_goes_on(tmp_path):
     # a directory in place of the link: every pass fails to point it, and the loop must keep going
     (d / "metrics.jsonl").mkdir()
     proc = _start_loop(d)
-    time.sleep(1.2)
+    _until(proc, proc.err, "neither a symlink nor a regular file", 2)
     assert proc.poll() is None
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=10)
+    proc.wait(timeout=10)
+    err = proc.err.read_text()
     assert proc.returncode == 0
     failures = [line for line in err.splitlines() if "neither a symlink nor a regular file" in line]
     assert len(failures) >= 2, err
@@ -157,7 +170,7 @@ def test_top_level_help_says_what_each_command_is_for_at_80_columns():
     commands = r.stdout.split("Commands:\n", 1)[1].splitlines()
     listed = {line.split()[0]: line.split(None, 1)[1] for line in commands if line.strip()}
     assert set(listed) == {"client", "completion", "config", "forget", "gzip", "prune", "ratelimit-probe", "rotate",
-                           "sample-test", "serve"}  # probe is the alias, not a second command
+                           "sample-test", "serve", "status"}  # probe is the alias, not a second command
     assert "alias: probe" in listed["ratelimit-probe"]
     assert not [line for line in commands if line.endswith("...") or len(line) > 80]  # nothing cut off
     assert run_probe_alias_help() == cli("ratelimit-probe", "--help").stdout.replace("ratelimit-probe", "probe")

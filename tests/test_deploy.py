@@ -1,5 +1,6 @@
 """The deploy files as operators copy them: nginx -t, the compose file's commands on the real CLI, systemd units."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -10,7 +11,7 @@ import pytest
 import yaml
 
 from .edge import Nginx, nginx_binary, render
-from .helpers import CLI, cli, console_script
+from .helpers import CLI, cli, console_script, wait_healthy
 from .serve_process import Server, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,18 +71,7 @@ def test_compose_backend_command_serves(tmp_path):
     proc = subprocess.Popen([*CLI, "--data-dir", str(tmp_path / "data"), *cmd], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
-        import time
-        import urllib.request
-
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:
-                    assert resp.status == 200
-                    break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-                time.sleep(0.1)
+        wait_healthy(port, proc)
     finally:
         proc.terminate()
         assert proc.wait(20) == 0
@@ -257,6 +247,26 @@ def test_separate_origin_edge_answers_preflights_by_metrics_cors_origins(data_di
     finally:
         edge.stop()
         assert backend.stop() == 0
+
+
+def test_the_rotator_healthchecks_of_compose_and_systemd_follow_the_status_file(tmp_path):
+    """The healthcheck is green after a pass of the compose rotator's own command, red without a pass (serve
+    moving the link used to keep the old check green with the rotator dead)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    check = compose()["services"]["metrics-rotator"]["healthcheck"]["test"]
+    assert check[0] == "CMD" and check[1] == "metrics-ops"
+    unit = (DEPLOY / "systemd" / "metrics-ops-rotate-check.service").read_text()
+    systemd_check = re.search(r"^ExecStart=/usr/local/bin/metrics-ops (.*)$", unit, re.M)[1].split()
+    assert systemd_check == check[2:]
+    env = {**os.environ, "METRICS_DIR": str(data)}
+    r = subprocess.run([*CLI, *check[2:]], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 7 and "no maintenance pass has recorded a status yet" in r.stderr
+    rotator = compose()["services"]["metrics-rotator"]["command"][1:]
+    r = subprocess.run([*CLI, *rotator, "--once", "-q"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([*CLI, *check[2:]], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout == r.stderr == ""
 
 
 def merged_volumes(base: dict, override: dict, service: str) -> dict[str, str]:

@@ -100,7 +100,7 @@ def _bash_complete(words: str) -> list[str]:
 @pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
 def test_bash_completion_for_real():
     assert _bash_complete("metrics-ops ro") == ["rotate"]
-    assert set(_bash_complete("metrics-ops s")) == {"sample-test", "serve"}
+    assert set(_bash_complete("metrics-ops s")) == {"sample-test", "serve", "status"}
     assert "Europe/Berlin" in _bash_complete("metrics-ops rotate --tz Europe/Ber")
     assert _bash_complete("metrics-ops completion z") == ["zsh"]
     assert _bash_complete("metrics-ops sample-test --mode v") == ["visitor"]
@@ -124,7 +124,7 @@ def test_shipped_completion_scripts_do_not_depend_on_the_installed_click(monkeyp
         monkeypatch.setattr(cls, "source_template", "# another click release's script\n")
     for shell in ("bash", "zsh", "fish"):
         shipped = (ROOT / "completions" / f"metrics-ops.{shell}").read_text()
-        assert shipped.split("\n", 1)[1] == docgen.completion_script(shell), shell
+        assert shipped.split("\n", 1)[1] == docgen.completion_script(shell, cli), shell
 
 
 @pytest.mark.parametrize("shell, expected", [
@@ -140,3 +140,46 @@ def test_the_installed_script_answers_in_the_format_the_shipped_scripts_read(she
     r = subprocess.run([exe], capture_output=True, text=True, env=env, timeout=30)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == expected
+
+
+def _package_imports() -> dict[str, set[str]]:
+    """module -> the package modules it imports (at any depth: lazy imports count), from the source."""
+    import ast
+
+    package = ROOT / "metrics_ops"
+    names = {}
+    for path in package.rglob("*.py"):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        names[name.removesuffix(".__init__")] = path
+    graph = {}
+    for name, path in names.items():
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("metrics_ops"):
+                edges |= {t for t in (node.module, *(f"{node.module}.{a.name}" for a in node.names)) if t in names}
+        graph[name] = {t for t in edges if not name.startswith(t + ".")}  # a module's own package is not a cycle
+    return graph
+
+
+def test_the_package_has_no_import_cycle():
+    graph, done, cycles = _package_imports(), set(), []
+
+    def visit(module, path):
+        for target in graph[module]:
+            if target in path:
+                cycles.append(" -> ".join(path[path.index(target):] + [target]))
+            elif target not in done:
+                visit(target, path + [target])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [module])
+    assert not cycles
+
+
+def test_the_architecture_section_names_the_owner_of_every_module():
+    section = README.split("## Architecture", 1)[1].split("\n## ", 1)[0]
+    package = ROOT / "metrics_ops"
+    modules = [p.relative_to(package).as_posix() for p in package.rglob("*.py")
+               if p.name not in ("__init__.py", "__main__.py") and p.parent.name != "cli"]
+    assert [m for m in modules if m not in section] == []

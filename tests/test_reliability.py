@@ -24,7 +24,7 @@ import pytest
 
 from metrics_ops.store import parse_name
 
-from .helpers import cli, free_port
+from .helpers import cli, fill, free_port
 from .serve_process import LIBFAKETIME, Server, children, shifted_clock
 
 
@@ -167,42 +167,14 @@ def test_a_pass_a_day_ahead_with_retention_1_never_deletes_the_file_serve_writes
 
 
 # ------------------------------------------------------------------------------------------------ a full disk
-@pytest.fixture
-def tmpfs(tmp_path):
-    """A real 8 MiB tmpfs (needs root: CI runs as root)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "tmpfs"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)]).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)])
-
-
-def fill(directory: Path) -> Path:
-    """Fill the file system to the last byte with one file."""
-    filler = directory / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
-    try:
-        for size in (1 << 20, 1 << 16, 1 << 12, 1 << 8, 1):
-            try:
-                while True:
-                    os.write(fd, b"\0" * size)
-            except OSError:
-                pass
-    finally:
-        os.close(fd)
-    return filler
-
-
 def health_of_every_worker(server: Server, probes: int = 16) -> Counter:
     return Counter(server.request("GET", "/healthz")[0] for _ in range(probes))  # a new connection each
 
 
 def test_a_full_disk_never_kills_a_worker_and_serve_recovers(tmpfs, tmp_path):
     data = tmpfs / "data"
-    server = Server(data, tmp_path / "serve.log")
+    # the free-space floor off: this is the write-error path (a disk another process fills to the last byte)
+    server = Server(data, tmp_path / "serve.log", env={"METRICS_SERVE_MIN_FREE_MB": "0"})
     try:
         workers = sorted(children(server.proc.pid))
         answers = []

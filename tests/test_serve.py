@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from .helpers import CLI, all_lines, cli
+from .helpers import CLI, all_lines, cli, wait_healthy
 from .serve_process import Connection, Server, free_port
 
 GOOD = {"visitor_id": "v1", "event": "page_view", "metadata": {"path": "/"}}
@@ -239,15 +239,7 @@ def test_serve_says_once_where_it_listens_and_writes_and_nothing_of_clients(tmp_
                              "new/data", "--workers", "1"], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:
-                    assert resp.status == 200
-                    break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.05)
+        wait_healthy(port, proc)
         req = urllib.request.Request(f"http://127.0.0.1:{port}/api/metrics/event", method="POST",
                                      data=b'{"visitor_id":"ReadyMarkerVisitor","event":"page_view"}',
                                      headers={"Content-Type": "text/plain", "User-Agent": "ReadyMarkerAgent"})

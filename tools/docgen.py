@@ -35,6 +35,7 @@ FILES_DOC = [
     ("DIR/.metrics-ops.lock", "one maintenance pass at a time (flock)"),
     ("DIR/.metrics-ops.link.lock", "link swaps and legacy adoption (flock)"),
     ("DIR/.metrics-ops.state", "serve's shared ring and counters (METRICS_STATE_FILE)"),
+    ("DIR/.metrics-ops.status", "the last maintenance pass's one-line status (METRICS_STATUS_FILE); rotate --check"),
     (".env", "METRICS_* settings read from the working directory"),
     ("$XDG_STATE_HOME/metrics-ops/probes.json", "when each URL was last probed"),
 ]
@@ -186,14 +187,14 @@ def reference_markdown() -> str:
 
 
 def outputs() -> dict[Path, str]:
+    from metrics_ops.cli import cli
+
     files: dict[Path, str] = {}
     for shell, suffix in (("bash", "bash"), ("zsh", "zsh"), ("fish", "fish")):
         comment = "#"
-        files[ROOT / "completions" / f"{PROG}.{suffix}"] = f"{comment} {HEADER}\n" + completion_script(shell)
+        files[ROOT / "completions" / f"{PROG}.{suffix}"] = f"{comment} {HEADER}\n" + completion_script(shell, cli)
     for full, cmd in commands():
         files[ROOT / "man" / f"{full.replace(' ', '-')}.1"] = man_page(full, cmd)
-    from metrics_ops.cli import cli
-
     for _alias_of, names in aliases().items():
         for name in names:  # a full page of its own: .so links do not survive every man(1) and packager
             files[ROOT / "man" / f"{PROG}-{name}.1"] = man_page(f"{PROG} {name}", cli.commands[name])

@@ -39,6 +39,7 @@ from metrics_ops.cli.maintenance import gzip_cmd, prune, rotate  # noqa: E402
 from metrics_ops.cli.probe import ratelimit_probe  # noqa: E402
 from metrics_ops.cli.sampletest import sample_test  # noqa: E402
 from metrics_ops.cli.serve import serve  # noqa: E402
+from metrics_ops.cli.status import status  # noqa: E402
 
 cli.add_command(serve)
 cli.add_command(rotate)
@@ -54,6 +55,7 @@ _probe_alias.hidden = True
 cli.add_command(_probe_alias, "probe")
 cli.add_command(client)
 cli.add_command(completion)
+cli.add_command(status)
 
 
 def main() -> None:

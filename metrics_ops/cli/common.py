@@ -17,6 +17,16 @@ def maintenance_lock_busy(exc) -> str:
     return f"another maintenance pass holds {exc.path} (waited {exc.waited:g} s; see --lock-timeout)"
 
 
+def render_outcome(out, result, failed: bool = False) -> None:
+    """A pass's or forget's result: its table or JSON document, then exit 1 when an action failed (or
+    ``failed``: something around the pass, such as writing its status file)."""
+    from metrics_ops.render import render_pass
+
+    render_pass(out, result)
+    if not result.ok or failed:
+        raise click.exceptions.Exit(ExitCode.FAILURE)
+
+
 class Failure(click.ClickException):
     """An expected failure: one line per problem on stderr, then the given exit status."""
 

@@ -21,4 +21,4 @@ def completion(shell):
     """
     from metrics_ops.shell_completion import completion_script
 
-    click.echo(completion_script(shell), nl=False)
+    click.echo(completion_script(shell, click.get_current_context().find_root().command), nl=False)

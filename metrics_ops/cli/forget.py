@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, maintenance_lock_busy, pass_invocation, shared_options
+from metrics_ops.cli.common import Failure, maintenance_lock_busy, pass_invocation, render_outcome, shared_options
 from metrics_ops.exitcodes import ExitCode
 
 
@@ -38,7 +38,6 @@ def forget(run, visitor_ids, prefixes, include_current, dry_run, lock_timeout):
     from metrics_ops.events import VISITOR_ID
     from metrics_ops.forget import run_forget, visitor_rule
     from metrics_ops.maintenance import LockBusy, locked
-    from metrics_ops.render import render_pass
     from metrics_ops.store import Store
 
     out = run.output()
@@ -58,19 +57,11 @@ def forget(run, visitor_ids, prefixes, include_current, dry_run, lock_timeout):
         raise Failure(f"data directory {store.dir} does not exist (METRICS_DIR / --data-dir)")
     keep = visitor_rule(frozenset(visitor_ids), frozenset(prefixes))
 
-    def go():
-        return run_forget(store, keep, now=time.time(), level=s.gzip_level, dry_run=dry_run)
-
     try:
-        if dry_run:  # reads only, and leaves not even a lock file behind
-            result = go()
-        else:
-            with locked(store, s.lock_timeout):
-                result = go()
+        with locked(store, s.lock_timeout, dry_run):
+            result = run_forget(store, keep, now=time.time(), level=s.gzip_level, dry_run=dry_run)
     except LockBusy as exc:
         raise Failure(maintenance_lock_busy(exc), ExitCode.LOCKED) from None
     except OSError as exc:
         raise Failure(f"cannot process {store.dir}: {exc.strerror or exc}") from None
-    render_pass(out, result)
-    if not result.ok:
-        raise click.exceptions.Exit(ExitCode.FAILURE)
+    render_outcome(out, result)

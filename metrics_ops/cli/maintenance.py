@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, complete_zone, maintenance_lock_busy, pass_invocation, shared_options
+from metrics_ops.cli.common import (
+    Failure,
+    complete_zone,
+    maintenance_lock_busy,
+    pass_invocation,
+    render_outcome,
+    shared_options,
+)
 from metrics_ops.exitcodes import ExitCode
 
 
@@ -48,7 +55,7 @@ def _run(run, steps: tuple[str, ...], flags: dict, *, dry_run: bool, loop: bool 
     import signal
     import threading
 
-    from metrics_ops.maintenance import LockBusy, run_loop
+    from metrics_ops.maintenance import STEPS, LockBusy, run_loop
     from metrics_ops.render import render_pass
 
     out = run.output()
@@ -65,6 +72,9 @@ def _run(run, steps: tuple[str, ...], flags: dict, *, dry_run: bool, loop: bool 
     def one_pass():
         return _one_pass(out, s, store, steps, dry_run, stop)
 
+    health_failed: list[OSError] = []
+    if steps == STEPS and not dry_run:  # rotate's passes are recorded for monitoring
+        one_pass, health_failed = _recorded(one_pass, store, s, out)
     if loop and not dry_run:
         if not out.quiet:
             out.warn(f"rotating {store.dir} every {s.interval:g} s; SIGTERM or Ctrl-C stops after the current step")
@@ -77,9 +87,41 @@ def _run(run, steps: tuple[str, ...], flags: dict, *, dry_run: bool, loop: bool 
         raise Failure(maintenance_lock_busy(exc), ExitCode.LOCKED) from None
     except OSError as exc:
         raise Failure(f"pass failed: {exc}") from None
-    render_pass(out, result)
-    if not result.ok:
-        raise click.exceptions.Exit(ExitCode.FAILURE)
+    render_outcome(out, result, failed=bool(health_failed))
+    if any(a.step == "budget" and a.status == "done" for a in result.actions):
+        out.warn("the disk budget deleted data before its retention (see the budget actions above); exit status 6")
+        raise click.exceptions.Exit(ExitCode.BUDGET)
+
+
+def _recorded(one_pass, store, s, out):
+    """rotate's passes leave their status (and the textfile) for monitoring, failed or not; a busy lock means
+    another pass runs and records its own. -> (the recorded pass, the list of failures to write them)."""
+    import time
+
+    from metrics_ops.health import record_pass
+    from metrics_ops.maintenance import LockBusy
+
+    failures: list[OSError] = []
+
+    def record(started, **outcome):
+        try:
+            record_pass(store, s, started=started, ended=time.time(), **outcome)
+        except OSError as exc:
+            failures.append(exc)
+            out.error(f"the pass's health was not recorded: {exc}")
+
+    def recorded_pass():
+        started = time.time()
+        try:
+            result = one_pass()
+        except OSError as exc:
+            if not isinstance(exc, LockBusy):
+                record(started, error=f"pass failed: {exc}")
+            raise
+        record(started, result=result)
+        return result
+
+    return recorded_pass, failures
 
 
 def _store_for(s, steps: tuple[str, ...], *, dry_run: bool, create: bool):
@@ -109,18 +151,29 @@ def _store_for(s, steps: tuple[str, ...], *, dry_run: bool, create: bool):
 def _one_pass(out, s, store, steps: tuple[str, ...], dry_run: bool, stop):
     import time
 
+    from metrics_ops.budget import Budget
     from metrics_ops.maintenance import Kind, locked, run_pass
 
     with out.progress("compressing", enabled=not dry_run) as bar:  # a plan compresses nothing
         def on_plan(actions):
             bar.add_total(sum(a.bytes_before or 0 for a in actions if a.kind in (Kind.GZIP, Kind.RECONCILE)))
 
-        kwargs = dict(now=time.time(), steps=steps, gzip_after=s.gzip_after, retention=s.retention,
-                      level=s.gzip_level, dry_run=dry_run, stop=stop, on_plan=on_plan, progress=bar.advance)
-        if dry_run:
-            return run_pass(store, **kwargs)
-        with locked(store, s.lock_timeout):
-            return run_pass(store, **kwargs)
+        with locked(store, s.lock_timeout, dry_run):
+            return run_pass(store, now=time.time(), steps=steps, gzip_after=s.gzip_after, retention=s.retention,
+                            level=s.gzip_level, dry_run=dry_run, stop=stop, on_plan=on_plan, progress=bar.advance,
+                            budget=Budget.from_settings(s))
+
+
+def _budget_opts(fn):
+    fn = click.option("--min-free-percent", type=float, default=None, metavar="PCT",
+                      help="Disk budget: the same floor in percent of the file system (env METRICS_MIN_FREE_PERCENT)."
+                      )(fn)
+    fn = click.option("--min-free-mb", type=float, default=None, metavar="MIB",
+                      help="Disk budget: delete the oldest data while less than MIB is free (env METRICS_MIN_FREE_MB)."
+                      )(fn)
+    return click.option("--max-total-mb", type=float, default=None, metavar="MIB",
+                        help="Disk budget: delete the oldest data while data files exceed MIB (env "
+                             "METRICS_MAX_TOTAL_MB).")(fn)
 
 
 @click.command(short_help="Keep the data dir bounded: link, shard, gzip, prune.")
@@ -131,11 +184,15 @@ def _one_pass(out, s, store, steps: tuple[str, ...], dry_run: bool, stop):
               help="Start the next shard when the current file reaches MIB (env METRICS_MAX_MB; unset: never).")
 @click.option("--create", is_flag=True,
               help="Create the data directory if it does not exist (without it: exit 1 naming the directory).")
+@_budget_opts
+@click.option("--check", is_flag=True,
+              help="Health check: exit 7 unless the last successful pass is at most 2 x --interval old.")
 @_gzip_opts
 @_retention_opt
 @_common
 @pass_invocation
-def rotate(run, once, interval, max_mb, create, gzip_after, gzip_level, retention, tz, lock_timeout, dry_run):
+def rotate(run, once, interval, max_mb, create, max_total_mb, min_free_mb, min_free_percent, check, gzip_after,
+           gzip_level, retention, tz, lock_timeout, dry_run):
     """Point the link at today's file, start size shards, then gzip and prune: one pass or a loop.
 
     Without --once it loops every --interval seconds until SIGTERM/SIGINT (the sidecar layout);
@@ -148,10 +205,45 @@ def rotate(run, once, interval, max_mb, create, gzip_after, gzip_level, retentio
       metrics-ops rotate --interval 300 --gzip-after 3 --retention 30 --max-mb 64
       metrics-ops rotate --once --dry-run                # show the plan
       metrics-ops rotate --once --create --data-dir /var/lib/metrics   # first run: make the directory
+      metrics-ops rotate --once --max-total-mb 2048 --min-free-percent 10   # with a disk budget
+      metrics-ops rotate --check                         # health check: is a pass succeeding?
     """
+    from metrics_ops.maintenance import STEPS
+
+    if check:
+        return _check(run, interval=interval, tz=tz)
     flags = dict(max_mb=max_mb, gzip_after=gzip_after, gzip_level=gzip_level, retention=retention, tz=tz,
-                 lock_timeout=lock_timeout)
-    _run(run, ("rotate", "gzip", "prune"), flags, dry_run=dry_run, loop=not once, interval=interval, create=create)
+                 lock_timeout=lock_timeout, max_total_mb=max_total_mb, min_free_mb=min_free_mb,
+                 min_free_percent=min_free_percent)
+    _run(run, STEPS, flags, dry_run=dry_run, loop=not once, interval=interval, create=create)
+
+
+def _check(run, *, interval: float | None, tz: str | None) -> None:
+    """rotate --check: the health check of compose and systemd, from the status file the passes write."""
+    import time
+
+    from metrics_ops.health import StatusUnreadable, check, expected_interval, read_status, when
+
+    out = run.output()
+    s = run.settings(interval=interval, tz=tz)
+    try:
+        status = read_status(s.status_path)
+    except StatusUnreadable as exc:
+        status, reasons = None, [str(exc)]
+    else:
+        reasons = check(status, now=time.time(), interval=expected_interval(s, status), zone=s.zone)
+    if out.json:
+        out.document({"ok": not reasons, "reasons": reasons, "status_file": s.status_path,
+                      "status": status.__dict__ if status is not None else None})
+    else:
+        for line in reasons:
+            out.error(line)
+        if not reasons and not out.quiet:
+            ago = time.time() - status.last_success
+            print(f"rotator healthy: last successful pass {when(status.last_success, s.zone)} ({ago:.0f} s ago)",
+                  file=out.stdout)
+    if reasons:
+        raise click.exceptions.Exit(ExitCode.ATTENTION)
 
 
 @click.command("gzip", short_help="Compress the day files older than --gzip-after days.")

@@ -4,7 +4,7 @@ Routes (the table is :mod:`metrics_ops.serve.routes`)
 - ``POST /api/metrics/event``   one event  -> 202 {"ok": true, "stored": 0|1, "file": "..."}
 - ``POST /api/metrics/events``  a JSON array of events -> 202 with a result per item
 - ``GET  /api/metrics/snapshot`` the ring (newest last) and the counters, shared by all workers
-- ``GET  /healthz``             200 when the data directory is writable, else 503 with the reason
+- ``GET  /healthz``             200 when the data directory is writable and has room, else 503 with the reason
 - ``GET  /metrics``             Prometheus text format (:mod:`metrics_ops.serve.exposition`)
 - ``GET  /metrics.js``, ``/metrics.mjs`` the browser script and its ES module (:mod:`metrics_ops.client`):
   ETag and 304, an hour's Cache-Control, gzip when accepted; the bytes, gzip and ETag made once per app
@@ -27,6 +27,7 @@ from collections.abc import Callable
 import orjson
 
 from metrics_ops.client import ClientFile, answer, client_file
+from metrics_ops.diskspace import MIB, SpaceFloor
 from metrics_ops.events import Problem, encode_record, parse_body, validate_event
 from metrics_ops.sampling import Sampler
 from metrics_ops.serve import exposition
@@ -92,6 +93,7 @@ class Endpoint:
         self.store, self.state, self.sampler, self.clock = store, state, sampler, clock
         self.max_body, self.max_batch = settings.max_body, settings.max_batch
         self.quiet_errors = _QuietLog()
+        self.floor = SpaceFloor(store.dir, int(settings.serve_min_free_mb * MIB))  # never fill the disk
         self.script, self.module = client_file("script"), client_file("module")
 
     def count_refusal(self, problem: Problem) -> None:
@@ -103,6 +105,8 @@ class Endpoint:
         record = encode_record(event, _utc_iso(now), self.sampler.rate_for(name))
         if not self.sampler.keep(event["visitor_id"], name):
             return record, False, self.store.current_file(now), "sampled_out"
+        if self.floor.reason() is not None:  # room stays for gzip's temp files and the pass
+            return record, False, self.store.current_file(now), "low_space"
         try:
             return record, True, self.store.append(record, now), "stored"
         except (StoreError, OSError) as exc:
@@ -110,11 +114,15 @@ class Endpoint:
             self.quiet_errors.log(str(exc))
             return record, False, self.store.current_file(now), "write_errors"
 
-    def one_event(self, environ) -> Reply:
+    def accept(self, environ) -> dict:
+        """One event: validated, sampled, stored -> the body of the 202 (a Problem for a refusal)."""
         event = validate_event(parse_body(read_body(environ, self.max_body)))
         record, stored, file, counter = self.keep_and_store(event, self.clock())
         self.state.record_event(record, stored, INDEX[counter])
-        return Reply(202, {"ok": True, "stored": int(stored), "file": file})
+        return {"ok": True, "stored": int(stored), "file": file}
+
+    def one_event(self, environ) -> Reply:
+        return Reply(202, self.accept(environ))
 
     def batch(self, environ) -> Reply:
         items = parse_body(read_body(environ, self.max_body))
@@ -160,6 +168,8 @@ class Endpoint:
             return Reply(503, {"ok": False, "reason": f"data directory {directory} does not exist"})
         if not os.access(directory, os.W_OK | os.X_OK):
             return Reply(503, {"ok": False, "reason": f"data directory {directory} is not writable"})
+        if (low := self.floor.reason()) is not None:
+            return Reply(503, {"ok": False, "reason": low})
         try:
             last_ok, last_error, message = self.state.health()  # every worker of the server answers alike
         except OSError:  # the debug state is broken, ingestion is not (the warning is logged once a minute)
@@ -189,15 +199,49 @@ def make_app(settings, *, store: Store | None = None, state: SharedState | None 
                         store if store is not None else Store.from_settings(settings, clock),
                         state if state is not None else SharedState.for_settings(settings),
                         sampler if sampler is not None else Sampler.from_settings(settings), clock)
-    handlers = {path: (route, getattr(endpoint, route.handler)) for path, route in ROUTES.items()}
-    cors = Cors(settings.cors_origins)
-    one_event, count_refusal = endpoint.one_event, endpoint.count_refusal
-    cross_origin = bool(cors.origins)
+    router = _Router(endpoint, Cors(settings.cors_origins))
+    accept, count_refusal, dispatch = endpoint.accept, endpoint.count_refusal, router.dispatch
+    cross_origin = bool(settings.cors_origins)
 
-    def dispatch(environ, method: str, path: str) -> tuple[Reply, list[tuple[str, str]]]:
+    def app(environ, start_response):
+        started = time.perf_counter()
+        method = environ.get("REQUEST_METHOD", "GET")
+        path = environ.get("PATH_INFO", "") or "/"
+        if path == EVENT_PATH and method == "POST" and not (cross_origin and "HTTP_ORIGIN" in environ):
+            status = 202  # the hot path: one event, no CORS in play, no Reply object
+            try:
+                payload = accept(environ)
+            except Problem as problem:
+                count_refusal(problem)
+                status, payload = _refused(problem)[:2]
+            except OSError as exc:
+                status, payload = _unavailable(exc)[:2]
+            body = orjson.dumps(payload)
+            start_response(STATUS[status], [("Content-Length", str(len(body))), *_JSON_HEADERS])
+        else:
+            reply, headers = dispatch(environ, method, path)
+            status, body = reply.status, _respond(start_response, reply, headers, method)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info("%s %s %d %d %.2fms", method[:10], path[:100], status, len(body),
+                            (time.perf_counter() - started) * 1e3)
+        return [body]
+
+    app.store = endpoint.store  # for tests and embedding
+    app.state = endpoint.state
+    return app
+
+
+class _Router:
+    """Every request but the hot path: the routes table, the methods each route allows, the CORS rules."""
+
+    def __init__(self, endpoint: Endpoint, cors: Cors):
+        self.endpoint, self.cors = endpoint, cors
+        self.handlers = {path: (route, getattr(endpoint, route.handler)) for path, route in ROUTES.items()}
+
+    def dispatch(self, environ, method: str, path: str) -> tuple[Reply, list[tuple[str, str]]]:
         headers: list[tuple[str, str]] = []
         try:
-            route, handler = handlers.get(path) or (None, None)
+            route, handler = self.handlers.get(path) or (None, None)
             if route is None:
                 raise Problem(404, "not_found", f"no route {path[:100]}")
             if not route.allows(method):
@@ -205,48 +249,22 @@ def make_app(settings, *, store: Store | None = None, state: SharedState | None 
                 raise Problem(405, "method_not_allowed", f"{method[:10]} not allowed on {path}; use {route.allow}")
             if not route.cors:
                 return handler(environ), headers
-            allowed = cors.headers(environ.get("HTTP_ORIGIN"), method == "OPTIONS")
+            allowed = self.cors.headers(environ.get("HTTP_ORIGIN"), method == "OPTIONS")
             if allowed is None:
-                endpoint.state.update(requests=1, rejected_origin=1)
-                raise cors.refusal()
+                self.endpoint.state.update(requests=1, rejected_origin=1)
+                raise self.cors.refusal()
             headers += allowed
             if method == "OPTIONS":
                 return Reply(204, None, headers=PREFLIGHT_HEADERS), headers
             try:
                 return handler(environ), headers
             except Problem as problem:
-                count_refusal(problem)
+                self.endpoint.count_refusal(problem)
                 raise
         except Problem as problem:
             return _refused(problem), headers
         except OSError as exc:
             return _unavailable(exc), headers
-
-    def app(environ, start_response):
-        started = time.perf_counter()
-        method = environ.get("REQUEST_METHOD", "GET")
-        path = environ.get("PATH_INFO", "") or "/"
-        if path == EVENT_PATH and method == "POST" and not (cross_origin and "HTTP_ORIGIN" in environ):
-            try:  # the hot path: one event, no CORS in play
-                reply = one_event(environ)
-            except Problem as problem:
-                count_refusal(problem)
-                reply = _refused(problem)
-            except OSError as exc:
-                reply = _unavailable(exc)
-            body = orjson.dumps(reply.payload)
-            start_response(STATUS[reply.status], [("Content-Length", str(len(body))), *_JSON_HEADERS])
-        else:
-            reply, headers = dispatch(environ, method, path)
-            body = _respond(start_response, reply, headers, method)
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info("%s %s %d %d %.2fms", method[:10], path[:100], reply.status, len(body),
-                            (time.perf_counter() - started) * 1e3)
-        return [body]
-
-    app.store = endpoint.store  # for tests and embedding
-    app.state = endpoint.state
-    return app
 
 
 def _respond(start_response, reply: Reply, headers: list[tuple[str, str]], method: str) -> bytes:

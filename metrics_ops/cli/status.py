@@ -1,0 +1,49 @@
+"""status: is everything fine? The data directory, the disk, the last and next pass, and serve."""
+
+from __future__ import annotations
+
+import click
+
+from metrics_ops.cli.common import Failure, complete_zone, pass_invocation, shared_options
+from metrics_ops.exitcodes import ExitCode
+
+
+@click.command(short_help="Is everything fine? Data, disk, passes, serve.")
+@click.option("--url", default=None, metavar="URL",
+              help="Also ask serve at URL (its base, e.g. http://127.0.0.1:8001) for /healthz and its counters.")
+@click.option("--tz", default=None, metavar="ZONE", shell_complete=complete_zone,
+              help="IANA time zone that decides the day and shows times (default UTC; env METRICS_TZ).")
+@click.option("--interval", type=float, default=None, metavar="SECONDS",
+              help="Seconds between passes (default: what the rotator recorded; env METRICS_INTERVAL).")
+@shared_options
+@pass_invocation
+def status(run, url, tz, interval):
+    """Show the data directory, the disk and its budget, the last and the next pass, and serve's health.
+
+    Exit status 7 when something needs attention (each reason one line on stderr): no successful pass in
+    2 intervals, the last pass failed, the disk budget or serve's floor crossed, an archive set aside as
+    unreadable, serve unhealthy or unreachable (--url). Reads names and sizes only: fast on a year of files.
+
+    \b
+    Examples:
+      metrics-ops status
+      metrics-ops status --url http://127.0.0.1:8001
+      metrics-ops status --json | jq .attention
+    """
+    import time
+
+    from metrics_ops.render import render_status
+    from metrics_ops.status import build_status
+
+    out = run.output()
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise Failure(f"--url {url}: want an http:// or https:// URL (serve's base, e.g. http://127.0.0.1:8001)",
+                      ExitCode.USAGE)
+    s = run.settings(tz=tz, interval=interval)
+    try:
+        report = build_status(s, now=time.time(), url=url)
+    except OSError as exc:
+        raise Failure(f"cannot read {s.dir}: {exc.strerror or exc}") from None
+    render_status(out, report)
+    if not report.ok:
+        raise click.exceptions.Exit(ExitCode.ATTENTION)

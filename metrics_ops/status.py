@@ -1,0 +1,165 @@
+"""``metrics-ops status``: one answer to "is everything fine?".
+
+The data directory (days, files and bytes by state), the disk (free space, the budget and how close to it),
+the last pass (from the status file the passes write), what the next pass will compress and delete and when (a
+dry run of that pass, at its time: the same planning code, nothing changed), and with a URL serve's ``/healthz``
+and counters. Every problem found is one line in ``attention``; the command exits 7 when there is any.
+Reads names and sizes only (no file is opened), so a year of files takes milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from metrics_ops.budget import Budget
+from metrics_ops.diskspace import MIB, DiskUsage, disk_usage, mib
+from metrics_ops.health import PassStatus, StatusUnreadable, check, expected_interval, read_status, when
+from metrics_ops.inventory import Inventory, take_inventory
+
+#: serve's counters shown by status (the Prometheus names without metrics_ops_events_ and _total)
+SERVE_COUNTERS = ("received", "stored", "sampled_out", "write_errors", "low_space")
+
+
+@dataclass
+class NextPass:
+    at: float  # when it is due (now, if overdue or never run)
+    compress: list[str] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)  # by retention
+    budget_delete: list[str] = field(default_factory=list)  # by the disk budget
+
+
+@dataclass
+class StatusReport:
+    directory: str
+    zone: str
+    now: float
+    inventory: Inventory | None = None
+    usage: DiskUsage | None = None
+    max_total: int | None = None
+    min_free: int | None = None
+    serve_floor: int = 0
+    last_pass: PassStatus | None = None
+    next_pass: NextPass | None = None
+    serve: dict | None = None
+    attention: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.attention
+
+    def to_dict(self) -> dict:
+        return {
+            "ok": self.ok, "attention": self.attention, "directory": self.directory, "tz": self.zone,
+            "now": self.now,
+            "data": self.inventory.to_dict() if self.inventory is not None else None,
+            "disk": None if self.usage is None else {
+                "free_bytes": self.usage.free, "size_bytes": self.usage.total, "max_total_bytes": self.max_total,
+                "min_free_bytes": self.min_free, "serve_min_free_bytes": self.serve_floor},
+            "last_pass": self.last_pass.__dict__ if self.last_pass is not None else None,
+            "next_pass": self.next_pass.__dict__ if self.next_pass is not None else None,
+            "serve": self.serve,
+        }
+
+
+def fetch_url(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    """GET ``url``: (status, body); an HTTP error status is an answer, not an exception."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - http(s) checked by the caller
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def serve_status(url: str, fetch: Callable[[str], tuple[int, bytes]] = fetch_url) -> tuple[dict, list[str]]:
+    """serve's /healthz and counters at ``url`` (its base, e.g. http://127.0.0.1:8001): (facts, problems)."""
+    base = url.rstrip("/")
+    try:
+        code, body = fetch(base + "/healthz")
+    except OSError as exc:
+        reason = getattr(exc, "reason", None) or exc
+        return {"url": base, "reachable": False}, [f"serve at {base}: cannot connect: {reason}"]
+    try:
+        health = json.loads(body)
+    except ValueError:
+        health = {"ok": False, "reason": f"not serve's /healthz (HTTP {code})"}
+    facts: dict = {"url": base, "reachable": True, "healthz": code, "reason": health.get("reason")}
+    problems = [] if code == 200 else [f"serve at {base}: /healthz {code}: {health.get('reason')}"]
+    try:
+        mcode, text = fetch(base + "/metrics")
+    except OSError:
+        mcode, text = 0, b""
+    counters = {}
+    for line in text.decode("utf-8", "replace").splitlines() if mcode == 200 else ():
+        name, _, value = line.partition(" ")
+        short = name.removeprefix("metrics_ops_events_").removesuffix("_total")
+        if short in SERVE_COUNTERS and name.startswith("metrics_ops_events_"):
+            counters[short] = int(float(value))
+    facts["counters"] = counters
+    return facts, problems
+
+
+def _disk_problems(report: StatusReport) -> list[str]:
+    inv, usage, out = report.inventory, report.usage, []
+    if report.max_total is not None and inv.total_bytes > report.max_total:
+        out.append(f"data files take {mib(inv.total_bytes)}, over max_total_mb {mib(report.max_total)}")
+    if report.min_free is not None and usage.free < report.min_free:
+        out.append(f"free space {mib(usage.free)} is under the budget's floor of {mib(report.min_free)}")
+    if report.serve_floor and usage.free < report.serve_floor:
+        out.append(f"free space {mib(usage.free)} is under serve's floor of {mib(report.serve_floor)}: serve "
+                   "stores nothing")
+    if inv.aside_files:
+        out.append(f"{inv.aside_files} archive(s) set aside as unreadable (*.gz.corrupt): inspect with gzip -t")
+    return out
+
+
+def _next_pass(store, settings, last: PassStatus | None, now: float) -> NextPass:
+    """A dry run of the next pass at the time it is due: what it will compress and delete."""
+    from metrics_ops.maintenance import run_pass
+
+    due = max(now, last.time + expected_interval(settings, last)) if last is not None else now
+    plan = run_pass(store, now=due, gzip_after=settings.gzip_after, retention=settings.retention, dry_run=True,
+                    budget=Budget.from_settings(settings))
+    nxt = NextPass(due)
+    for a in plan.actions:
+        if a.kind in ("gzip", "reconcile"):
+            nxt.compress.append(a.file)
+        elif a.kind == "delete":
+            (nxt.budget_delete if a.step == "budget" else nxt.delete).append(a.file)
+    return nxt
+
+
+def build_status(settings, *, now: float, url: str | None = None,
+                 fetch: Callable[[str], tuple[int, bytes]] = fetch_url) -> StatusReport:
+    from metrics_ops.store import Store
+
+    store = Store.from_settings(settings)
+    report = StatusReport(str(store.dir.absolute()), settings.tz, now,
+                          serve_floor=int(settings.serve_min_free_mb * MIB))
+    try:
+        report.last_pass = read_status(settings.status_path)
+    except StatusUnreadable as exc:
+        report.attention.append(str(exc))
+    if not store.dir.is_dir():
+        report.attention.append(f"data directory {report.directory} does not exist")
+    else:
+        report.inventory = take_inventory(store.dir, store.scan())
+        report.usage = disk_usage(store.dir)
+        budget = Budget.from_settings(settings)
+        report.max_total, report.min_free = budget.max_total, budget.min_free(report.usage.total)
+        report.attention += _disk_problems(report)
+        report.next_pass = _next_pass(store, settings, report.last_pass, now)
+    stale = check(report.last_pass, now=now, interval=expected_interval(settings, report.last_pass),
+                  zone=settings.zone)
+    report.attention += stale
+    last = report.last_pass
+    if not stale and last is not None and not last.ok:
+        report.attention.append(f"the last pass ({when(last.time, settings.zone)}) {last.result}: {last.message}")
+    if url is not None:
+        report.serve, problems = serve_status(url, fetch)
+        report.attention += problems
+    return report
