@@ -1,8 +1,6 @@
-"""Plans and actions of a maintenance pass: rotate (link and shards), gzip, prune. A dry run is the plan.
-
-Every step scans the directory, plans a list of :class:`Action` from the names alone (the day in the name,
-never the mtime), then carries the actions out one by one. Nothing here reads the wall clock: the caller
-passes ``now`` as a POSIX timestamp.
+"""A maintenance pass: each step (rotate, rollup, gzip, prune, budget) is planned (:mod:`metrics_ops.plans`) and
+its actions carried out one by one, under the maintenance lock; a dry run is the plan. The same executor runs
+forget's rewrites. Nothing here reads the wall clock: the caller passes ``now`` as a POSIX timestamp.
 """
 
 from __future__ import annotations
@@ -10,190 +8,33 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import date
-from enum import StrEnum
 
 from metrics_ops import rollups
-from metrics_ops.budget import Budget, plan_for_pass
+from metrics_ops.budget import Budget
+from metrics_ops.plans import (  # noqa: F401  (re-exported: the pass's vocabulary for its callers)
+    ROTATE_STEPS,
+    STEPS,
+    Action,
+    Kind,
+    PassResult,
+    Status,
+    plan_gzip,
+    plan_prune,
+    plan_rollups,
+    plan_rotate,
+    plan_step,
+    sizes,
+)
 from metrics_ops.store import (
     LOCK_NAME,
     Listing,
     LockBusy,
     Store,
     StoreError,
-    aside_day,
-    file_name,
     flock_path,
-    parse_name,
 )
-
-STEPS = ("rotate", "gzip", "prune", "budget")
-#: rotate's pass: the rollups of complete days are written before anything is compressed or deleted
-ROTATE_STEPS = ("rotate", "rollup", "gzip", "prune", "budget")
-
-
-class Kind(StrEnum):
-    """What an action does (str-valued: ``--json`` prints ``"kind": "gzip"``)."""
-
-    MKDIR = "mkdir"  # only ever planned: a pass makes the directory before it plans
-    ADOPT = "adopt"
-    CREATE = "create"
-    SHARD = "shard"
-    LINK = "link"
-    GZIP = "gzip"
-    RECONCILE = "reconcile"
-    REMOVE_TEMP = "remove-temp"
-    DELETE = "delete"
-    REWRITE = "rewrite"  # forget
-    ROLLUP = "rollup"  # a complete day's counts (metrics_ops.rollups)
-    DROP_ROLLUP = "drop-rollup"  # a rollup past rollup_retention
-
-
-class Status(StrEnum):
-    PLANNED = "planned"
-    DONE = "done"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-
-
-@dataclass
-class Action:
-    step: str  # rotate | gzip | prune | forget
-    kind: Kind
-    file: str
-    bytes_before: int | None = None
-    bytes_after: int | None = None
-    detail: str = ""
-    status: Status = Status.PLANNED
-    error: str | None = None
-    adopted: str | None = None  # adopt: the dated name the legacy file got
-    target: str | None = None  # link: the file the link is to point at
-
-
-@dataclass
-class PassResult:
-    steps: tuple[str, ...]
-    dry_run: bool
-    day: str
-    actions: list[Action] = field(default_factory=list)
-    unknown: list[str] = field(default_factory=list)  # names outside the grammar: reported, never touched
-    kept: list[tuple[str, str]] = field(default_factory=list)  # (file, why it was left alone)
-    errors: list[str] = field(default_factory=list)
-    interrupted: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors and all(a.status != Status.FAILED for a in self.actions)
-
-    def to_dict(self) -> dict:
-        return {
-            "ok": self.ok,
-            "steps": list(self.steps),
-            "dry_run": self.dry_run,
-            "day": self.day,
-            "interrupted": self.interrupted,
-            "actions": [asdict(a) for a in self.actions],
-            "unknown": self.unknown,
-            "kept": [{"file": f, "reason": r} for f, r in self.kept],
-            "errors": self.errors,
-        }
-
-
-def _age(day: date, today: date) -> int:
-    return (today - day).days
-
-
-def plan_rotate(store: Store, listing: Listing, today: date) -> list[Action]:
-    """Adopt a legacy metrics.jsonl, start the next shard when today's current file is full, point the link."""
-    actions: list[Action] = []
-    names = [f.name for f in listing.files]
-    if listing.legacy_link_file:
-        size = store.size_of(store.link.name)
-        actions.append(Action("rotate", Kind.ADOPT, store.link.name, size, size,
-                              "legacy regular file moved into the dated layout"))
-    target = store.current_target(today, names)
-    size = store.size_of(target) if target in names else None
-    if size is not None and store.max_bytes is not None and size >= store.max_bytes:
-        full, target = target, file_name(today, parse_name(target).shard + 1)
-        actions.append(Action("rotate", Kind.SHARD, target, None, 0, f"{full} reached {size} bytes"))
-    elif size is None:
-        actions.append(Action("rotate", Kind.CREATE, target, None, 0, "today's file"))
-    if listing.link_target != target or listing.legacy_link_file:
-        actions.append(Action("rotate", Kind.LINK, store.link.name, detail=f"-> {target}", target=target))
-    return actions
-
-
-def plan_gzip(listing: Listing, today: date, gzip_after: int, *, link_target: str | None,
-              retention: int | None = None, protected: frozenset[str] = frozenset()
-              ) -> tuple[list[Action], list[tuple[str, str]]]:
-    """Compress plain files whose day is at least ``gzip_after`` days old. With ``retention`` (a full pass),
-    files that the prune step is about to delete are not compressed first."""
-    actions = [Action("gzip", Kind.REMOVE_TEMP, name, detail="left by a killed pass; the source is intact")
-               for name in listing.temps]
-    kept: list[tuple[str, str]] = []
-    names = listing.by_name()
-    for f in listing.files:
-        if f.gz:
-            continue
-        age = _age(f.day, today)
-        if age < gzip_after:
-            continue
-        if f.name == link_target:
-            kept.append((f.name, "the link points at it"))
-            continue
-        if f.name in protected:
-            kept.append((f.name, "adopted in this pass"))
-            continue
-        if age <= 0:
-            kept.append((f.name, "today's file"))
-            continue
-        if retention is not None and age >= retention:
-            continue
-        kind = Kind.RECONCILE if f.name + ".gz" in names else Kind.GZIP
-        actions.append(Action("gzip", kind, f.name, detail=f"{age} days old"))
-    return actions, kept
-
-
-def plan_prune(listing: Listing, today: date, retention: int, *, link_target: str | None,
-               protected: frozenset[str] = frozenset(), in_use: Callable[[str], bool] = lambda name: False
-               ) -> tuple[list[Action], list[tuple[str, str]]]:
-    """Delete data files (plain, shards, archives, archives set aside) whose day is at least ``retention`` days
-    old; never what this pass adopted (``protected``), never a plain file a writer holds open (``in_use``): that
-    is the file being written, whatever this pass's clock says its day is."""
-    actions, kept = [], []
-    for f in listing.files:
-        age = _age(f.day, today)
-        if f.name in protected:
-            kept.append((f.name, "adopted in this pass"))
-            continue
-        if age < 0:
-            kept.append((f.name, f"dated {-age} days in the future (written under a wrong clock?); "
-                                 f"deleted once it is {retention} days old"))
-            continue
-        if age < retention:
-            continue
-        if f.name == link_target:
-            kept.append((f.name, "the link points at it"))
-            continue
-        if not f.gz and in_use(f.name):
-            kept.append((f.name, f"{age} days old by this pass's clock, but a writer holds it open (serve's current "
-                                 "file: is a clock or METRICS_TZ wrong?)"))
-            continue
-        actions.append(Action("prune", Kind.DELETE, f.name, detail=f"{age} days old"))
-    for name in listing.aside:  # unreadable archives set aside by gzip: kept for inspection until retention
-        age = _age(aside_day(name), today)
-        if age >= retention:
-            actions.append(Action("prune", Kind.DELETE, name, detail=f"{age} days old; set aside as unreadable"))
-        else:
-            kept.append((name, "an unreadable archive set aside by gzip; deleted with its day"))
-    return actions, kept
-
-
-def _sizes(store: Store, actions: list[Action]) -> None:
-    for a in actions:
-        if a.bytes_before is None and a.kind in (Kind.GZIP, Kind.RECONCILE, Kind.DELETE, Kind.REMOVE_TEMP):
-            a.bytes_before = store.size_of(a.file)
 
 
 def run_pass(
@@ -239,11 +80,11 @@ def run_pass(
         if stop is not None and stop.is_set():
             result.interrupted = True
             break
-        actions, kept = _plan_step(step, store, listing, today, link_target=link_target, adopted=adopted,
+        actions, kept = plan_step(step, store, listing, today, link_target=link_target, adopted=adopted,
                                    gzip_after=gzip_after, retention=retention, prune_follows="prune" in steps,
                                    budget=budget, result=result, rollup_retention=rollup_retention)
         link_target = next((a.target for a in actions if a.kind == Kind.LINK), link_target)
-        _sizes(store, actions)
+        sizes(store, actions)
         result.kept.extend(kept)
         result.actions.extend(actions)
         if dry_run:
@@ -257,43 +98,6 @@ def run_pass(
             listing = store.scan()
             link_target = listing.link_target
     return result
-
-
-def plan_rollups(store: Store, listing: Listing, today: date, rollup_retention: int) -> list[Action]:
-    """Write the rollup of every complete day that has data files and none yet; drop rollups past retention."""
-    due, old = rollups.plan(store.dir, {f.day for f in listing.files}, today, rollup_retention)
-    return ([Action("rollup", Kind.ROLLUP, f, detail=f"in {rollups.ROLLUP_DIR}/: the day is over") for f in due]
-            + [Action("rollup", Kind.DROP_ROLLUP, f, detail=f"{rollup_retention} days old or more") for f in old])
-
-
-def _plan_step(step: str, store: Store, listing: Listing, today: date, *, link_target: str | None,
-               adopted: frozenset[str], gzip_after: int, retention: int, prune_follows: bool,
-               budget: Budget | None, result: PassResult, rollup_retention: int = 400
-               ) -> tuple[list[Action], list[tuple[str, str]]]:
-    if step == "rollup":
-        return plan_rollups(store, listing, today, rollup_retention), []
-    if step == "budget":
-        return _plan_budget(store, listing, today, budget, link_target, adopted, result)
-    if step == "rotate":
-        return plan_rotate(store, listing, today), []
-    if step == "gzip":
-        return plan_gzip(listing, today, gzip_after, link_target=link_target,
-                         retention=retention if prune_follows else None, protected=adopted)
-    return plan_prune(listing, today, retention, link_target=link_target, protected=adopted,
-                      in_use=store.held_for_writing)
-
-
-def _plan_budget(store: Store, listing: Listing, today: date, budget: Budget | None, link_target: str | None,
-                 adopted: frozenset[str], result: PassResult) -> tuple[list[Action], list[tuple[str, str]]]:
-    """The budget step (:func:`metrics_ops.budget.plan_for_pass`): deletions like prune's; a shortfall is an error
-    of the pass. In a dry run the files the prune step plans to delete count as gone already."""
-    gone = frozenset(a.file for a in result.actions if a.kind == Kind.DELETE) if result.dry_run else frozenset()
-    plan = plan_for_pass(store, listing, today, budget, link_target=link_target, adopted=adopted, gone=gone)
-    if plan is None:
-        return [], []
-    result.errors.extend([plan.shortfall] if plan.shortfall else [])
-    return [Action("budget", Kind.DELETE, c.name, c.size, detail=f"{_age(c.day, today)} days old; disk budget: "
-                   f"{plan.why}") for c in plan.deletions], plan.kept
 
 
 @dataclass(frozen=True)

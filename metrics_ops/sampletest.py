@@ -1,7 +1,8 @@
 """sample-test: prove that sampling keeps the share it should, offline (simulated) or live against serve.
 
-The simulation pushes events through :class:`metrics_ops.sampling.Sampler`, the code serve runs: a client
-stage at the browser's rate, then a server stage at the server's rate. The observed share is tested with a
+The simulation pushes events through the browser's stage as metrics.js decides (per visitor, by its random
+id's digits) at the client rate, then through :class:`metrics_ops.sampling.Sampler`, the code serve runs, at the
+server rate; the two compose to client x server (metrics_ops/sampling.py says why). The observed share is tested with a
 99.9 % Wilson score interval: FAIL when the expected rate lies outside it, INCONCLUSIVE when the interval is
 wider than +-tolerance (the result says how many events would decide), PASS otherwise. Expected rates 0 and 1
 are judged exactly: every event kept (or none), else FAIL.
@@ -18,7 +19,14 @@ from pathlib import Path
 
 from metrics_ops import testrun
 from metrics_ops.httpclient import Target, post, require_an_answer, require_connection
-from metrics_ops.sampling import Z999, Sampler, effective_rate, events_to_decide, wilson_interval
+from metrics_ops.sampling import (
+    Z999,
+    BrowserSampler,
+    Sampler,
+    effective_rate,
+    events_to_decide,
+    wilson_interval,
+)
 
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
 STANDARD_PAIRS = ((1.0, 1.0), (0.5, 1.0), (1.0, 0.5), (0.5, 0.5), (0.25, 0.5))
@@ -71,17 +79,19 @@ def overall(rows: list[Row]) -> str:
 def simulate(client: float, server: float, events: int, *, mode: str = "random", seed: int | None = None,
              key: bytes | str = b"", event: str = SIM_EVENT, server_rates: dict | None = None,
              label: str = "") -> Row:
-    """Push ``events`` simulated events (one visitor each) through a client and a server Sampler."""
+    """Push ``events`` simulated events (one visitor each, ids as metrics.js makes them) through the browser's
+    per-visitor stage and serve's Sampler in ``mode``."""
     rng = random.Random(seed)
-    client_stage = Sampler(client, mode, key=key, rng=random.Random(rng.random()).random)
     server_stage = Sampler(server, mode, rates=server_rates, key=key, rng=random.Random(rng.random()).random)
-    tag = f"{rng.getrandbits(32):08x}"
-    visitors = [f"sim-{tag}-{i}" for i in range(events)]
-    passed_client = [v for v, keep in zip(visitors, client_stage.keep_many(visitors, event), strict=True) if keep]
-    kept = sum(server_stage.keep_many(passed_client, event))
+    # A metrics.js id is 32 random hex digits and the browser looks at its first 8 only: draw those, decide, and
+    # spell out whole ids (the rest a counter, so they are distinct) only for the visitors serve hashes.
+    places = [rng.getrandbits(32) for _ in range(events)]
+    passed = [i for i, keep in enumerate(BrowserSampler(client).keep_places(places)) if keep]
+    if mode == "visitor":
+        passed = ["%08x%024x" % (places[i], i) for i in passed]  # noqa: UP031 - the fastest spelling here
+    kept = sum(server_stage.keep_many(passed, event))
     rate = server_stage.rate_for(event)
-    return Row(label or f"{client:g} x {rate:g}", client, rate, mode, effective_rate(client, rate, mode), events,
-               kept)
+    return Row(label or f"{client:g} x {rate:g}", client, rate, mode, effective_rate(client, rate), events, kept)
 
 
 @dataclass

@@ -1,20 +1,34 @@
 """Sampling: one module for serve and sample-test, so what is tested is what runs.
 
-Modes
-- ``random``: each event is kept with probability ``rate``, independently. A client stage at ``c`` and a
-  server stage at ``s`` compose to ``c * s`` (the existing system's behaviour).
+Two stages decide whether an event is stored: the browser (metrics.js, at its ``sampleRate``) and serve (at
+``sample_rate``). The browser declares its rate in each event; serve stores it as ``client_rate`` next to its own
+``server_rate``, so a reader weighs each line by 1 / (client_rate x server_rate).
+
+The browser stage (:class:`BrowserSampler`, the rule of metrics_ops/client/metrics.src.js)
+- per visitor (its default): metrics.js's visitor id is 32 random hex digits (``crypto.getRandomValues``), so
+  its first 8 digits read as a number / 2^32 are uniform in [0, 1); the visitor is kept when that is below the
+  rate. A keyed hash would not fit in 1 KiB of script, and is not needed: the id itself is random.
+- per event (``sample: "event"``): ``Math.random() < rate``.
+
+The server stage (:class:`Sampler`, serve's ``sample_mode``)
+- ``random``: each event is kept with probability ``rate``, independently.
 - ``visitor``: an event is kept when ``fraction(visitor_id) < rate``, where ``fraction`` is a keyed BLAKE2b hash
-  of the visitor id mapped to [0, 1). A visitor is wholly in or out, so funnels stay unbiased. When the
-  client stage hashes the same id the same way (same key), the stages nest: everyone the smaller rate keeps,
-  the larger keeps too, so they compose to ``min(c, s)`` (OpenTelemetry's "equalizing" rule); with
-  independent hashes they would compose to ``c * s``.
-Per-event-name rates (METRICS_SAMPLE_RATES) replace the default rate for the events they name.
+  of the visitor id mapped to [0, 1). A visitor is wholly in or out, so funnels stay unbiased.
+
+How they compose: **independently, client x server**, in either server mode. The server's keyed hash has
+nothing to do with the id's leading digits, so the two per-visitor decisions are independent draws (0.25 x 0.5
+keeps 12.5 % of visitors), and a visitor both stages decide per visitor is still wholly in or out. (Two stages
+hashing the same id the same way would nest to min(c, s), OpenTelemetry's "equalizing" rule; metrics.js does
+not, so nothing here assumes it.) sample-test simulates exactly this: browser-made ids through
+:class:`BrowserSampler`, then :class:`Sampler`.
+Per-event-name rates (METRICS_SAMPLE_RATES) replace the server's default rate for the events they name.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Callable, Mapping, Sequence
 from hashlib import blake2b as _blake2b
 
@@ -35,6 +49,48 @@ def visitor_fraction(visitor_id: str, key: bytes = b"") -> float:
 
 def _threshold(rate: float) -> int:
     return min(1 << 64, int(rate * _SCALE))
+
+
+BROWSER_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def browser_visitor_id(rng: random.Random) -> str:
+    """A visitor id as metrics.js makes one: 32 random hex digits."""
+    return f"{rng.getrandbits(128):032x}"
+
+
+def browser_fraction(visitor_id: str) -> float:
+    """metrics.js's per-visitor place in [0, 1): the id's first 8 hex digits / 2^32. An id metrics.js did not
+    make (not 32 hex digits) has none; metrics.js replaces such an id in localStorage with a new one."""
+    if not BROWSER_ID.fullmatch(visitor_id):
+        raise ValueError(f"{visitor_id!r} is not a metrics.js visitor id (32 hex digits)")
+    return int(visitor_id[:8], 16) / 2**32
+
+
+class BrowserSampler:
+    """The browser stage, as metrics.js decides: per visitor by the id's own digits (default), or per event."""
+
+    def __init__(self, rate: float = 1.0, per_event: bool = False, rng: Callable[[], float] | None = None):
+        if not 0 <= rate <= 1:
+            raise ValueError("sampling rates must lie between 0 and 1")
+        self.rate = rate
+        self.per_event = per_event
+        self._random = rng or random.random
+
+    def keep_many(self, visitor_ids: Sequence[str]) -> list[bool]:
+        """For ids metrics.js made (:func:`browser_fraction` checks one)."""
+        return self.keep_places([int(v[:8], 16) for v in visitor_ids])
+
+    def keep_places(self, places: Sequence[int]) -> list[bool]:
+        """The same for the ids' places (their first 8 hex digits as a number, 0 <= x < 2^32): x / 2^32 < rate
+        is x < rate * 2^32 exactly (a power of two), as metrics.js compares it."""
+        if self.rate >= 1.0 or self.rate <= 0.0:
+            return [self.rate >= 1.0] * len(places)
+        if self.per_event:
+            draw, rate = self._random, self.rate
+            return [draw() < rate for _ in places]
+        bound = self.rate * 4294967296.0
+        return [x < bound for x in places]
 
 
 class Sampler:
@@ -88,9 +144,9 @@ class Sampler:
                 for v in visitor_ids]
 
 
-def effective_rate(client: float, server: float, mode: str) -> float:
-    """The share of events that survive a client stage and a server stage."""
-    return min(client, server) if mode == "visitor" else client * server
+def effective_rate(client: float, server: float) -> float:
+    """The share of events that survive the browser stage and the server stage: independent, so the product."""
+    return client * server
 
 
 def wilson_interval(kept: int, n: int, z: float = Z999) -> tuple[float, float]:

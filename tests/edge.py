@@ -23,8 +23,12 @@ def nginx_binary() -> str | None:
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.path.exists(p)), None)
 
 
-def render(prefix: Path, port: int, backend: str, source: Path = SHIPPED) -> Path:
+def render(prefix: Path, port: int, backend: str, source: Path = SHIPPED, rate: str | None = None) -> Path:
+    """``rate`` (e.g. "1000r/s") replaces the shipped 5r/s, for tests whose many visitors share one address."""
     text = source.read_text()
+    if rate is not None:
+        text, n_rate = re.subn(r"rate=5r/s;", f"rate={rate};", text)
+        assert n_rate == 1, f"{source.name} changed shape; update tests/edge.py"
     text, n_listen = re.subn(r"listen (?:8080|80);", f"listen 127.0.0.1:{port};", text)
     text, n_backend = re.subn(r"server 127\.0\.0\.1:8001;", f"server {backend};", text)
     text = text.replace("/var/log/nginx/", f"{prefix}/").replace("root /var/www/site;", f"root {prefix}/site;")
@@ -51,12 +55,12 @@ http {{
 
 
 class Nginx:
-    def __init__(self, prefix: Path, backend_port: int, source: Path = SHIPPED):
+    def __init__(self, prefix: Path, backend_port: int, source: Path = SHIPPED, rate: str | None = None):
         self.binary = nginx_binary()
         self.prefix = prefix
         prefix.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        self.conf = render(prefix, self.port, f"127.0.0.1:{backend_port}", source)
+        self.conf = render(prefix, self.port, f"127.0.0.1:{backend_port}", source, rate)
         self.test = subprocess.run([self.binary, "-t", "-p", str(prefix), "-c", str(self.conf), "-e",
                                     str(prefix / "error.log")], capture_output=True, text=True)
         if self.test.returncode != 0:

@@ -170,7 +170,7 @@ def test_top_level_help_says_what_each_command_is_for_at_80_columns():
     commands = r.stdout.split("Commands:\n", 1)[1].splitlines()
     listed = {line.split()[0]: line.split(None, 1)[1] for line in commands if line.strip()}
     # probe is the alias, not a second command
-    assert set(listed) == {"completion", "config", "export", "forget", "gzip", "prune", "ratelimit-probe",
+    assert set(listed) == {"client", "completion", "config", "export", "forget", "gzip", "prune", "ratelimit-probe",
                            "report", "rotate", "sample-test", "serve", "status"}
     assert "alias: probe" in listed["ratelimit-probe"]
     assert not [line for line in commands if line.endswith("...") or len(line) > 80]  # nothing cut off

@@ -267,3 +267,59 @@ def test_the_rotator_healthchecks_of_compose_and_systemd_follow_the_status_file(
     assert r.returncode == 0, r.stderr
     r = subprocess.run([*CLI, *check[2:]], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout == r.stderr == ""
+
+
+def merged_volumes(base: dict, override: dict, service: str) -> dict[str, str]:
+    """Container path -> source after Compose merges an override (an entry for the same container path
+    replaces the base's, as `docker compose -f a -f b` does)."""
+    mounts = {}
+    for doc in (base, override):
+        for entry in doc["services"].get(service, {}).get("volumes", []):
+            source, target = entry.split(":")[:2]
+            mounts[target] = source
+    return mounts
+
+
+def test_compose_bind_mount_gives_backend_and_rotator_the_hosts_data_directory(tmp_path):
+    bind = yaml.safe_load((DEPLOY / "docker-compose.bind.yml").read_text())
+    base = compose()
+    assert set(bind["services"]) == {"backend", "metrics-rotator"} and "volumes" not in bind
+    for name in ("backend", "metrics-rotator"):
+        mounts = merged_volumes(base, bind, name)
+        assert (DEPLOY / mounts["/data"]).resolve() == ROOT / "data", name  # the checkout's data/, as before
+        assert mounts["/opt/metrics-ops"] == ".."  # the code mount is kept
+    assert base["x-metrics-ops"]["environment"]["METRICS_DIR"] == "/data"
+    # One host directory for both commands: serve (the backend's command) writes, the rotator's pass sees it.
+    host = tmp_path / "data"
+    host.mkdir()
+    backend = base["services"]["backend"]["command"][1:]
+    backend = backend[:backend.index("--port")]  # host and workers as the compose file has them
+    serve = Server(host, tmp_path / "serve.log", *backend[1:])
+    try:
+        status, answer = serve.post_event({"visitor_id": "v_bind", "event": "page_view"})
+    finally:
+        assert serve.stop() == 0
+    assert status == 202 and answer["stored"] == 1
+    rotator = base["services"]["metrics-rotator"]["command"][1:]
+    rotator[rotator.index("--interval"):rotator.index("--interval") + 2] = ["--once"]
+    r = cli("--data-dir", host, *rotator, "--json", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert (host / "metrics.jsonl").resolve().name == answer["file"]
+    assert "v_bind" in (host / answer["file"]).read_text()
+
+
+def test_e2e_workflow_runs_on_metrics_paths_and_by_hand_and_keeps_the_logs_of_a_failure():
+    doc = yaml.safe_load((ROOT / ".github" / "workflows" / "e2e-metrics.yml").read_text())
+    assert "workflow_dispatch" in doc[True]  # yaml reads the key `on` as True
+    jobs = doc["jobs"]
+    filters = yaml.safe_load(jobs["changes"]["steps"][1]["with"]["filters"])["metrics"]
+    assert {"metrics_ops/**", "deploy/**", "tests/**"} <= set(filters)
+    e2e = jobs["e2e"]
+    assert "needs.changes.outputs.metrics == 'true'" in e2e["if"] and "workflow_dispatch" in e2e["if"]
+    scripts = "\n".join(step.get("run", "") for step in e2e["steps"])
+    order = ["metrics-ops --data-dir", "/healthz", "/api/metrics/event", "/api/metrics/snapshot",
+             "tests/test_browser.py"]
+    assert [scripts.index(part) for part in order] == sorted(scripts.index(part) for part in order)
+    [upload] = [s for s in e2e["steps"] if s.get("uses", "").startswith("actions/upload-artifact")]
+    assert upload["if"] == "failure()" and "backend.log" in upload["with"]["path"]
+    assert "browser-report.xml" in upload["with"]["path"]

@@ -52,7 +52,9 @@ def metrics_ops_invocations(line: str) -> list[list[str]]:
 def parse(command: click.Command, name: str, args: list[str], parent=None) -> list[str]:
     """Parse args as the CLI would (types, choices, unknown options, missing arguments) without running anything;
     -> the command path, e.g. ["metrics-ops", "serve"]."""
-    ctx = click.Context(command, info_name=name, parent=parent)
+    # with the command's context_settings, as make_context would: click caches each command's help option the
+    # first time it is built, so a context without them (-h) would change every later `COMMAND -h`
+    ctx = click.Context(command, info_name=name, parent=parent, **command.context_settings)
     with ctx:
         rest = click.Command.parse_args(command, ctx, list(args))
     if isinstance(command, click.Group):

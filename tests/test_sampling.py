@@ -8,7 +8,16 @@ import sys
 import pytest
 
 from metrics_ops.sampletest import FAIL, INCONCLUSIVE, PASS, Row, judge, simulate
-from metrics_ops.sampling import Sampler, effective_rate, events_to_decide, visitor_fraction, wilson_interval
+from metrics_ops.sampling import (
+    BrowserSampler,
+    Sampler,
+    browser_fraction,
+    browser_visitor_id,
+    effective_rate,
+    events_to_decide,
+    visitor_fraction,
+    wilson_interval,
+)
 
 from .serve_process import Server
 
@@ -63,19 +72,43 @@ def test_wilson_interval_and_sample_sizes_from_anchors():
 
 @pytest.mark.parametrize("mode, client, server, expected", [
     ("random", 0.25, 0.5, 0.125), ("random", 0.5, 0.5, 0.25), ("random", 1.0, 0.5, 0.5),
-    ("visitor", 0.25, 0.5, 0.25), ("visitor", 0.5, 0.5, 0.5), ("visitor", 0.5, 1.0, 0.5),
+    ("visitor", 0.25, 0.5, 0.125), ("visitor", 0.5, 0.5, 0.25), ("visitor", 0.5, 1.0, 0.5),
 ])
 def test_simulation_gives_the_documented_effective_rate(mode, client, server, expected):
-    assert effective_rate(client, server, mode) == expected
+    assert effective_rate(client, server) == expected
     row = judge(simulate(client, server, 20000, mode=mode, seed=7, key=b"k"), tolerance=0.02)
     assert row.verdict == PASS, row
     assert abs(row.observed - expected) < 0.015
 
 
-def test_visitor_stages_compose_to_min_not_product():
-    row = simulate(0.25, 0.5, 20000, mode="visitor", seed=3)
-    row.expected = 0.25 * 0.5  # the product rule would be wrong for nested hashes
+def test_browser_and_visitor_stages_compose_to_the_product_not_min():
+    """metrics.js decides by its id's digits, serve by a keyed hash: independent draws, not nested ones."""
+    row = simulate(0.25, 0.5, 20000, mode="visitor", seed=3, key=b"k")
+    row.expected = min(0.25, 0.5)  # the nested rule would be wrong here
     assert judge(row, 0.02).verdict == FAIL
+
+
+def test_browser_rule_is_the_ids_first_eight_hex_digits():
+    assert browser_fraction("00000000" + "f" * 24) == 0.0
+    assert browser_fraction("80000000" + "0" * 24) == 0.5
+    assert browser_fraction("ffffffff" + "0" * 24) == pytest.approx(1 - 2**-32)
+    with pytest.raises(ValueError, match="not a metrics.js visitor id"):
+        browser_fraction("v_123")
+    ids = [browser_visitor_id(random.Random(i)) for i in range(5)]
+    assert all(len(v) == 32 and int(v, 16) >= 0 for v in ids) and len(set(ids)) == 5
+    kept = BrowserSampler(0.5).keep_many(["7fffffff" + "0" * 24, "80000000" + "0" * 24])
+    assert kept == [True, False]
+
+
+def test_both_per_visitor_stages_keep_or_drop_a_visitor_wholly():
+    rng = random.Random(5)
+    visitors = [browser_visitor_id(rng) for _ in range(2000)]
+    browser, server = BrowserSampler(0.5), Sampler(0.5, "visitor", key=b"k")
+    outcomes = set()
+    for _ in range(3):  # three events per visitor
+        outcomes.add(tuple(b and server.keep(v, "step") for v, b in zip(visitors, browser.keep_many(visitors),
+                                                                        strict=True)))
+    assert len(outcomes) == 1 and 0.2 < sum(next(iter(outcomes))) / 2000 < 0.3
 
 
 def test_inconclusive_says_how_many_events_decide():
@@ -120,7 +153,7 @@ def test_cli_configured_pair_comes_from_the_environment(run):
     r = run("sample-test", "--seed", "2", "--json",
             env={"METRICS_CLIENT_SAMPLE_RATE": "0.5", "METRICS_SAMPLE_RATE": "0.25", "METRICS_SAMPLE_MODE": "visitor"})
     rows = json.loads(r.stdout)["rows"]
-    assert rows[-1]["label"] == "configured 0.5 x 0.25" and rows[-1]["expected"] == 0.25
+    assert rows[-1]["label"] == "configured 0.5 x 0.25" and rows[-1]["expected"] == 0.125
 
 
 @pytest.fixture

@@ -83,7 +83,7 @@ def test_one_screen_at_80_columns_on_a_terminal(data_dir, run):
     code, text = run_in_pty([console_script(), "--data-dir", data_dir, "status"])
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)  # NO_COLOR keeps bold and italic
     assert code == 0, text
-    assert f"{data_dir}: everything fine" in text
+    assert f"{data_dir}: everything fine" in " ".join(text.split())  # a long directory wraps the title line
     assert "365 (" in text and "730 files" not in text and "365 files" in text  # shards counted once
     assert max(len(line) for line in text.splitlines()) <= 80
     assert len(text.splitlines()) <= 24  # one screen

@@ -31,6 +31,7 @@ def cli(ctx, config, dir, json_, quiet, verbose):  # `dir`: the option is named 
     ctx.obj = Invocation(config=config, data_dir=dir, json=json_, quiet=quiet, verbose=verbose)
 
 
+from metrics_ops.cli.client import client  # noqa: E402
 from metrics_ops.cli.completion import completion  # noqa: E402
 from metrics_ops.cli.config_cmd import config  # noqa: E402
 from metrics_ops.cli.export import export  # noqa: E402
@@ -56,6 +57,7 @@ cli.add_command(ratelimit_probe)
 _probe_alias = copy.copy(ratelimit_probe)
 _probe_alias.hidden = True
 cli.add_command(_probe_alias, "probe")
+cli.add_command(client)
 cli.add_command(completion)
 cli.add_command(status)
 

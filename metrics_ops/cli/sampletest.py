@@ -14,7 +14,8 @@ from metrics_ops.exitcodes import ExitCode
 @click.option("--server-rate", "sample_rate", type=float, default=None, metavar="RATE",
               help="The server's rate (env METRICS_SAMPLE_RATE).")
 @click.option("--mode", "sample_mode", type=click.Choice(["random", "visitor"]), default=None,
-              help="Sampling mode (env METRICS_SAMPLE_MODE): random: client x server; visitor: min(client, server).")
+              help="serve's sampling mode (env METRICS_SAMPLE_MODE); either way the browser's per-visitor "
+                   "stage (metrics.js) and serve compose to client x server.")
 @click.option("--events", type=click.IntRange(1, 10_000_000), default=None,
               help="Events per row (default 10000 simulated, 2000 live).")
 @click.option("--seed", type=int, default=None, help="Seed of the simulation, for repeatable tables.")

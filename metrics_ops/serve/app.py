@@ -6,6 +6,8 @@ Routes (the table is :mod:`metrics_ops.serve.routes`)
 - ``GET  /api/metrics/snapshot`` the ring (newest last) and the counters, shared by all workers
 - ``GET  /healthz``             200 when the data directory is writable and has room, else 503 with the reason
 - ``GET  /metrics``             Prometheus text format (:mod:`metrics_ops.serve.exposition`)
+- ``GET  /metrics.js``, ``/metrics.mjs`` the browser script and its ES module (:mod:`metrics_ops.client`):
+  ETag and 304, an hour's Cache-Control, gzip when accepted; the bytes, gzip and ETag made once per app
 - ``OPTIONS`` on the POST routes: CORS preflight for METRICS_CORS_ORIGINS
 
 Errors are JSON: {"ok": false, "error": {"code", "message", "field"}} with 400, 403, 404, 405, 413, 415 or 422.
@@ -24,6 +26,7 @@ from collections.abc import Callable
 
 import orjson
 
+from metrics_ops.client import ClientFile, answer, client_file
 from metrics_ops.diskspace import MIB, SpaceFloor
 from metrics_ops.events import Problem, encode_record, parse_body, validate_event
 from metrics_ops.sampling import Sampler
@@ -56,6 +59,11 @@ def _unavailable(exc: OSError) -> Reply:
                                               "message": errno.errorcode.get(exc.errno or 0, "OSError")}})
 
 
+def _client_reply(f: ClientFile, environ) -> Reply:
+    status, body, headers = answer(f, environ.get("HTTP_IF_NONE_MATCH", ""), environ.get("HTTP_ACCEPT_ENCODING", ""))
+    return Reply(status, body, f.content_type, headers)
+
+
 def _refused(problem: Problem) -> Reply:
     return Reply(problem.status, {"ok": False, "error": problem.to_dict()})
 
@@ -86,6 +94,7 @@ class Endpoint:
         self.max_body, self.max_batch = settings.max_body, settings.max_batch
         self.quiet_errors = _QuietLog()
         self.floor = SpaceFloor(store.dir, int(settings.serve_min_free_mb * MIB))  # never fill the disk
+        self.script, self.module = client_file("script"), client_file("module")
 
     def count_refusal(self, problem: Problem) -> None:
         self.state.update(requests=1, **{rejected_counter(problem.code, problem.status): 1})
@@ -171,6 +180,12 @@ class Endpoint:
                                                       f"{message}"})
         return Reply(200, {"ok": True})
 
+    def client_script(self, environ) -> Reply:
+        return _client_reply(self.script, environ)
+
+    def client_module(self, environ) -> Reply:
+        return _client_reply(self.module, environ)
+
     def exposition(self, environ) -> Reply:
         entries, counters = self.state.snapshot()
         return Reply(200, exposition.generate_latest(counters, len(entries), self.state.capacity),
@@ -255,11 +270,10 @@ class _Router:
 def _respond(start_response, reply: Reply, headers: list[tuple[str, str]], method: str) -> bytes:
     payload = reply.payload
     body = b"" if payload is None else payload if isinstance(payload, bytes) else orjson.dumps(payload)
-    if method == "HEAD":
-        body = b""
     own = list(reply.headers)
     cache = () if any(name == "Cache-Control" for name, _ in own) else (("Cache-Control", "no-store"),)
-    start_response(STATUS[reply.status], [*headers, *own, ("Content-Type", reply.content_type),
-                                          ("Content-Length", str(len(body))), *cache,
+    # HEAD: the length GET would send; 304: no length (it would have to be the full response's)
+    length = () if reply.status == 304 else (("Content-Length", str(len(body))),)
+    start_response(STATUS[reply.status], [*headers, *own, ("Content-Type", reply.content_type), *length, *cache,
                                           ("X-Content-Type-Options", "nosniff")])
-    return body
+    return b"" if method == "HEAD" else body

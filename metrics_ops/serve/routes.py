@@ -13,6 +13,8 @@ BATCH_PATH = "/api/metrics/events"
 SNAPSHOT_PATH = "/api/metrics/snapshot"
 HEALTH_PATH = "/healthz"
 METRICS_PATH = "/metrics"
+SCRIPT_PATH = "/metrics.js"  # the browser script (metrics_ops.client); the ES module next to it
+MODULE_PATH = "/metrics.mjs"
 
 
 class Route(NamedTuple):
@@ -30,6 +32,8 @@ ROUTES: dict[str, Route] = {
     SNAPSHOT_PATH: Route("snapshot", "GET, HEAD"),
     HEALTH_PATH: Route("health", "GET, HEAD"),
     METRICS_PATH: Route("exposition", "GET, HEAD"),
+    SCRIPT_PATH: Route("client_script", "GET, HEAD"),
+    MODULE_PATH: Route("client_module", "GET, HEAD"),
 }
 
 
