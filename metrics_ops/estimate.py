@@ -74,12 +74,17 @@ class Estimate:
         return cls(int(events), None if visitors is None else int(visitors), float(est), float(var))
 
 
+def add_to_cluster(clusters: dict[str, list], vid: str, z: float, n: int) -> None:
+    """Add ``n`` events of summed weight ``z`` to visitor ``vid``'s cluster ``[z, n]``."""
+    acc = clusters.get(vid)
+    if acc is None:
+        clusters[vid] = [z, n]
+    else:
+        acc[0] += z
+        acc[1] += n
+
+
 def merge_clusters(into: dict[str, list], part: dict[str, list]) -> None:
     """Add ``part``'s visitor clusters to ``into`` (the same visitor in both: one cluster)."""
     for vid, (z, n) in part.items():
-        acc = into.get(vid)
-        if acc is None:
-            into[vid] = [z, n]
-        else:
-            acc[0] += z
-            acc[1] += n
+        add_to_cluster(into, vid, z, n)

@@ -28,7 +28,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from metrics_ops import lineshape
-from metrics_ops.estimate import Estimate
+from metrics_ops.estimate import Estimate, add_to_cluster
 from metrics_ops.reading import Problem, Shard, read_day
 from metrics_ops.testrun import MARK
 
@@ -207,16 +207,10 @@ def _fold(counts: Counter, cells: dict, by_event: bool, weights: list[float]) ->
     for (first, kind), n in counts.items():
         vid, ev = lineshape.visitor_event(first)
         key = ev if by_event else ()
-        z = n * weights[kind]
         cell = cells.get(key)
         if cell is None:
             cells[key] = cell = {}
-        acc = cell.get(vid)
-        if acc is None:
-            cell[vid] = [z, n]
-        else:
-            acc[0] += z
-            acc[1] += n
+        add_to_cluster(cell, vid, n * weights[kind], n)
 
 
 def _estimate_events(counts: Counter, cells: dict, weights: list[float]) -> bool:
