@@ -88,6 +88,10 @@ class PassResult:
         }
 
 
+def _old(age: int) -> str:
+    return f"{age} day old" if age == 1 else f"{age} days old"
+
+
 def _age(day: date, today: date) -> int:
     return (today - day).days
 
@@ -139,7 +143,7 @@ def plan_gzip(listing: Listing, today: date, gzip_after: int, *, link_target: st
         if retention is not None and age >= retention:
             continue
         kind = Kind.RECONCILE if f.name + ".gz" in names else Kind.GZIP
-        actions.append(Action("gzip", kind, f.name, detail=f"{age} days old"))
+        actions.append(Action("gzip", kind, f.name, detail=_old(age)))
     return actions, kept
 
 
@@ -168,11 +172,11 @@ def plan_prune(listing: Listing, today: date, retention: int, *, link_target: st
             kept.append((f.name, f"{age} days old by this pass's clock, but a writer holds it open (serve's current "
                                  "file: is a clock or METRICS_TZ wrong?)"))
             continue
-        actions.append(Action("prune", Kind.DELETE, f.name, detail=f"{age} days old"))
+        actions.append(Action("prune", Kind.DELETE, f.name, detail=_old(age)))
     for name in listing.aside:  # unreadable archives set aside by gzip: kept for inspection until retention
         age = _age(aside_day(name), today)
         if age >= retention:
-            actions.append(Action("prune", Kind.DELETE, name, detail=f"{age} days old; set aside as unreadable"))
+            actions.append(Action("prune", Kind.DELETE, name, detail=f"{_old(age)}; set aside as unreadable"))
         else:
             kept.append((name, "an unreadable archive set aside by gzip; deleted with its day"))
     return actions, kept
@@ -217,5 +221,5 @@ def _plan_budget(store: Store, listing: Listing, today: date, budget: Budget | N
     if plan is None:
         return [], []
     result.errors.extend([plan.shortfall] if plan.shortfall else [])
-    return [Action("budget", Kind.DELETE, c.name, c.size, detail=f"{_age(c.day, today)} days old; disk budget: "
+    return [Action("budget", Kind.DELETE, c.name, c.size, detail=f"{_old(_age(c.day, today))}; disk budget: "
                    f"{plan.why}") for c in plan.deletions], plan.kept

@@ -77,16 +77,26 @@ def fetch_url(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
 
 def serve_status(url: str, fetch: Callable[[str], tuple[int, bytes]] = fetch_url) -> tuple[dict, list[str]]:
     """serve's /healthz and counters at ``url`` (its base, e.g. http://127.0.0.1:8001): (facts, problems)."""
+    from metrics_ops.serve.routes import ROUTES
+
     base = url.rstrip("/")
+    for path in sorted(ROUTES, key=len, reverse=True):  # an event URL (what probe and sample-test take) works too
+        if base.endswith(path):
+            base = base[:-len(path)]
+            break
     try:
         code, body = fetch(base + "/healthz")
     except OSError as exc:
         reason = getattr(exc, "reason", None) or exc
-        return {"url": base, "reachable": False}, [f"serve at {base}: cannot connect: {reason}"]
+        reason = getattr(reason, "strerror", None) or str(reason)
+        return {"url": base, "reachable": False}, [f"serve at {base}: cannot connect: {reason.lower()}"]
     try:
         health = json.loads(body)
     except ValueError:
-        health = {"ok": False, "reason": f"not serve's /healthz (HTTP {code})"}
+        health = {}
+    if not isinstance(health, dict) or (code != 200 and not health.get("reason")):
+        health = {"ok": False, "reason": f"no serve /healthz there (HTTP {code}); give serve's base URL, "
+                                         "e.g. http://127.0.0.1:8001"}
     facts: dict = {"url": base, "reachable": True, "healthz": code, "reason": health.get("reason")}
     problems = [] if code == 200 else [f"serve at {base}: /healthz {code}: {health.get('reason')}"]
     try:
@@ -140,13 +150,16 @@ def build_status(settings, *, now: float, url: str | None = None,
     store = Store.from_settings(settings)
     report = StatusReport(str(store.dir.absolute()), settings.tz, now,
                           serve_floor=int(settings.serve_min_free_mb * MIB))
+    missing = not store.dir.is_dir()
+    if missing:  # one line for it; what lives inside it (the status file, a pass's record) follows from it
+        report.attention.append(f"data directory {report.directory} "
+                                f"{'is not a directory' if store.dir.exists() else 'does not exist'}")
     try:
         report.last_pass = read_status(settings.status_path)
     except StatusUnreadable as exc:
-        report.attention.append(str(exc))
-    if not store.dir.is_dir():
-        report.attention.append(f"data directory {report.directory} does not exist")
-    else:
+        if not (missing and settings.status_path.parent == store.dir):
+            report.attention.append(str(exc))
+    if not missing:
         report.inventory = take_inventory(store.dir, store.scan())
         report.usage = disk_usage(store.dir)
         budget = Budget.from_settings(settings)
@@ -155,7 +168,7 @@ def build_status(settings, *, now: float, url: str | None = None,
         report.next_pass = _next_pass(store, settings, report.last_pass, now)
     stale = check(report.last_pass, now=now, interval=expected_interval(settings, report.last_pass),
                   zone=settings.zone)
-    report.attention += stale
+    report.attention += stale if not (missing and report.last_pass is None) else []
     last = report.last_pass
     if not stale and last is not None and not last.ok:
         report.attention.append(f"the last pass ({when(last.time, settings.zone)}) {last.result}: {last.message}")

@@ -12,7 +12,7 @@ import pytest
 from metrics_ops import __version__
 from metrics_ops.cli import cli as cli_group
 
-from .helpers import CLI, cli
+from .helpers import CLI, cli, free_port
 
 
 def _commands(group: click.Group, prefix=()):
@@ -179,3 +179,28 @@ def test_top_level_help_says_what_each_command_is_for_at_80_columns():
 
 def run_probe_alias_help() -> str:
     return cli("probe", "--help", check=True).stdout
+
+
+@pytest.mark.parametrize("command", [("rotate", "--once"), ("rotate", "--once", "--create"), ("gzip",), ("prune",),
+                                     ("report",), ("export",), ("forget", "v1")])
+@pytest.mark.parametrize("given", ["flag", "env"])
+def test_a_data_directory_that_is_a_file_is_one_line_naming_it(tmp_path, command, given):
+    afile = tmp_path / "afile"
+    afile.write_text("not a directory\n")
+    args, env = (["--data-dir", afile], {}) if given == "flag" else ([], {"METRICS_DIR": str(afile)})
+    r = cli(*args, *command, env=env, timeout=60)
+    assert (r.returncode, r.stdout) == (1, "")
+    said = f"--data-dir {afile} (from the command line)" if given == "flag" else \
+        f"METRICS_DIR={afile} (from the environment)"
+    assert r.stderr == f"metrics-ops: data directory {afile} is not a directory ({said})\n"
+    assert afile.read_text() == "not a directory\n"
+
+
+def test_serve_and_status_name_a_data_directory_that_is_a_file(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    r = cli("--data-dir", afile, "serve", "--port", free_port(), timeout=30)
+    assert (r.returncode, r.stderr) == (1, f"metrics-ops: data directory {afile} is not a directory\n")
+    r = cli("--data-dir", afile, "status", timeout=30)
+    assert r.returncode == 7 and f"data directory {afile} is not a directory" in r.stdout + r.stderr
+    assert "Traceback" not in r.stderr

@@ -70,6 +70,8 @@ def test_config_show_prints_the_state_file_serve_will_use(tmp_path, run):
     assert r.exit_code == 0, r.output
     rows = {line.split("\t")[0]: line.split("\t")[1:] for line in r.stdout.splitlines()}
     assert rows["state_file"] == [str(tmp_path / "d" / ".metrics-ops.state"), "default", "METRICS_STATE_FILE"]
+    # the rotator's status file too: where it is, not "unset" (an operator would think none is written)
+    assert rows["status_file"] == [str(tmp_path / "d" / ".metrics-ops.status"), "default", "METRICS_STATUS_FILE"]
     r = run("--data-dir", tmp_path / "d", "config", "show", env={"METRICS_STATE_FILE": str(tmp_path / "s")})
     rows = {line.split("\t")[0]: line.split("\t")[1:] for line in r.stdout.splitlines()}
     assert rows["state_file"] == [str(tmp_path / "s"), "environment", "METRICS_STATE_FILE"]

@@ -63,15 +63,22 @@ def test_asks_a_real_serve_for_its_health_and_counters(data_dir, tmp_path, run):
             assert server.post_event({"visitor_id": f"v{i}", "event": "page_view"})[1]["stored"] == 1
         assert run("--data-dir", data_dir, "rotate", "--once", "-q").exit_code == 0
         r = run("--data-dir", data_dir, "status", "--json", "--url", f"http://127.0.0.1:{server.port}")
+        # the event URL (what probe and sample-test take) names the same serve
+        by_event_url = run("--data-dir", data_dir, "status", "--json", "--url",
+                           f"http://127.0.0.1:{server.port}/api/metrics/event")
+        elsewhere = run("--data-dir", data_dir, "status", "--url", f"http://127.0.0.1:{server.port}/some/prefix")
     finally:
         server.stop()
     assert r.exit_code == 0, r.output
     srv = json.loads(r.stdout)["serve"]
     assert srv["healthz"] == 200 and srv["counters"]["stored"] == 3 and srv["counters"]["received"] == 3
+    assert by_event_url.exit_code == 0 and json.loads(by_event_url.stdout)["serve"]["url"] == srv["url"]
+    assert elsewhere.exit_code == 7
+    assert elsewhere.stderr.endswith("/some/prefix: /healthz 404: no serve /healthz there (HTTP 404); give serve's "
+                                     "base URL, e.g. http://127.0.0.1:8001\n")
     r = run("--data-dir", data_dir, "status", "--url", f"http://127.0.0.1:{server.port}")
     assert r.exit_code == 7
-    assert r.stderr == f"metrics-ops: serve at http://127.0.0.1:{server.port}: cannot connect: [Errno 111] " \
-                       "Connection refused\n"
+    assert r.stderr == f"metrics-ops: serve at http://127.0.0.1:{server.port}: cannot connect: connection refused\n"
 
 
 def test_one_screen_at_80_columns_on_a_terminal(data_dir, run):

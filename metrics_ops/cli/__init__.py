@@ -7,14 +7,14 @@ import copy
 import click
 
 from metrics_ops import __version__
-from metrics_ops.cli.common import CONTEXT_SETTINGS, Invocation
+from metrics_ops.cli.common import CONTEXT_SETTINGS, DataDirPath, Invocation
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="metrics-ops")
 @click.option("--config", type=click.Path(exists=True, dir_okay=False), envvar="METRICS_CONFIG",
               help="TOML file with settings (keys as in `config show`); env METRICS_CONFIG.")
-@click.option("--data-dir", "dir", type=click.Path(file_okay=False), help="Data directory (env METRICS_DIR).")
+@click.option("--data-dir", "dir", type=DataDirPath(), help="Data directory (env METRICS_DIR).")
 @click.option("json_", "--json", is_flag=True, help="Print one JSON document.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (for cron).")
 @click.option("-v", "--verbose", count=True, help="Say more (repeat for more).")

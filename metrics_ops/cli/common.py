@@ -17,6 +17,48 @@ def maintenance_lock_busy(exc) -> str:
     return f"another maintenance pass holds {exc.path} (waited {exc.waited:g} s; see --lock-timeout)"
 
 
+class DataDirPath(click.Path):
+    """--data-dir: shown and completed as a directory, but not checked by click: a path that is a file gets the
+    commands' own one-line message naming where the setting came from (:func:`data_dir_problem`), not click's
+    usage block."""
+
+    def __init__(self):
+        super().__init__(file_okay=False)
+
+    def convert(self, value, param, ctx):
+        return value
+
+
+def data_dir_problem(s, can_create: bool | None = None) -> str | None:
+    """Why the data directory of settings ``s`` cannot be used by a command that reads or maintains it (None: it
+    can), naming the directory and where the setting came from: under cron the working directory is $HOME.
+    ``can_create``: True adds "add --create", False "rotate --create makes it", None no hint."""
+    from metrics_ops.config import DEFAULT, origins_of
+
+    if s.dir.is_dir():
+        return None
+    origin = origins_of(s)["dir"]
+    where = s.dir.resolve()
+    if origin.source == DEFAULT:
+        said = f"the default ./data in the working directory {where.parent}; set METRICS_DIR or --data-dir"
+    else:
+        said = origin.describe(s.dir)
+    if s.dir.exists():
+        return f"data directory {where} is not a directory ({said})"
+    hint = {False: "; rotate --create makes it", True: "; add --create to make it", None: ""}[can_create]
+    return f"data directory {where} does not exist ({said}){hint}"
+
+
+def existing_store(s):
+    """The store of ``s``'s data directory, which must exist: else exit 1 with :func:`data_dir_problem`'s line."""
+    from metrics_ops.store import Store
+
+    problem = data_dir_problem(s)
+    if problem is not None:
+        raise Failure(problem)
+    return Store.from_settings(s)
+
+
 def render_outcome(out, result, failed: bool = False) -> None:
     """A pass's or forget's result: its table or JSON document, then exit 1 when an action failed (or
     ``failed``: something around the pass, such as writing its status file)."""
@@ -108,7 +150,7 @@ def output_options(fn):
 
 def settings_options(fn):
     """--config / --data-dir, accepted before or after the command name; after the command wins."""
-    fn = click.option("--data-dir", "data_dir", type=click.Path(file_okay=False), default=None,
+    fn = click.option("--data-dir", "data_dir", type=DataDirPath(), default=None,
                       expose_value=False, callback=_given, help="Data directory (env METRICS_DIR).")(fn)
     fn = click.option("--config", type=click.Path(exists=True, dir_okay=False), default=None, expose_value=False,
                       callback=_given, help="TOML file with settings (env METRICS_CONFIG).")(fn)

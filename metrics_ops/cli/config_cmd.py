@@ -35,6 +35,7 @@ def show(run):
     values = {name: getattr(s, name) for name in Settings.model_fields}
     values["jsonl"] = s.link_path  # the paths the commands will use, not "unset" for a derived default
     values["state_file"] = s.state_path
+    values["status_file"] = s.status_path
     if out.json:
         out.document({name: {"value": None if v is None else (str(v) if not isinstance(v, int | float) else v),
                              "source": origins[name].source, "env": env_name(name),

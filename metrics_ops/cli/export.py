@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, complete_zone, day_range, pass_invocation, range_options, shared_options
+from metrics_ops.cli.common import (
+    Failure,
+    complete_zone,
+    day_range,
+    existing_store,
+    pass_invocation,
+    range_options,
+    shared_options,
+)
 from metrics_ops.exitcodes import ExitCode
 
 
@@ -54,17 +62,13 @@ def export(run, since, until, event, fmt, output_file, tz):
     import sys
     import time
 
-    from metrics_ops.cli.maintenance import missing_dir_message
     from metrics_ops.export import export as run_export
-    from metrics_ops.store import Store
 
     out = run.output()
     if out.json and output_file is None:
         raise Failure("--json prints a summary on stdout: give --output FILE for the lines", ExitCode.USAGE)
     s = run.settings(tz=tz)
-    store = Store.from_settings(s)
-    if not store.dir.is_dir():
-        raise Failure(missing_dir_message(s, can_create=None))
+    store = existing_store(s)
     first, last = day_range(since, until, store.today(time.time()))
     progress = _LineCounter(sys.stderr, not out.quiet and not out.json and sys.stderr.isatty())
     try:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, maintenance_lock_busy, pass_invocation, render_outcome, shared_options
+from metrics_ops.cli.common import (
+    Failure,
+    existing_store,
+    maintenance_lock_busy,
+    pass_invocation,
+    render_outcome,
+    shared_options,
+)
 from metrics_ops.exitcodes import ExitCode
 
 
@@ -38,7 +45,6 @@ def forget(run, visitor_ids, prefixes, include_current, dry_run, lock_timeout):
     from metrics_ops.events import VISITOR_ID
     from metrics_ops.forget import run_forget, visitor_rule
     from metrics_ops.maintenance import LockBusy, locked
-    from metrics_ops.store import Store
 
     out = run.output()
     if not visitor_ids and not prefixes:
@@ -52,9 +58,7 @@ def forget(run, visitor_ids, prefixes, include_current, dry_run, lock_timeout):
         raise Failure(f"--prefix {bad[0]!r}: want at least 3 characters of A-Z a-z 0-9 _ - (a shorter prefix "
                       "would match too many visitors)", ExitCode.USAGE)
     s = run.settings(lock_timeout=lock_timeout)
-    store = Store.from_settings(s)
-    if not store.dir.is_dir():
-        raise Failure(f"data directory {store.dir} does not exist (METRICS_DIR / --data-dir)")
+    store = existing_store(s)
     keep = visitor_rule(frozenset(visitor_ids), frozenset(prefixes))
 
     try:

@@ -7,6 +7,7 @@ import click
 from metrics_ops.cli.common import (
     Failure,
     complete_zone,
+    data_dir_problem,
     maintenance_lock_busy,
     pass_invocation,
     render_outcome,
@@ -34,20 +35,6 @@ def _gzip_opts(fn):
 def _retention_opt(fn):
     return click.option("--retention", type=int, default=None, metavar="DAYS",
                         help="Delete files whose day is at least DAYS old (default 30; env METRICS_RETENTION).")(fn)
-
-
-def missing_dir_message(s, can_create: bool | None) -> str:
-    """Which directory a command would use and where that came from: under cron the working directory is $HOME."""
-    from metrics_ops.config import DEFAULT, origins_of
-
-    origin = origins_of(s)["dir"]
-    where = s.dir.resolve()
-    if origin.source == DEFAULT:
-        said = f"the default ./data in the working directory {where.parent}; set METRICS_DIR or --data-dir"
-    else:
-        said = origin.describe(s.dir)
-    hint = {False: "; rotate --create makes it", True: "; add --create to make it", None: ""}[can_create]
-    return f"data directory {where} does not exist ({said}){hint}"
 
 
 def _run(run, steps: tuple[str, ...], flags: dict, *, dry_run: bool, loop: bool = False,
@@ -137,9 +124,10 @@ def _store_for(s, steps: tuple[str, ...], *, dry_run: bool, create: bool):
         except ConfigError as exc:
             raise Failure(exc.lines, ExitCode.USAGE) from None
     store = Store.from_settings(s)
-    if not store.dir.is_dir():
-        if not create:
-            raise Failure(missing_dir_message(s, can_create="rotate" in steps))
+    problem = data_dir_problem(s, can_create="rotate" in steps)
+    if problem is not None:
+        if not create or store.dir.exists():  # --create makes a directory, never replaces a file
+            raise Failure(problem)
         if not dry_run:
             try:
                 store.dir.mkdir(parents=True, exist_ok=True)

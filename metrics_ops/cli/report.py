@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, complete_zone, day_range, pass_invocation, range_options, shared_options
+from metrics_ops.cli.common import (
+    Failure,
+    complete_zone,
+    day_range,
+    existing_store,
+    pass_invocation,
+    range_options,
+    shared_options,
+)
 from metrics_ops.exitcodes import ExitCode
 
 
@@ -38,10 +46,8 @@ def report(run, since, until, by_, event, top, csv_, no_rollups, tz):
     """
     import time
 
-    from metrics_ops.cli.maintenance import missing_dir_message
     from metrics_ops.render import render_report
     from metrics_ops.report import parse_by, run_report
-    from metrics_ops.store import Store
 
     out = run.output()
     try:
@@ -49,9 +55,7 @@ def report(run, since, until, by_, event, top, csv_, no_rollups, tz):
     except ValueError as exc:
         raise Failure(f"--by {by_}: {exc}", ExitCode.USAGE) from None
     s = run.settings(tz=tz)
-    store = Store.from_settings(s)
-    if not store.dir.is_dir():
-        raise Failure(missing_dir_message(s, can_create=None))
+    store = existing_store(s)
     today = store.today(time.time())
     first, last = day_range(since, until, today)
     try:

@@ -56,6 +56,8 @@ def preflight(settings: Settings) -> None:
     from metrics_ops.store import dir_mode
 
     directory = settings.dir
+    if directory.exists() and not directory.is_dir():
+        raise ServeError(f"data directory {directory} is not a directory")
     try:
         directory.mkdir(mode=dir_mode(settings.file_mode_bits), parents=True, exist_ok=True)
     except OSError as exc:
