@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 
+def _files(n: int) -> str:
+    return "1 file" if n == 1 else f"{n} files"
+
+
 def _human(n: int | None) -> str:
     """A size as ``ls -h`` shows it (1024 steps): 0, 900, 4.7K, 67K, 1.2M, 3.0G."""
     if n is None:
@@ -231,12 +235,12 @@ def _status_rows(report) -> list[tuple[str, str, str]]:
     if inv is not None:
         span = f" ({inv.oldest} .. {inv.newest})" if inv.days else ""
         rows += [("data", "days", f"{len(inv.days)}{span}"),
-                 ("data", "plain", f"{inv.plain_files} files, {_human(inv.plain_bytes)}"),
-                 ("data", "archived", f"{inv.archived_files} files, {_human(inv.archived_bytes)}"),
-                 ("data", "shards", f"{inv.shard_files} files"),
+                 ("data", "plain", f"{_files(inv.plain_files)}, {_human(inv.plain_bytes)}"),
+                 ("data", "archived", f"{_files(inv.archived_files)}, {_human(inv.archived_bytes)}"),
+                 ("data", "shards", _files(inv.shard_files)),
                  ("data", "total", _human(inv.total_bytes))]
         if inv.aside_files:
-            rows.append(("data", "set aside", f"{inv.aside_files} files, {_human(inv.aside_bytes)}"))
+            rows.append(("data", "set aside", f"{_files(inv.aside_files)}, {_human(inv.aside_bytes)}"))
     if report.usage is not None:
         u = report.usage
         rows.append(("disk", "free", f"{_human(u.free)} of {_human(u.total)} ({u.free_percent:.0f} %)"))
