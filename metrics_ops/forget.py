@@ -47,8 +47,8 @@ def run_forget(store: Store, keep: Callable[[bytes], bool], *, now: float, level
     one line in ``errors`` (the result is then not ok); every other file is still processed."""
     today = store.today(now)
     result = PassResult(("forget",), dry_run, today.isoformat())
-    if not store.dir.is_dir():
-        result.errors.append(f"data directory {store.dir} does not exist")
+    if (unusable := store.unusable()) is not None:
+        result.errors.append(unusable)
         return result
     listing = store.scan()
     result.unknown = listing.unknown

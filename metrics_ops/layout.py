@@ -94,6 +94,14 @@ def is_temp(name: str) -> bool:
     return any(name.endswith(sfx) and parse_name(name[: -len(sfx)]) for sfx in (TEMP_SUFFIX, FORGET_SUFFIX))
 
 
+def unusable_dir(directory: Path) -> str | None:
+    """Why ``directory`` cannot be a data directory ("does not exist", "is not a directory"); None when it can.
+    Every command and serve word a bad data directory with it."""
+    if directory.is_dir():
+        return None
+    return "is not a directory" if directory.exists() else "does not exist"
+
+
 def dir_mode(file_mode: int) -> int:
     """The directory mode that goes with a file mode: owner rwx, and x wherever r is granted (0640 -> 0750)."""
     return file_mode | 0o700 | ((file_mode & 0o044) >> 2)

@@ -63,8 +63,8 @@ def run_pass(
     result = PassResult(tuple(steps), dry_run, today.isoformat())
     run = _Run(store, today, level, threads or min(2, os.cpu_count() or 1), progress, stop)
     if not store.dir.is_dir():
-        if "rotate" not in steps:
-            result.errors.append(f"data directory {store.dir} does not exist")
+        if "rotate" not in steps or store.dir.exists():  # a pass makes a missing directory, never replaces a file
+            result.errors.append(store.unusable())
             return result
         if dry_run:
             result.actions.append(Action("rotate", Kind.MKDIR, str(store.dir), detail="the data directory"))

@@ -145,15 +145,15 @@ def _next_pass(store, settings, last: PassStatus | None, now: float) -> NextPass
 
 def build_status(settings, *, now: float, url: str | None = None,
                  fetch: Callable[[str], tuple[int, bytes]] = fetch_url) -> StatusReport:
-    from metrics_ops.store import Store
+    from metrics_ops.store import Store, unusable_dir
 
     store = Store.from_settings(settings)
     report = StatusReport(str(store.dir.absolute()), settings.tz, now,
                           serve_floor=int(settings.serve_min_free_mb * MIB))
-    missing = not store.dir.is_dir()
+    unusable = unusable_dir(store.dir)
+    missing = unusable is not None
     if missing:  # one line for it; what lives inside it (the status file, a pass's record) follows from it
-        report.attention.append(f"data directory {report.directory} "
-                                f"{'is not a directory' if store.dir.exists() else 'does not exist'}")
+        report.attention.append(f"data directory {report.directory} {unusable}")
     try:
         report.last_pass = read_status(settings.status_path)
     except StatusUnreadable as exc:

@@ -40,6 +40,7 @@ from metrics_ops.layout import (
     dir_mode,
     file_name,
     parse_name,
+    unusable_dir,
 )
 from metrics_ops.locks import LockBusy, flock_path
 from metrics_ops.writer import SHARD_CHECK_SECONDS, Writer
@@ -99,6 +100,11 @@ class Store:
 
     def size_of(self, name: str) -> int:
         return layout.size_of(self.dir, name)
+
+    def unusable(self) -> str | None:
+        """Why the data directory cannot be used, as "data directory DIR does not exist" (None: it can)."""
+        why = unusable_dir(self.dir)
+        return None if why is None else f"data directory {self.dir} {why}"
 
     def held_for_writing(self, name: str) -> bool:
         """Whether any process holds ``name`` open for writing (see :func:`metrics_ops.layout.held_for_writing`)."""

@@ -34,8 +34,10 @@ def data_dir_problem(s, can_create: bool | None = None) -> str | None:
     can), naming the directory and where the setting came from: under cron the working directory is $HOME.
     ``can_create``: True adds "add --create", False "rotate --create makes it", None no hint."""
     from metrics_ops.config import DEFAULT, origins_of
+    from metrics_ops.store import unusable_dir
 
-    if s.dir.is_dir():
+    why = unusable_dir(s.dir)
+    if why is None:
         return None
     origin = origins_of(s)["dir"]
     where = s.dir.resolve()
@@ -43,10 +45,9 @@ def data_dir_problem(s, can_create: bool | None = None) -> str | None:
         said = f"the default ./data in the working directory {where.parent}; set METRICS_DIR or --data-dir"
     else:
         said = origin.describe(s.dir)
-    if s.dir.exists():
-        return f"data directory {where} is not a directory ({said})"
-    hint = {False: "; rotate --create makes it", True: "; add --create to make it", None: ""}[can_create]
-    return f"data directory {where} does not exist ({said}){hint}"
+    hint = "" if s.dir.exists() else {False: "; rotate --create makes it", True: "; add --create to make it",
+                                      None: ""}[can_create]
+    return f"data directory {where} {why} ({said}){hint}"
 
 
 def existing_store(s):

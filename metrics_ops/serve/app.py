@@ -164,8 +164,8 @@ class Endpoint:
 
     def health(self, environ) -> Reply:
         directory = self.store.dir
-        if not directory.is_dir():
-            return Reply(503, {"ok": False, "reason": f"data directory {directory} does not exist"})
+        if (unusable := self.store.unusable()) is not None:
+            return Reply(503, {"ok": False, "reason": unusable})
         if not os.access(directory, os.W_OK | os.X_OK):
             return Reply(503, {"ok": False, "reason": f"data directory {directory} is not writable"})
         if (low := self.floor.reason()) is not None:

@@ -53,10 +53,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 def preflight(settings: Settings) -> None:
     """Everything that would make the server fail after it started, checked first: one line each."""
-    from metrics_ops.store import dir_mode
+    from metrics_ops.store import dir_mode, unusable_dir
 
     directory = settings.dir
-    if directory.exists() and not directory.is_dir():
+    if unusable_dir(directory) == "is not a directory":
         raise ServeError(f"data directory {directory} is not a directory")
     try:
         directory.mkdir(mode=dir_mode(settings.file_mode_bits), parents=True, exist_ok=True)
