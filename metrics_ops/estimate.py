@@ -3,8 +3,11 @@
 Each stored line carries the rates it was sampled at: ``client_rate`` c (what the browser declared) and
 ``server_rate`` s (serve's rate for that event name then). Its inclusion probability is pi = c x s and its
 weight w = 1 / pi; a line without the fields weighs 1 (it was stored before rates were recorded) and is counted
-as *unweighted* (so is a line whose rates are not numbers in (0, 1]); :mod:`metrics_ops.tally` applies this
-rule line by line. The estimate of a group is the sum of its weights.
+as *unweighted* (so is a line whose rates are not numbers in (0, 1]); a line whose rates are numbers in (0, 1]
+but whose weight would exceed :data:`MAX_WEIGHT` (``5e-324`` from an older serve: an infinite weight, or a
+product that is 0) is *damaged*, left out and counted, so no sum is ever ``inf`` and no rollup holds
+``Infinity``. :mod:`metrics_ops.tally` applies this rule line by line. The estimate of a group is the sum of its
+weights.
 
 The sampled units are visitors, not events: in ``visitor`` mode a visitor is kept or dropped whole, so the events
 of one visitor are not independent. The variance treats each visitor of a group as one cluster with total
@@ -24,6 +27,11 @@ import math
 from dataclasses import dataclass
 
 Z95 = 1.959964
+#: the largest weight a stored line may carry: 1 / (client_rate x server_rate) for rates down to 1e-6 each.
+#: Any smaller product is a damaged line (serve refuses such rates; an older serve stored them). Sums of weights,
+#: and their variance (weights squared), stay finite for any number of lines a disk can hold.
+MAX_WEIGHT = 1e12
+MIN_INCLUSION = 1.0 / MAX_WEIGHT  # the smallest client_rate x server_rate a reader weighs
 
 
 @dataclass

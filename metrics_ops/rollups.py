@@ -112,12 +112,13 @@ class Rollup:
     unweighted: int = 0
     damaged: int = 0
     problems: list[str] = field(default_factory=list)
+    damage: dict[str, int] = field(default_factory=dict)  # the damaged lines by what is wrong (tally.DAMAGE)
 
     def to_dict(self) -> dict:
         return {
             "format": FORMAT, "day": self.day.isoformat(), "tz": self.tz,
             "lines": self.lines, "test_lines": self.test_lines, "unweighted": self.unweighted,
-            "damaged": self.damaged, "problems": self.problems,
+            "damaged": self.damaged, "damage": self.damage, "problems": self.problems,
             "views": {",".join(v): [[*key, *est.as_list()] for key, est in sorted(cells.items())]
                       for v, cells in self.views.items()},
         }
@@ -131,7 +132,8 @@ class Rollup:
             if only is None or dims == only:
                 views[dims] = {tuple(row[:len(dims)]): Estimate.from_list(row[len(dims):]) for row in rows}
         return cls(date.fromisoformat(doc["day"]), doc["tz"], views, doc.get("lines", 0), doc.get("test_lines", 0),
-                   doc.get("unweighted", 0), doc.get("damaged", 0), doc.get("problems", []))
+                   doc.get("unweighted", 0), doc.get("damaged", 0), doc.get("problems", []),
+                   doc.get("damage") or ({"damaged": doc["damaged"]} if doc.get("damaged") else {}))
 
 
 def from_tally(tally: DayTally, tz: str) -> Rollup:
@@ -143,7 +145,7 @@ def from_tally(tally: DayTally, tz: str) -> Rollup:
             cells = fold_paths(cells, view.index("path"), TOP_PATHS)
         views[view] = {key: Estimate.of_visitors(clusters) for key, clusters in cells.items()}
     return Rollup(tally.day, tz, views, tally.lines, tally.test_lines, tally.unweighted, tally.damaged,
-                  [str(p) for p in tally.problems])
+                  [str(p) for p in tally.problems], dict(tally.damage))
 
 
 def write(directory: Path, name: str, zone: ZoneInfo) -> int:

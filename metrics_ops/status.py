@@ -123,7 +123,8 @@ def _disk_problems(report: StatusReport) -> list[str]:
         out.append(f"free space {mib(usage.free)} is under serve's floor of {mib(report.serve_floor)}: serve "
                    "stores nothing")
     if inv.aside_files:
-        out.append(f"{inv.aside_files} archive(s) set aside as unreadable (*.gz.corrupt): inspect with gzip -t")
+        out.append(f"{inv.aside_files} archive(s) set aside as unreadable (.metrics-*.gz.corrupt): "
+                   "inspect with gzip -t")
     return out
 
 
