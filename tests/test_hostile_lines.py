@@ -278,3 +278,37 @@ def test_forget_reaches_a_legacy_metrics_jsonl_before_the_first_pass(data_dir):
     assert [json.loads(x)["visitor_id"] for x in iter_lines(data_dir)] == ["keep1", "keep2"]
     os.unlink(legacy)
     assert sorted(p.name for p in data_dir.iterdir() if p.name.startswith("metrics-")) == [file_name(today)]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_bounded_reader_cuts_like_split_whatever_the_chunks(data_dir, monkeypatch, seed):
+    """Lines of every length around the bound, read in chunks of every size, plain and .gz: the reader yields
+    exactly the lines a plain split gives, minus those over the bound (counted, handed on whole and in order)."""
+    import random
+
+    from metrics_ops import reading
+
+    rng = random.Random(seed)
+    bound = rng.choice([8, 16, 33])
+    monkeypatch.setattr(reading, "MAX_LINE", bound)
+    monkeypatch.setattr(reading, "_WINDOW", bound // 2)
+    monkeypatch.setattr(reading, "_READ", rng.choice([1, 3, 7, 16, 64, 1000]))
+    lines = [bytes(rng.choice(b"ab") for _ in range(rng.choice([0, 1, bound - 1, bound, bound + 1, 3 * bound,
+                                                                  rng.randrange(5 * bound)])))
+             for _ in range(rng.randrange(1, 30))]
+    body = b"\n".join(lines) + rng.choice([b"\n", b""])
+    name = file_name(days_ago(3)) + (".gz" if seed % 2 else "")
+    (data_dir / name).write_bytes(gzip.compress(body) if seed % 2 else body)
+    long, passed = {}, []
+    fd = os.open(data_dir / name, os.O_RDONLY)
+    try:
+        got = b"".join(reading.file_blocks(fd, name, [], long, through=passed.append))
+    finally:
+        os.close(fd)
+    whole = body.split(b"\n")
+    if whole[-1] == b"":
+        whole.pop()
+    assert got.split(b"\n")[:-1] == [x for x in whole if len(x) <= bound]
+    assert long.get(name, 0) == sum(len(x) > bound for x in whole)
+    assert b"".join(passed) == b"".join(x + b"\n" for x in whole if len(x) > bound)[:len(b"".join(passed))]
+    assert b"".join(passed).replace(b"\n", b"") == b"".join(x for x in whole if len(x) > bound)
