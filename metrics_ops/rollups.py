@@ -26,7 +26,7 @@ from metrics_ops.archive import replace_atomically
 from metrics_ops.estimate import Estimate, merge_clusters
 from metrics_ops.layout import ROLLUP_DIR, fsync_dir
 from metrics_ops.reading import shards
-from metrics_ops.tally import DayTally, tally_day
+from metrics_ops.tally import NOT_AN_EVENT, DayTally, tally_day
 
 FORMAT = 1
 TOP_PATHS = 100
@@ -133,7 +133,8 @@ class Rollup:
                 views[dims] = {tuple(row[:len(dims)]): Estimate.from_list(row[len(dims):]) for row in rows}
         return cls(date.fromisoformat(doc["day"]), doc["tz"], views, doc.get("lines", 0), doc.get("test_lines", 0),
                    doc.get("unweighted", 0), doc.get("damaged", 0), doc.get("problems", []),
-                   doc.get("damage") or ({"damaged": doc["damaged"]} if doc.get("damaged") else {}))
+                   # a rollup of an earlier version counted only lines that are not JSON events as damaged
+                   doc.get("damage") or ({NOT_AN_EVENT: doc["damaged"]} if doc.get("damaged") else {}))
 
 
 def from_tally(tally: DayTally, tz: str) -> Rollup:
