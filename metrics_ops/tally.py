@@ -47,8 +47,9 @@ TOO_RARE = "sampling rates too small to weigh"
 NO_SUCH_HOUR = "a received_at with no hour in the time zone"
 TOO_LONG = f"longer than {MAX_LINE_TEXT}"
 DAMAGE = (NOT_AN_EVENT, TOO_RARE, NO_SUCH_HOUR, TOO_LONG)
-#: the years where a UTC hour may have no local hour: a block holding neither is checked no further
-_EDGE_YEARS = (b"9999-", b"0001-")
+#: received_at from here up to before "9999" has an hour in every zone; outside, _Hours decides (a string compare
+#: per line where the hour is not needed otherwise)
+_SAFE_FROM, _SAFE_UNTIL = "0002", "9999"
 
 
 @dataclass
@@ -101,15 +102,6 @@ class _Hours:
         self.cache[key] = hour
         return hour
 
-    def unusable_in(self, block: bytes) -> bool:
-        """Whether a block of serve-shaped lines holds a ``received_at`` without an hour in the zone: C searches
-        only, unless the block holds an edge year at all."""
-        if not any(year in block for year in _EDGE_YEARS):
-            return False
-        import re
-
-        return any(self(at.decode()) is None for at in set(re.findall(rb'"received_at":"((?:9999|0001)-[^"]{0,9})',
-                                                                      block)))
 
 
 def tally_day(directory: Path, day: date, day_shards: list[Shard], groupings: list[tuple[str, ...]], zone: ZoneInfo,
@@ -136,7 +128,7 @@ def tally_day(directory: Path, day: date, day_shards: list[Shard], groupings: li
     try:
         for block in read_day(directory, day_shards, tally.problems, tally.long_lines):
             cols = lineshape.columns(block) if shaped is not None else None
-            if cols is None or hours.unusable_in(block) or not shaped.count(cols, tally):
+            if cols is None or not shaped.count(cols, tally):
                 if shaped is not None:
                     shaped.whole = False
                 _count_block(block, tally, targets, event, hours, needs_hour, needs_path)
@@ -301,8 +293,6 @@ def _count_block(block: bytes, tally: DayTally, targets, event: str | None, hour
     loads, bad_json, lines, test_lines, unweighted = orjson.loads, orjson.JSONDecodeError, 0, 0, 0
     not_events = too_rare = no_hour = 0
     marked = f'"{MARK}"'.encode()
-    # the hour of every line when grouped by hour; else only in a block with an edge year (C searches)
-    timed = needs_hour or any(year in block for year in _EDGE_YEARS)
     hour = None
     for line in block.split(b"\n"):
         if not line:
@@ -340,9 +330,14 @@ def _count_block(block: bytes, tally: DayTally, targets, event: str | None, hour
                 w, unit = 1.0 / p, False
             else:  # rates that cannot be: counted once, like a line without rates
                 w, unit = 1.0, True
-        if timed:
+        if needs_hour:
             hour = hours(rec.get("received_at"))
             if hour is None:
+                no_hour += 1
+                continue
+        else:  # whether a line is damaged never depends on the grouping: its hour must exist all the same
+            at = rec.get("received_at")
+            if type(at) is str and not _SAFE_FROM <= at < _SAFE_UNTIL and hours(at) is None:
                 no_hour += 1
                 continue
         if event is not None and ev != event:
