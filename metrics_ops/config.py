@@ -52,6 +52,15 @@ def _json_value(text: str):
         raise PydanticCustomError("json", "not valid JSON: {error}", {"error": str(exc)}) from None
 
 
+#: bounds of the settings that count days, seconds and sizes: whatever the operator writes, every date, timestamp
+#: and byte count derived from them stays inside the calendar and the clock (a day count of 10**6 or an interval of
+#: 1e12 s overflows them), and far beyond any sensible value: a century, a week between passes, a day's wait for
+#: the lock, a pebibyte.
+MAX_DAYS = 36_500
+MIN_INTERVAL, MAX_INTERVAL = 0.1, 7 * 86_400
+MAX_LOCK_TIMEOUT = 86_400
+MAX_MIB = 1 << 30
+
 _toml_values: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("toml_values", default=None)
 
 
@@ -79,24 +88,26 @@ class Settings(BaseSettings):
     tz: str = Field("UTC", description="IANA time zone that decides the day of an event and of a file")
     sample_rate: float = Field(1.0, ge=0, le=1, allow_inf_nan=False, description="server-side sampling rate, 0..1")
     ring_capacity: int = Field(500, ge=1, le=10_000, description="events kept for the debug snapshot")
-    gzip_after: int = Field(3, ge=1, description="compress files whose day is at least this many days old")
-    retention: int = Field(30, ge=1, description="delete files whose day is at least this many days old")
-    max_mb: float | None = Field(None, gt=0, allow_inf_nan=False,
+    gzip_after: int = Field(3, ge=1, le=MAX_DAYS, description="compress files whose day is at least this many days old")
+    retention: int = Field(30, ge=1, le=MAX_DAYS, description="delete files whose day is at least this many days old")
+    max_mb: float | None = Field(None, gt=0, le=MAX_MIB, allow_inf_nan=False,
                                  description="start a new shard at this size in MiB (unset: no shards)")
-    rollup_retention: int = Field(400, ge=1, description="keep a day's rollup (its counts, no ids) this many days")
-    interval: float = Field(300, gt=0, allow_inf_nan=False,
-                            description="seconds between passes of rotate's loop")
+    rollup_retention: int = Field(400, ge=1, le=MAX_DAYS,
+                                  description="keep a day's rollup (its counts, no ids) this many days")
+    interval: float = Field(300, ge=MIN_INTERVAL, le=MAX_INTERVAL, allow_inf_nan=False,
+                            description="seconds between passes of rotate's loop (0.1 .. 604800, a week)")
     gzip_level: int = Field(6, ge=1, le=9, description="gzip compression level, 1 (fast) .. 9 (small)")
-    lock_timeout: float = Field(10, ge=0, allow_inf_nan=False,
+    lock_timeout: float = Field(10, ge=0, le=MAX_LOCK_TIMEOUT, allow_inf_nan=False,
                                 description="seconds a maintenance pass waits for another to finish")
     # disk budget and the rotator's health (metrics_ops.budget, metrics_ops.health)
-    max_total_mb: float | None = Field(None, gt=0, allow_inf_nan=False, description=(
-        "ceiling on the data files' total size in MiB: a pass deletes the oldest data above it (unset: none)"))
-    min_free_mb: float | None = Field(None, ge=0, allow_inf_nan=False, description=(
+    max_total_mb: float | None = Field(None, gt=0, le=MAX_MIB, allow_inf_nan=False, description=(
+        "ceiling on the data files' and rollups' total size in MiB: a pass deletes the oldest data above it "
+        "(unset: none)"))
+    min_free_mb: float | None = Field(None, ge=0, le=MAX_MIB, allow_inf_nan=False, description=(
         "free space in MiB a pass keeps on the data directory's file system, deleting the oldest data (unset: none)"))
     min_free_percent: float | None = Field(None, ge=0, lt=100, allow_inf_nan=False, description=(
         "the same floor as a percentage of the file system's size (both hold when both are set)"))
-    serve_min_free_mb: float = Field(64, ge=0, allow_inf_nan=False, description=(
+    serve_min_free_mb: float = Field(64, ge=0, le=MAX_MIB, allow_inf_nan=False, description=(
         "serve stores nothing (202 stored: 0, /healthz 503) while less than this many MiB are free; 0: off"))
     status_file: Path | None = Field(
         None, description="one-line status of the last pass, for health checks (default DIR/.metrics-ops.status)")

@@ -66,9 +66,31 @@ def read_status(path: Path) -> PassStatus | None:
     try:
         doc = json.loads(text)
         known = {f.name for f in fields(PassStatus)}
-        return PassStatus(**{k: v for k, v in doc.items() if k in known})
-    except (ValueError, TypeError):
+        return _checked(PassStatus(**{k: v for k, v in doc.items() if k in known}))
+    except (ValueError, TypeError, AttributeError):
         raise StatusUnreadable(f"the status file {path} does not hold a metrics-ops status line") from None
+
+
+#: the last second of the calendar (9999-12-31T23:59:59Z) but a fortnight: a time past it cannot be shown, nor
+#: the next pass after it (``status`` plans it)
+LAST_TIME = 253_402_300_799 - 14 * 86_400
+
+
+def _checked(status: PassStatus) -> PassStatus:
+    """A status line whose times, interval and counts are what a pass writes; ValueError otherwise (a hand-edited
+    or foreign file must not make ``status`` or ``rotate --check`` overflow the clock)."""
+    from metrics_ops.config import MAX_INTERVAL
+
+    def number(value, low: float, high: float) -> bool:
+        return type(value) in (int, float) and low <= value <= high  # NaN fails both comparisons
+
+    if not (number(status.time, 0, LAST_TIME) and number(status.duration, 0, LAST_TIME)
+            and (status.last_success is None or number(status.last_success, 0, LAST_TIME))
+            and number(status.interval, 0, MAX_INTERVAL) and status.interval > 0
+            and type(status.result) is str and type(status.message) is str
+            and type(status.errors) is int and type(status.budget_deleted) is int and type(status.pid) is int):
+        raise ValueError("not a status line")
+    return status
 
 
 def next_status(previous: PassStatus | None, *, started: float, ended: float, result: str, interval: float,
