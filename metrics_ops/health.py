@@ -173,12 +173,12 @@ def textfile(status: PassStatus, inventory: Inventory | None, usage: DiskUsage |
     if inventory is not None:
         _metric(lines, p + "files", "gauge", "Data files by state after the pass (pruned: deleted by this pass).",
                 [('{state="plain"}', inventory.plain_files), ('{state="archived"}', inventory.archived_files),
-                 ('{state="aside"}', inventory.aside_files), ('{state="pruned"}', pruned[0]),
-                 ('{state="budget_deleted"}', budget_deleted[0])])
+                 ('{state="aside"}', inventory.aside_files), ('{state="rollup"}', inventory.rollup_files),
+                 ('{state="pruned"}', pruned[0]), ('{state="budget_deleted"}', budget_deleted[0])])
         _metric(lines, p + "bytes", "gauge", "Bytes of data files by state after the pass (pruned: deleted by it).",
                 [('{state="plain"}', inventory.plain_bytes), ('{state="archived"}', inventory.archived_bytes),
-                 ('{state="aside"}', inventory.aside_bytes), ('{state="pruned"}', pruned[1]),
-                 ('{state="budget_deleted"}', budget_deleted[1])])
+                 ('{state="aside"}', inventory.aside_bytes), ('{state="rollup"}', inventory.rollup_bytes),
+                 ('{state="pruned"}', pruned[1]), ('{state="budget_deleted"}', budget_deleted[1])])
         _metric(lines, p + "dates_with_data", "gauge", "Days with data files.", [("", len(inventory.days))])
     if usage is not None:
         _metric(lines, p + "free_bytes", "gauge", "Free bytes on the data directory's file system.",
@@ -187,13 +187,14 @@ def textfile(status: PassStatus, inventory: Inventory | None, usage: DiskUsage |
                 [("", usage.total)])
     _metric(lines, p + "min_free_bytes", "gauge", "The disk budget's free-space floor (0: none).",
             [("", min_free or 0)])
-    _metric(lines, p + "max_total_bytes", "gauge", "The disk budget's ceiling on data files (0: none).",
+    _metric(lines, p + "max_total_bytes", "gauge", "The disk budget's ceiling on data files and rollups (0: none).",
             [("", max_total or 0)])
     return "\n".join(lines) + "\n"
 
 
 def _deleted(result, step: str) -> tuple[int, int]:
-    done = [a for a in result.actions if a.step == step and a.kind == "delete" and a.status == "done"]
+    done = [a for a in result.actions
+            if a.step == step and a.kind in ("delete", "drop-rollup") and a.status == "done"]
     return len(done), sum(a.bytes_before or 0 for a in done)
 
 

@@ -176,7 +176,7 @@ def test_the_interval_loop_is_silent_until_something_changes_or_fails(data_dir):
     assert "nothing to do" not in out + err
     rows = [line.split("\t") for line in out.splitlines() if not line.startswith("step\t")]
     assert [r[1] for r in rows if r[2].startswith(file_name(old))][:2] == ["gzip"]  # the change is logged
-    assert ["rotate", "create"] == rows[0][:2]
+    assert rows[0][:2] == ["rotate", "create"]
     err_lines = err.splitlines()
     assert err_lines[0].startswith(f"metrics-ops: rotating {data_dir} every 0.2 s")
     stuck_lines = [line for line in err_lines[1:] if file_name(stuck) + ":" in line]
