@@ -149,6 +149,14 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value):
         return None if isinstance(value, str) and value.strip() == "" else value
 
+    @field_validator("dir", mode="before")
+    @classmethod
+    def _dir_given(cls, value):
+        if isinstance(value, str) and value.strip() == "":
+            raise PydanticCustomError("empty", "the data directory cannot be empty (it would silently be the working "
+                                               "directory); give a path")
+        return value
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _origin_list(cls, value):
@@ -219,14 +227,30 @@ class Settings(BaseSettings):
             raise PydanticCustomError("relation", "{why}", {"fields": ("jsonl",), "why": why})
         from metrics_ops.layout import STATE_NAME, STATUS_NAME
 
-        # files the tool writes over and over: never the link, a data file or another of the tool's files
+        # files the tool writes over and over: never the link, a data file or another of the tool's files; and
+        # what it writes for monitoring nowhere in the data directory's tree but the status file's own default
         for name, label, own in (("state_file", "the state file", STATE_NAME),
                                  ("status_file", "the status file", STATUS_NAME),
                                  ("health_textfile", "the health textfile", None)):
             path = getattr(self, name)
-            if path is not None and (why := self._own_file_clash(path, label, own)):
+            if path is None:
+                continue
+            why = self._own_file_clash(path, label, own)
+            if why is None and name != "state_file":
+                why = self._inside_data_tree(path, label, own)
+            if why is not None:
                 raise PydanticCustomError("relation", "{why}", {"fields": (name,), "why": why})
         return self
+
+    def _inside_data_tree(self, path: Path, label: str, own_name: str | None) -> str | None:
+        from metrics_ops.layout import inside_tree
+
+        if own_name is not None and path.resolve() == (self.dir / own_name).resolve():
+            return None  # the status file's default place, given explicitly
+        if inside_tree(path, self.dir):
+            return (f"{label} cannot be inside the data directory {self.dir.resolve()} (rollups/ included): passes, "
+                    "report and forget read and delete there; put it elsewhere")
+        return None
 
     def _own_file_clash(self, path: Path, label: str, own_name: str | None) -> str | None:
         if path.resolve() == self.link_path.resolve() or path.resolve() == self.link_path.absolute():
