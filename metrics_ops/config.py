@@ -52,6 +52,15 @@ def _json_value(text: str):
         raise PydanticCustomError("json", "not valid JSON: {error}", {"error": str(exc)}) from None
 
 
+#: bounds of the settings that count days, seconds and sizes: whatever the operator writes, every date, timestamp
+#: and byte count derived from them stays inside the calendar and the clock (a day count of 10**6 or an interval of
+#: 1e12 s overflows them), and far beyond any sensible value: a century, a week between passes, a day's wait for
+#: the lock, a pebibyte.
+MAX_DAYS = 36_500
+MIN_INTERVAL, MAX_INTERVAL = 0.1, 7 * 86_400
+MAX_LOCK_TIMEOUT = 86_400
+MAX_MIB = 1 << 30
+
 _toml_values: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("toml_values", default=None)
 
 
@@ -79,24 +88,26 @@ class Settings(BaseSettings):
     tz: str = Field("UTC", description="IANA time zone that decides the day of an event and of a file")
     sample_rate: float = Field(1.0, ge=0, le=1, allow_inf_nan=False, description="server-side sampling rate, 0..1")
     ring_capacity: int = Field(500, ge=1, le=10_000, description="events kept for the debug snapshot")
-    gzip_after: int = Field(3, ge=1, description="compress files whose day is at least this many days old")
-    retention: int = Field(30, ge=1, description="delete files whose day is at least this many days old")
-    max_mb: float | None = Field(None, gt=0, allow_inf_nan=False,
+    gzip_after: int = Field(3, ge=1, le=MAX_DAYS, description="compress files whose day is at least this many days old")
+    retention: int = Field(30, ge=1, le=MAX_DAYS, description="delete files whose day is at least this many days old")
+    max_mb: float | None = Field(None, gt=0, le=MAX_MIB, allow_inf_nan=False,
                                  description="start a new shard at this size in MiB (unset: no shards)")
-    rollup_retention: int = Field(400, ge=1, description="keep a day's rollup (its counts, no ids) this many days")
-    interval: float = Field(300, gt=0, allow_inf_nan=False,
-                            description="seconds between passes of rotate's loop")
+    rollup_retention: int = Field(400, ge=1, le=MAX_DAYS,
+                                  description="keep a day's rollup (its counts, no ids) this many days")
+    interval: float = Field(300, ge=MIN_INTERVAL, le=MAX_INTERVAL, allow_inf_nan=False,
+                            description="seconds between passes of rotate's loop (0.1 .. 604800, a week)")
     gzip_level: int = Field(6, ge=1, le=9, description="gzip compression level, 1 (fast) .. 9 (small)")
-    lock_timeout: float = Field(10, ge=0, allow_inf_nan=False,
+    lock_timeout: float = Field(10, ge=0, le=MAX_LOCK_TIMEOUT, allow_inf_nan=False,
                                 description="seconds a maintenance pass waits for another to finish")
     # disk budget and the rotator's health (metrics_ops.budget, metrics_ops.health)
-    max_total_mb: float | None = Field(None, gt=0, allow_inf_nan=False, description=(
-        "ceiling on the data files' total size in MiB: a pass deletes the oldest data above it (unset: none)"))
-    min_free_mb: float | None = Field(None, ge=0, allow_inf_nan=False, description=(
+    max_total_mb: float | None = Field(None, gt=0, le=MAX_MIB, allow_inf_nan=False, description=(
+        "ceiling on the data files' and rollups' total size in MiB: a pass deletes the oldest data above it "
+        "(unset: none)"))
+    min_free_mb: float | None = Field(None, ge=0, le=MAX_MIB, allow_inf_nan=False, description=(
         "free space in MiB a pass keeps on the data directory's file system, deleting the oldest data (unset: none)"))
     min_free_percent: float | None = Field(None, ge=0, lt=100, allow_inf_nan=False, description=(
         "the same floor as a percentage of the file system's size (both hold when both are set)"))
-    serve_min_free_mb: float = Field(64, ge=0, allow_inf_nan=False, description=(
+    serve_min_free_mb: float = Field(64, ge=0, le=MAX_MIB, allow_inf_nan=False, description=(
         "serve stores nothing (202 stored: 0, /healthz 503) while less than this many MiB are free; 0: off"))
     status_file: Path | None = Field(
         None, description="one-line status of the last pass, for health checks (default DIR/.metrics-ops.status)")
@@ -137,6 +148,14 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value):
         return None if isinstance(value, str) and value.strip() == "" else value
+
+    @field_validator("dir", mode="before")
+    @classmethod
+    def _dir_given(cls, value):
+        if isinstance(value, str) and value.strip() == "":
+            raise PydanticCustomError("empty", "the data directory cannot be empty (it would silently be the working "
+                                               "directory); give a path")
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -208,14 +227,30 @@ class Settings(BaseSettings):
             raise PydanticCustomError("relation", "{why}", {"fields": ("jsonl",), "why": why})
         from metrics_ops.layout import STATE_NAME, STATUS_NAME
 
-        # files the tool writes over and over: never the link, a data file or another of the tool's files
+        # files the tool writes over and over: never the link, a data file or another of the tool's files; and
+        # what it writes for monitoring nowhere in the data directory's tree but the status file's own default
         for name, label, own in (("state_file", "the state file", STATE_NAME),
                                  ("status_file", "the status file", STATUS_NAME),
                                  ("health_textfile", "the health textfile", None)):
             path = getattr(self, name)
-            if path is not None and (why := self._own_file_clash(path, label, own)):
+            if path is None:
+                continue
+            why = self._own_file_clash(path, label, own)
+            if why is None and name != "state_file":
+                why = self._inside_data_tree(path, label, own)
+            if why is not None:
                 raise PydanticCustomError("relation", "{why}", {"fields": (name,), "why": why})
         return self
+
+    def _inside_data_tree(self, path: Path, label: str, own_name: str | None) -> str | None:
+        from metrics_ops.layout import inside_tree
+
+        if own_name is not None and path.resolve() == (self.dir / own_name).resolve():
+            return None  # the status file's default place, given explicitly
+        if inside_tree(path, self.dir):
+            return (f"{label} cannot be inside the data directory {self.dir.resolve()} (rollups/ included): passes, "
+                    "report and forget read and delete there; put it elsewhere")
+        return None
 
     def _own_file_clash(self, path: Path, label: str, own_name: str | None) -> str | None:
         if path.resolve() == self.link_path.resolve() or path.resolve() == self.link_path.absolute():

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from metrics_ops.budget import Budget
-from metrics_ops.diskspace import MIB, DiskUsage, disk_usage, mib
+from metrics_ops.diskspace import MIB, DiskUsage, disk_usage, readable
 from metrics_ops.health import PassStatus, StatusUnreadable, check, expected_interval, read_status, when
 from metrics_ops.inventory import Inventory, take_inventory
 
@@ -116,12 +116,13 @@ def serve_status(url: str, fetch: Callable[[str], tuple[int, bytes]] = fetch_url
 def _disk_problems(report: StatusReport) -> list[str]:
     inv, usage, out = report.inventory, report.usage, []
     if report.max_total is not None and inv.total_bytes > report.max_total:
-        out.append(f"data files take {mib(inv.total_bytes)}, over max_total_mb {mib(report.max_total)}")
+        out.append(f"data files and rollups take {readable(inv.total_bytes)}, over max_total_mb "
+                   f"{readable(report.max_total)}")
     if report.min_free is not None and usage.free < report.min_free:
-        out.append(f"free space {mib(usage.free)} is under the budget's floor of {mib(report.min_free)}")
+        out.append(f"free space {readable(usage.free)} is under the budget's floor of {readable(report.min_free)}")
     if report.serve_floor and usage.free < report.serve_floor:
-        out.append(f"free space {mib(usage.free)} is under serve's floor of {mib(report.serve_floor)}: serve "
-                   "stores nothing")
+        out.append(f"free space {readable(usage.free)} is under serve's floor of {readable(report.serve_floor)}: "
+                   "serve stores nothing")
     if inv.aside_files:
         out.append(f"{inv.aside_files} archive(s) set aside as unreadable (*.gz.corrupt): inspect with gzip -t")
     return out
@@ -138,7 +139,7 @@ def _next_pass(store, settings, last: PassStatus | None, now: float) -> NextPass
     for a in plan.actions:
         if a.kind in ("gzip", "reconcile"):
             nxt.compress.append(a.file)
-        elif a.kind == "delete":
+        elif a.kind == "delete" or a.kind == "drop-rollup" and a.step == "budget":
             (nxt.budget_delete if a.step == "budget" else nxt.delete).append(a.file)
     return nxt
 

@@ -73,7 +73,7 @@ def _until(proc, path, text: str, count: int, timeout: float = 30) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_loop_stops_cleanly_on_signal(tmp_path, sig):
     d = tmp_path / "d"
-    proc = _start_loop(d, "--json")
+    proc = _start_loop(d, "--json", "-v")  # -v: every pass, those with nothing to do included
     _until(proc, proc.out, '"steps"', 2)  # a few passes
     proc.send_signal(sig)
     proc.wait(timeout=10)

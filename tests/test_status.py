@@ -46,7 +46,7 @@ def test_each_problem_is_one_line_and_exit_7(data_dir, run):
     r = run("--data-dir", data_dir, "status", env={"METRICS_MAX_TOTAL_MB": "0.001"})
     assert r.exit_code == 7
     assert len(r.stderr.splitlines()) == 2, r.stderr
-    assert "over max_total_mb 0.0 MiB" in r.stderr and "set aside as unreadable" in r.stderr
+    assert "over max_total_mb 1.0 KiB" in r.stderr and "set aside as unreadable" in r.stderr
     doc = json.loads(run("--data-dir", data_dir, "status", "--json", env={"METRICS_RETENTION": "30"}).stdout)
     assert doc["next_pass"]["delete"] == [file_name(days_ago(40), gz=True)]
 

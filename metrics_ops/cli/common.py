@@ -175,6 +175,11 @@ def option_for(ctx: click.Context, setting: str) -> str:
     raise LookupError(f"{ctx.command_path} has no option named {setting!r}")  # a bug in the command, not input
 
 
+#: the days --since and --until accept: nothing is stored before the Unix epoch, and the calendar ends in 9999
+FIRST_DAY = "1970-01-01"
+LAST_DAY = "9999-12-31"
+
+
 def range_options(fn):
     """--since / --until: a day range in METRICS_TZ (both commands that read the data back)."""
     fn = click.option("--until", default=None, metavar="DAY",
@@ -184,23 +189,37 @@ def range_options(fn):
 
 
 def day_range(since: str | None, until: str | None, today, default_days: int = 7):
-    """(first day, last day) from --since/--until as given; today is the caller's today in METRICS_TZ."""
+    """(first day, last day) from --since/--until as given; today is the caller's today in METRICS_TZ. A day
+    outside FIRST_DAY .. LAST_DAY (``--since 1000000d``, ``--until 0001-01-03``) is one line and exit 2."""
     from datetime import date, timedelta
+
+    first_day, last_day = date.fromisoformat(FIRST_DAY), date.fromisoformat(LAST_DAY)
 
     def day(option: str, text: str) -> date:
         t = text.strip().lower()
         if t in ("today", "yesterday"):
-            return today - timedelta(days=0 if t == "today" else 1)
-        if t.endswith("d") and t[:-1].isdigit():
-            return today - timedelta(days=int(t[:-1]))
-        try:
-            return date.fromisoformat(t)
-        except ValueError:
-            raise Failure(f"{option} {text}: want a day as YYYY-MM-DD, today, yesterday or Nd (N days ago)",
-                          ExitCode.USAGE) from None
+            found = today - timedelta(days=0 if t == "today" else 1)
+        elif t.endswith("d") and t[:-1].isascii() and t[:-1].isdigit():
+            ago = int(t[:-1]) if len(t) < 12 else None  # int() refuses thousands of digits
+            if ago is None or ago > (today - first_day).days:
+                raise Failure(f"{option} {text}: that is before {FIRST_DAY}; want a day from {FIRST_DAY} to "
+                              f"{LAST_DAY}", ExitCode.USAGE)
+            found = today - timedelta(days=ago)
+        else:
+            try:
+                found = date.fromisoformat(t)
+            except ValueError:
+                raise Failure(f"{option} {text}: want a day as YYYY-MM-DD, today, yesterday or Nd (N days ago)",
+                              ExitCode.USAGE) from None
+        if not first_day <= found <= last_day:
+            raise Failure(f"{option} {text}: want a day from {FIRST_DAY} to {LAST_DAY}", ExitCode.USAGE)
+        return found
 
     last = today if until is None else day("--until", until)
-    first = last - timedelta(days=default_days - 1) if since is None else day("--since", since)
+    if since is not None:
+        first = day("--since", since)
+    else:  # the default span, cut at the first day there can be data for
+        first = last - timedelta(days=min(default_days - 1, (last - first_day).days))
     if first > last:
         raise Failure(f"--since {first} is after --until {last}", ExitCode.USAGE)
     return first, last

@@ -69,6 +69,8 @@ def export(run, since, until, event, fmt, output_file, tz):
         raise Failure("--json prints a summary on stdout: give --output FILE for the lines", ExitCode.USAGE)
     s = run.settings(tz=tz)
     store = existing_store(s)
+    if output_file is not None:
+        _outside_the_data(output_file, s.dir)
     first, last = day_range(since, until, store.today(time.time()))
     progress = _LineCounter(sys.stderr, not out.quiet and not out.json and sys.stderr.isatty())
     try:
@@ -91,6 +93,17 @@ def export(run, since, until, event, fmt, output_file, tz):
         out.warn(f"{result.skipped} line(s) are not JSON objects: left out of the CSV")
     if not result.ok:
         raise click.exceptions.Exit(ExitCode.FAILURE)
+
+
+def _outside_the_data(path: str, directory) -> None:
+    """--output never lands in the data directory's tree (rollups/ included): exit 2, nothing written."""
+    from pathlib import Path
+
+    from metrics_ops.layout import inside_tree
+
+    if inside_tree(Path(path), directory):
+        raise Failure(f"--output {path}: inside the data directory {Path(directory).resolve()} (rollups/ included), "
+                      "where passes, report and forget would take it for data; export elsewhere", ExitCode.USAGE)
 
 
 def _to_file(path: str, directory, first, last, fmt: str, event, progress):
