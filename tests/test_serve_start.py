@@ -58,6 +58,22 @@ class Started:
         self.proc.wait(timeout)
         return self.lines
 
+    def wait_healthy(self, port: int, timeout: float = 60) -> None:
+        """Until /healthz answers 200 (whatever the ready line says); fails if serve exits first."""
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            assert self.proc.poll() is None, f"serve exited {self.proc.returncode}: {self.rest()}"
+            assert time.monotonic() < deadline, f"serve not healthy after {timeout} s: {self.lines}"
+            time.sleep(0.1)
+
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -115,6 +131,7 @@ def test_serve_restarts_on_its_data_directory_however_the_settings_are_given(tmp
         serve = Started(*args, env=env, cwd=isolated_env)
         line = serve.wait_ready()
         assert f"(data directory {data}, 1 worker)" in line
+        serve.wait_healthy(port)
         files.append(post(port, f"visitor{run}")["file"])
         assert serve.stop() == 0, serve.lines
         assert serve.lines == [line], serve.lines  # no worker refused its settings, nothing respawned
@@ -137,6 +154,7 @@ def test_serve_restarts_with_metrics_jsonl_right_after_its_own_link(tmp_path, is
     for visitor in ("first", "second"):
         serve = Started("serve", "--port", port, env=env, cwd=isolated_env)
         serve.wait_ready()
+        serve.wait_healthy(port)
         assert post(port, visitor)["stored"] == 1
         assert serve.stop() == 0, serve.lines
         assert not [x for x in serve.lines if not x.startswith(READY)], serve.lines
