@@ -31,6 +31,7 @@ from metrics_ops.origins import (  # noqa: F401  (re-exported: the config layer'
     ENV,
     ENV_PREFIX,
     FLAG,
+    HIDDEN,
     TOML,
     ConfigError,
     ExactDotEnvSource,

@@ -108,27 +108,28 @@ def read_toml(path: str | os.PathLike, known: Iterable[str], spelled: str = "--c
     """Parse a --config file; unknown keys and syntax errors are ConfigErrors naming the file as the operator gave
     it (``spelled``: ``--config`` or ``METRICS_CONFIG``)."""
     path = Path(path)
+    named = f"{spelled}={path}" if spelled.startswith(ENV_PREFIX) else f"{spelled} {path}"
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigError([f"{spelled} {path}: the file does not exist"]) from None
+        raise ConfigError([f"{named}: the file does not exist"]) from None
     except IsADirectoryError:
-        raise ConfigError([f"{spelled} {path}: is a directory, not a TOML file"]) from None
+        raise ConfigError([f"{named}: is a directory, not a TOML file"]) from None
     except PermissionError:
-        raise ConfigError([f"{spelled} {path}: permission denied"]) from None
+        raise ConfigError([f"{named}: permission denied"]) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{spelled} {path}: malformed TOML: {exc}"]) from None
+        raise ConfigError([f"{named}: malformed TOML: {exc}"]) from None
     except UnicodeDecodeError:
-        raise ConfigError([f"{spelled} {path}: malformed TOML: not UTF-8 text"]) from None
+        raise ConfigError([f"{named}: malformed TOML: not UTF-8 text"]) from None
     known = set(known)
     unknown = sorted(set(data) - known)
     if unknown:
         lines = []
         for key in unknown:
             close = close_name(key, known)
-            hint = f"did you mean {close!r}?" if close else "`metrics-ops config show` lists the settings"
-            lines.append(f"{spelled} {path}: unknown setting {key!r}; {hint}")
+            hint = f"; did you mean {close!r}?" if close else "; see `config show`"
+            lines.append(f"{named}: unknown key {key!r}{hint}")
         raise ConfigError(lines)
     base = path.parent
     # paths in a config file are relative to that file, not to the CWD

@@ -249,3 +249,14 @@ def test_a_worker_crash_loop_after_the_ready_line_is_reported_and_exits_1(tmp_pa
     assert serve.proc.returncode == 1, lines
     assert len(killed) >= 2
     assert lines[-1] == "metrics-ops: the workers kept exiting (see the lines above); serve stopped"
+
+
+def test_a_near_miss_in_serves_environment_is_said_once_not_once_per_worker(tmp_path):
+    port = free_port()
+    serve = Started("--data-dir", tmp_path / "data", "serve", "--port", port, "--workers", "2",
+                    env={"METRICS_RETENTON": "60"})
+    serve.wait_ready()
+    serve.wait_healthy(port)
+    assert serve.stop() == 0
+    assert [x for x in serve.lines if not x.startswith(READY)] == [
+        "metrics-ops: ignoring METRICS_RETENTON; did you mean METRICS_RETENTION?"]
