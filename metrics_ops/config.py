@@ -19,8 +19,6 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
-    DotEnvSettingsSource,
-    EnvSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
@@ -33,12 +31,18 @@ from metrics_ops.origins import (  # noqa: F401  (re-exported: the config layer'
     ENV,
     ENV_PREFIX,
     FLAG,
+    HIDDEN,
     TOML,
     ConfigError,
+    ExactDotEnvSource,
+    ExactEnvSource,
     Origin,
     check_dotenv,
     env_name,
+    env_typos,
     format_errors,
+    is_secret_field,
+    plain_value,
     read_toml,
 )
 
@@ -135,13 +139,17 @@ class Settings(BaseSettings):
     client_sample_rate: float = Field(
         1.0, ge=0, le=1, allow_inf_nan=False,
         description="the browser's sampling rate (VITE_METRICS_SAMPLE_RATE), for sample-test")
-    sample_key: str = Field("", description="key of the visitor hash; set the same key wherever visitors are hashed")
+    sample_key: str = Field("", description="key of the visitor hash; set the same key wherever visitors are hashed",
+                            json_schema_extra={"secret": True})
 
     @classmethod
     def settings_customise_sources(
         cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
     ):
-        return (init_settings, env_settings, dotenv_settings, _TomlSource(settings_cls))
+        return (init_settings, ExactEnvSource(settings_cls),
+                ExactDotEnvSource(settings_cls, env_file=dotenv_settings.env_file,
+                                   env_file_encoding=dotenv_settings.env_file_encoding),
+                _TomlSource(settings_cls))
 
     @field_validator("max_mb", "jsonl", "state_file", "max_total_mb", "min_free_mb", "min_free_percent",
                      "status_file", "health_textfile", mode="before")
@@ -322,8 +330,8 @@ def require_gzip_before_prune(settings: Settings) -> None:
 
 def _origins(flags: dict[str, Any], spelled: dict[str, str], toml_data: dict[str, Any], toml_file: str | None,
              env_file) -> dict:
-    env_found = EnvSettingsSource(Settings)()
-    dotenv_found = DotEnvSettingsSource(Settings, env_file=env_file)() if env_file else {}
+    env_found = ExactEnvSource(Settings)()
+    dotenv_found = ExactDotEnvSource(Settings, env_file=env_file)() if env_file else {}
     # DotEnvSettingsSource also reports the process environment; keep what only the file says.
     dotenv_found = {k: v for k, v in dotenv_found.items() if k not in env_found}
     origins = {}
@@ -346,15 +354,18 @@ def load_settings(
     config_file: str | os.PathLike | None = None,
     env_file: str | os.PathLike | None = ".env",
     spelled: dict[str, str] | None = None,
+    config_spelled: str = "--config",
 ) -> Settings:
     """Build the settings from every layer; ``flags`` holds only the options the operator gave, ``spelled`` the
-    option each of them came from as the command defines it (``{"gzip_level": "--level"}``), for messages.
+    option each of them came from as the command defines it (``{"gzip_level": "--level"}``), for messages;
+    ``config_spelled`` how ``config_file`` was given (``--config`` or ``METRICS_CONFIG``).
 
     Returns a Settings whose ``origins`` attribute maps each field to its :class:`Origin`.
     Raises :class:`ConfigError` with one line per problem.
     """
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
-    toml_data = read_toml(config_file, Settings.model_fields) if config_file is not None else {}
+    warn_env_typos()
+    toml_data = read_toml(config_file, Settings.model_fields, config_spelled) if config_file is not None else {}
     toml_file = str(config_file) if config_file is not None else None
     if env_file is not None and not Path(env_file).is_file():
         env_file = None
@@ -370,8 +381,8 @@ def load_settings(
     try:
         settings = Settings(_env_file=env_file, **flags)
     except ValidationError as exc:
-        raise ConfigError(format_errors(exc, origins, {f: i.default for f, i in Settings.model_fields.items()})) \
-            from None
+        raise ConfigError(format_errors(exc, origins, {f: i.default for f, i in Settings.model_fields.items()},
+                                        secret_fields())) from None
     except SettingsError as exc:  # a source could not be read at all
         raise ConfigError([f"settings: {exc}"]) from None
     finally:
@@ -382,3 +393,53 @@ def load_settings(
 
 def origins_of(settings: Settings) -> dict[str, Origin]:
     return getattr(settings, "_origins", None) or {f: Origin(DEFAULT, env_name(f)) for f in Settings.model_fields}
+
+
+_warned: set[str] = set()
+
+
+def warn_env_typos() -> None:
+    """Say once per process, on stderr, each METRICS_* variable of the environment that looks like a misspelt
+    setting (:func:`metrics_ops.origins.env_typos`); a warning, not an error: other programs may use the prefix."""
+    import sys
+
+    for line in env_typos(os.environ, Settings.model_fields):
+        if line not in _warned:
+            _warned.add(line)
+            print(f"metrics-ops: {line}", file=sys.stderr)
+
+
+def secret_fields() -> frozenset[str]:
+    """The settings no output may show (:func:`metrics_ops.origins.is_secret_field`)."""
+    return frozenset(name for name, field in Settings.model_fields.items() if is_secret_field(field))
+
+
+# --- handing settings to another process (serve's workers) ---------------------------------------------------
+def settings_to_json(settings: Settings) -> str:
+    """Every effective value and its origin, for :func:`settings_from_json` in a process that must run with
+    exactly these settings (serve's workers): nothing is looked up again, so nothing can resolve differently."""
+    import json
+
+    origins = origins_of(settings)
+    return json.dumps({
+        "values": {name: plain_value(getattr(settings, name)) for name in Settings.model_fields},
+        "origins": {name: [o.source, o.spelled, o.raw, o.file] for name, o in origins.items()},
+    }, default=str)
+
+
+def settings_from_json(text: str) -> Settings:
+    """The settings :func:`settings_to_json` wrote; no environment, .env or TOML file is read."""
+    import json
+
+    doc = json.loads(text)
+    origins = {name: Origin(*o) for name, o in doc["origins"].items()}
+    token = _toml_values.set({})
+    try:
+        settings = Settings(_env_file=None, **doc["values"])
+    except ValidationError as exc:  # the file system changed under the main process's checks
+        raise ConfigError(format_errors(exc, origins, {f: i.default for f, i in Settings.model_fields.items()},
+                                        secret_fields())) from None
+    finally:
+        _toml_values.reset(token)
+    object.__setattr__(settings, "_origins", origins)
+    return settings

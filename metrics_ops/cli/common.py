@@ -96,6 +96,7 @@ class Invocation:
     json: bool = False
     quiet: bool = False
     verbose: int = 0
+    config_spelled: str = "--config"  # or METRICS_CONFIG: how the config file was named, for its messages
 
     def settings(self, **flags):
         """Settings from every layer; ``flags`` are this command's options by setting name (None = not given).
@@ -107,7 +108,7 @@ class Invocation:
         if self.data_dir is not None:
             given.setdefault("dir", self.data_dir)
         try:
-            return load_settings(given, config_file=self.config,
+            return load_settings(given, config_file=self.config, config_spelled=self.config_spelled,
                                  spelled={name: option_for(ctx, name) for name in given})
         except ConfigError as exc:
             raise Failure(exc.lines, ExitCode.USAGE) from None
@@ -135,6 +136,8 @@ def _given(ctx: click.Context, param: click.Parameter, value):
     if value:  # None, False, 0: not given here
         invocation = ctx.ensure_object(Invocation)
         setattr(invocation, param.name, invocation.verbose + value if param.name == "verbose" else value)
+        if param.name == "config":
+            invocation.config_spelled = "--config"
     return value
 
 
@@ -153,7 +156,7 @@ def settings_options(fn):
     """--config / --data-dir, accepted before or after the command name; after the command wins."""
     fn = click.option("--data-dir", "data_dir", type=DataDirPath(), default=None,
                       expose_value=False, callback=_given, help="Data directory (env METRICS_DIR).")(fn)
-    fn = click.option("--config", type=click.Path(exists=True, dir_okay=False), default=None, expose_value=False,
+    fn = click.option("--config", type=click.Path(), metavar="FILE", default=None, expose_value=False,
                       callback=_given, help="TOML file with settings (env METRICS_CONFIG).")(fn)
     return fn
 
