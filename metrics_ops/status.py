@@ -157,10 +157,12 @@ def build_status(settings, *, now: float, url: str | None = None,
         raise StoreError(errno.ENOENT if not store.dir.exists() else errno.ENOTDIR, unusable)
     report = StatusReport(str(store.dir.absolute()), settings.tz, now,
                           serve_floor=int(settings.serve_min_free_mb * MIB))
+    unreadable = None
     try:
         report.last_pass = read_status(settings.status_path)
     except StatusUnreadable as exc:
-        report.attention.append(str(exc))
+        unreadable = str(exc)
+        report.attention.append(unreadable)
     report.inventory = take_inventory(store.dir, store.scan())
     report.usage = disk_usage(store.dir)
     budget = Budget.from_settings(settings)
@@ -169,7 +171,7 @@ def build_status(settings, *, now: float, url: str | None = None,
     report.next_pass = _next_pass(store, settings, report.last_pass, now)
     stale = check(report.last_pass, now=now, interval=expected_interval(settings, report.last_pass),
                   zone=settings.zone)
-    report.attention += stale
+    report.attention += stale if unreadable is None else []  # one line: a file is there, it cannot be read
     last = report.last_pass
     if not stale and last is not None and not last.ok:
         report.attention.append(f"the last pass ({when(last.time, settings.zone)}) {last.result}: {last.message}")

@@ -273,3 +273,27 @@ def test_limiter_seen_only_when_the_answers_tell():
 
     assert seen([202] * 20) is False and seen([202] * 11 + [429] * 9) is True
     assert seen([202]) is None and seen([202] * 19 + [502]) is None and seen([404] * 20) is None
+
+
+def test_a_csv_that_cannot_be_written_is_one_line_and_said_before_the_burst(data_dir, tmp_path, run, dead_url,
+                                                                             monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    missing = tmp_path / "no-such-dir" / "probe.csv"
+    r = run("probe", dead_url, "--csv", missing)  # exit 2, not 5: nothing was sent to the dead URL
+    assert (r.exit_code, r.stdout) == (2, "")
+    assert r.stderr == f"metrics-ops: --csv {missing}: directory {missing.parent} does not exist\n"
+    backend = Server(data_dir, tmp_path / "serve.log")
+    try:
+        r = run("probe", f"http://127.0.0.1:{backend.port}/api/metrics/event", "--requests", "2", "-q",
+                "--csv", "/proc/probe.csv")  # a directory where no file can be made
+    finally:
+        assert backend.stop() == 0
+    assert (r.exit_code, r.stdout) == (1, "")
+    assert r.stderr == "metrics-ops: --csv /proc/probe.csv: cannot write it: No such file or directory\n"
+
+
+def test_a_url_that_is_no_url_is_one_line_for_probe_and_sample_test(run):
+    r = run("probe", "http://[::1")
+    assert (r.exit_code, r.stderr) == (2, "metrics-ops: URL http://[::1: invalid IPv6 URL\n")
+    r = run("sample-test", "--url", "http://[::1")
+    assert (r.exit_code, r.stderr) == (2, "metrics-ops: --url http://[::1: invalid IPv6 URL\n")

@@ -37,9 +37,13 @@ def status(run, url, tz, interval):
     from metrics_ops.status import build_status
 
     out = run.output()
-    if url is not None and not url.startswith(("http://", "https://")):
-        raise Failure(f"--url {url}: want an http:// or https:// URL (serve's base, e.g. http://127.0.0.1:8001)",
-                      ExitCode.USAGE)
+    if url is not None:
+        from metrics_ops.httpclient import Target
+
+        try:
+            Target.parse(url)
+        except ValueError as exc:
+            raise Failure(f"--url {exc} (serve's base, e.g. http://127.0.0.1:8001)", ExitCode.USAGE) from None
     s = run.settings(tz=tz, interval=interval)
     problem = data_dir_problem(s, can_create=False)  # the same line as every command's, not a partial table
     if problem is not None:
