@@ -146,30 +146,33 @@ def _next_pass(store, settings, last: PassStatus | None, now: float) -> NextPass
 
 def build_status(settings, *, now: float, url: str | None = None,
                  fetch: Callable[[str], tuple[int, bytes]] = fetch_url) -> StatusReport:
-    from metrics_ops.store import Store, unusable_dir
+    """The status of ``settings``' data directory, which must be usable (else :class:`StoreError` saying why:
+    a directory that is not there has no status to show, only that one line)."""
+    import errno
+
+    from metrics_ops.store import Store, StoreError
 
     store = Store.from_settings(settings)
+    unusable = store.unusable()
+    if unusable is not None:
+        raise StoreError(errno.ENOENT if not store.dir.exists() else errno.ENOTDIR, unusable)
     report = StatusReport(str(store.dir.absolute()), settings.tz, now,
                           serve_floor=int(settings.serve_min_free_mb * MIB))
-    unusable = unusable_dir(store.dir)
-    missing = unusable is not None
-    if missing:  # one line for it; what lives inside it (the status file, a pass's record) follows from it
-        report.attention.append(f"data directory {report.directory} {unusable}")
+    unreadable = None
     try:
         report.last_pass = read_status(settings.status_path)
     except StatusUnreadable as exc:
-        if not (missing and settings.status_path.parent == store.dir):
-            report.attention.append(str(exc))
-    if not missing:
-        report.inventory = take_inventory(store.dir, store.scan())
-        report.usage = disk_usage(store.dir)
-        budget = Budget.from_settings(settings)
-        report.max_total, report.min_free = budget.max_total, budget.min_free(report.usage.total)
-        report.attention += _disk_problems(report)
-        report.next_pass = _next_pass(store, settings, report.last_pass, now)
+        unreadable = str(exc)
+        report.attention.append(unreadable)
+    report.inventory = take_inventory(store.dir, store.scan())
+    report.usage = disk_usage(store.dir)
+    budget = Budget.from_settings(settings)
+    report.max_total, report.min_free = budget.max_total, budget.min_free(report.usage.total)
+    report.attention += _disk_problems(report)
+    report.next_pass = _next_pass(store, settings, report.last_pass, now)
     stale = check(report.last_pass, now=now, interval=expected_interval(settings, report.last_pass),
                   zone=settings.zone)
-    report.attention += stale if not (missing and report.last_pass is None) else []
+    report.attention += stale if unreadable is None else []  # one line: a file is there, it cannot be read
     last = report.last_pass
     if not stale and last is not None and not last.ok:
         report.attention.append(f"the last pass ({when(last.time, settings.zone)}) {last.result}: {last.message}")

@@ -7,10 +7,10 @@ import copy
 import click
 
 from metrics_ops import __version__
-from metrics_ops.cli.common import CONTEXT_SETTINGS, DataDirPath, Invocation
+from metrics_ops.cli.common import CONTEXT_SETTINGS, DataDirPath, Group, Invocation
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+@click.group(cls=Group, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="metrics-ops")
 @click.option("--config", type=click.Path(), metavar="FILE", envvar="METRICS_CONFIG",
               help="TOML file with settings (keys as in `config show`); env METRICS_CONFIG.")
@@ -56,7 +56,8 @@ cli.add_command(export)
 cli.add_command(config)
 cli.add_command(sample_test)
 cli.add_command(ratelimit_probe)
-# The alias: the same command under a second name, hidden from the list (ratelimit-probe's help names it).
+# The alias: the same command under a second name, hidden from the list (ratelimit-probe's help names it),
+# offered by completion (common.Group).
 _probe_alias = copy.copy(ratelimit_probe)
 _probe_alias.hidden = True
 cli.add_command(_probe_alias, "probe")

@@ -17,6 +17,20 @@ def maintenance_lock_busy(exc) -> str:
     return f"another maintenance pass holds {exc.path} (waited {exc.waited:g} s; see --lock-timeout)"
 
 
+class Group(click.Group):
+    """The command group. An alias (a command added under a second name, hidden from the list in --help) is
+    still offered by shell completion, by the name it is typed as (bash, zsh and fish ask the group)."""
+
+    def shell_complete(self, ctx: click.Context, incomplete: str):
+        from click.shell_completion import CompletionItem
+
+        items = super().shell_complete(ctx, incomplete)
+        aliases = [CompletionItem(name, help=cmd.get_short_help_str()) for name, cmd in self.commands.items()
+                   if cmd.hidden and name != cmd.name and name.startswith(incomplete)]
+        # an alias's name is a word, so the list holds command names only (options come for "-" alone)
+        return sorted(items + aliases, key=lambda item: item.value) if aliases else items
+
+
 class DataDirPath(click.Path):
     """--data-dir: shown and completed as a directory, but not checked by click: a path that is a file gets the
     commands' own one-line message naming where the setting came from (:func:`data_dir_problem`), not click's

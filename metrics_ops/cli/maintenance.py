@@ -237,6 +237,9 @@ def _check(run, *, interval: float | None, tz: str | None) -> None:
 
     out = run.output()
     s = run.settings(interval=interval, tz=tz)
+    problem = data_dir_problem(s, can_create=False)  # not "no pass has recorded a status yet": none can
+    if problem is not None:
+        raise Failure(problem)
     try:
         status = read_status(s.status_path)
     except StatusUnreadable as exc:
