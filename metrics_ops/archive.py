@@ -23,14 +23,18 @@ from typing import NamedTuple
 
 from metrics_ops.changes import record_change
 from metrics_ops.layout import (
+    ASIDE_SUFFIX,
     FORGET_SUFFIX,
     TEMP_SUFFIX,
     StoreError,
+    aside_day,
     aside_name,
     fsync_dir,
+    is_old_name,
     open_regular,
     temp_name,
 )
+from metrics_ops.lines import file_blocks, inflated
 from metrics_ops.locks import OPEN_FLAGS
 
 _CHUNK = 1 << 20
@@ -154,8 +158,6 @@ def compare_pair(directory: Path, gz_name: str, src_fd: int, src_size: int) -> P
     """How the archive ``gz_name`` and the first ``src_size`` bytes of its source compare: what
     :func:`finish_compress` will do with them. Decompresses the archive once (twice when it is longer than the
     source), in constant memory."""
-    from metrics_ops.reading import inflated
-
     try:
         gz_fd = open_regular(directory, gz_name)
     except StoreError as exc:
@@ -191,8 +193,6 @@ def compare_pair(directory: Path, gz_name: str, src_fd: int, src_size: int) -> P
 def search(directory: Path, name: str, keep: Callable[[bytes], bool]) -> tuple[int, str | None]:
     """How many lines of a data file (plain, .gz, or an archive set aside) ``keep`` refuses, read in constant
     memory, and why the file could not be read to its end (None: it was)."""
-    from metrics_ops.reading import file_blocks
-
     fd = open_regular(directory, name)
     try:
         problems: list = []
@@ -218,15 +218,13 @@ def rewrite_without(directory: Path, name: str, keep: Callable[[bytes], bool], l
     """Drop the lines for which ``keep`` is false from one data file (plain or .gz). Under the exclusive flock
     (no writer appends meanwhile) the file is read once to count them and, when there are any, once more to write
     a filtered copy to ``.NAME.forget.tmp``, fsynced and renamed over the file (mode and mtime kept); both reads
-    stream (:func:`metrics_ops.reading.file_blocks`): memory stays constant whatever the file's size. A writer that
+    stream (:func:`metrics_ops.lines.file_blocks`): memory stays constant whatever the file's size. A writer that
     held the old file notices the replacement on its next append and reopens.
 
     ``touches(block)`` (optional) is a quick test of a block of lines: False when ``keep`` keeps all of them.
-    A line over :data:`metrics_ops.reading.MAX_LINE` is copied as it is (never parsed); one that ``touches``
+    A line over :data:`metrics_ops.lines.MAX_LINE` is copied as it is (never parsed); one that ``touches``
     is counted in ``Rewrite.unsearched``. A damaged archive is never rewritten: :class:`UnreadableFile` says how
     much of it was searched."""
-    from metrics_ops.reading import file_blocks
-
     fd = open_regular(directory, name)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -342,8 +340,6 @@ def _copy(fh, length: int, gz, name: str, progress: Callable[[int], None] | None
 
 def _archive_ends_with(gz_fd: int, src_fd: int, archived: int, src_size: int) -> bool:
     """Whether the archive's data (``archived`` bytes) ends with the source's first ``src_size`` bytes."""
-    from metrics_ops.reading import inflated
-
     skip, pos = archived - src_size, 0
     for chunk in inflated(gz_fd):
         end = pos + len(chunk)
@@ -367,10 +363,29 @@ def _extend_archive(directory: Path, gz_name: str, src_fd: int, start: int, st: 
 
 
 def _set_aside(directory: Path, gz_name: str) -> str:
+    name = _free_aside_name(directory, gz_name)
+    os.rename(directory / gz_name, directory / name)
+    fsync_dir(directory)
+    return name
+
+
+def _free_aside_name(directory: Path, gz_name: str) -> str:
     name, n = aside_name(gz_name), 1
     while os.path.lexists(directory / name):
         n += 1
         name = aside_name(gz_name, n)
-    os.rename(directory / gz_name, directory / name)
-    fsync_dir(directory)
     return name
+
+
+def rename_aside(directory: Path, name: str) -> str:
+    """Give an archive set aside under an earlier version's name (``metrics-...gz.corrupt``, inside the reading
+    glob) a hidden name; return it. Never over an existing file (a hard link, then the old name goes)."""
+    if not is_old_name(name) or aside_day(name) is None:
+        raise StoreError(errno.EINVAL, f"{name} is not an archive set aside under an old name")
+    if not stat.S_ISREG(os.lstat(directory / name).st_mode):
+        raise StoreError(errno.EINVAL, f"{name} is not a regular file; left alone")
+    new = _free_aside_name(directory, name.partition(ASIDE_SUFFIX)[0] + ".gz")
+    os.link(directory / name, directory / new)
+    os.unlink(directory / name)
+    fsync_dir(directory)
+    return new

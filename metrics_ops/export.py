@@ -6,7 +6,7 @@ a first pass over the same files, which holds only the key names), and ``metadat
 only after that first pass (lines written meanwhile), as JSON. A metadata value that is an object or a list is
 written as JSON; a missing field is an empty cell. Lines that are not JSON objects are left out of CSV and
 counted. Test traffic is exported like any other line (``metadata.test_run`` tells it apart). A line longer than
-the reader's bound (:data:`metrics_ops.reading.MAX_LINE`, 1 MiB) is left out of both formats and counted per
+the reader's bound (:data:`metrics_ops.lines.MAX_LINE`, 1 MiB) is left out of both formats and counted per
 file, never held whole.
 """
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from metrics_ops.maintenance import Action, Kind, PassResult, Status, failure_text
-from metrics_ops.reading import MAX_LINE_TEXT
+from metrics_ops.lines import MAX_LINE_TEXT
+from metrics_ops.maintenance import Action, Kind, PassResult, Status, failure_text, run_pass
 from metrics_ops.store import FORGET_SUFFIX, Listing, Store, StoreError, UnreadableFile
 
 
@@ -133,10 +133,8 @@ def _legacy(store: Store, listing: Listing, keep, now: float, level: int, result
     name = store.link.name
     if result.dry_run:
         _rewrite(store, name, keep, getattr(keep, "touches", None), level, True, result,
-                 " (the legacy regular file: adopted into the dated layout first)")
+                 " (the legacy regular file: adopted into the dated layout before it is filtered)")
         return listing
-    from metrics_ops.maintenance import run_pass
-
     adoption = run_pass(store, now=now, steps=("rotate",), level=level)
     result.actions.extend(adoption.actions)
     result.errors.extend(adoption.errors)

@@ -127,9 +127,6 @@ def is_temp(name: str) -> bool:
     return any(name.endswith(sfx) and parse_name(name[: -len(sfx)]) for sfx in (TEMP_SUFFIX, FORGET_SUFFIX))
 
 
-def is_forget_temp(name: str) -> bool:
-    return is_temp(name) and name.endswith(FORGET_SUFFIX)
-
 
 def unusable_dir(directory: Path) -> str | None:
     """Why ``directory`` cannot be a data directory ("does not exist", "is not a directory"); None when it can.
@@ -306,24 +303,6 @@ def create(directory: Path, name: str, file_mode: int) -> None:
         raise StoreError(errno.EINVAL, f"{name} does not match the file name grammar")
     fd = os.open(directory / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | OPEN_FLAGS, file_mode)
     os.close(fd)
-
-
-def rename_aside(directory: Path, name: str) -> str:
-    """Give an archive set aside under an earlier version's name (``metrics-...gz.corrupt``, inside the reading
-    glob) the hidden name; return the new name. Never over an existing file."""
-    if not is_old_name(name) or aside_day(name) is None:
-        raise StoreError(errno.EINVAL, f"{name} is not an archive set aside under an old name")
-    if not stat.S_ISREG(os.lstat(directory / name).st_mode):
-        raise StoreError(errno.EINVAL, f"{name} is not a regular file; left alone")
-    new, n = HIDDEN + name, 1
-    gz_name = name.partition(ASIDE_SUFFIX)[0] + ".gz"
-    while os.path.lexists(directory / new):
-        n += 1
-        new = aside_name(gz_name, n)
-    os.link(directory / name, directory / new)  # never replaces a file; the old name goes once the new one is there
-    os.unlink(directory / name)
-    fsync_dir(directory)
-    return new
 
 
 def remove_temp(directory: Path, name: str) -> int:

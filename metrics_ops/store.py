@@ -161,4 +161,4 @@ class Store:
         return archive.rewrite_without(self.dir, name, keep, level, dry_run=dry_run, touches=touches)
 
     def rename_aside(self, name: str) -> str:
-        return layout.rename_aside(self.dir, name)
+        return archive.rename_aside(self.dir, name)

@@ -17,7 +17,7 @@ Test traffic (lines with ``metadata.test_run``, see :mod:`metrics_ops.testrun`) 
 A *damaged* line is left out and counted by what is wrong with it (:data:`DAMAGE`): not a JSON object with string
 ``visitor_id`` and ``event``; rates whose weight exceeds :data:`metrics_ops.estimate.MAX_WEIGHT`; a
 ``received_at`` whose hour does not exist in the report's zone (``9999-12-31T23`` east of UTC: the calendar ends
-first); a line over the reader's bound (:data:`metrics_ops.reading.MAX_LINE`). Whether a line is damaged never
+first); a line over the reader's bound (:data:`metrics_ops.lines.MAX_LINE`). Whether a line is damaged never
 depends on the grouping, so a rollup's views and a report from raw lines agree. A ``received_at`` that is no
 time at all has no hour (``--``), like a line without one.
 """
@@ -101,7 +101,6 @@ class _Hours:
                 hour = None
         self.cache[key] = hour
         return hour
-
 
 
 def tally_day(directory: Path, day: date, day_shards: list[Shard], groupings: list[tuple[str, ...]], zone: ZoneInfo,

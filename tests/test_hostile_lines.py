@@ -286,7 +286,7 @@ def test_the_bounded_reader_cuts_like_split_whatever_the_chunks(data_dir, monkey
     exactly the lines a plain split gives, minus those over the bound (counted, handed on whole and in order)."""
     import random
 
-    from metrics_ops import reading
+    from metrics_ops import lines as reading
 
     rng = random.Random(seed)
     bound = rng.choice([8, 16, 33])

@@ -81,7 +81,7 @@ def export(run, since, until, event, fmt, output_file, tz):
     import time
 
     from metrics_ops.export import export as run_export
-    from metrics_ops.reading import MAX_LINE_TEXT
+    from metrics_ops.lines import MAX_LINE_TEXT
 
     out = run.output()
     if out.json and output_file is None:
