@@ -166,13 +166,19 @@ finally:
 
 def test_a_256_mib_line_in_a_small_archive_is_read_in_bounded_memory(data_dir, tmp_path):
     """The issue's 1 GiB line, scaled down: report, export and forget read it without holding it (bench/
-    hostile_bench.py measures the full size and the time)."""
+    hostile_bench.py measures the full size and the time). The test itself never holds it either."""
+    import zlib
+
     day = days_ago(2)
-    line = long_line(256 << 20, "v1")
-    gz = gzip.compress(served("v1", "a", day) + line + b"\n" + served("v2", "b", day), 1)
-    del line
-    (data_dir / (file_name(day) + ".gz")).write_bytes(gz)
-    assert len(gz) < 2 << 20
+    size = 256 << 20
+    head = b'{"visitor_id":"v1","event":"x","metadata":{"blob":"'
+    pack = zlib.compressobj(1, zlib.DEFLATED, 31)
+    with open(data_dir / (file_name(day) + ".gz"), "wb") as out:
+        out.write(pack.compress(served("v1", "a", day) + head))
+        for _ in range(size >> 20):
+            out.write(pack.compress(b"y" * (1 << 20)))
+        out.write(pack.compress(b'"}}\n' + served("v2", "b", day)) + pack.flush())
+    assert (data_dir / (file_name(day) + ".gz")).stat().st_size < 2 << 20
     runs = {"report": ["report", "--since", day, "--until", day, "--no-rollups"],
             "export": ["export", "--since", day, "--until", day, "--output", tmp_path / "out.jsonl"],
             "forget": ["forget", "v2"]}
@@ -183,8 +189,15 @@ def test_a_256_mib_line_in_a_small_archive_is_read_in_bounded_memory(data_dir, t
         assert "Traceback" not in proc.stderr, proc.stderr
         assert peak_mib < 120, f"{what}: {peak_mib:.0f} MiB"
     assert (tmp_path / "out.jsonl").read_bytes().count(b"\n") == 2
-    body = gzip.decompress((data_dir / (file_name(day) + ".gz")).read_bytes())
-    assert body.count(b"\n") == 2 and b'"visitor_id":"v2"' not in body and len(body) > 256 << 20
+    unpack, lines, seen, found = zlib.decompressobj(31), 0, 0, False
+    with open(data_dir / (file_name(day) + ".gz"), "rb") as fh:
+        while raw := fh.read(1 << 20):
+            while raw:
+                piece = unpack.decompress(raw, 8 << 20)
+                lines, seen = lines + piece.count(b"\n"), seen + len(piece)
+                found = found or b'"visitor_id":"v2"' in piece
+                raw = unpack.unconsumed_tail
+    assert lines == 2 and not found and seen > size  # v2 gone, the long line kept whole
 
 
 # ----------------------------------------------------------------------------- lines without their newline
