@@ -39,11 +39,10 @@ from metrics_ops.origins import (  # noqa: F401  (re-exported: the config layer'
     Origin,
     check_dotenv,
     env_name,
-    env_typos,
     format_errors,
     is_secret_field,
-    plain_value,
     read_toml,
+    warn_env_typos,
 )
 
 
@@ -364,7 +363,7 @@ def load_settings(
     Raises :class:`ConfigError` with one line per problem.
     """
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
-    warn_env_typos()
+    warn_env_typos(Settings.model_fields)
     toml_data = read_toml(config_file, Settings.model_fields, config_spelled) if config_file is not None else {}
     toml_file = str(config_file) if config_file is not None else None
     if env_file is not None and not Path(env_file).is_file():
@@ -395,51 +394,6 @@ def origins_of(settings: Settings) -> dict[str, Origin]:
     return getattr(settings, "_origins", None) or {f: Origin(DEFAULT, env_name(f)) for f in Settings.model_fields}
 
 
-_warned: set[str] = set()
-
-
-def warn_env_typos() -> None:
-    """Say once per process, on stderr, each METRICS_* variable of the environment that looks like a misspelt
-    setting (:func:`metrics_ops.origins.env_typos`); a warning, not an error: other programs may use the prefix."""
-    import sys
-
-    for line in env_typos(os.environ, Settings.model_fields):
-        if line not in _warned:
-            _warned.add(line)
-            print(f"metrics-ops: {line}", file=sys.stderr)
-
-
 def secret_fields() -> frozenset[str]:
     """The settings no output may show (:func:`metrics_ops.origins.is_secret_field`)."""
     return frozenset(name for name, field in Settings.model_fields.items() if is_secret_field(field))
-
-
-# --- handing settings to another process (serve's workers) ---------------------------------------------------
-def settings_to_json(settings: Settings) -> str:
-    """Every effective value and its origin, for :func:`settings_from_json` in a process that must run with
-    exactly these settings (serve's workers): nothing is looked up again, so nothing can resolve differently."""
-    import json
-
-    origins = origins_of(settings)
-    return json.dumps({
-        "values": {name: plain_value(getattr(settings, name)) for name in Settings.model_fields},
-        "origins": {name: [o.source, o.spelled, o.raw, o.file] for name, o in origins.items()},
-    }, default=str)
-
-
-def settings_from_json(text: str) -> Settings:
-    """The settings :func:`settings_to_json` wrote; no environment, .env or TOML file is read."""
-    import json
-
-    doc = json.loads(text)
-    origins = {name: Origin(*o) for name, o in doc["origins"].items()}
-    token = _toml_values.set({})
-    try:
-        settings = Settings(_env_file=None, **doc["values"])
-    except ValidationError as exc:  # the file system changed under the main process's checks
-        raise ConfigError(format_errors(exc, origins, {f: i.default for f, i in Settings.model_fields.items()},
-                                        secret_fields())) from None
-    finally:
-        _toml_values.reset(token)
-    object.__setattr__(settings, "_origins", origins)
-    return settings

@@ -15,7 +15,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from metrics_ops.config import Settings, settings_to_json
+from metrics_ops.config import Settings
+from metrics_ops.serve.handoff import settings_to_json
 from metrics_ops.serve.worker import PARENT_ENV, SETTINGS_ENV
 
 
