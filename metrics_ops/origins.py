@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -116,9 +116,11 @@ def check_dotenv(path: str | os.PathLike, fields: Iterable[str]) -> None:
         raise ConfigError(lines)
 
 
-def format_errors(exc: ValidationError, origins: dict[str, Origin], defaults: dict[str, Any]) -> list[str]:
+def format_errors(exc: ValidationError, origins: dict[str, Origin], defaults: dict[str, Any],
+                  secret: frozenset[str] = frozenset()) -> list[str]:
     """A pydantic ValidationError -> one line per problem, naming each setting as the operator spelled it, its
-    value and its source (``defaults``: the default of each field, for a default that fails a relation)."""
+    value and its source (``defaults``: the default of each field, for a default that fails a relation). The
+    value of a ``secret`` field is never shown."""
     lines = []
     for err in exc.errors(include_url=False):
         msg = err["msg"]
@@ -130,6 +132,8 @@ def format_errors(exc: ValidationError, origins: dict[str, Origin], defaults: di
             value = err.get("input") if len(fields) == 1 else None
             if value is None or isinstance(value, dict):
                 value = defaults.get(field) if origin.source == DEFAULT else origin.raw
+            if field in secret:
+                origin, value = replace(origin, raw="(hidden)"), "(hidden)"
             parts.append(origin.describe(value))
         lines.append(f"{' with '.join(parts)}: {msg}")
     return lines

@@ -14,7 +14,10 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from metrics_ops.config import Settings
+from metrics_ops.serve.access import warn_if_exposed
 from metrics_ops.serve.worker import PARENT_ENV
 
 
@@ -43,6 +46,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
             text = json.dumps(value)
         elif isinstance(value, Path):
             text = str(value.resolve())
+        elif isinstance(value, SecretStr):  # str() of it is the mask: the workers need the secret itself
+            text = value.get_secret_value()
         else:
             text = str(value)
         env[f"METRICS_{name.upper()}"] = text
@@ -82,6 +87,7 @@ def preflight(settings: Settings) -> None:
             raise ServeError(f"no permission to listen on {settings.host}:{settings.port} (ports below 1024 "
                              "need root)") from None
         raise ServeError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
+    warn_if_exposed(settings)
 
 
 def run(settings: Settings, on_ready: Callable[[], object] | None = None) -> None:
