@@ -302,11 +302,11 @@ def render_report(out: Output, result, csv_format: bool = False) -> None:
     if out.json:
         out.document(result.to_dict())
     elif csv_format:
-        import csv
+        from metrics_ops.csvcells import SafeWriter
 
         rows = [r.to_dict() for r in result.rows]
         columns = [*result.by, "events", "visitors", "estimate", "low", "high", "partial"]
-        writer = csv.writer(out.stdout, lineterminator="\n")
+        writer = SafeWriter(out.stdout)  # a path or an event name is text from the data: never a formula
         writer.writerow(columns)
         for r in rows:
             writer.writerow(["" if r.get(c) is None else r.get(c, "") for c in columns])
