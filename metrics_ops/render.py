@@ -267,7 +267,8 @@ def _status_rows(report) -> list[tuple[str, str, str]]:
     if report.serve is not None:
         srv = report.serve
         health = ("unreachable" if not srv.get("reachable") else
-                  "ok" if srv.get("healthz") == 200 else f"{srv.get('healthz')}: {srv.get('reason')}")
+                  "ok" if srv.get("healthz") == 200 else
+                  f"{srv.get('healthz')}: {srv.get('reason')}" + (f" ({srv['detail']})" if srv.get("detail") else ""))
         rows.append(("serve", "healthz", health))
         for name, value in srv.get("counters", {}).items():
             rows.append(("serve", name, f"{value:,}"))
