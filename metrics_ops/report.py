@@ -160,6 +160,7 @@ def run_report(directory: Path, *, since: date, until: date, today: date, zone: 
                     from_rollup[day] = r
                 else:
                     result.notes.append(f"the rollup of {day} counts hours in {r.tz}, not {tz}: not used")
+    pruned = sorted(d for d in from_rollup if d not in raw)  # only a rollup is left: --no-rollups cannot help
     raw = {d: s for d, s in raw.items() if d not in from_rollup}
     reduce = "day" in by and "path" not in by
     tallies = _tally_days(directory, raw, dims, zone, event, reduce, workers or min(2, os.cpu_count() or 1))
@@ -198,8 +199,18 @@ def run_report(directory: Path, *, since: date, until: date, today: date, zone: 
     result.empty_days = [d for d in _days(since, until) if d not in raw and d not in from_rollup]
     result.partial_days = [d for d in _days(since, until) if d >= today and d in raw]
     result.rows = _rows(cells, by, dims, event, top, result.partial_days)
-    _notes(result)
+    _notes(result, pruned)
     return result
+
+
+def _unknown_visitors_hint(pruned: list[date]) -> str:
+    """Why visitors are unknown, and what gives them: the raw files (--no-rollups) while they are kept, else
+    a count per day."""
+    why = "visitors: unknown where daily rollups are summed (a visitor of several days would count once per day)"
+    if not pruned:
+        return f"{why}; add --no-rollups to count them from the raw files, or group by day"
+    return (f"{why}; {len(pruned)} of these days have only their rollup left (raw files pruned), so group by day"
+            " (--no-rollups would leave them out)")
 
 
 def _days(since: date, until: date) -> list[date]:
@@ -236,7 +247,7 @@ def _rows(cells: dict[tuple, _Cell], by: tuple[str, ...], dims: tuple[str, ...],
     return rows
 
 
-def _notes(result: ReportResult) -> None:
+def _notes(result: ReportResult, pruned: list[date]) -> None:
     if result.unweighted:
         result.notes.append(f"{result.unweighted} line(s) record no sampling rates: each counted once (weight 1)")
     if result.test_lines:
@@ -244,8 +255,7 @@ def _notes(result: ReportResult) -> None:
     if result.damaged:
         result.notes.append(f"{result.damaged} damaged line(s) (not a JSON event) left out")
     if any(r.est.visitors is None for r in result.rows):
-        result.notes.append("visitors: unknown where daily rollups are summed (a visitor of several days would be "
-                            "counted once per day); group by day, or report a range whose raw files are kept")
+        result.notes.append(_unknown_visitors_hint(pruned))
     if result.partial_days:
         result.notes.append(f"partial: {', '.join(d.isoformat() for d in result.partial_days)} is still being "
                             "written")

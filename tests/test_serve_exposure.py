@@ -191,7 +191,8 @@ def test_status_shows_what_healthz_keeps_to_itself(data_dir, tmp_path, run):
     url = f"http://127.0.0.1:{server.port}"
     try:
         moved = data_dir.rename(tmp_path / "moved")
-        r = run("--data-dir", data_dir, "status", "--json", "--url", url)
+        (tmp_path / "local").mkdir()  # status's own directory is fine: only serve's answer needs attention
+        r = run("--data-dir", tmp_path / "local", "status", "--json", "--url", url)
         moved.rename(data_dir)
     finally:
         assert server.stop() == 0
