@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     max_mb: float | None = Field(None, gt=0, allow_inf_nan=False,
                                  description="start a new shard at this size in MiB (unset: no shards)")
     rollup_retention: int = Field(400, ge=1, description="keep a day's rollup (its counts, no ids) this many days")
+    rollup_min_visitors: int = Field(5, ge=2, le=1_000_000, description=(
+        "a day's rollup counts an event name or path seen by fewer visitors that day in (other)"))
     interval: float = Field(300, gt=0, allow_inf_nan=False,
                             description="seconds between passes of rotate's loop")
     gzip_level: int = Field(6, ge=1, le=9, description="gzip compression level, 1 (fast) .. 9 (small)")

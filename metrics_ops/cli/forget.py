@@ -63,7 +63,8 @@ def forget(run, visitor_ids, prefixes, include_current, dry_run, lock_timeout):
 
     try:
         with locked(store, s.lock_timeout, dry_run):
-            result = run_forget(store, keep, now=time.time(), level=s.gzip_level, dry_run=dry_run)
+            result = run_forget(store, keep, now=time.time(), level=s.gzip_level, dry_run=dry_run,
+                                min_visitors=s.rollup_min_visitors)
     except LockBusy as exc:
         raise Failure(maintenance_lock_busy(exc), ExitCode.LOCKED) from None
     except OSError as exc:
