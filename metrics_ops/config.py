@@ -187,6 +187,17 @@ class Settings(BaseSettings):
                 "mode", "a data file mode must give the owner read and write and nobody execute (0600 .. 0666)")
         return f"0{bits:o}"
 
+    @field_validator("rollup_min_visitors", mode="before")
+    @classmethod
+    def _k_visitors(cls, value):
+        try:
+            small = int(value) < 2
+        except (TypeError, ValueError):
+            return value  # the type check words it
+        if small:
+            raise PydanticCustomError("k_visitors", "want at least 2: a rollup row of one visitor singles them out")
+        return value
+
     @field_validator("tz")
     @classmethod
     def _known_zone(cls, value: str) -> str:

@@ -48,7 +48,7 @@ DEFAULT_FILE_MODE = 0o640
 #: the groupings a rollup keeps (dimensions in tally order); () is the whole day
 VIEWS: tuple[tuple[str, ...], ...] = ((), ("event",), ("hour",), ("path",), ("event", "hour"), ("event", "path"))
 _NAME = re.compile(r"^rollup-(\d{4}-\d{2}-\d{2})\.json$")
-_HEADER = re.compile(rb'^\{"format":(\d+)(?:,"min_visitors":(\d+))?')
+_HEADER = re.compile(rb'^\{\s*"format"\s*:\s*(\d+)(?:\s*,\s*"min_visitors"\s*:\s*(\d+))?')
 TEMP_SUFFIX = ".tmp"
 _OLD_OTHER = "other"  # format 1's name of the folded paths
 
