@@ -29,7 +29,7 @@ BY_CHOICES = ("day", "hour", "event", "path")
 DEFAULT_DAYS = 7
 
 
-@dataclass
+@dataclass(slots=True)
 class Row:
     keys: dict[str, str]
     est: Estimate
@@ -81,11 +81,12 @@ class ReportResult:
         days = [self.since + timedelta(days=i) for i in range((self.until - self.since).days + 1)]
         return [(d, per.get(d.isoformat(), 0.0), d in self.partial_days) for d in days]
 
-    def to_dict(self) -> dict:
+    def to_dict(self, rows: bool = True) -> dict:
+        """The --json document (``rows``: False leaves the rows out, for a writer that streams them)."""
         iso = lambda days: [d.isoformat() for d in days]  # noqa: E731
         return {
             "ok": self.ok, "since": self.since.isoformat(), "until": self.until.isoformat(), "by": list(self.by),
-            "event": self.event, "rows": [r.to_dict() for r in self.rows],
+            "event": self.event, "rows": [r.to_dict() for r in self.rows] if rows else [],
             "days": {"raw": iso(self.raw_days), "rollup": iso(self.rollup_days), "none": iso(self.empty_days)},
             "partial_days": iso(self.partial_days), "folded_days": iso(self.folded_days),
             "approximate": self.approximate, "ranking": self.ranking, "lines": self.lines,
@@ -214,7 +215,8 @@ def run_report(directory: Path, *, since: date, until: date, today: date, zone: 
     if use_rollups and dims in rollups.VIEWS:
         from_rollup = _rollup_days(directory, since, until, tz, dims, raw, result)
     raw = {d: s for d, s in raw.items() if d not in from_rollup}
-    reduce = "day" in by and "path" not in by
+    # a day's counts suffice (not its visitors) when no row adds up days: grouped by day, or one day in all
+    reduce = ("day" in by or len(raw) == 1 and not from_rollup) and "path" not in by
     tallies = _tally_days(directory, raw, dims, zone, event, reduce, workers or min(2, os.cpu_count() or 1))
     cells: dict[tuple, _Cell] = {}
 
