@@ -1,4 +1,4 @@
-"""Exit statuses of every metrics-ops command, defined once (README "Exit status" and man pages list them)."""
+"""Exit statuses of every metrics-ops command, defined once (docs/exit-status.md and the man pages list them)."""
 
 from enum import IntEnum
 

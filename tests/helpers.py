@@ -165,3 +165,52 @@ def fill(directory: Path) -> Path:
     finally:
         os.close(fd)
     return filler
+
+
+#: the checkout: README.md and the documentation in docs/
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+
+
+def doc(name: str) -> str:
+    """The text of README.md ("README.md") or of a file in docs/ ("operations.md")."""
+    return (ROOT / name if name == "README.md" else DOCS / name).read_text()
+
+
+def _headings(text: str) -> list[tuple[int, int, str]]:
+    """(line index, level, text) of a Markdown text's headings, outside fenced code blocks."""
+    import re
+
+    out, fenced = [], False
+    for i, line in enumerate(text.splitlines()):
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and (m := re.match(r"^(#{1,6}) (.*)$", line)):
+            out.append((i, len(m.group(1)), m.group(2).strip()))
+    return out
+
+
+def doc_section(name: str, heading: str) -> str:
+    """The section of a document under the heading `heading` (its text after the #s, any level), up to the next
+    heading of the same or a higher level; the heading line itself is left out."""
+    text = doc(name)
+    headings = _headings(text)
+    found = [(i, level) for i, level, h in headings if h == heading]
+    assert len(found) == 1, f"{name}: {len(found)} headings {heading!r}"
+    [(start, level)] = found
+    end = next((i for i, lv, _h in headings if i > start and lv <= level), None)
+    return "\n".join(text.splitlines()[start + 1:end]) + "\n"
+
+
+def heading_anchors(text: str) -> set[str]:
+    """GitHub's anchors of a Markdown text's headings: lower case, punctuation but - and _ dropped, spaces to
+    hyphens, and -1, -2, ... after a repeated one."""
+    import re
+
+    anchors, counts = set(), {}
+    for _i, _level, heading in _headings(text):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        n = counts.get(slug, 0)
+        anchors.add(slug if n == 0 else f"{slug}-{n}")
+        counts[slug] = n + 1
+    return anchors

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from .edge import Nginx, nginx_binary, render
-from .helpers import CLI, cli, console_script, wait_healthy
+from .helpers import CLI, cli, console_script, doc_section, wait_healthy
 from .serve_process import Server, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,8 +78,9 @@ def test_compose_backend_command_serves(tmp_path):
 
 
 def readme_cron_lines() -> dict[str, str]:
-    """The README's two cron lines: the one for `crontab -e` and the one for /etc/cron.d (with a user field)."""
-    section = (ROOT / "README.md").read_text().split("### cron", 1)[1].split("\n### ", 1)[0]
+    """The documented cron lines (docs/deployment.md, "cron"): the one for `crontab -e` and the one for
+    /etc/cron.d (with a user field)."""
+    section = doc_section("deployment.md", "cron")
     blocks = re.findall(r"```cron\n(.*?)```", section, re.S)
     lines = [line for block in blocks for line in block.splitlines() if line and not line.startswith("#")]
     assert len(lines) == 2, lines

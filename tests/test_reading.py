@@ -1,5 +1,5 @@
-"""The README's recipes for reading the data back, run exactly as the README writes them, over a real data
-directory: plain day files, a shard, a .gz archive, the metrics.jsonl link, and test traffic to leave out."""
+"""The recipes for reading the data back by hand (docs/reading.md), run exactly as written there, over a real
+data directory: plain day files, a shard, a .gz archive, the metrics.jsonl link, and test traffic to leave out."""
 
 import json
 import os
@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import data_file
+from .helpers import data_file, doc_section
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-SECTION = README.split("**Reading the data back.**", 1)[1].split("\n- ", 1)[0]
+SECTION = doc_section("reading.md", "Reading by hand: jq and DuckDB")
 
 
 def readme_block(lang: str) -> str:
@@ -79,7 +78,7 @@ def test_readme_jq_recipe_counts_each_event_once_and_leaves_out_test_traffic(sto
     cwd, expected = store
     command = readme_block("sh")
     assert run_jq(cwd, command) == expected
-    # the glob the README warns about counts today's file twice, through the link
+    # the glob the recipe warns about counts today's file twice, through the link
     wrong = run_jq(cwd, command.replace("data/metrics-*.jsonl*", "data/*.jsonl*"))
     assert wrong[("2026-11-25", "page_view")] == 2 * expected[("2026-11-25", "page_view")]
 

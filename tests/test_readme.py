@@ -1,6 +1,7 @@
-"""The README's opening, read as a newcomer reads it: the two commands first, then a quick start short enough to
-finish, whose every `metrics-ops` line parses against the real CLI and whose cron and jq lines are the tested
-ones. (The reference below it is checked by test_docs.py, test_deploy.py and test_reading.py.)"""
+"""The README, read as a newcomer reads it: the two commands first, then a quick start short enough to finish,
+whose every `metrics-ops` line parses against the real CLI and whose cron and jq lines are the tested ones, then
+the links into docs/; the whole README is a front door, not the manual. (docs/ is checked by test_docs.py,
+test_deploy.py and test_reading.py.)"""
 
 import gzip
 import json
@@ -9,15 +10,16 @@ import re
 import shlex
 import shutil
 import subprocess
-from pathlib import Path
 
 import click
 import pytest
 
 from metrics_ops.cli import cli
 
-ROOT = Path(__file__).resolve().parent.parent
+from .helpers import DOCS, ROOT, doc_section, heading_anchors
+
 README = (ROOT / "README.md").read_text()
+README_MAX_LINES = 300  # issue 19: the front door; the manual is docs/
 QUICK_START_MAX_LINES = 60  # issue 10: a quick start read in two minutes, not another reference
 QUICK_START = README.split("\n## Quick start\n", 1)[1].split("\n## ", 1)[0] if "\n## Quick start\n" in README else ""
 
@@ -85,7 +87,7 @@ def test_quick_start_comes_first_and_stays_short():
     # the steps issue 10 asks for, each present
     for needle in ("pip install", " serve ", "serve ready on http://", "curl ", "/api/metrics/event", "crontab -e",
                    "METRICS_DIR=/", "deploy/edge/nginx.conf", "deploy/edge/site-same-origin.conf", " probe http",
-                   "metrics-*.jsonl*", "| jq ", "man man/metrics-ops-serve.1", "](#command-reference)"):
+                   "metrics-*.jsonl*", "| jq ", "man man/metrics-ops-serve.1", "](docs/commands.md)"):
         assert needle in QUICK_START, needle
     for path in re.findall(r"\b(?:deploy|man)/[\w./-]+[\w/]", QUICK_START):
         assert (ROOT / path).exists(), path
@@ -106,8 +108,7 @@ def test_every_metrics_ops_line_in_the_quick_start_names_real_commands_and_optio
 
 def test_the_quick_start_cron_line_is_the_tested_one_with_the_paths_of_the_quick_start():
     [line] = [line for block in blocks(QUICK_START, "cron") for line in block.splitlines() if line.strip()]
-    operations = README.split("### cron", 1)[1].split("\n### ", 1)[0]
-    crontab = blocks(operations, "cron")[0].strip()  # run as cron runs it by test_deploy.py
+    crontab = blocks(doc_section("deployment.md", "cron"), "cron")[0].strip()  # run as cron runs it by test_deploy.py
 
     def shape(cron_line):
         fields = cron_line.split()
@@ -121,14 +122,39 @@ def test_the_quick_start_cron_line_is_the_tested_one_with_the_paths_of_the_quick
     assert line.split()[5] == f"METRICS_DIR={served}"
 
 
-def test_every_link_inside_the_readme_leads_to_a_heading():
-    def slug(heading):  # GitHub's anchors: lower case, punctuation dropped, spaces to hyphens
-        return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+def test_the_readme_is_a_front_door_that_links_every_document_in_operator_order():
+    lines = README.count("\n")
+    assert lines <= README_MAX_LINES, f"README.md has {lines} lines: move detail into docs/"
+    index = (DOCS / "README.md").read_text()
+    documents = sorted(p.name for p in DOCS.glob("*.md") if p.name != "README.md")
+    in_index = re.findall(r"^\| \d+ \| \[[^\]]+\]\(([\w.-]+\.md)\)", index, re.M)
+    in_readme = re.findall(r"^\| \d+ \| \[[^\]]+\]\(docs/([\w.-]+\.md)\)", README, re.M)
+    assert sorted(in_index) == documents, "docs/README.md lists every document once"
+    assert in_readme == in_index, "the README lists the documents in the index's order"
+    assert in_index[0] == "deployment.md" and in_index[-1] == "commands.md"
 
-    anchors = {slug(h) for h in re.findall(r"^#{1,6} (.*)$", README, re.M)}
-    links = re.findall(r"\]\(#([^)]+)\)", README)
-    assert links, "the quick start links to the reference"
-    assert sorted(set(links) - anchors) == []
+
+def markdown_links(text: str) -> list[str]:
+    """The targets of a Markdown text's links, outside fenced code blocks."""
+    text = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+    return re.findall(r"\]\(([^)\s]+)\)", text)
+
+
+@pytest.mark.parametrize("name", ["README.md", *sorted(f"docs/{p.name}" for p in DOCS.glob("*.md"))])
+def test_every_relative_link_leads_to_a_file_and_heading_that_exist(name):
+    source = ROOT / name
+    links = [link for link in markdown_links(source.read_text()) if not re.match(r"[a-z]+:", link)]
+    broken = []
+    for link in links:
+        path, _, anchor = link.partition("#")
+        target = (source.parent / path).resolve() if path else source
+        if not target.exists():
+            broken.append(f"{link}: no file {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}")
+        elif anchor and anchor not in heading_anchors(target.read_text()):
+            broken.append(f"{link}: no heading #{anchor} in {target.relative_to(ROOT)}")
+    assert broken == []
+    if name == "README.md":
+        assert any(link.startswith("docs/") for link in links), "the README links into docs/"
 
 
 @pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed (.ci/run installs it)")

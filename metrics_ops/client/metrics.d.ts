@@ -18,7 +18,7 @@ export interface MetricsOptions {
   keepQuery?: boolean | "true" | "false";
 }
 
-/** Stored as the event's metadata, next to `path`; JSON values only (serve's limits: README "An event"). */
+/** Stored as the event's metadata, next to `path`; JSON values only (serve's limits: docs/ingestion.md, "An event"). */
 export type Metadata = Record<string, unknown>;
 
 /** Change settings; undefined and null values are ignored, so an unset Vite variable keeps the default. */
