@@ -232,10 +232,11 @@ def _plan_budget(store: Store, listing: Listing, today: date, budget: Budget | N
                  adopted: frozenset[str], result: PassResult) -> tuple[list[Action], list[tuple[str, str]]]:
     """The budget step (:func:`metrics_ops.budget.plan_for_pass`): deletions like prune's; a shortfall is an error
     of the pass. In a dry run the files the prune step plans to delete count as gone already."""
-    gone = frozenset(a.file for a in result.actions if a.kind == Kind.DELETE) if result.dry_run else frozenset()
+    gone = frozenset(a.file for a in result.actions if a.kind in (Kind.DELETE, Kind.DROP_ROLLUP)
+                     ) if result.dry_run else frozenset()
     plan = plan_for_pass(store, listing, today, budget, link_target=link_target, adopted=adopted, gone=gone)
     if plan is None:
         return [], []
     result.errors.extend([plan.shortfall] if plan.shortfall else [])
-    return [Action("budget", Kind.DELETE, c.name, c.size, detail=f"{_old(_age(c.day, today))}; disk budget: "
-                   f"{plan.why}") for c in plan.deletions], plan.kept
+    return [Action("budget", Kind.DROP_ROLLUP if c.rollup else Kind.DELETE, c.name, c.size,
+                   detail=f"{_old(_age(c.day, today))}; disk budget: {plan.why}") for c in plan.deletions], plan.kept

@@ -239,10 +239,12 @@ def _status_rows(report) -> list[tuple[str, str, str]]:
         rows += [("data", "days", f"{len(inv.days)}{span}"),
                  ("data", "plain", f"{_files(inv.plain_files)}, {_human(inv.plain_bytes)}"),
                  ("data", "archived", f"{_files(inv.archived_files)}, {_human(inv.archived_bytes)}"),
-                 ("data", "shards", _files(inv.shard_files)),
-                 ("data", "total", _human(inv.total_bytes))]
+                 ("data", "shards", _files(inv.shard_files))]
         if inv.aside_files:
             rows.append(("data", "set aside", f"{_files(inv.aside_files)}, {_human(inv.aside_bytes)}"))
+        if inv.rollup_files:
+            rows.append(("data", "rollups", f"{_files(inv.rollup_files)}, {_human(inv.rollup_bytes)}"))
+        rows.append(("data", "total", _human(inv.total_bytes)))
     if report.usage is not None:
         u = report.usage
         rows.append(("disk", "free", f"{_human(u.free)} of {_human(u.total)} ({u.free_percent:.0f} %)"))

@@ -214,6 +214,7 @@ def run_report(directory: Path, *, since: date, until: date, today: date, zone: 
     from_rollup: dict[date, rollups.Rollup] = {}
     if use_rollups and dims in rollups.VIEWS:
         from_rollup = _rollup_days(directory, since, until, tz, dims, raw, result)
+    pruned = sorted(d for d in from_rollup if d not in raw)  # only a rollup is left: --no-rollups cannot help
     raw = {d: s for d, s in raw.items() if d not in from_rollup}
     # a day's counts suffice (not its visitors) when no row adds up days: grouped by day, or one day in all
     reduce = ("day" in by or len(raw) == 1 and not from_rollup) and "path" not in by
@@ -257,8 +258,18 @@ def run_report(directory: Path, *, since: date, until: date, today: date, zone: 
     result.empty_days = [d for d in _days(since, until) if d not in raw and d not in from_rollup]
     result.partial_days = [d for d in _days(since, until) if d >= today and d in raw]
     result.rows, result.ranking = _rows(cells, by, dims, top, result.partial_days, folded)
-    _notes(result, folded)
+    _notes(result, folded, pruned)
     return result
+
+
+def _unknown_visitors_hint(pruned: list[date]) -> str:
+    """Why visitors are unknown, and what gives them: the raw files (--no-rollups) while they are kept, else
+    a count per day."""
+    why = "visitors: unknown where daily rollups are summed (a visitor of several days would count once per day)"
+    if not pruned:
+        return f"{why}; add --no-rollups to count them from the raw files, or group by day"
+    return (f"{why}; {len(pruned)} of these days have only their rollup left (raw files pruned), so group by day"
+            " (--no-rollups would leave them out)")
 
 
 def _days(since: date, until: date) -> list[date]:
@@ -333,7 +344,7 @@ def _ranking_exact(totals: dict[str, int], shown: list[str], rest: list[str], to
     return not any((h := hidden(p)) and totals[p] + h >= floor for p in rest)
 
 
-def _notes(result: ReportResult, folded: list[_Folded]) -> None:
+def _notes(result: ReportResult, folded: list[_Folded], pruned: list[date]) -> None:
     if result.unweighted:
         result.notes.append(f"{result.unweighted} line(s) record no sampling rates: each counted once (weight 1)")
     if result.test_lines:
@@ -341,8 +352,7 @@ def _notes(result: ReportResult, folded: list[_Folded]) -> None:
     if result.damaged:
         result.notes.append(f"{result.damaged} damaged line(s) (not a JSON event) left out")
     if any(r.est.visitors is None for r in result.rows):
-        result.notes.append("visitors: unknown where daily rollups are summed (a visitor of several days would be "
-                            "counted once per day); group by day, or report a range whose raw files are kept")
+        result.notes.append(_unknown_visitors_hint(pruned))
     if result.partial_days:
         result.notes.append(f"partial: {', '.join(d.isoformat() for d in result.partial_days)} is still being "
                             "written")

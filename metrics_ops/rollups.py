@@ -9,7 +9,8 @@ metadata but the grouped path, and nothing that singles anyone out: an event nam
 (:mod:`metrics_ops.folding`, which also bounds the size: under 0.5 MB whatever the traffic).
 
 Format 2 stores each dimension's values once (``values``) and rows of indices into them, the fold rule it was
-written with (``min_visitors``, ``top``) and each view's residual (``folded``: 0 when the view is exact). A
+written with (``min_visitors``; the top N are :mod:`metrics_ops.folding`'s) and each view's residual
+(``folded``, only where it is not 0: a view that folded nothing is exact). A
 format 1 rollup (no folding by visitors, paths beyond the top 100 as ``other``) is still read; the pass
 rewrites it (recounted from raw lines while they exist, else folded in place: :func:`plan`, :func:`write`).
 
@@ -37,7 +38,7 @@ from zoneinfo import ZoneInfo
 
 from metrics_ops import folding
 from metrics_ops.estimate import Estimate
-from metrics_ops.folding import OTHER, TOP, TOP_PAIRS
+from metrics_ops.folding import OTHER
 from metrics_ops.layout import ROLLUP_DIR, StoreError, dir_mode, fsync_dir
 from metrics_ops.reading import shards
 from metrics_ops.tally import DayTally, tally_day
@@ -138,21 +139,6 @@ def existing(directory: Path) -> dict[date, str]:
     return {day: name for name in names if (day := day_of_rollup(name)) is not None}
 
 
-def files(directory: Path) -> list[tuple[date, str, int]]:
-    """(day, name, size) of every rollup, oldest first: what the disk budget weighs (names relative to
-    :func:`rollup_dir`). Raises :class:`RollupDirError` like :func:`existing`."""
-    out = []
-    with _opened(directory) as fd:
-        for name in sorted(os.listdir(fd)) if fd is not None else []:
-            day = day_of_rollup(name)
-            if day is not None:
-                try:
-                    out.append((day, name, os.stat(name, dir_fd=fd, follow_symlinks=False).st_size))
-                except FileNotFoundError:
-                    pass
-    return out
-
-
 def _header(fd: int, name: str) -> tuple[int, int] | None:
     """(format, min_visitors) from a rollup's first bytes (format 1: min_visitors 1, nothing folded by it)."""
     try:
@@ -220,12 +206,13 @@ class Rollup:
             index = [values[d] for d in v]
             views[",".join(v)] = [[*(ix.setdefault(k, len(ix)) for ix, k in zip(index, key, strict=True)),
                                    *est.as_list()] for key, est in sorted(cells.items())]
+        folded = {",".join(v): n for v, n in self.folded.items() if n}
         return {
-            "format": FORMAT, "min_visitors": self.min_visitors, "top": TOP, "top_pairs": TOP_PAIRS,
+            "format": FORMAT, "min_visitors": self.min_visitors,
             "day": self.day.isoformat(), "tz": self.tz, "lines": self.lines, "test_lines": self.test_lines,
             "unweighted": self.unweighted, "damaged": self.damaged, "problems": self.problems,
-            "values": {d: list(ix) for d, ix in values.items()},
-            "folded": {",".join(v): n for v, n in self.folded.items() if n},
+            "values": {d: list(ix) for d, ix in values.items() if ix},
+            **({"folded": folded} if folded else {}),
             "views": views,
         }
 
@@ -241,7 +228,7 @@ class Rollup:
                 continue
             n = len(dims)
             if values is not None:
-                tables = [values[d] for d in dims]
+                tables = [values.get(d, ()) for d in dims]
                 views[dims] = {tuple(t[i] for t, i in zip(tables, row[:n], strict=True)):
                                Estimate.from_list(row[n:]) for row in rows}
                 folded[dims] = int(doc.get("folded", {}).get(name, 0))

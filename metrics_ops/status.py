@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from metrics_ops.budget import Budget
-from metrics_ops.diskspace import MIB, DiskUsage, disk_usage, mib
+from metrics_ops.diskspace import MIB, DiskUsage, disk_usage, readable
 from metrics_ops.health import PassStatus, StatusUnreadable, check, expected_interval, read_status, when
 from metrics_ops.inventory import Inventory, take_inventory
 
@@ -116,12 +116,13 @@ def serve_status(url: str, fetch: Callable[[str], tuple[int, bytes]] = fetch_url
 def _disk_problems(report: StatusReport) -> list[str]:
     inv, usage, out = report.inventory, report.usage, []
     if report.max_total is not None and inv.total_bytes > report.max_total:
-        out.append(f"data files take {mib(inv.total_bytes)}, over max_total_mb {mib(report.max_total)}")
+        out.append(f"data files and rollups take {readable(inv.total_bytes)}, over max_total_mb "
+                   f"{readable(report.max_total)}")
     if report.min_free is not None and usage.free < report.min_free:
-        out.append(f"free space {mib(usage.free)} is under the budget's floor of {mib(report.min_free)}")
+        out.append(f"free space {readable(usage.free)} is under the budget's floor of {readable(report.min_free)}")
     if report.serve_floor and usage.free < report.serve_floor:
-        out.append(f"free space {mib(usage.free)} is under serve's floor of {mib(report.serve_floor)}: serve "
-                   "stores nothing")
+        out.append(f"free space {readable(usage.free)} is under serve's floor of {readable(report.serve_floor)}: "
+                   "serve stores nothing")
     if inv.aside_files:
         out.append(f"{inv.aside_files} archive(s) set aside as unreadable (*.gz.corrupt): inspect with gzip -t")
     return out
@@ -138,37 +139,40 @@ def _next_pass(store, settings, last: PassStatus | None, now: float) -> NextPass
     for a in plan.actions:
         if a.kind in ("gzip", "reconcile"):
             nxt.compress.append(a.file)
-        elif a.kind == "delete":
+        elif a.kind == "delete" or a.kind == "drop-rollup" and a.step == "budget":
             (nxt.budget_delete if a.step == "budget" else nxt.delete).append(a.file)
     return nxt
 
 
 def build_status(settings, *, now: float, url: str | None = None,
                  fetch: Callable[[str], tuple[int, bytes]] = fetch_url) -> StatusReport:
-    from metrics_ops.store import Store, unusable_dir
+    """The status of ``settings``' data directory, which must be usable (else :class:`StoreError` saying why:
+    a directory that is not there has no status to show, only that one line)."""
+    import errno
+
+    from metrics_ops.store import Store, StoreError
 
     store = Store.from_settings(settings)
+    unusable = store.unusable()
+    if unusable is not None:
+        raise StoreError(errno.ENOENT if not store.dir.exists() else errno.ENOTDIR, unusable)
     report = StatusReport(str(store.dir.absolute()), settings.tz, now,
                           serve_floor=int(settings.serve_min_free_mb * MIB))
-    unusable = unusable_dir(store.dir)
-    missing = unusable is not None
-    if missing:  # one line for it; what lives inside it (the status file, a pass's record) follows from it
-        report.attention.append(f"data directory {report.directory} {unusable}")
+    unreadable = None
     try:
         report.last_pass = read_status(settings.status_path)
     except StatusUnreadable as exc:
-        if not (missing and settings.status_path.parent == store.dir):
-            report.attention.append(str(exc))
-    if not missing:
-        report.inventory = take_inventory(store.dir, store.scan())
-        report.usage = disk_usage(store.dir)
-        budget = Budget.from_settings(settings)
-        report.max_total, report.min_free = budget.max_total, budget.min_free(report.usage.total)
-        report.attention += _disk_problems(report)
-        report.next_pass = _next_pass(store, settings, report.last_pass, now)
+        unreadable = str(exc)
+        report.attention.append(unreadable)
+    report.inventory = take_inventory(store.dir, store.scan())
+    report.usage = disk_usage(store.dir)
+    budget = Budget.from_settings(settings)
+    report.max_total, report.min_free = budget.max_total, budget.min_free(report.usage.total)
+    report.attention += _disk_problems(report)
+    report.next_pass = _next_pass(store, settings, report.last_pass, now)
     stale = check(report.last_pass, now=now, interval=expected_interval(settings, report.last_pass),
                   zone=settings.zone)
-    report.attention += stale if not (missing and report.last_pass is None) else []
+    report.attention += stale if unreadable is None else []  # one line: a file is there, it cannot be read
     last = report.last_pass
     if not stale and last is not None and not last.ok:
         report.attention.append(f"the last pass ({when(last.time, settings.zone)}) {last.result}: {last.message}")

@@ -259,7 +259,8 @@ def test_a_rollups_directory_that_is_a_symlink_is_refused_and_nothing_outside_is
     with pytest.raises(rollups.RollupDirError):
         rollups.write(data_dir, rollups.rollup_name(TODAY - timedelta(days=1)), ZONE)
     with pytest.raises(rollups.RollupDirError):
-        rollups.files(data_dir)
+        rollups.delete(data_dir, rollups.rollup_name(date(2020, 1, 1)))
+    assert (outside / rollups.rollup_name(date(2020, 1, 1))).exists()
 
 
 def test_a_rollup_file_that_is_a_symlink_is_never_read_or_followed(data_dir, tmp_path):

@@ -16,23 +16,41 @@ from metrics_ops.cli.common import (
 from metrics_ops.exitcodes import ExitCode
 
 
-class _LineCounter:
-    """Progress on stderr when it is a terminal: the bytes written so far, at most every half second."""
+def _size(n: int) -> str:
+    """Bytes for the progress line: 812 bytes, 135.2 kB, 48.1 MB (powers of 1000, as the line always said)."""
+    if n < 1000:
+        return f"{n} byte{'' if n == 1 else 's'}"
+    return f"{n / 1e3:,.1f} kB" if n < 1e6 else f"{n / 1e6:,.1f} MB"
+
+
+class _Progress:
+    """The bytes exported so far on stderr, at most every half second, then the final size and where it went.
+    Only for an export into --output FILE watched on a terminal: when stdout is the data, a line on stderr
+    would land in the middle of it (on the terminal, or of `| jq`'s output), so nothing is said."""
 
     def __init__(self, stream, enabled: bool):
         import time
 
-        self.stream, self.enabled, self.total, self.clock, self.shown = stream, enabled, 0, time.monotonic, 0.0
+        self.stream, self.enabled, self.total, self.clock, self.shown = stream, enabled, 0, time.monotonic, None
+        self.width = 0
+
+    def _show(self, text: str, end: str = "") -> None:
+        line = f"metrics-ops: {text}"
+        print(f"\r{line.ljust(self.width)}", end=end, file=self.stream, flush=True)  # over a longer line
+        self.width = len(line)
 
     def __call__(self, n: int) -> None:
         self.total += n
-        if self.enabled and self.clock() - self.shown >= 0.5:
+        if self.enabled and (self.shown is None or self.clock() - self.shown >= 0.5):
             self.shown = self.clock()
-            print(f"\rmetrics-ops: exported {self.total / 1e6:,.1f} MB", end="", file=self.stream, flush=True)
+            self._show(f"exporting: {_size(self.total)}")
 
-    def done(self) -> None:
-        if self.enabled and self.shown:
-            print("", file=self.stream)
+    def done(self, lines: int, path: str) -> None:
+        import os
+
+        if self.enabled:  # the file's own size: CSV is not the size of the lines it was made from
+            self._show(f"exported {lines:,} line{'' if lines == 1 else 's'} ({_size(os.path.getsize(path))}) to "
+                       f"{path}", end="\n")
 
 
 @click.command(short_help="Stream the stored lines of a day range as JSONL or CSV.")
@@ -71,8 +89,11 @@ def export(run, since, until, event, fmt, output_file, tz):
         raise Failure("--json prints a summary on stdout: give --output FILE for the lines", ExitCode.USAGE)
     s = run.settings(tz=tz)
     store = existing_store(s)
+    if output_file is not None:
+        _outside_the_data(output_file, s.dir)
     first, last = day_range(since, until, store.today(time.time()))
-    progress = _LineCounter(sys.stderr, not out.quiet and not out.json and sys.stderr.isatty())
+    progress = _Progress(sys.stderr, output_file is not None and not out.quiet and not out.json
+                         and sys.stderr.isatty())
     try:
         if output_file is None:
             result = run_export(store.dir, sys.stdout.buffer, since=first, until=last, fmt=fmt, event=event,
@@ -85,7 +106,8 @@ def export(run, since, until, event, fmt, output_file, tz):
         raise click.exceptions.Exit(ExitCode.OK) from None
     except OSError as exc:
         raise Failure(f"cannot export: {exc.strerror or exc} ({exc.filename or output_file or 'stdout'})") from None
-    progress.done()
+    if output_file is not None:
+        progress.done(result.lines, output_file)
     for line in result.problems:
         out.error(f"damaged: {line}")
     if out.json:
@@ -94,3 +116,14 @@ def export(run, since, until, event, fmt, output_file, tz):
         out.warn(f"{result.skipped} line(s) are not JSON objects: left out of the CSV")
     if not result.ok:
         raise click.exceptions.Exit(ExitCode.FAILURE)
+
+
+def _outside_the_data(path: str, directory) -> None:
+    """--output never lands in the data directory's tree (rollups/ included): exit 2, nothing written."""
+    from pathlib import Path
+
+    from metrics_ops.layout import inside_tree
+
+    if inside_tree(Path(path), directory):
+        raise Failure(f"--output {path}: inside the data directory {Path(directory).resolve()} (rollups/ included), "
+                      "where passes, report and forget would take it for data; export elsewhere", ExitCode.USAGE)

@@ -44,13 +44,15 @@ def serve(run, host, port, workers, log_level, sample_rate, sample_mode, max_mb,
                      sample_mode=sample_mode, max_mb=max_mb, tz=tz)
     line = f"metrics-ops: {ready_line(s)}\n".encode()
     try:
-        # os.write, not click.echo: granian forks its workers right after, and no buffer lock may be held then
+        # os.write, not click.echo: granian may fork a worker again (a respawn), and no buffer lock may be held then
         runner.run(s, on_ready=lambda: os.write(2, line))
     except runner.ServeError as exc:
         raise Failure(str(exc), exc.exit_code) from None
 
 
 def ready_line(s) -> str:
+    import os
+
     host = f"[{s.host}]" if ":" in s.host else s.host
-    return (f"serve ready on http://{host}:{s.port} (data directory {s.dir.resolve()}, "
+    return (f"serve ready on http://{host}:{s.port} (data directory {os.path.abspath(s.dir)}, "
             f"{s.workers} worker{'s' if s.workers != 1 else ''})")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, complete_zone, pass_invocation, shared_options
+from metrics_ops.cli.common import Failure, complete_zone, data_dir_problem, pass_invocation, shared_options
 from metrics_ops.exitcodes import ExitCode
 
 
@@ -22,7 +22,8 @@ def status(run, url, tz, interval):
 
     Exit status 7 when something needs attention (each reason one line on stderr): no successful pass in
     2 intervals, the last pass failed, the disk budget or serve's floor crossed, an archive set aside as
-    unreadable, serve unhealthy or unreachable (--url). Reads names and sizes only: fast on a year of files.
+    unreadable, serve unhealthy or unreachable (--url). Exit 1, with one line, when the data directory does
+    not exist. Reads names and sizes only: fast on a year of files.
 
     \b
     Examples:
@@ -36,10 +37,17 @@ def status(run, url, tz, interval):
     from metrics_ops.status import build_status
 
     out = run.output()
-    if url is not None and not url.startswith(("http://", "https://")):
-        raise Failure(f"--url {url}: want an http:// or https:// URL (serve's base, e.g. http://127.0.0.1:8001)",
-                      ExitCode.USAGE)
+    if url is not None:
+        from metrics_ops.httpclient import Target
+
+        try:
+            Target.parse(url)
+        except ValueError as exc:
+            raise Failure(f"--url {exc} (serve's base, e.g. http://127.0.0.1:8001)", ExitCode.USAGE) from None
     s = run.settings(tz=tz, interval=interval)
+    problem = data_dir_problem(s, can_create=False)  # the same line as every command's, not a partial table
+    if problem is not None:
+        raise Failure(problem)
     try:
         report = build_status(s, now=time.time(), url=url)
     except OSError as exc:
