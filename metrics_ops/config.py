@@ -100,6 +100,8 @@ class Settings(BaseSettings):
                                  description="start a new shard at this size in MiB (unset: no shards)")
     rollup_retention: int = Field(400, ge=1, le=MAX_DAYS,
                                   description="keep a day's rollup (its counts, no ids) this many days")
+    rollup_min_visitors: int = Field(5, ge=2, le=1_000_000, description=(
+        "a day's rollup counts an event name or path seen by fewer visitors that day in (other)"))
     interval: float = Field(300, ge=MIN_INTERVAL, le=MAX_INTERVAL, allow_inf_nan=False,
                             description="seconds between passes of rotate's loop (0.1 .. 604800, a week)")
     gzip_level: int = Field(6, ge=1, le=9, description="gzip compression level, 1 (fast) .. 9 (small)")
@@ -234,6 +236,17 @@ class Settings(BaseSettings):
             raise PydanticCustomError(
                 "mode", "a data file mode must give the owner read and write and nobody execute (0600 .. 0666)")
         return f"0{bits:o}"
+
+    @field_validator("rollup_min_visitors", mode="before")
+    @classmethod
+    def _k_visitors(cls, value):
+        try:
+            small = int(value) < 2
+        except (TypeError, ValueError):
+            return value  # the type check words it
+        if small:
+            raise PydanticCustomError("k_visitors", "want at least 2: a rollup row of one visitor singles them out")
+        return value
 
     @field_validator("tz")
     @classmethod

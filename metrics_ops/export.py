@@ -106,6 +106,33 @@ def export(directory: Path, out: IO[bytes], *, since: date, until: date, fmt: st
     return result
 
 
+def export_to_file(path: str | Path, file_mode: int, directory: Path, **kw) -> ExportResult:
+    """:func:`export` into ``PATH.tmp`` (created anew with ``file_mode``, METRICS_FILE_MODE: the lines are the
+    data's, never world-readable by default; never through a link), then renamed: a killed export never leaves
+    a half file under the name asked for."""
+    import os
+
+    tmp = f"{path}.tmp"
+    try:
+        os.unlink(tmp)  # left by a killed export (a link of that name is removed, never followed)
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, file_mode)
+    try:
+        with open(fd, "wb") as fh:
+            result = export(directory, fh, **kw)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return result
+
+
 def _cell(value):
     """A CSV cell: text (made safe for spreadsheets by :class:`~metrics_ops.csvcells.SafeWriter`) or a number."""
     if value is None:
