@@ -26,15 +26,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from metrics_ops.events import MAX_WEIGHT, MIN_RATE
+
+__all__ = ["MAX_WEIGHT", "MIN_INCLUSION", "Estimate", "Z95", "add_to_cluster", "merge_clusters"]
+
 Z95 = 1.959964
-#: the largest weight a stored line may carry: 1 / (client_rate x server_rate) for rates down to 1e-6 each.
-#: Any smaller product is a damaged line (serve refuses such rates; an older serve stored them). Sums of weights,
-#: and their variance (weights squared), stay finite for any number of lines a disk can hold.
-MAX_WEIGHT = 1e12
-MIN_INCLUSION = 1.0 / MAX_WEIGHT  # the smallest client_rate x server_rate a reader weighs
+#: the largest weight a stored line may carry, 1 / (client_rate x server_rate), from serve's smallest accepted
+#: rate (:data:`metrics_ops.events.MIN_RATE`, one owner). Any smaller product is a damaged line (an older serve
+#: stored such rates). Sums of weights, and their variance (weights squared), stay finite for any number of lines
+#: a disk can hold.
+MIN_INCLUSION = MIN_RATE * MIN_RATE  # the smallest client_rate x server_rate a reader weighs (10^-12)
 
 
-@dataclass
+@dataclass(slots=True)
 class Estimate:
     """A group's counts: stored events, distinct visitors (None: cannot be known), the weighted estimate and
     the variance of that estimate."""
