@@ -271,7 +271,8 @@ def _status_rows(report) -> list[tuple[str, str, str]]:
     if report.serve is not None:
         srv = report.serve
         health = ("unreachable" if not srv.get("reachable") else
-                  "ok" if srv.get("healthz") == 200 else f"{srv.get('healthz')}: {srv.get('reason')}")
+                  "ok" if srv.get("healthz") == 200 else
+                  f"{srv.get('healthz')}: {srv.get('reason')}" + (f" ({srv['detail']})" if srv.get("detail") else ""))
         rows.append(("serve", "healthz", health))
         for name, value in srv.get("counters", {}).items():
             rows.append(("serve", name, f"{value:,}"))
@@ -306,11 +307,11 @@ def render_report(out: Output, result, csv_format: bool = False) -> None:
     if out.json:
         _report_json(out, result)
     elif csv_format:
-        import csv
+        from metrics_ops.csvcells import SafeWriter
 
         rows = [r.to_dict() for r in result.rows]
         columns = [*result.by, "events", "visitors", "estimate", "low", "high", "partial", "approximate"]
-        writer = csv.writer(out.stdout, lineterminator="\n")
+        writer = SafeWriter(out.stdout)  # a path or an event name is text from the data: never a formula
         writer.writerow(columns)
         for r in rows:
             writer.writerow(["" if r.get(c) is None else r.get(c, "") for c in columns])

@@ -57,7 +57,8 @@ class _Progress:
 @range_options
 @click.option("--event", default=None, metavar="NAME", help="Only this event name.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True,
-              help="jsonl: the lines as stored; csv: one row per line, metadata flattened one level.")
+              help="jsonl: the lines as stored; csv: one row per line, metadata flattened one level, formula-like "
+                   "text cells quoted with a leading '.")
 @click.option("--output", "-o", "output_file", type=click.Path(dir_okay=False, writable=True), default=None,
               metavar="FILE", help="Write to FILE instead of stdout: replaced only when the export is complete, with "
               "METRICS_FILE_MODE (default 0640: never world-readable).")
@@ -69,8 +70,10 @@ def export(run, since, until, event, fmt, output_file, tz):
     """Write every stored line of the days in the range, in stored order, across plain, shard and .gz files.
 
     CSV columns: received_at, ts, visitor_id, event, timestamp, client_rate, server_rate, then metadata.KEY for
-    every top-level metadata key in the range (objects and lists as JSON), and metadata._rest. Test traffic is
-    exported too (metadata.test_run marks it). With --json, a summary document goes to stdout (needs --output).
+    every top-level metadata key in the range (objects and lists as JSON), and metadata._rest. A text cell
+    starting with = + - @, tab or CR gets a leading ' so no spreadsheet runs it as a formula (OWASP); numbers
+    stay numbers. Test traffic is exported too (metadata.test_run marks it). With --json, a summary document
+    goes to stdout (needs --output).
 
     \b
     Examples:

@@ -23,7 +23,9 @@ from metrics_ops.exitcodes import ExitCode
 @click.option("--event", default=None, metavar="NAME", help="Only this event name.")
 @click.option("--top", type=click.IntRange(1, 10_000), default=10, show_default=True,
               help="With path: the top N paths; the rest are one row, (other).")
-@click.option("csv_", "--csv", is_flag=True, help="Print CSV (for spreadsheets).")
+@click.option("csv_", "--csv", is_flag=True,
+              help="Print CSV (for spreadsheets). A text cell starting with = + - @, tab or CR gets a leading ' "
+                   "so no spreadsheet runs it as a formula (OWASP); numbers stay numbers.")
 @click.option("--no-rollups", is_flag=True, help="Read raw lines only, even where a day's rollup exists.")
 @click.option("--tz", default=None, metavar="ZONE", shell_complete=complete_zone,
               help="IANA time zone of the days and hours (default UTC; env METRICS_TZ).")
