@@ -11,6 +11,62 @@ from metrics_ops.exitcodes import ExitCode
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
+#: environment variables that are not settings (settings: config.env_name), as the man pages describe them
+OTHER_ENV = {
+    "METRICS_CONFIG": "TOML file with settings, as --config",
+    "NO_COLOR": "no colour in tables and progress bars",
+    "XDG_STATE_HOME": "where it remembers when it last probed each URL: $XDG_STATE_HOME/metrics-ops/probes.json "
+                      "(default ~/.local/state)",
+}
+
+
+def declares(*, exits: tuple[ExitCode, ...] = (), settings: tuple[str, ...] = (), env: tuple[str, ...] = ()):
+    """A command's exit statuses and environment, declared on the command for its man page and the command
+    reference (:func:`exit_statuses`, :func:`environment`): ``exits`` beyond 0 and 2 (every command: success,
+    bad usage), ``settings`` it reads beyond those its options set ("*": all), ``env`` other variables
+    (:data:`OTHER_ENV`).
+    Put it above ``@click.command``."""
+    unknown = [name for name in env if name not in OTHER_ENV]
+    if unknown:
+        raise LookupError(f"declares: no description of {unknown} in OTHER_ENV")  # a bug in the command
+
+    def mark(cmd: click.Command) -> click.Command:
+        cmd.declared = {"exits": frozenset(exits), "settings": tuple(settings), "env": tuple(env)}
+        return cmd
+
+    return mark
+
+
+def exit_statuses(cmd: click.Command) -> list[ExitCode]:
+    """The statuses ``cmd`` can exit with (a group: those of all its commands), in order."""
+    codes = {ExitCode.OK, ExitCode.USAGE, *getattr(cmd, "declared", {}).get("exits", ())}
+    for sub in getattr(cmd, "commands", {}).values():
+        codes |= set(exit_statuses(sub))
+    return sorted(codes)
+
+
+def environment(cmd: click.Command) -> tuple[list[str], list[str]]:
+    """(the settings ``cmd`` reads, in the model's order; the other variables it reads): what it declared, and
+    every setting one of its options sets (an option's parameter name is the setting's name). A group: those of
+    all its commands. A command that reads a setting also reads METRICS_CONFIG, the file settings come from."""
+    from metrics_ops.config import Settings
+
+    declared = getattr(cmd, "declared", {})
+    names = set(declared.get("settings", ())) | {p.name for p in cmd.params if p.name in Settings.model_fields}
+    if "*" in names:
+        names = set(Settings.model_fields)
+    other = set(declared.get("env", ()))
+    for sub in getattr(cmd, "commands", {}).values():
+        sub_names, sub_other = environment(sub)
+        names |= set(sub_names)
+        other |= set(sub_other)
+    unknown = names - set(Settings.model_fields)
+    if unknown:
+        raise LookupError(f"{cmd.name} declares settings that do not exist: {sorted(unknown)}")
+    if names:
+        other.add("METRICS_CONFIG")
+    return [n for n in Settings.model_fields if n in names], sorted(other)
+
 
 def maintenance_lock_busy(exc) -> str:
     """What a busy maintenance lock (a :class:`metrics_ops.locks.LockBusy`) means to the user of a command."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import CONTEXT_SETTINGS, pass_invocation, shared_options
+from metrics_ops.cli.common import CONTEXT_SETTINGS, declares, pass_invocation, shared_options
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -17,6 +17,7 @@ def config():
     """
 
 
+@declares(settings=("*",), env=("NO_COLOR",))  # "*": every setting
 @config.command("show")
 @shared_options
 @pass_invocation

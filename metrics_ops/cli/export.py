@@ -8,6 +8,7 @@ from metrics_ops.cli.common import (
     Failure,
     complete_zone,
     day_range,
+    declares,
     existing_store,
     pass_invocation,
     range_options,
@@ -35,6 +36,7 @@ class _LineCounter:
             print("", file=self.stream)
 
 
+@declares(exits=(ExitCode.FAILURE,), settings=("dir", "jsonl"))
 @click.command(short_help="Stream the stored lines of a day range as JSONL or CSV.")
 @range_options
 @click.option("--event", default=None, metavar="NAME", help="Only this event name.")

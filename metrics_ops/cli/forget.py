@@ -6,6 +6,7 @@ import click
 
 from metrics_ops.cli.common import (
     Failure,
+    declares,
     existing_store,
     maintenance_lock_busy,
     pass_invocation,
@@ -15,6 +16,7 @@ from metrics_ops.cli.common import (
 from metrics_ops.exitcodes import ExitCode
 
 
+@declares(exits=(ExitCode.FAILURE, ExitCode.LOCKED), settings=("dir", "jsonl", "tz", "gzip_level"), env=("NO_COLOR",))
 @click.command(short_help="Delete visitors' events from every file (on request).")
 @click.argument("visitor_ids", metavar="[VISITOR_ID]...", nargs=-1)
 @click.option("--prefix", "prefixes", multiple=True, metavar="PREFIX",

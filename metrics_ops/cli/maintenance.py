@@ -8,6 +8,7 @@ from metrics_ops.cli.common import (
     Failure,
     complete_zone,
     data_dir_problem,
+    declares,
     maintenance_lock_busy,
     pass_invocation,
     render_outcome,
@@ -164,6 +165,8 @@ def _budget_opts(fn):
                              "METRICS_MAX_TOTAL_MB).")(fn)
 
 
+@declares(exits=(ExitCode.FAILURE, ExitCode.LOCKED, ExitCode.BUDGET, ExitCode.ATTENTION),
+          settings=("dir", "jsonl", "rollup_retention", "status_file", "health_textfile", "file_mode"), env=("NO_COLOR",))
 @click.command(short_help="Keep the data dir bounded: link, shard, gzip, prune.")
 @click.option("--once", is_flag=True, help="Run one pass and exit; the exit status says whether it succeeded.")
 @click.option("--interval", type=float, default=None, metavar="SECONDS",
@@ -234,6 +237,7 @@ def _check(run, *, interval: float | None, tz: str | None) -> None:
         raise click.exceptions.Exit(ExitCode.ATTENTION)
 
 
+@declares(exits=(ExitCode.FAILURE, ExitCode.LOCKED), settings=("dir", "jsonl"), env=("NO_COLOR",))
 @click.command("gzip", short_help="Compress the day files older than --gzip-after days.")
 @_gzip_opts
 @_common
@@ -252,6 +256,7 @@ def gzip_cmd(run, gzip_after, gzip_level, tz, lock_timeout, dry_run):
          dry_run=dry_run)
 
 
+@declares(exits=(ExitCode.FAILURE, ExitCode.LOCKED), settings=("dir", "jsonl"), env=("NO_COLOR",))
 @click.command(short_help="Delete the data files older than --retention days.")
 @_retention_opt
 @_common

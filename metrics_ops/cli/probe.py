@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, output_options, pass_invocation
+from metrics_ops.cli.common import Failure, declares, output_options, pass_invocation
 from metrics_ops.exitcodes import ExitCode
 
 
+@declares(exits=(ExitCode.FAILURE, ExitCode.UNREACHABLE), env=("NO_COLOR", "XDG_STATE_HOME"))
 @click.command("ratelimit-probe", short_help="Prove the edge's rate limit with a burst (alias: probe).")
 @click.argument("url")
 @click.option("--requests", "-n", "n_requests", type=click.IntRange(1, 10_000), default=20, show_default=True,

@@ -8,6 +8,7 @@ from metrics_ops.cli.common import (
     Failure,
     complete_zone,
     day_range,
+    declares,
     existing_store,
     pass_invocation,
     range_options,
@@ -16,6 +17,7 @@ from metrics_ops.cli.common import (
 from metrics_ops.exitcodes import ExitCode
 
 
+@declares(exits=(ExitCode.FAILURE,), settings=("dir", "jsonl"), env=("NO_COLOR",))
 @click.command(short_help="Count events and visitors; estimate the real totals.")
 @range_options
 @click.option("--by", "by_", default="day", metavar="LIST", show_default=True,

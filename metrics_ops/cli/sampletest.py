@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, pass_invocation, shared_options
+from metrics_ops.cli.common import Failure, declares, pass_invocation, shared_options
 from metrics_ops.exitcodes import ExitCode
 
 
+@declares(exits=(ExitCode.FAILURE, ExitCode.INCONCLUSIVE, ExitCode.UNREACHABLE), settings=("sample_rates", "sample_key"),
+          env=("NO_COLOR",))
 @click.command("sample-test", short_help="Prove the sampling rates (simulated or live).")
 @click.option("--client-rate", "client_sample_rate", type=float, default=None, metavar="RATE",
               help="The browser's rate (VITE_METRICS_SAMPLE_RATE; env METRICS_CLIENT_SAMPLE_RATE).")

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, complete_zone, pass_invocation, settings_options
+from metrics_ops.cli.common import Failure, complete_zone, declares, pass_invocation, settings_options
+from metrics_ops.exitcodes import ExitCode
 
 
+@declares(exits=(ExitCode.FAILURE,), settings=(
+    "dir", "jsonl", "ring_capacity", "serve_min_free_mb", "max_body", "max_batch", "cors_origins", "state_file",
+    "file_mode", "sample_rates", "sample_key"))
 @click.command(short_help="Ingest events over HTTP into the daily JSONL files.")
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1; env METRICS_HOST).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default 8001; env METRICS_PORT).")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, complete_zone, pass_invocation, shared_options
+from metrics_ops.cli.common import Failure, complete_zone, declares, pass_invocation, shared_options
 from metrics_ops.exitcodes import ExitCode
 
 
+@declares(exits=(ExitCode.FAILURE, ExitCode.ATTENTION), env=("NO_COLOR",), settings=(
+    "dir", "jsonl", "gzip_after", "retention", "max_total_mb", "min_free_mb", "min_free_percent", "serve_min_free_mb",
+    "status_file"))
 @click.command(short_help="Is everything fine? Data, disk, passes, serve.")
 @click.option("--url", default=None, metavar="URL",
               help="Also ask serve at URL (its base, e.g. http://127.0.0.1:8001) for /healthz and its counters.")
