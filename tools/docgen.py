@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -92,8 +93,9 @@ def _help_parts(cmd: click.Command) -> tuple[str, list[str], list[str]]:
     paras, examples = [], []
     for block in blocks[1:]:
         lines = block.splitlines()
-        if lines and lines[0].strip() == "\b":
-            examples += [line.strip() for line in lines[1:] if line.strip() and not line.strip().endswith(":")]
+        if lines and lines[0].strip() == "\b":  # examples: their indentation kept (a continued command line)
+            kept = [line for line in lines[1:] if line.strip() and not line.strip().endswith(":")]
+            examples += textwrap.dedent("\n".join(kept)).splitlines()
         else:
             paras.append(" ".join(line.strip() for line in lines))
     return summary, paras, examples
@@ -117,6 +119,7 @@ def man_page(full: str, cmd: click.Command) -> str:
     summary, paras, examples = _help_parts(cmd)
     page = full.replace(" ", "-")
     out = [f".\\\" {HEADER}", f'.TH {_roff(page.upper())} 1 "{man_date()}" "{PROG} {__version__}" "{PROG} manual"',
+           ".nh", ".ad l",  # no hyphenation, no stretched spaces: names and options stay whole on narrow terminals
            ".SH NAME", f"{_roff(page)} \\- {_roff(summary[0].lower() + summary[1:].rstrip('.'))}", ".SH SYNOPSIS",
            f".B {_roff(full)}"]
     from metrics_ops.cli.common import CONTEXT_SETTINGS

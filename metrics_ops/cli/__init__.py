@@ -24,9 +24,9 @@ def cli(ctx, config, dir, json_, quiet, verbose):  # `dir`: the option is named 
 
     \b
     Examples:
-      metrics-ops rotate --once            # one maintenance pass, for cron
-      metrics-ops rotate --interval 300    # a loop, for a sidecar
-      metrics-ops config show              # effective settings and their sources
+      metrics-ops rotate --once           # one maintenance pass, for cron
+      metrics-ops rotate --interval 300   # a loop, for a sidecar
+      metrics-ops config show             # settings and their sources
     """
     ctx.obj = Invocation(config=config, data_dir=dir, json=json_, quiet=quiet, verbose=verbose)
 

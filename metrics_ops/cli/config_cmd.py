@@ -27,7 +27,8 @@ def show(run):
     \b
     Examples:
       metrics-ops config show
-      METRICS_RETENTION=60 metrics-ops --config /etc/metrics-ops.toml config show --json
+      metrics-ops --config /etc/metrics-ops.toml config show --json
+      METRICS_RETENTION=60 metrics-ops config show   # what the variable does
     """
     from metrics_ops.config import Settings, env_name, origins_of
 

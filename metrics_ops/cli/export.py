@@ -59,7 +59,7 @@ def export(run, since, until, event, fmt, output_file, tz):
     Examples:
       metrics-ops export --since 2026-11-01 --until 2026-11-30 > november.jsonl
       metrics-ops export --since 7d --format csv --output last-week.csv
-      metrics-ops export --since yesterday --until yesterday --event signup | jq .metadata
+      metrics-ops export --since 1d --until 1d --event signup | jq .metadata
     """
     import sys
     import time

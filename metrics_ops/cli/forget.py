@@ -40,7 +40,7 @@ def forget(run, visitor_ids, prefixes, include_current, dry_run, lock_timeout):
     Examples:
       metrics-ops forget v_8f2a --dry-run
       metrics-ops forget v_8f2a v_91c0
-      metrics-ops forget --prefix probe-7f3a09-        # the test traffic of one probe run
+      metrics-ops forget --prefix probe-7f3a09-   # a probe run's test events
     """
     import time
 

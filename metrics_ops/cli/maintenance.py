@@ -192,12 +192,14 @@ def rotate(run, once, interval, max_mb, create, max_total_mb, min_free_mb, min_f
 
     \b
     Examples:
-      metrics-ops rotate --once -q                       # cron: mail only on trouble
-      metrics-ops rotate --interval 300 --gzip-after 3 --retention 30 --max-mb 64
-      metrics-ops rotate --once --dry-run                # show the plan
-      metrics-ops rotate --once --create --data-dir /var/lib/metrics   # first run: make the directory
-      metrics-ops rotate --once --max-total-mb 2048 --min-free-percent 10   # with a disk budget
-      metrics-ops rotate --check                         # health check: is a pass succeeding?
+      metrics-ops rotate --once -q           # cron: mail only on trouble
+      metrics-ops rotate --interval 300 --retention 30 --max-mb 64
+      metrics-ops rotate --once --dry-run    # show the plan
+      metrics-ops rotate --check             # health check: passes succeed?
+      # the first run, to make the directory
+      metrics-ops rotate --once --create --data-dir /var/lib/metrics
+      # with a disk budget
+      metrics-ops rotate --once --max-total-mb 2048 --min-free-percent 10
     """
     from metrics_ops.maintenance import ROTATE_STEPS
 

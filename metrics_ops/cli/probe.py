@@ -48,9 +48,11 @@ def ratelimit_probe(run, url, n_requests, concurrency, rate, duration, timeout, 
 
     \b
     Examples:
-      metrics-ops probe http://127.0.0.1:8080/api/metrics/event --requests 20 --expect-rate 5 --expect-burst 10
-      metrics-ops probe URL --requests 20 --concurrency 20 --expect-rate 5 --expect-burst 10 --json
-      metrics-ops probe URL --rate 20 --duration 1 --expect-rate 5 --expect-burst 10 --csv probe.csv
+      metrics-ops probe http://127.0.0.1:8080/api/metrics/event \\
+          --requests 20 --expect-rate 5 --expect-burst 10
+      metrics-ops probe URL -n 20 -c 20 --expect-rate 5 --expect-burst 10 -q
+      metrics-ops probe URL --rate 20 --duration 1 --csv probe.csv \\
+          --expect-rate 5 --expect-burst 10
     """
     from metrics_ops import ratelimit as rl
     from metrics_ops import testrun

@@ -41,7 +41,7 @@ def report(run, since, until, by_, event, top, csv_, no_rollups, tz):
 
     \b
     Examples:
-      metrics-ops report                                  # the last 7 days, per day
+      metrics-ops report                # the last 7 days, per day
       metrics-ops report --since 2026-11-01 --until 2026-11-30 --by day,event
       metrics-ops report --since 30d --by path --top 20 --event page_view
       metrics-ops report --by event --json

@@ -38,10 +38,11 @@ def sample_test(run, client_sample_rate, sample_rate, sample_mode, events, seed,
 
     \b
     Examples:
-      metrics-ops sample-test                                   # the standard table + the configured pair
-      metrics-ops sample-test --client-rate 0.25 --server-rate 0.5 --events 10000 --seed 1
-      metrics-ops sample-test --mode visitor --client-rate 0.25 --server-rate 0.5
-      metrics-ops sample-test --url http://127.0.0.1:8001/api/metrics/event --events 2000 --data-dir ./data
+      metrics-ops sample-test    # the standard pairs and the configured one
+      metrics-ops sample-test --client-rate 0.25 --server-rate 0.5 --seed 1
+      metrics-ops sample-test --mode visitor --client-rate 0.25
+      metrics-ops sample-test --events 2000 --data-dir ./data \\
+          --url http://127.0.0.1:8001/api/metrics/event
     """
     from metrics_ops import sampletest as st
 

@@ -38,7 +38,8 @@ def serve(run, host, port, workers, log_level, sample_rate, sample_mode, max_mb,
     \b
     Examples:
       metrics-ops serve --host 127.0.0.1 --port 8001 --workers 2
-      METRICS_SAMPLE_RATE=0.5 metrics-ops --data-dir /var/lib/metrics serve --log-level info
+      METRICS_SAMPLE_RATE=0.5 metrics-ops --data-dir /var/lib/metrics \\
+          serve --log-level info
     """
     import os
 
