@@ -12,7 +12,7 @@ import pytest
 
 from metrics_ops import config
 from metrics_ops.cli import cli
-from metrics_ops.cli.common import OTHER_ENV, environment, exit_statuses
+from metrics_ops.cli.common import VARIABLES_DOC, environment, exit_statuses
 from metrics_ops.config import Settings, env_name
 from metrics_ops.exitcodes import ExitCode
 from metrics_ops.store import LOCK_NAME, file_name
@@ -75,12 +75,12 @@ def test_every_page_lists_what_its_command_declares(page):
     assert listed_statuses(page) == [int(c) for c in exit_statuses(cmd)]
     settings, other = environment(cmd)
     assert listed_variables(page) == [env_name(s) for s in settings] + other
-    assert set(other) <= set(OTHER_ENV)
+    assert set(other) <= set(VARIABLES_DOC)
 
 
 def test_the_group_page_lists_every_status_and_every_setting():
     assert listed_statuses("metrics-ops.1") == [int(c) for c in ExitCode]
-    assert set(listed_variables("metrics-ops.1")) == {env_name(s) for s in Settings.model_fields} | set(OTHER_ENV)
+    assert set(listed_variables("metrics-ops.1")) == {env_name(s) for s in Settings.model_fields} | set(VARIABLES_DOC)
 
 
 # ------------------------------------------------------------------ the declarations hold for real runs

@@ -160,7 +160,7 @@ def man_page(full: str, cmd: click.Command) -> str:
 
 def _exit_and_environment(cmd: click.Command, group: bool) -> list[str]:
     """EXIT STATUS and ENVIRONMENT: what the command declares it returns and reads (the group: every command's)."""
-    from metrics_ops.cli.common import OTHER_ENV, environment, exit_statuses
+    from metrics_ops.cli.common import VARIABLES_DOC, environment, exit_statuses
     from metrics_ops.config import Settings, env_name
     from metrics_ops.exitcodes import EXIT_STATUS_DOC
 
@@ -173,7 +173,7 @@ def _exit_and_environment(cmd: click.Command, group: bool) -> list[str]:
         out += [".TP", f".B {_roff(env_name(name))}",
                 _roff(f"{Settings.model_fields[name].description} (TOML key {name})")]
     for name in other:
-        out += [".TP", f".B {_roff(name)}", _roff(OTHER_ENV[name])]
+        out += [".TP", f".B {_roff(name)}", _roff(VARIABLES_DOC[name])]
     if not settings and not other:
         out.append(_roff("It reads no METRICS_* setting."))
     elif settings and not group:

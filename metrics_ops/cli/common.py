@@ -12,7 +12,7 @@ from metrics_ops.exitcodes import ExitCode
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 #: environment variables that are not settings (settings: config.env_name), as the man pages describe them
-OTHER_ENV = {
+VARIABLES_DOC = {
     "METRICS_CONFIG": "TOML file with settings, as --config",
     "NO_COLOR": "no colour in tables and progress bars",
     "XDG_STATE_HOME": "where it remembers when it last probed each URL: $XDG_STATE_HOME/metrics-ops/probes.json "
@@ -24,11 +24,11 @@ def declares(*, exits: tuple[ExitCode, ...] = (), settings: tuple[str, ...] = ()
     """A command's exit statuses and environment, declared on the command for its man page and the command
     reference (:func:`exit_statuses`, :func:`environment`): ``exits`` beyond 0 and 2 (every command: success,
     bad usage), ``settings`` it reads beyond those its options set ("*": all), ``env`` other variables
-    (:data:`OTHER_ENV`).
+    (:data:`VARIABLES_DOC`).
     Put it above ``@click.command``."""
-    unknown = [name for name in env if name not in OTHER_ENV]
+    unknown = [name for name in env if name not in VARIABLES_DOC]
     if unknown:
-        raise LookupError(f"declares: no description of {unknown} in OTHER_ENV")  # a bug in the command
+        raise LookupError(f"declares: no description of {unknown} in VARIABLES_DOC")  # a bug in the command
 
     def mark(cmd: click.Command) -> click.Command:
         cmd.declared = {"exits": frozenset(exits), "settings": tuple(settings), "env": tuple(env)}
@@ -136,9 +136,11 @@ class Failure(click.ClickException):
         self.exit_code = int(exit_code)
 
     def show(self, file=None) -> None:
+        from metrics_ops.terminal import PREFIX, fit, width_of
+
         err = sys.stderr if file is None else file  # click.get_text_stream is deprecated (gone in click 9)
         for line in self.lines:
-            click.echo(f"metrics-ops: {line}", file=err)
+            click.echo(fit(PREFIX + line, width_of(err)), file=err)  # wrapped on a terminal, one line piped
 
 
 @dataclass

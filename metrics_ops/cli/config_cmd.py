@@ -50,4 +50,5 @@ def show(run):
              + (f" ({origins[name].file})" if origins[name].file else ""), env_name(name))
             for name, v in values.items()]
     out.table("effective settings", ("setting", "value", "source", "environment"), rows,
-              whole=("setting", "environment"))
+              whole=("setting", "environment"),
+              optional={"environment": "environment variables: METRICS_ and the setting in capitals"})

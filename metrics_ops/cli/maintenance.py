@@ -165,8 +165,8 @@ def _budget_opts(fn):
                              "METRICS_MAX_TOTAL_MB).")(fn)
 
 
-@declares(exits=(ExitCode.FAILURE, ExitCode.LOCKED, ExitCode.BUDGET, ExitCode.ATTENTION),
-          settings=("dir", "jsonl", "rollup_retention", "status_file", "health_textfile", "file_mode"), env=("NO_COLOR",))
+@declares(exits=(ExitCode.FAILURE, ExitCode.LOCKED, ExitCode.BUDGET, ExitCode.ATTENTION), env=("NO_COLOR",),
+          settings=("dir", "jsonl", "rollup_retention", "status_file", "health_textfile", "file_mode"))
 @click.command(short_help="Keep the data dir bounded: link, shard, gzip, prune.")
 @click.option("--once", is_flag=True, help="Run one pass and exit; the exit status says whether it succeeded.")
 @click.option("--interval", type=float, default=None, metavar="SECONDS",

@@ -8,8 +8,8 @@ from metrics_ops.cli.common import Failure, declares, pass_invocation, shared_op
 from metrics_ops.exitcodes import ExitCode
 
 
-@declares(exits=(ExitCode.FAILURE, ExitCode.INCONCLUSIVE, ExitCode.UNREACHABLE), settings=("sample_rates", "sample_key"),
-          env=("NO_COLOR",))
+@declares(exits=(ExitCode.FAILURE, ExitCode.INCONCLUSIVE, ExitCode.UNREACHABLE),
+          settings=("sample_rates", "sample_key"), env=("NO_COLOR",))
 @click.command("sample-test", short_help="Prove the sampling rates (simulated or live).")
 @click.option("--client-rate", "client_sample_rate", type=float, default=None, metavar="RATE",
               help="The browser's rate (VITE_METRICS_SAMPLE_RATE; env METRICS_CLIENT_SAMPLE_RATE).")
@@ -120,11 +120,12 @@ def _simulated(out, s, n: int, tolerance: float, seed: int | None, given: bool):
 def _table(out, rows, title: str) -> None:
     if out.quiet and all(r.verdict == "PASS" for r in rows):
         return
-    # Fits 80 columns: the pair's label carries the client and server rates, "rate" is the expected share, and
-    # the events an INCONCLUSIVE row needs are in the line below the table; --json has every number.
+    # One line per row in 80 columns: the pair's label carries the client and server rates, "rate" is the
+    # expected share; the events per row are in the title, so on a narrow terminal the counts give way (the
+    # observed share says the same); the events an INCONCLUSIVE row needs are in the line below the table.
     out.table(title, ("pair", "rate", "events", "kept", "observed", "99.9% interval", "verdict"),
               [(r.label, f"{r.expected:.4g}", r.events, r.kept, f"{r.observed:.4f}",
                 "exact" if r.low == r.high else f"[{r.low:.4f}, {r.high:.4f}]", r.verdict) for r in rows],
               ("left",) + ("right",) * 4 + ("left", "left"),
-              whole=("rate", "events", "kept", "observed", "99.9% interval", "verdict"),
-              min_width={"pair": 10, "verdict": len("INCONCLUSIVE")}, max_width={"pair": 10})
+              whole=("rate", "events", "kept", "observed", "99.9% interval", "verdict"),  # a long event name wraps
+              optional={"events": "", "kept": "kept: observed x events"})

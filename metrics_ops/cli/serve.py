@@ -42,12 +42,14 @@ def serve(run, host, port, workers, log_level, sample_rate, sample_mode, max_mb,
           serve --log-level info
     """
     import os
+    import sys
 
     from metrics_ops.serve import runner
+    from metrics_ops.terminal import PREFIX, fit, width_of
 
     s = run.settings(host=host, port=port, workers=workers, log_level=log_level, sample_rate=sample_rate,
                      sample_mode=sample_mode, max_mb=max_mb, tz=tz)
-    line = f"metrics-ops: {ready_line(s)}\n".encode()
+    line = (fit(PREFIX + ready_line(s), width_of(sys.stderr)) + "\n").encode()
     try:
         # os.write, not click.echo: granian forks its workers right after, and no buffer lock may be held then
         runner.run(s, on_ready=lambda: os.write(2, line))

@@ -44,8 +44,10 @@ def create_app():
     except ConfigError as exc:
         import sys
 
+        from metrics_ops.terminal import note
+
         for line in exc.lines:
-            print(f"metrics-ops: {line}", file=sys.stderr)
+            note(sys.stderr, line)
         raise StartupError(exc.lines) from None
     configure_logging(settings.log_level)
     return make_app(settings)
