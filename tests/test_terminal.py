@@ -262,6 +262,17 @@ def test_a_note_naming_a_long_path_breaks_between_words_not_inside_the_path(ci_d
         assert_whole_path(lines, str(missing))
 
 
+def test_clicks_own_usage_errors_fit_80_columns_too(ci_dir):
+    toml = ci_dir / "settings-of-the-production-rotator.toml"  # does not exist
+    code, lines = screen("--config", toml, "report")
+    assert code == 2 and fits(lines), lines
+    assert lines[0].startswith("Usage: metrics-ops")
+    assert [line for line in lines if line.startswith("Error: Invalid value for '--config'")]
+    assert_whole_path(lines, str(toml))
+    code, lines = screen("sample-test", "--mode", "per-visitor-of-course")
+    assert code == 2 and fits(lines), lines
+
+
 def test_serve_ready_line_fits_80_columns(ci_dir):
     port = free_port()
     code, lines = screen("--data-dir", ci_dir, "serve", "--port", port, "--workers", "1", stop_at="worker)",

@@ -7,10 +7,10 @@ import copy
 import click
 
 from metrics_ops import __version__
-from metrics_ops.cli.common import CONTEXT_SETTINGS, DataDirPath, Invocation
+from metrics_ops.cli.common import CONTEXT_SETTINGS, DataDirPath, FittingGroup, Invocation
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+@click.group(cls=FittingGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="metrics-ops")
 @click.option("--config", type=click.Path(exists=True, dir_okay=False), envvar="METRICS_CONFIG",
               help="TOML file with settings (keys as in `config show`); env METRICS_CONFIG.")

@@ -143,6 +143,41 @@ class Failure(click.ClickException):
             click.echo(fit(PREFIX + line, width_of(err)), file=err)  # wrapped on a terminal, one line piped
 
 
+class _Fitted(click.ClickException):
+    """click's own error (bad usage), shown as click shows it, each line wrapped to the terminal (one line piped)."""
+
+    def __init__(self, error: click.ClickException):
+        super().__init__(error.message)
+        self.error, self.exit_code = error, error.exit_code
+
+    def show(self, file=None) -> None:
+        import io
+
+        from metrics_ops.terminal import fit, width_of
+
+        err = sys.stderr if file is None else file
+        text = io.StringIO()
+        self.error.show(file=text)
+        for line in text.getvalue().splitlines():
+            click.echo(fit(line, width_of(err)), file=err)
+
+
+class FittingGroup(click.Group):
+    """The command group: click's usage errors, like the commands' own lines, fit the terminal."""
+
+    def make_context(self, *args, **kwargs):
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.ClickException as exc:
+            raise exc if isinstance(exc, Failure | _Fitted) else _Fitted(exc) from None
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            raise exc if isinstance(exc, Failure | _Fitted) else _Fitted(exc) from None
+
+
 @dataclass
 class Invocation:
     """What this run of metrics-ops was given for every command: the group's options, which may also follow the
