@@ -43,7 +43,7 @@ def _path_from(lines: list[str], i: int, col: int, rest: str) -> bool:
     """Whether ``rest`` reads from line ``i``, column ``col`` on: whole, or up to a "/" that ends the line's text
     there and goes on below, in the same column (a table cell) or at a note's indent."""
     text = lines[i][col:] if i < len(lines) else ""
-    if text.startswith(rest) and text[len(rest):len(rest) + 1] in ("", " ", ":", ",", ")", ";"):
+    if text.startswith(rest) and text[len(rest):len(rest) + 1] in ("", " ", ":", ",", ")", ";", "'", "\""):
         return True
     cuts = [k for k in range(1, len(rest)) if rest[k - 1] == "/" and text[:k] == rest[:k]
             and text[k:k + 1] in ("", " ")]
