@@ -10,36 +10,41 @@ from __future__ import annotations
 
 import contextvars
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
-    DotEnvSettingsSource,
-    EnvSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,  # the top-level name: pydantic_settings.exceptions only exists from 2.8
 )
 
+from metrics_ops.events import MIN_RATE, usable_rate
 from metrics_ops.origins import (  # noqa: F401  (re-exported: the config layer's names for the commands)
     DEFAULT,
     DOTENV,
     ENV,
     ENV_PREFIX,
     FLAG,
+    HIDDEN,
     TOML,
     ConfigError,
+    ExactDotEnvSource,
+    ExactEnvSource,
     Origin,
     check_dotenv,
     env_name,
     format_errors,
+    is_secret_field,
     read_toml,
+    warn_env_typos,
 )
 
 
@@ -51,6 +56,15 @@ def _json_value(text: str):
     except ValueError as exc:
         raise PydanticCustomError("json", "not valid JSON: {error}", {"error": str(exc)}) from None
 
+
+#: bounds of the settings that count days, seconds and sizes: whatever the operator writes, every date, timestamp
+#: and byte count derived from them stays inside the calendar and the clock (a day count of 10**6 or an interval of
+#: 1e12 s overflows them), and far beyond any sensible value: a century, a week between passes, a day's wait for
+#: the lock, a pebibyte.
+MAX_DAYS = 36_500
+MIN_INTERVAL, MAX_INTERVAL = 0.1, 7 * 86_400
+MAX_LOCK_TIMEOUT = 86_400
+MAX_MIB = 1 << 30
 
 _toml_values: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("toml_values", default=None)
 
@@ -77,26 +91,31 @@ class Settings(BaseSettings):
         None, description="the link to the current file; must be in the data directory (default DIR/metrics.jsonl)"
     )
     tz: str = Field("UTC", description="IANA time zone that decides the day of an event and of a file")
-    sample_rate: float = Field(1.0, ge=0, le=1, allow_inf_nan=False, description="server-side sampling rate, 0..1")
+    sample_rate: float = Field(1.0, ge=0, le=1, allow_inf_nan=False,
+                               description="server-side sampling rate: 0 (store nothing), or 0.000001 .. 1")
     ring_capacity: int = Field(500, ge=1, le=10_000, description="events kept for the debug snapshot")
-    gzip_after: int = Field(3, ge=1, description="compress files whose day is at least this many days old")
-    retention: int = Field(30, ge=1, description="delete files whose day is at least this many days old")
-    max_mb: float | None = Field(None, gt=0, allow_inf_nan=False,
+    gzip_after: int = Field(3, ge=1, le=MAX_DAYS, description="compress files whose day is at least this many days old")
+    retention: int = Field(30, ge=1, le=MAX_DAYS, description="delete files whose day is at least this many days old")
+    max_mb: float | None = Field(None, gt=0, le=MAX_MIB, allow_inf_nan=False,
                                  description="start a new shard at this size in MiB (unset: no shards)")
-    rollup_retention: int = Field(400, ge=1, description="keep a day's rollup (its counts, no ids) this many days")
-    interval: float = Field(300, gt=0, allow_inf_nan=False,
-                            description="seconds between passes of rotate's loop")
+    rollup_retention: int = Field(400, ge=1, le=MAX_DAYS,
+                                  description="keep a day's rollup (its counts, no ids) this many days")
+    rollup_min_visitors: int = Field(5, ge=2, le=1_000_000, description=(
+        "a day's rollup counts an event name or path seen by fewer visitors that day in (other)"))
+    interval: float = Field(300, ge=MIN_INTERVAL, le=MAX_INTERVAL, allow_inf_nan=False,
+                            description="seconds between passes of rotate's loop (0.1 .. 604800, a week)")
     gzip_level: int = Field(6, ge=1, le=9, description="gzip compression level, 1 (fast) .. 9 (small)")
-    lock_timeout: float = Field(10, ge=0, allow_inf_nan=False,
+    lock_timeout: float = Field(10, ge=0, le=MAX_LOCK_TIMEOUT, allow_inf_nan=False,
                                 description="seconds a maintenance pass waits for another to finish")
     # disk budget and the rotator's health (metrics_ops.budget, metrics_ops.health)
-    max_total_mb: float | None = Field(None, gt=0, allow_inf_nan=False, description=(
-        "ceiling on the data files' total size in MiB: a pass deletes the oldest data above it (unset: none)"))
-    min_free_mb: float | None = Field(None, ge=0, allow_inf_nan=False, description=(
+    max_total_mb: float | None = Field(None, gt=0, le=MAX_MIB, allow_inf_nan=False, description=(
+        "ceiling on the data files' and rollups' total size in MiB: a pass deletes the oldest data above it "
+        "(unset: none)"))
+    min_free_mb: float | None = Field(None, ge=0, le=MAX_MIB, allow_inf_nan=False, description=(
         "free space in MiB a pass keeps on the data directory's file system, deleting the oldest data (unset: none)"))
     min_free_percent: float | None = Field(None, ge=0, lt=100, allow_inf_nan=False, description=(
         "the same floor as a percentage of the file system's size (both hold when both are set)"))
-    serve_min_free_mb: float = Field(64, ge=0, allow_inf_nan=False, description=(
+    serve_min_free_mb: float = Field(64, ge=0, le=MAX_MIB, allow_inf_nan=False, description=(
         "serve stores nothing (202 stored: 0, /healthz 503) while less than this many MiB are free; 0: off"))
     status_file: Path | None = Field(
         None, description="one-line status of the last pass, for health checks (default DIR/.metrics-ops.status)")
@@ -114,6 +133,10 @@ class Settings(BaseSettings):
         default_factory=list, description="origins allowed by CORS: comma-separated or a JSON list; * for any")
     state_file: Path | None = Field(
         None, description="shared ring and counters of serve's workers (default DIR/.metrics-ops.state)")
+    keep_query: bool = Field(False, description=(
+        "serve keeps the query string and fragment of metadata.path (default: cut off, they hide e-mails and tokens)"))
+    admin_token: SecretStr | None = Field(None, description=(
+        "secret bearer token for the snapshot and /metrics from any address (unset: loopback peers only)"))
     file_mode: str = Field(
         "0640", description="mode of new data files (octal; umask applies); the directory gets the matching x bits")
     # sampling
@@ -124,19 +147,31 @@ class Settings(BaseSettings):
     client_sample_rate: float = Field(
         1.0, ge=0, le=1, allow_inf_nan=False,
         description="the browser's sampling rate (VITE_METRICS_SAMPLE_RATE), for sample-test")
-    sample_key: str = Field("", description="key of the visitor hash; set the same key wherever visitors are hashed")
+    sample_key: str = Field("", description="key of the visitor hash; set the same key wherever visitors are hashed",
+                            json_schema_extra={"secret": True})
 
     @classmethod
     def settings_customise_sources(
         cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
     ):
-        return (init_settings, env_settings, dotenv_settings, _TomlSource(settings_cls))
+        return (init_settings, ExactEnvSource(settings_cls),
+                ExactDotEnvSource(settings_cls, env_file=dotenv_settings.env_file,
+                                   env_file_encoding=dotenv_settings.env_file_encoding),
+                _TomlSource(settings_cls))
 
     @field_validator("max_mb", "jsonl", "state_file", "max_total_mb", "min_free_mb", "min_free_percent",
-                     "status_file", "health_textfile", mode="before")
+                     "status_file", "health_textfile", "admin_token", mode="before")
     @classmethod
     def _empty_is_unset(cls, value):
         return None if isinstance(value, str) and value.strip() == "" else value
+
+    @field_validator("dir", mode="before")
+    @classmethod
+    def _dir_given(cls, value):
+        if isinstance(value, str) and value.strip() == "":
+            raise PydanticCustomError("empty", "the data directory cannot be empty (it would silently be the working "
+                                               "directory); give a path")
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -168,8 +203,25 @@ class Settings(BaseSettings):
     @classmethod
     def _rates_in_range(cls, value: dict[str, float]) -> dict[str, float]:
         for name, rate in value.items():
-            if not 0 <= rate <= 1:
-                raise PydanticCustomError("rate_map", "rate of {name} must be between 0 and 1", {"name": name})
+            if not (rate == 0 or usable_rate(rate)):
+                raise PydanticCustomError("rate_map", "rate of {name} must be 0 or between {floor} and 1",
+                                          {"name": name, "floor": f"{MIN_RATE:g}"})
+        return value
+
+    @field_validator("sample_rate", "client_sample_rate")
+    @classmethod
+    def _rate_floor(cls, value: float) -> float:
+        if 0 < value < MIN_RATE:  # a line would weigh over 10^12: readers could not use it
+            raise PydanticCustomError("rate", "a rate must be 0 or at least {floor} (one in a million)",
+                                      {"floor": f"{MIN_RATE:g}"})
+        return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _TOKEN.fullmatch(value.get_secret_value()):
+            raise PydanticCustomError("token", "the admin token must be 16 to 256 characters of A-Z a-z 0-9 - . _ ~ "
+                                      "+ / = (what a bearer header carries), e.g. from: openssl rand -hex 32")
         return value
 
     @field_validator("file_mode")
@@ -184,6 +236,17 @@ class Settings(BaseSettings):
             raise PydanticCustomError(
                 "mode", "a data file mode must give the owner read and write and nobody execute (0600 .. 0666)")
         return f"0{bits:o}"
+
+    @field_validator("rollup_min_visitors", mode="before")
+    @classmethod
+    def _k_visitors(cls, value):
+        try:
+            small = int(value) < 2
+        except (TypeError, ValueError):
+            return value  # the type check words it
+        if small:
+            raise PydanticCustomError("k_visitors", "want at least 2: a rollup row of one visitor singles them out")
+        return value
 
     @field_validator("tz")
     @classmethod
@@ -208,14 +271,30 @@ class Settings(BaseSettings):
             raise PydanticCustomError("relation", "{why}", {"fields": ("jsonl",), "why": why})
         from metrics_ops.layout import STATE_NAME, STATUS_NAME
 
-        # files the tool writes over and over: never the link, a data file or another of the tool's files
+        # files the tool writes over and over: never the link, a data file or another of the tool's files; and
+        # what it writes for monitoring nowhere in the data directory's tree but the status file's own default
         for name, label, own in (("state_file", "the state file", STATE_NAME),
                                  ("status_file", "the status file", STATUS_NAME),
                                  ("health_textfile", "the health textfile", None)):
             path = getattr(self, name)
-            if path is not None and (why := self._own_file_clash(path, label, own)):
+            if path is None:
+                continue
+            why = self._own_file_clash(path, label, own)
+            if why is None and name != "state_file":
+                why = self._inside_data_tree(path, label, own)
+            if why is not None:
                 raise PydanticCustomError("relation", "{why}", {"fields": (name,), "why": why})
         return self
+
+    def _inside_data_tree(self, path: Path, label: str, own_name: str | None) -> str | None:
+        from metrics_ops.layout import inside_tree
+
+        if own_name is not None and path.resolve() == (self.dir / own_name).resolve():
+            return None  # the status file's default place, given explicitly
+        if inside_tree(path, self.dir):
+            return (f"{label} cannot be inside the data directory {self.dir.resolve()} (rollups/ included): passes, "
+                    "report and forget read and delete there; put it elsewhere")
+        return None
 
     def _own_file_clash(self, path: Path, label: str, own_name: str | None) -> str | None:
         if path.resolve() == self.link_path.resolve() or path.resolve() == self.link_path.absolute():
@@ -254,6 +333,9 @@ class Settings(BaseSettings):
         return None if self.max_mb is None else max(1, int(self.max_mb * 1024 * 1024))
 
 
+_TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{16,256}")
+
+
 def _owner_of(name: str) -> str | None:
     """Who a name in a data directory belongs to: "data" (``metrics-...``: data files, their temporary and
     set-aside versions), "tool" (``.metrics-ops...``: locks, state, change counter), or None."""
@@ -287,8 +369,8 @@ def require_gzip_before_prune(settings: Settings) -> None:
 
 def _origins(flags: dict[str, Any], spelled: dict[str, str], toml_data: dict[str, Any], toml_file: str | None,
              env_file) -> dict:
-    env_found = EnvSettingsSource(Settings)()
-    dotenv_found = DotEnvSettingsSource(Settings, env_file=env_file)() if env_file else {}
+    env_found = ExactEnvSource(Settings)()
+    dotenv_found = ExactDotEnvSource(Settings, env_file=env_file)() if env_file else {}
     # DotEnvSettingsSource also reports the process environment; keep what only the file says.
     dotenv_found = {k: v for k, v in dotenv_found.items() if k not in env_found}
     origins = {}
@@ -311,15 +393,18 @@ def load_settings(
     config_file: str | os.PathLike | None = None,
     env_file: str | os.PathLike | None = ".env",
     spelled: dict[str, str] | None = None,
+    config_spelled: str = "--config",
 ) -> Settings:
     """Build the settings from every layer; ``flags`` holds only the options the operator gave, ``spelled`` the
-    option each of them came from as the command defines it (``{"gzip_level": "--level"}``), for messages.
+    option each of them came from as the command defines it (``{"gzip_level": "--level"}``), for messages;
+    ``config_spelled`` how ``config_file`` was given (``--config`` or ``METRICS_CONFIG``).
 
     Returns a Settings whose ``origins`` attribute maps each field to its :class:`Origin`.
     Raises :class:`ConfigError` with one line per problem.
     """
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
-    toml_data = read_toml(config_file, Settings.model_fields) if config_file is not None else {}
+    warn_env_typos(Settings.model_fields)
+    toml_data = read_toml(config_file, Settings.model_fields, config_spelled) if config_file is not None else {}
     toml_file = str(config_file) if config_file is not None else None
     if env_file is not None and not Path(env_file).is_file():
         env_file = None
@@ -335,8 +420,8 @@ def load_settings(
     try:
         settings = Settings(_env_file=env_file, **flags)
     except ValidationError as exc:
-        raise ConfigError(format_errors(exc, origins, {f: i.default for f, i in Settings.model_fields.items()})) \
-            from None
+        raise ConfigError(format_errors(exc, origins, {f: i.default for f, i in Settings.model_fields.items()},
+                                        secret_fields())) from None
     except SettingsError as exc:  # a source could not be read at all
         raise ConfigError([f"settings: {exc}"]) from None
     finally:
@@ -347,3 +432,8 @@ def load_settings(
 
 def origins_of(settings: Settings) -> dict[str, Origin]:
     return getattr(settings, "_origins", None) or {f: Origin(DEFAULT, env_name(f)) for f in Settings.model_fields}
+
+
+def secret_fields() -> frozenset[str]:
+    """The settings no output may show (:func:`metrics_ops.origins.is_secret_field`)."""
+    return frozenset(name for name, field in Settings.model_fields.items() if is_secret_field(field))

@@ -35,9 +35,22 @@ def disk_usage(path: str | os.PathLike) -> DiskUsage:
     return DiskUsage(st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize)
 
 
-def mib(n: int | float | None) -> str:
-    """Bytes as MiB for messages: 63.9 MiB."""
-    return "-" if n is None else f"{n / MIB:.1f} MiB"
+def readable(n: int | float | None) -> str:
+    """Bytes for messages, in the unit a person reads them in (1024 steps): 900 bytes, 20.0 KiB, 63.9 MiB,
+    1.2 GiB. A 20 KB budget is "20.0 KiB", not "0.0 MiB"."""
+    if n is None:
+        return "-"
+    if abs(n) < 1024:
+        return f"{int(n)} bytes" if int(n) != 1 else "1 byte"
+    size = float(n)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        size /= 1024
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{size:.1f} {unit}"
+    return f"{n} bytes"  # pragma: no cover
+
+
+mib = readable  # the former name (it printed MiB whatever the size)
 
 
 class SpaceFloor:
@@ -65,7 +78,7 @@ class SpaceFloor:
                 self._reason = None
             else:
                 self._reason = (None if free >= self.floor else
-                                f"free space on the data directory's file system is {mib(free)}, under serve's "
-                                f"floor of {mib(self.floor)} (METRICS_SERVE_MIN_FREE_MB): events are not stored "
+                                f"free space on the data directory's file system is {readable(free)}, under serve's "
+                                f"floor of {readable(self.floor)} (METRICS_SERVE_MIN_FREE_MB): events are not stored "
                                 "until space returns")
         return self._reason

@@ -5,7 +5,7 @@ from enum import IntEnum
 
 class ExitCode(IntEnum):
     OK = 0
-    #: the work failed (an OSError in a pass, a sampling FAIL, a probe mismatch, a server that cannot start)
+    #: the work failed (an action or step of a pass, a sampling FAIL, a probe mismatch, a server that cannot start)
     FAILURE = 1
     #: bad usage or a bad setting (flag, environment, .env or TOML); nothing was changed
     USAGE = 2
@@ -23,8 +23,10 @@ class ExitCode(IntEnum):
 
 EXIT_STATUS_DOC = {
     ExitCode.OK: "success; with -q nothing is printed",
-    ExitCode.FAILURE: "the work failed: a file operation in the pass failed, a result did not hold, or the data "
-                      "directory does not exist (rotate makes it only with --create)",
+    ExitCode.FAILURE: "the work failed: an action or a step of the pass failed (one line each on stderr; every "
+                      "other action was still done, and the status file says so), the disk budget cannot be met, "
+                      "a result did not hold, or the data directory does not exist (rotate makes it only with "
+                      "--create)",
     ExitCode.USAGE: "bad usage or an invalid setting (flag, environment, .env or TOML file); nothing was changed",
     ExitCode.LOCKED: "another maintenance pass held the lock longer than --lock-timeout; nothing was changed",
     ExitCode.INCONCLUSIVE: "sample-test: too few events to decide within --tolerance (it says how many would)",

@@ -66,9 +66,31 @@ def read_status(path: Path) -> PassStatus | None:
     try:
         doc = json.loads(text)
         known = {f.name for f in fields(PassStatus)}
-        return PassStatus(**{k: v for k, v in doc.items() if k in known})
-    except (ValueError, TypeError):
+        return _checked(PassStatus(**{k: v for k, v in doc.items() if k in known}))
+    except (ValueError, TypeError, AttributeError):
         raise StatusUnreadable(f"the status file {path} does not hold a metrics-ops status line") from None
+
+
+#: the last second of the calendar (9999-12-31T23:59:59Z) but a fortnight: a time past it cannot be shown, nor
+#: the next pass after it (``status`` plans it)
+LAST_TIME = 253_402_300_799 - 14 * 86_400
+
+
+def _checked(status: PassStatus) -> PassStatus:
+    """A status line whose times, interval and counts are what a pass writes; ValueError otherwise (a hand-edited
+    or foreign file must not make ``status`` or ``rotate --check`` overflow the clock)."""
+    from metrics_ops.config import MAX_INTERVAL
+
+    def number(value, low: float, high: float) -> bool:
+        return type(value) in (int, float) and low <= value <= high  # NaN fails both comparisons
+
+    if not (number(status.time, 0, LAST_TIME) and number(status.duration, 0, LAST_TIME)
+            and (status.last_success is None or number(status.last_success, 0, LAST_TIME))
+            and number(status.interval, 0, MAX_INTERVAL) and status.interval > 0
+            and type(status.result) is str and type(status.message) is str
+            and type(status.errors) is int and type(status.budget_deleted) is int and type(status.pid) is int):
+        raise ValueError("not a status line")
+    return status
 
 
 def next_status(previous: PassStatus | None, *, started: float, ended: float, result: str, interval: float,
@@ -151,12 +173,12 @@ def textfile(status: PassStatus, inventory: Inventory | None, usage: DiskUsage |
     if inventory is not None:
         _metric(lines, p + "files", "gauge", "Data files by state after the pass (pruned: deleted by this pass).",
                 [('{state="plain"}', inventory.plain_files), ('{state="archived"}', inventory.archived_files),
-                 ('{state="aside"}', inventory.aside_files), ('{state="pruned"}', pruned[0]),
-                 ('{state="budget_deleted"}', budget_deleted[0])])
+                 ('{state="aside"}', inventory.aside_files), ('{state="rollup"}', inventory.rollup_files),
+                 ('{state="pruned"}', pruned[0]), ('{state="budget_deleted"}', budget_deleted[0])])
         _metric(lines, p + "bytes", "gauge", "Bytes of data files by state after the pass (pruned: deleted by it).",
                 [('{state="plain"}', inventory.plain_bytes), ('{state="archived"}', inventory.archived_bytes),
-                 ('{state="aside"}', inventory.aside_bytes), ('{state="pruned"}', pruned[1]),
-                 ('{state="budget_deleted"}', budget_deleted[1])])
+                 ('{state="aside"}', inventory.aside_bytes), ('{state="rollup"}', inventory.rollup_bytes),
+                 ('{state="pruned"}', pruned[1]), ('{state="budget_deleted"}', budget_deleted[1])])
         _metric(lines, p + "dates_with_data", "gauge", "Days with data files.", [("", len(inventory.days))])
     if usage is not None:
         _metric(lines, p + "free_bytes", "gauge", "Free bytes on the data directory's file system.",
@@ -165,13 +187,14 @@ def textfile(status: PassStatus, inventory: Inventory | None, usage: DiskUsage |
                 [("", usage.total)])
     _metric(lines, p + "min_free_bytes", "gauge", "The disk budget's free-space floor (0: none).",
             [("", min_free or 0)])
-    _metric(lines, p + "max_total_bytes", "gauge", "The disk budget's ceiling on data files (0: none).",
+    _metric(lines, p + "max_total_bytes", "gauge", "The disk budget's ceiling on data files and rollups (0: none).",
             [("", max_total or 0)])
     return "\n".join(lines) + "\n"
 
 
 def _deleted(result, step: str) -> tuple[int, int]:
-    done = [a for a in result.actions if a.step == step and a.kind == "delete" and a.status == "done"]
+    done = [a for a in result.actions
+            if a.step == step and a.kind in ("delete", "drop-rollup") and a.status == "done"]
     return len(done), sum(a.bytes_before or 0 for a in done)
 
 

@@ -1,4 +1,5 @@
-"""Sending requests to serve or to the edge, for the commands that measure them (sample-test --url, probe).
+"""Sending requests to serve or to the edge, for the commands that measure them (sample-test --url, probe;
+status --url checks its URL with the same parser).
 
 One parser for their URLs, one keep-alive connection type, one POST that never raises for a network failure,
 and the rule that a target which cannot be reached has measured nothing: that is an error with its own exit
@@ -27,7 +28,10 @@ class Target(NamedTuple):
     @classmethod
     def parse(cls, url: str, default_path: str = "/") -> Target:
         """An http:// or https:// URL, or ValueError saying what is wrong with it."""
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:  # "Invalid IPv6 URL" for http://[::1
+            raise ValueError(f"{url}: {str(exc)[:1].lower()}{str(exc)[1:]}") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{url}: want an http:// or https:// URL")
         try:

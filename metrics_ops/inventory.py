@@ -1,11 +1,13 @@
-"""What the data directory holds, by state: counts and bytes of plain files, archives, shards and archives set
-aside, the days present. One ``lstat`` per data file and no file opened: a year of files takes milliseconds.
-The budget, the health textfile and ``metrics-ops status`` read the directory through here.
+"""What the data directory holds, by state: counts and bytes of plain files, archives, shards, archives set
+aside and rollups (``DIR/rollups/``), the days present. One ``lstat`` per file and no file opened: a year of
+files takes milliseconds. The budget, the health textfile and ``metrics-ops status`` read the directory through
+here.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import date
@@ -29,6 +31,40 @@ def measure(directory: str | os.PathLike, names: Iterable[str]) -> dict[str, tup
     return sizes
 
 
+def rollup_sizes(directory: str | os.PathLike) -> dict[str, tuple[date, int, int]]:
+    """Rollup name -> (its day, size, bytes allocated on disk), for the rollups in ``DIR/rollups``. Nothing when
+    that is missing or is not a real directory: a symlink there is never followed (it is not the tool's)."""
+    from metrics_ops.layout import ROLLUP_DIR
+    from metrics_ops.rollups import day_of_rollup
+
+    try:
+        top = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return {}
+    try:
+        fd = os.open(ROLLUP_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=top)
+    except OSError:  # missing, a file, a symlink (ELOOP / ENOTDIR)
+        return {}
+    finally:
+        os.close(top)
+    sizes = {}
+    try:
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                day = day_of_rollup(entry.name)
+                if day is None:
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    sizes[entry.name] = (day, st.st_size, st.st_blocks * 512)
+    finally:
+        os.close(fd)
+    return sizes
+
+
 @dataclass
 class Inventory:
     plain_files: int = 0
@@ -38,11 +74,14 @@ class Inventory:
     shard_files: int = 0  # files with a shard number (.1, .2, ...), plain or archived; counted in the two above
     aside_files: int = 0  # archives set aside as unreadable (.gz.corrupt)
     aside_bytes: int = 0
+    rollup_files: int = 0  # DIR/rollups/rollup-DAY.json: counted by the disk budget, not among the days
+    rollup_bytes: int = 0
     days: list[date] = field(default_factory=list)
 
     @property
     def total_bytes(self) -> int:
-        return self.plain_bytes + self.archived_bytes + self.aside_bytes
+        """What the disk budget's max_total_mb weighs: data files and rollups."""
+        return self.plain_bytes + self.archived_bytes + self.aside_bytes + self.rollup_bytes
 
     @property
     def oldest(self) -> date | None:
@@ -80,5 +119,7 @@ def take_inventory(directory: str | os.PathLike, listing: Listing) -> Inventory:
             inv.aside_files += 1
             inv.aside_bytes += sizes[name][0]
             days.add(aside_day(name))
+    rollups = rollup_sizes(directory)
+    inv.rollup_files, inv.rollup_bytes = len(rollups), sum(size for _day, size, _blocks in rollups.values())
     inv.days = sorted(days)
     return inv

@@ -102,6 +102,15 @@ def unusable_dir(directory: Path) -> str | None:
     return "is not a directory" if directory.exists() else "does not exist"
 
 
+def inside_tree(path: Path, directory: Path) -> bool:
+    """Whether ``path`` is ``directory`` itself or lies anywhere under it (``rollups/`` included), symlinks
+    resolved on both sides: a file the tool writes for someone else (the status file at a place of the operator's
+    choosing, the health textfile, export's output) never goes there, where passes, report and forget read,
+    compress, roll up or delete what they find."""
+    target, tree = Path(path).resolve(), Path(directory).resolve()
+    return target == tree or tree in target.parents
+
+
 def dir_mode(file_mode: int) -> int:
     """The directory mode that goes with a file mode: owner rwx, and x wherever r is granted (0640 -> 0750)."""
     return file_mode | 0o700 | ((file_mode & 0o044) >> 2)

@@ -46,6 +46,7 @@ def run_pass(
     retention: int = 30,
     level: int = 6,
     rollup_retention: int = 400,
+    rollup_min_visitors: int = rollups.DEFAULT_MIN_VISITORS,
     dry_run: bool = False,
     budget: Budget | None = None,
     threads: int | None = None,
@@ -61,7 +62,7 @@ def run_pass(
     """
     today = store.today(now)
     result = PassResult(tuple(steps), dry_run, today.isoformat())
-    run = _Run(store, today, level, threads or min(2, os.cpu_count() or 1), progress, stop)
+    run = _Run(store, today, level, threads or min(2, os.cpu_count() or 1), progress, stop, rollup_min_visitors)
     if not store.dir.is_dir():
         if "rotate" not in steps or store.dir.exists():  # a pass makes a missing directory, never replaces a file
             result.errors.append(store.unusable())
@@ -80,9 +81,14 @@ def run_pass(
         if stop is not None and stop.is_set():
             result.interrupted = True
             break
-        actions, kept = plan_step(step, store, listing, today, link_target=link_target, adopted=adopted,
-                                   gzip_after=gzip_after, retention=retention, prune_follows="prune" in steps,
-                                   budget=budget, result=result, rollup_retention=rollup_retention)
+        try:
+            actions, kept = plan_step(step, store, listing, today, link_target=link_target, adopted=adopted,
+                                       gzip_after=gzip_after, retention=retention, prune_follows="prune" in steps,
+                                       budget=budget, result=result, rollup_retention=rollup_retention,
+                                       rollup_min_visitors=rollup_min_visitors)
+        except Exception as exc:  # noqa: BLE001  a step that cannot even plan: the other steps still run
+            result.errors.append(f"{step}: the step could not run: {failure_reason(exc, '')}")
+            continue
         link_target = next((a.target for a in actions if a.kind == Kind.LINK), link_target)
         sizes(store, actions)
         result.kept.extend(kept)
@@ -110,6 +116,7 @@ class _Run:
     threads: int
     progress: Callable[[int], None] | None
     stop: threading.Event | None
+    rollup_min_visitors: int = rollups.DEFAULT_MIN_VISITORS
 
 
 def _execute_all(run: _Run, actions: list[Action]) -> None:
@@ -170,7 +177,8 @@ def _delete(run: _Run, a: Action, threads: int) -> None:
 
 
 def _rollup(run: _Run, a: Action, threads: int) -> None:
-    a.bytes_after = rollups.write(run.store.dir, a.file, run.store.zone)
+    a.bytes_after = rollups.write(run.store.dir, a.file, run.store.zone, run.rollup_min_visitors,
+                                  run.store.file_mode)
 
 
 def _drop_rollup(run: _Run, a: Action, threads: int) -> None:
@@ -193,20 +201,38 @@ _HANDLERS: dict[Kind, Callable[[_Run, Action, int], None]] = {
 
 
 def _execute(run: _Run, a: Action, threads: int) -> None:
+    """Carry out one action. Whatever goes wrong in it (a file operation, a lock, a line no reader foresaw) fails
+    this action alone, in one line, and the pass goes on with every other action of every step."""
     try:
         _HANDLERS[a.kind](run, a, threads)
         a.status = Status.DONE
-    except LockBusy as exc:  # the link lock: another process swaps the link; this action fails, the pass goes on
+    except Exception as exc:  # noqa: BLE001  one day's trouble never stops the rest of the pass
         a.status = Status.FAILED
-        a.error = str(exc)
-    except (OSError, StoreError) as exc:
-        a.status = Status.FAILED
-        a.error = failure_text(exc, a.file)
+        a.error = failure_reason(exc, a.file)
 
 
 def failure_text(exc: OSError, name: str) -> str:
     """An action's error in one line: a StoreError names its file already; a bare OSError gets the name."""
-    return str(exc) if isinstance(exc, StoreError) else f"{exc.strerror or exc} ({name})"
+    if isinstance(exc, StoreError):
+        return str(exc)
+    why = exc.strerror or str(exc)
+    return f"{why} ({name})" if name else why
+
+
+def failure_reason(exc: Exception, name: str) -> str:
+    """Why an action (or a step's plan) failed, in one line. File errors and a busy lock are worded as such; any
+    other exception is a fault no reader or step foresaw: its type and where it was raised, for a bug report."""
+    if isinstance(exc, OSError):
+        text = failure_text(exc, name or exc.filename or "")
+    elif isinstance(exc, LockBusy):
+        text = str(exc)
+    else:
+        import traceback
+
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else ""
+        text = f"unexpected {type(exc).__name__}{where}: {exc}"
+    return " ".join(text.split())  # one line, whatever the message held
 
 
 def locked(store: Store, timeout: float, dry_run: bool = False):
@@ -224,8 +250,9 @@ def run_loop(one_pass: Callable[[], PassResult], interval: float, stop: threadin
              describe_busy: Callable[[LockBusy], str] = str) -> int:
     """rotate --interval: a pass every ``interval`` seconds until ``stop`` is set; returns the passes run.
 
-    An OSError or a busy lock (worded by ``describe_busy``) in one pass is handed to ``on_error`` and the loop
-    goes on (the next pass retries); a signal sets ``stop``, the action in progress finishes, and the loop ends.
+    Whatever stops one pass (a busy lock, worded by ``describe_busy``; a file error; anything else) is handed to
+    ``on_error`` in one line and the loop goes on (the next pass retries); a signal sets ``stop``, the action in
+    progress finishes, and the loop ends.
     """
     passes = 0
     while not stop.is_set():
@@ -233,8 +260,8 @@ def run_loop(one_pass: Callable[[], PassResult], interval: float, stop: threadin
             on_result(one_pass())
         except LockBusy as exc:
             on_error(describe_busy(exc))
-        except OSError as exc:
-            on_error(f"pass failed: {exc}")
+        except Exception as exc:  # noqa: BLE001  the sidecar keeps running: the next pass may succeed
+            on_error(f"pass failed: {failure_reason(exc, '')}")
         passes += 1
         stop.wait(interval)
     return passes

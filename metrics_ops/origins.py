@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import SecretBytes, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import DotEnvSettingsSource, EnvSettingsSource
 
 ENV_PREFIX = "METRICS_"
+
+#: what is shown instead of a secret's value
+HIDDEN = "(hidden)"
 
 #: source labels, lowest precedence first
 DEFAULT, TOML, DOTENV, ENV, FLAG = "default", "toml", ".env", "environment", "flag"
@@ -55,28 +60,77 @@ def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
-def read_toml(path: str | os.PathLike, known: Iterable[str]) -> dict[str, Any]:
-    """Parse a --config file; unknown keys and syntax errors are ConfigErrors naming the file."""
+def _exact_names(settings_cls, found) -> dict[str, str | None]:
+    """The variables of ``found`` named exactly as a setting (METRICS_DIR, never metrics_dir or Metrics_Dir:
+    names are case-sensitive, as on every Unix tool), keyed the way pydantic-settings looks them up."""
+    names = {env_name(field) for field in settings_cls.model_fields}
+    return {key.lower(): value for key, value in found.items() if key in names}
+
+
+class ExactEnvSource(EnvSettingsSource):
+    """The process environment, by exact name."""
+
+    def _load_env_vars(self):
+        return _exact_names(self.settings_cls, os.environ)
+
+
+class ExactDotEnvSource(DotEnvSettingsSource):
+    """The .env file, by exact name (:func:`check_dotenv` refuses a near miss such as metrics_dir)."""
+
+    def _read_env_file(self, file_path):
+        from dotenv import dotenv_values
+
+        return _exact_names(self.settings_cls, dotenv_values(file_path, encoding=self.env_file_encoding or "utf-8"))
+
+
+def is_secret_field(field: FieldInfo) -> bool:
+    """Whether a setting is a secret no output may show (config show, error lines): marked
+    ``json_schema_extra={"secret": True}``, or typed SecretStr / SecretBytes."""
+    extra = field.json_schema_extra
+    if isinstance(extra, dict) and extra.get("secret"):
+        return True
+    return any(t in (SecretStr, SecretBytes) for t in (field.annotation, *getattr(field.annotation, "__args__", ())))
+
+
+def plain_value(value: Any) -> Any:
+    """A setting's value for another process of the tool: paths absolute without following a last symlink (the
+    link must stay the link, not become the data file it points at), secrets revealed."""
+    if isinstance(value, Path):
+        return os.path.abspath(value)
+    if isinstance(value, SecretStr | SecretBytes):
+        return value.get_secret_value()
+    return value
+
+
+
+
+def read_toml(path: str | os.PathLike, known: Iterable[str], spelled: str = "--config") -> dict[str, Any]:
+    """Parse a --config file; unknown keys and syntax errors are ConfigErrors naming the file as the operator gave
+    it (``spelled``: ``--config`` or ``METRICS_CONFIG``)."""
     path = Path(path)
+    named = f"{spelled}={path}" if spelled.startswith(ENV_PREFIX) else f"{spelled} {path}"
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigError([f"--config {path}: the file does not exist"]) from None
+        raise ConfigError([f"{named}: the file does not exist"]) from None
     except IsADirectoryError:
-        raise ConfigError([f"--config {path}: is a directory, not a TOML file"]) from None
+        raise ConfigError([f"{named}: is a directory, not a TOML file"]) from None
     except PermissionError:
-        raise ConfigError([f"--config {path}: permission denied"]) from None
+        raise ConfigError([f"{named}: permission denied"]) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"--config {path}: malformed TOML: {exc}"]) from None
+        raise ConfigError([f"{named}: malformed TOML: {exc}"]) from None
     except UnicodeDecodeError:
-        raise ConfigError([f"--config {path}: malformed TOML: not UTF-8 text"]) from None
+        raise ConfigError([f"{named}: malformed TOML: not UTF-8 text"]) from None
     known = set(known)
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(
-            [f"--config {path}: unknown setting {key!r} (known: {', '.join(sorted(known))})" for key in unknown]
-        )
+        lines = []
+        for key in unknown:
+            close = close_name(key, known)
+            hint = f"; did you mean {close!r}?" if close else "; see `config show`"
+            lines.append(f"{named}: unknown key {key!r}{hint}")
+        raise ConfigError(lines)
     base = path.parent
     # paths in a config file are relative to that file, not to the CWD
     for key in ("dir", "jsonl", "state_file", "status_file", "health_textfile"):
@@ -85,15 +139,14 @@ def read_toml(path: str | os.PathLike, known: Iterable[str]) -> dict[str, Any]:
     return data
 
 
-#: METRICS_* variables that are not settings but are read by the tool
-OTHER_ENV = frozenset({"METRICS_CONFIG"})
+#: METRICS_* variables that are not settings but are read by the tool: the config file, and what serve's main
+#: process hands its workers (metrics_ops.serve.worker.PARENT_ENV and SETTINGS_ENV)
+OTHER_ENV = frozenset({"METRICS_CONFIG", "METRICS_SERVE_PARENT_PID", "METRICS_SERVE_SETTINGS"})
 
 
 def check_dotenv(path: str | os.PathLike, fields: Iterable[str]) -> None:
     """A .env file must be UTF-8 and may not hold an unknown METRICS_* key (a typo such as METRICS_RETENSION
     would otherwise be ignored in silence, while the same typo in TOML is an error)."""
-    import difflib
-
     from dotenv import dotenv_values
 
     try:
@@ -107,18 +160,59 @@ def check_dotenv(path: str | os.PathLike, fields: Iterable[str]) -> None:
     known = {env_name(f) for f in fields} | OTHER_ENV
     lines = []
     for key in dotenv_values(path):
-        upper = key.upper()
-        if upper.startswith(ENV_PREFIX) and upper not in known:
-            close = difflib.get_close_matches(upper, sorted(known), n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
+        if key.upper().startswith(ENV_PREFIX) and key not in known:  # metrics_dir is not METRICS_DIR
+            close = close_name(key, known, prefix=ENV_PREFIX, cutoff=0.6)
+            hint = f"; did you mean {close}?" if close else ""
             lines.append(f"{key} (from {path}): unknown setting{hint}")
     if lines:
         raise ConfigError(lines)
 
 
-def format_errors(exc: ValidationError, origins: dict[str, Origin], defaults: dict[str, Any]) -> list[str]:
+def close_name(name: str, known: Iterable[str], prefix: str = "", cutoff: float = 0.75) -> str | None:
+    """The known name ``name`` most likely misspells (case aside), or None. The common ``prefix`` is left out
+    of the comparison: METRICS_API_KEY is not "close" to METRICS_SAMPLE_KEY for the prefix they share."""
+    import difflib
+
+    stems = {k[len(prefix):].lower(): k for k in known if k.upper().startswith(prefix.upper())}
+    stem = name[len(prefix):].lower() if name.upper().startswith(prefix.upper()) else name.lower()
+    close = difflib.get_close_matches(stem, sorted(stems), n=1, cutoff=cutoff)
+    return stems[close[0]] if close else None
+
+
+_warned: set[str] = set()
+
+
+def warn_env_typos(fields: Iterable[str]) -> None:
+    """Say once per process, on stderr, each variable of the environment that looks like a misspelt setting
+    (:func:`env_typos`)."""
+    import sys
+
+    for line in env_typos(os.environ, fields):
+        if line not in _warned:
+            _warned.add(line)
+            print(f"metrics-ops: {line}", file=sys.stderr)
+
+
+def env_typos(environ: Mapping[str, str], fields: Iterable[str]) -> list[str]:
+    """One warning line per variable of ``environ`` that is not a setting but looks like one (METRICS_RETENTON,
+    METRICS_CORS_ORIGIN, metrics_dir): a warning, not an error, since other programs may use the prefix."""
+    known = {env_name(f) for f in fields} | OTHER_ENV
+    lines = []
+    for key in sorted(environ):
+        if key in known or not key.upper().startswith(ENV_PREFIX):
+            continue
+        close = close_name(key, known - OTHER_ENV, prefix=ENV_PREFIX)
+        if close is not None:
+            lines.append(f"ignoring {key}; did you mean {close}?")
+    return lines
+
+
+def format_errors(exc: ValidationError, origins: dict[str, Origin], defaults: dict[str, Any],
+                  secrets: Iterable[str] = ()) -> list[str]:
     """A pydantic ValidationError -> one line per problem, naming each setting as the operator spelled it, its
-    value and its source (``defaults``: the default of each field, for a default that fails a relation)."""
+    value and its source (``defaults``: the default of each field, for a default that fails a relation). The
+    value of a setting in ``secrets`` is never shown."""
+    secrets = set(secrets)
     lines = []
     for err in exc.errors(include_url=False):
         msg = err["msg"]
@@ -130,6 +224,8 @@ def format_errors(exc: ValidationError, origins: dict[str, Origin], defaults: di
             value = err.get("input") if len(fields) == 1 else None
             if value is None or isinstance(value, dict):
                 value = defaults.get(field) if origin.source == DEFAULT else origin.raw
+            if field in secrets:
+                origin, value = Origin(origin.source, origin.spelled, HIDDEN, origin.file), HIDDEN
             parts.append(origin.describe(value))
         lines.append(f"{' with '.join(parts)}: {msg}")
     return lines

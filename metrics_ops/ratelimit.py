@@ -89,6 +89,9 @@ class ProbeResult:
     immediate: int = 0
     send_rate: float = 0.0
     expectation: dict | None = None
+    #: True: some request was limited (429); False: every request passed, so nothing seems to limit this URL;
+    #: None: cannot tell (a single request always passes; other answers)
+    limiter_seen: bool | None = None
     warnings: list[str] = field(default_factory=list)
     run_id: str | None = None  # the test-traffic mark of the default body (None with --body)
 
@@ -254,6 +257,10 @@ def summarize(result: ProbeResult, *, expect_rate: float | None = None, expect_b
     if len(recs) > 1:
         span = (recs[-1].sent_ms - recs[0].sent_ms) / 1000
         result.send_rate = round((len(recs) - 1) / span, 1) if span > 0 else math.inf
+    result.limiter_seen = True if result.limited else False if len(recs) > 1 and result.passed == len(recs) else None
+    if result.limiter_seen is False:
+        result.warnings.append(f"all {len(recs)} requests passed: no rate limiter seems to be in front of "
+                               f"{result.url} (or its burst lets {len(recs)} through: raise --requests)")
     if expect_rate is None or expect_burst is None:
         return result
     times = [r.sent_ms for r in recs]

@@ -10,6 +10,7 @@ are judged exactly: every event kept (or none), else FAIL.
 
 from __future__ import annotations
 
+import errno
 import json
 import random
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from metrics_ops import testrun
 from metrics_ops.httpclient import Target, post, require_an_answer, require_connection
+from metrics_ops.layout import StoreError, unusable_dir
 from metrics_ops.sampling import (
     Z999,
     BrowserSampler,
@@ -118,11 +120,16 @@ class LiveResult:
 
 def live(url: str, events: int, *, server_rate: float, mode: str, tolerance: float, timeout: float = 120.0,
          data_dir: Path | None = None, body_event: str = SIM_EVENT) -> LiveResult:
-    """Post ``events`` events to a running serve (one keep-alive connection), count stored=1 against stored=0."""
+    """Post ``events`` events to a running serve (one keep-alive connection), count stored=1 against stored=0.
+    With ``data_dir``, also count this run's lines there; a ``data_dir`` that cannot be one is a
+    :class:`StoreError` before anything is sent."""
     try:
         target = Target.parse(url, default_path="/api/metrics/event")
     except ValueError as exc:
         raise ValueError(f"--url {exc}") from None
+    if data_dir is not None and (why := unusable_dir(Path(data_dir))) is not None:  # before anything is sent
+        raise StoreError(errno.ENOTDIR if why == "is not a directory" else errno.ENOENT,
+                         f"data directory {data_dir} {why}")
     require_connection(url, min(10.0, timeout))  # a dead port is an error, not an INCONCLUSIVE row
     run_id = testrun.new_run_id()
     before = _lines_with(data_dir, run_id) if data_dir else None

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from metrics_ops.budget import Budget
-from metrics_ops.diskspace import MIB, DiskUsage, disk_usage, mib
+from metrics_ops.diskspace import MIB, DiskUsage, disk_usage, readable
 from metrics_ops.health import PassStatus, StatusUnreadable, check, expected_interval, read_status, when
 from metrics_ops.inventory import Inventory, take_inventory
 
@@ -63,21 +63,25 @@ class StatusReport:
         }
 
 
-def fetch_url(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+def fetch_url(url: str, headers: dict[str, str] | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
     """GET ``url``: (status, body); an HTTP error status is an answer, not an exception."""
     import urllib.error
     import urllib.request
 
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - http(s) checked by the caller
+        request = urllib.request.Request(url, headers=headers or {})
+        with urllib.request.urlopen(request, timeout=timeout) as r:  # noqa: S310 - http(s) checked by the caller
             return r.status, r.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
 
 
-def serve_status(url: str, fetch: Callable[[str], tuple[int, bytes]] = fetch_url) -> tuple[dict, list[str]]:
-    """serve's /healthz and counters at ``url`` (its base, e.g. http://127.0.0.1:8001): (facts, problems)."""
-    from metrics_ops.serve.routes import ROUTES
+def serve_status(url: str, fetch: Callable[..., tuple[int, bytes]] = fetch_url,
+                 token: str | None = None) -> tuple[dict, list[str]]:
+    """serve's /healthz and counters at ``url`` (its base, e.g. http://127.0.0.1:8001): (facts, problems).
+    The counters and the details of an unhealthy answer come from the operator routes, which answer this
+    machine's loopback, or ``token`` (the admin token, sent as a bearer header)."""
+    from metrics_ops.serve.routes import HEALTH_REASONS, ROUTES, SNAPSHOT_PATH
 
     base = url.rstrip("/")
     for path in sorted(ROUTES, key=len, reverse=True):  # an event URL (what probe and sample-test take) works too
@@ -85,7 +89,7 @@ def serve_status(url: str, fetch: Callable[[str], tuple[int, bytes]] = fetch_url
             base = base[:-len(path)]
             break
     try:
-        code, body = fetch(base + "/healthz")
+        code, body = fetch(base + "/healthz", {})
     except OSError as exc:
         reason = getattr(exc, "reason", None) or exc
         reason = getattr(reason, "strerror", None) or str(reason)
@@ -98,11 +102,21 @@ def serve_status(url: str, fetch: Callable[[str], tuple[int, bytes]] = fetch_url
         health = {"ok": False, "reason": f"no serve /healthz there (HTTP {code}); give serve's base URL, "
                                          "e.g. http://127.0.0.1:8001"}
     facts: dict = {"url": base, "reachable": True, "healthz": code, "reason": health.get("reason")}
-    problems = [] if code == 200 else [f"serve at {base}: /healthz {code}: {health.get('reason')}"]
+    admin = {"Authorization": f"Bearer {token}"} if token else {}
+    problems = []
+    if code != 200:
+        facts["detail"] = detail = _health_detail(fetch, base + SNAPSHOT_PATH, admin)
+        reason = health.get("reason")
+        problems.append(f"serve at {base}: /healthz {code} ({reason}): "
+                        f"{detail or HEALTH_REASONS.get(reason, reason)}" if reason in HEALTH_REASONS
+                        else f"serve at {base}: /healthz {code}: {reason}")
     try:
-        mcode, text = fetch(base + "/metrics")
+        mcode, text = fetch(base + "/metrics", admin)
     except OSError:
         mcode, text = 0, b""
+    if mcode in (401, 403):
+        problems.append(f"serve at {base}: /metrics answered {mcode}: its counters answer this machine's loopback, "
+                        "or the admin token (METRICS_ADMIN_TOKEN) when one is set")
     counters = {}
     for line in text.decode("utf-8", "replace").splitlines() if mcode == 200 else ():
         name, _, value = line.partition(" ")
@@ -113,15 +127,26 @@ def serve_status(url: str, fetch: Callable[[str], tuple[int, bytes]] = fetch_url
     return facts, problems
 
 
+def _health_detail(fetch, url: str, headers: dict[str, str]) -> str | None:
+    """What the snapshot says about serve's health (the path, the setting, the figures /healthz keeps to itself)."""
+    try:
+        code, body = fetch(url, headers)
+        health = json.loads(body).get("health") if code == 200 else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return health.get("detail") if isinstance(health, dict) else None
+
+
 def _disk_problems(report: StatusReport) -> list[str]:
     inv, usage, out = report.inventory, report.usage, []
     if report.max_total is not None and inv.total_bytes > report.max_total:
-        out.append(f"data files take {mib(inv.total_bytes)}, over max_total_mb {mib(report.max_total)}")
+        out.append(f"data files and rollups take {readable(inv.total_bytes)}, over max_total_mb "
+                   f"{readable(report.max_total)}")
     if report.min_free is not None and usage.free < report.min_free:
-        out.append(f"free space {mib(usage.free)} is under the budget's floor of {mib(report.min_free)}")
+        out.append(f"free space {readable(usage.free)} is under the budget's floor of {readable(report.min_free)}")
     if report.serve_floor and usage.free < report.serve_floor:
-        out.append(f"free space {mib(usage.free)} is under serve's floor of {mib(report.serve_floor)}: serve "
-                   "stores nothing")
+        out.append(f"free space {readable(usage.free)} is under serve's floor of {readable(report.serve_floor)}: "
+                   "serve stores nothing")
     if inv.aside_files:
         out.append(f"{inv.aside_files} archive(s) set aside as unreadable (*.gz.corrupt): inspect with gzip -t")
     return out
@@ -138,41 +163,45 @@ def _next_pass(store, settings, last: PassStatus | None, now: float) -> NextPass
     for a in plan.actions:
         if a.kind in ("gzip", "reconcile"):
             nxt.compress.append(a.file)
-        elif a.kind == "delete":
+        elif a.kind == "delete" or a.kind == "drop-rollup" and a.step == "budget":
             (nxt.budget_delete if a.step == "budget" else nxt.delete).append(a.file)
     return nxt
 
 
 def build_status(settings, *, now: float, url: str | None = None,
                  fetch: Callable[[str], tuple[int, bytes]] = fetch_url) -> StatusReport:
-    from metrics_ops.store import Store, unusable_dir
+    """The status of ``settings``' data directory, which must be usable (else :class:`StoreError` saying why:
+    a directory that is not there has no status to show, only that one line)."""
+    import errno
+
+    from metrics_ops.store import Store, StoreError
 
     store = Store.from_settings(settings)
+    unusable = store.unusable()
+    if unusable is not None:
+        raise StoreError(errno.ENOENT if not store.dir.exists() else errno.ENOTDIR, unusable)
     report = StatusReport(str(store.dir.absolute()), settings.tz, now,
                           serve_floor=int(settings.serve_min_free_mb * MIB))
-    unusable = unusable_dir(store.dir)
-    missing = unusable is not None
-    if missing:  # one line for it; what lives inside it (the status file, a pass's record) follows from it
-        report.attention.append(f"data directory {report.directory} {unusable}")
+    unreadable = None
     try:
         report.last_pass = read_status(settings.status_path)
     except StatusUnreadable as exc:
-        if not (missing and settings.status_path.parent == store.dir):
-            report.attention.append(str(exc))
-    if not missing:
-        report.inventory = take_inventory(store.dir, store.scan())
-        report.usage = disk_usage(store.dir)
-        budget = Budget.from_settings(settings)
-        report.max_total, report.min_free = budget.max_total, budget.min_free(report.usage.total)
-        report.attention += _disk_problems(report)
-        report.next_pass = _next_pass(store, settings, report.last_pass, now)
+        unreadable = str(exc)
+        report.attention.append(unreadable)
+    report.inventory = take_inventory(store.dir, store.scan())
+    report.usage = disk_usage(store.dir)
+    budget = Budget.from_settings(settings)
+    report.max_total, report.min_free = budget.max_total, budget.min_free(report.usage.total)
+    report.attention += _disk_problems(report)
+    report.next_pass = _next_pass(store, settings, report.last_pass, now)
     stale = check(report.last_pass, now=now, interval=expected_interval(settings, report.last_pass),
                   zone=settings.zone)
-    report.attention += stale if not (missing and report.last_pass is None) else []
+    report.attention += stale if unreadable is None else []  # one line: a file is there, it cannot be read
     last = report.last_pass
     if not stale and last is not None and not last.ok:
         report.attention.append(f"the last pass ({when(last.time, settings.zone)}) {last.result}: {last.message}")
     if url is not None:
-        report.serve, problems = serve_status(url, fetch)
+        token = settings.admin_token.get_secret_value() if settings.admin_token is not None else None
+        report.serve, problems = serve_status(url, fetch, token)
         report.attention += problems
     return report

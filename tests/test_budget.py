@@ -33,7 +33,7 @@ def test_oldest_day_first_archives_before_plain_files_of_the_same_day(data_dir):
     p = plan(data_dir, Budget(max_total_mb=0.5 / 1024))  # 512 bytes: everything must go
     order = [c.name for c in p.deletions]
     assert order == [names[3], names[1], names[2], names[0], names[4], names[5]]
-    assert "data files 0.0 MiB over max_total_mb 0.0 MiB" in p.why and p.shortfall is None
+    assert p.why == "data files and rollups 5.9 KiB over max_total_mb 0.000488281 (512 bytes)" and p.shortfall is None
 
 
 def test_only_as_much_as_needed_and_nothing_when_within_budget(data_dir):
@@ -49,7 +49,7 @@ def test_free_space_floor_counts_the_blocks_a_deletion_gives_back(data_dir):
     # the floor is 180 KiB (+ 64 KiB of headroom for the pass's own files): two files of 100 KiB + 50 KiB free
     p = plan(data_dir, Budget(min_free_mb=180 / 1024), usage=lambda d: usage)
     assert [c.name for c in p.deletions] == old[:2]
-    assert "free space 0.0 MiB under min_free 0.2 MiB" in p.why
+    assert p.why == "free space 50.0 KiB under min_free_mb 0.175781 (180.0 KiB)"
     p = plan(data_dir, Budget(min_free_percent=2.5), usage=lambda d: usage)  # 2.5 % of 10 MiB = 256 KiB
     assert [c.name for c in p.deletions] == old[:3] and p.shortfall is None
 
@@ -104,7 +104,7 @@ def test_rotate_keeps_free_space_on_a_real_tmpfs_oldest_first_and_says_so(small_
     doc = json.loads(r.stdout)
     done = [a for a in doc["actions"] if a["step"] == "budget"]
     assert [a["file"] for a in done] == names[:3] and {a["status"] for a in done} == {"done"}
-    assert "free space" in done[0]["detail"] and "under min_free 6.5 MiB" in done[0]["detail"]
+    assert "free space" in done[0]["detail"] and "under min_free_mb 6.5 (6.5 MiB)" in done[0]["detail"]
     assert disk_usage(data).free >= 6.5 * MIB
     assert all((data / n).exists() for n in names[3:])
     status = json.loads((data / ".metrics-ops.status").read_text())
@@ -136,3 +136,71 @@ def test_budget_settings_are_checked_like_every_other(data_dir, run):
     assert r.exit_code == 2
     assert r.stderr == ("metrics-ops: METRICS_MAX_TOTAL_MB=-5 (from the environment): input should be greater "
                         "than 0\n")
+
+
+# ------------------------------------------------------------------- today's files, rollups, readable sizes (issue 18)
+def test_the_budget_never_deletes_any_of_todays_shards_and_says_so_in_readable_sizes(data_dir, run):
+    """A 20 KiB budget, three 10 KiB shards of today and an old day: the old day (and then its rollup) goes;
+    every shard of today stays, and the one line says how far off the budget is and why, in KiB."""
+    old = make_day(data_dir, 5, 10 * 1024, gz=True)
+    today = [make_day(data_dir, 0, 10 * 1024, shard=n) for n in (0, 1, 2)]
+    r = run("--data-dir", data_dir, "rotate", "--once", "--json", "--max-total-mb", "0.02")
+    assert r.exit_code == 1, r.output
+    assert all((data_dir / name).stat().st_size == 10 * 1024 for name in today)
+    assert not (data_dir / old).exists()
+    doc = json.loads(r.stdout)
+    budget = [(a["kind"], a["file"], a["status"]) for a in doc["actions"] if a["step"] == "budget"]
+    rollup = f"rollup-{days_ago(5, TODAY).isoformat()}.json"
+    assert budget == [("delete", old, "done"), ("drop-rollup", rollup, "done")]  # its counts after its lines
+    assert r.stderr == ("metrics-ops: disk budget not met after deleting every file it may delete: data files and "
+                        "rollups take 30.0 KiB, over max_total_mb 0.02 (20.5 KiB); left: today's files (30.0 KiB "
+                        "in 3 files), which it never deletes\n")
+
+
+def make_rollups(directory, ages, size: int) -> list[str]:
+    (directory / "rollups").mkdir(exist_ok=True)
+    names = [f"rollup-{days_ago(age, TODAY).isoformat()}.json" for age in ages]
+    for name in names:
+        (directory / "rollups" / name).write_bytes(b" " * size)
+    return names
+
+
+def test_the_budget_weighs_rollups_and_deletes_them_only_after_every_data_file_it_may(data_dir, run):
+    raw = make_day(data_dir, 3, 8 * 1024, gz=True)
+    rolls = make_rollups(data_dir, range(100, 80, -1), 1024)  # 20 KiB of rollups, the oldest first
+    assert run("--data-dir", data_dir, "rotate", "--once", "-q", "--max-total-mb", "0.03").exit_code == 0
+    assert (data_dir / raw).exists()  # 28 KiB: within 30 KiB
+    r = run("--data-dir", data_dir, "rotate", "--once", "--json", "--max-total-mb", "0.0155")  # 15.9 KiB
+    assert r.exit_code == 6, r.output
+    deleted = [a["file"] for a in json.loads(r.stdout)["actions"] if a["step"] == "budget"]
+    assert deleted == [raw, *rolls[:5]]  # the data files first, though the rollups are older; then oldest first
+    rollup_of_raw = f"rollup-{days_ago(3, TODAY).isoformat()}.json"  # written by the pass, the newest
+    assert sorted(os.listdir(data_dir / "rollups")) == sorted([*rolls[5:], rollup_of_raw])
+
+
+def test_a_rollup_stays_while_its_days_data_files_do(data_dir):
+    kept = make_day(data_dir, 5, 1000)
+    rolls = make_rollups(data_dir, (50, 5), 1000)
+    p = plan(data_dir, Budget(max_total_mb=1 / MIB), keep={kept: "the link points at it"}, today=TODAY)
+    assert [c.name for c in p.deletions] == [rolls[0]]
+    assert dict(p.kept)[rolls[1]] == ("its day's data files are still there; the disk budget deletes a rollup "
+                                      "only after them")
+
+
+def test_a_floor_above_the_file_system_deletes_nothing(data_dir):
+    make_day(data_dir, 5, 1000)
+    usage = DiskUsage(free=1 * MIB, total=8 * MIB)
+    p = plan(data_dir, Budget(min_free_mb=9), usage=lambda d: usage)
+    assert p.deletions == []
+    assert p.shortfall == ("disk budget cannot be met: min_free_mb 9 (9.0 MiB) is more than the whole file system "
+                           "(8.0 MiB); nothing deleted")
+
+
+def test_a_symlinked_rollups_directory_is_neither_weighed_nor_deleted_from(data_dir, tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / f"rollup-{days_ago(50, TODAY).isoformat()}.json").write_bytes(b" " * 5000)
+    (data_dir / "rollups").symlink_to(outside)
+    p = plan(data_dir, Budget(max_total_mb=1 / MIB), today=TODAY)
+    assert p.total == 0 and p.deletions == []
+    assert len(os.listdir(outside)) == 1

@@ -73,7 +73,7 @@ def _until(proc, path, text: str, count: int, timeout: float = 30) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_loop_stops_cleanly_on_signal(tmp_path, sig):
     d = tmp_path / "d"
-    proc = _start_loop(d, "--json")
+    proc = _start_loop(d, "--json", "-v")  # -v: every pass, those with nothing to do included
     _until(proc, proc.out, '"steps"', 2)  # a few passes
     proc.send_signal(sig)
     proc.wait(timeout=10)
@@ -202,5 +202,59 @@ def test_serve_and_status_name_a_data_directory_that_is_a_file(tmp_path):
     r = cli("--data-dir", afile, "serve", "--port", free_port(), timeout=30)
     assert (r.returncode, r.stderr) == (1, f"metrics-ops: data directory {afile} is not a directory\n")
     r = cli("--data-dir", afile, "status", timeout=30)
-    assert r.returncode == 7 and f"data directory {afile} is not a directory" in r.stdout + r.stderr
-    assert "Traceback" not in r.stderr
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == (f"metrics-ops: data directory {afile} is not a directory (--data-dir {afile} (from the "
+                        "command line))\n")
+
+
+#: every command that reads or maintains a data directory, and what its line adds after the directory's origin
+DATA_DIR_COMMANDS = {
+    ("rotate", "--once"): "; add --create to make it",
+    ("rotate", "--interval", "1"): "; add --create to make it",
+    ("rotate", "--check"): "; rotate --create makes it",
+    ("gzip",): "; rotate --create makes it",
+    ("prune",): "; rotate --create makes it",
+    ("status",): "; rotate --create makes it",
+    ("forget", "v1"): "",
+    ("report",): "",
+    ("export",): "",
+    ("sample-test", "--url", "{url}", "--events", "5"): "",  # live: the lines of the run are counted there
+}
+#: commands with --data-dir that do not need it to exist, and why
+DATA_DIR_EXEMPT = {
+    "serve": "creates it (its own preflight words the same line when it is a file)",
+    "config": "shows the settings, including a data directory not made yet",
+    "sample-test": "simulated without --url: reads no directory (with --url: above)",
+    "client": "prints the browser script: reads no directory",
+}
+
+
+def test_every_command_with_a_data_directory_is_in_the_missing_directory_loop():
+    with_option = {name for name, cmd in cli_group.commands.items()
+                   if any(p.name == "data_dir" for p in cmd.params)
+                   or isinstance(cmd, click.Group) and any(p.name == "data_dir" for sub in cmd.commands.values()
+                                                            for p in sub.params)}
+    assert with_option == {c[0] for c in DATA_DIR_COMMANDS} | set(DATA_DIR_EXEMPT) - {"probe"}
+
+
+@pytest.mark.parametrize("kind", ["missing", "a file"])
+def test_a_missing_data_directory_is_one_line_and_exit_1_for_every_command(tmp_path, dead_url, kind):
+    """The same line everywhere, with the exit status the man pages document for it; before anything is sent
+    (sample-test --url: exit 1, not 5 for the dead URL) and nothing is created."""
+    from metrics_ops.exitcodes import EXIT_STATUS_DOC, ExitCode
+
+    assert "the data directory does not exist" in EXIT_STATUS_DOC[ExitCode.FAILURE]
+    target = tmp_path / "nowhere" / "data"
+    if kind == "a file":
+        target = tmp_path / "afile"
+        target.write_text("not a directory\n")
+    why = "does not exist" if kind == "missing" else "is not a directory"
+    for command, hint in DATA_DIR_COMMANDS.items():
+        args = [a.format(url=dead_url) for a in command]
+        r = cli("--data-dir", target, *args, timeout=60)
+        hint = hint if kind == "missing" else ""  # the hints make a directory, never replace a file
+        assert (r.returncode, r.stdout, r.stderr) == (
+            ExitCode.FAILURE, "",
+            f"metrics-ops: data directory {target} {why} (--data-dir {target} (from the command line)){hint}\n"
+        ), command
+    assert not (tmp_path / "nowhere").exists() if kind == "missing" else target.read_text() == "not a directory\n"

@@ -120,6 +120,20 @@ BAD_ENV = [
      "METRICS_MAX_MB=-3 (from the environment): input should be greater than 0"),
     ({"METRICS_GZIP_LEVEL": "10"},
      "METRICS_GZIP_LEVEL=10 (from the environment): input should be less than or equal to 9"),
+    # a rate whose weight 1 / rate no reader can use (issue 18 item 1): the floor is events.MIN_RATE
+    ({"METRICS_SAMPLE_RATE": "5e-324"},
+     "METRICS_SAMPLE_RATE=5e-324 (from the environment): a rate must be 0 or at least 1e-06 (one in a million)"),
+    ({"METRICS_SAMPLE_RATES": "click=1e-300"},
+     "METRICS_SAMPLE_RATES=click=1e-300 (from the environment): rate of click must be 0 or between 1e-06 and 1"),
+    ({"METRICS_CLIENT_SAMPLE_RATE": "1e-7"},
+     "METRICS_CLIENT_SAMPLE_RATE=1e-7 (from the environment): a rate must be 0 or at least 1e-06 (one in a "
+     "million)"),
+    # the admin token is a secret: a bad one is refused without being shown
+    ({"METRICS_ADMIN_TOKEN": "hunter2"},
+     "METRICS_ADMIN_TOKEN=(hidden) (from the environment): the admin token must be 16 to 256 characters of A-Z a-z "
+     "0-9 - . _ ~ + / = (what a bearer header carries), e.g. from: openssl rand -hex 32"),
+    ({"METRICS_KEEP_QUERY": "maybe"},
+     "METRICS_KEEP_QUERY=maybe (from the environment): input should be a valid boolean, unable to interpret input"),
 ]
 
 
@@ -175,7 +189,7 @@ def test_unknown_toml_key_is_an_error_not_a_silent_typo(tmp_path):
     cfg.write_text("retension = 5\n")
     with pytest.raises(ConfigError) as exc:
         load_settings(config_file=cfg)
-    assert exc.value.lines[0].startswith(f"--config {cfg}: unknown setting 'retension' (known: ")
+    assert exc.value.lines == [f"--config {cfg}: unknown key 'retension'; did you mean 'retention'?"]
 
 
 def test_two_bad_values_give_two_lines(run):
@@ -316,3 +330,113 @@ def test_file_mode_is_octal_and_owner_writable(monkeypatch, mode, ok):
         with pytest.raises(ConfigError) as err:
             load_settings()
         assert err.value.lines[0].startswith(f"METRICS_FILE_MODE={mode} (from the environment): ")
+
+
+# --- typos the operator would never notice, secrets never shown (issue 19 items 2-4) ---------------------------
+def _config_show(*args, env=None, cwd=None):
+    """`metrics-ops config show` in a process of its own (a warning is said once per process)."""
+    from .helpers import cli
+
+    return cli(*args, "config", "show", env=env, cwd=cwd, timeout=60)
+
+
+@pytest.mark.parametrize("name, meant", [("METRICS_RETENTON", "METRICS_RETENTION"),
+                                         ("METRICS_CORS_ORIGIN", "METRICS_CORS_ORIGINS"),
+                                         ("metrics_dir", "METRICS_DIR"), ("Metrics_Retention", "METRICS_RETENTION")])
+def test_a_near_miss_in_the_environment_is_one_warning_with_did_you_mean(tmp_path, name, meant):
+    r = _config_show("--json", env={name: str(tmp_path / "x")}, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == f"metrics-ops: ignoring {name}; did you mean {meant}?\n"
+    assert all(v["source"] == "default" for k, v in json.loads(r.stdout).items() if k != "dir")
+
+
+def test_environment_names_are_case_sensitive_and_other_programs_variables_are_left_alone(tmp_path):
+    r = _config_show("--json", cwd=tmp_path, env={"metrics_retention": "60", "METRICS_API_URL": "https://x",
+                                                    "METRICS_RETENTION": "45", "METRICS_CONFIG_DIR": "/etc/x"})
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["retention"] == {"value": 45, "source": "environment", "env": "METRICS_RETENTION"}
+    assert r.stderr == "metrics-ops: ignoring metrics_retention; did you mean METRICS_RETENTION?\n"
+    r = _config_show("--json", cwd=tmp_path, env={"metrics_retention": "60"})
+    assert json.loads(r.stdout)["retention"]["value"] == 30  # never taken for METRICS_RETENTION
+
+
+def test_a_lower_case_key_in_dotenv_is_refused_not_taken(isolated_env, run):
+    (isolated_env / ".env").write_text("metrics_retention=7\n")
+    r = run("config", "show")
+    assert r.exit_code == 2
+    assert r.stderr == "metrics-ops: metrics_retention (from .env): unknown setting; did you mean METRICS_RETENTION?\n"
+
+
+def test_an_unknown_toml_key_is_one_line_of_80_columns_with_did_you_mean(tmp_path):
+    (tmp_path / "m.toml").write_text("retension = 5\nmax_mbs = 3\nshoe_size = 44\n")
+    r = _config_show("--config", "m.toml", cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [
+        "metrics-ops: --config m.toml: unknown key 'max_mbs'; did you mean 'max_mb'?",
+        "metrics-ops: --config m.toml: unknown key 'retension'; did you mean 'retention'?",
+        "metrics-ops: --config m.toml: unknown key 'shoe_size'; see `config show`",
+    ]
+    assert all(len(line) <= 80 for line in r.stderr.splitlines())
+
+
+def test_a_missing_file_named_by_metrics_config_is_named_metrics_config(tmp_path):
+    r = _config_show(env={"METRICS_CONFIG": str(tmp_path / "nope.toml")}, cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr == f"metrics-ops: METRICS_CONFIG={tmp_path / 'nope.toml'}: the file does not exist\n"
+    (tmp_path / "m.toml").write_text("retention = \n")
+    r = _config_show(env={"METRICS_CONFIG": str(tmp_path / "m.toml")}, cwd=tmp_path)
+    assert r.stderr.startswith(f"metrics-ops: METRICS_CONFIG={tmp_path / 'm.toml'}: malformed TOML")
+    r = _config_show("--config", tmp_path / "nope.toml", env={"METRICS_CONFIG": str(tmp_path / "m.toml")})
+    assert r.stderr == f"metrics-ops: --config {tmp_path / 'nope.toml'}: the file does not exist\n"
+
+
+def test_config_show_never_prints_a_secret_only_that_it_is_set_and_where_from(tmp_path, run):
+    from metrics_ops.config import secret_fields
+
+    assert "sample_key" in secret_fields()
+    env = {f"METRICS_{name.upper()}": f"s3cr3t-{name}-value" for name in secret_fields()}
+    table = run("--data-dir", tmp_path, "config", "show", env=env)
+    document = run("--data-dir", tmp_path, "config", "show", "--json", env=env)
+    assert table.exit_code == document.exit_code == 0
+    for name in secret_fields():
+        assert "s3cr3t" not in table.stdout + table.stderr + document.stdout + document.stderr
+        row = next(line.split("\t") for line in table.stdout.splitlines() if line.startswith(name + "\t"))
+        assert row[1:] == ["set (hidden)", "environment", f"METRICS_{name.upper()}"]
+        assert json.loads(document.stdout)[name] == {"value": "(hidden)", "secret": True, "set": True,
+                                                     "source": "environment", "env": f"METRICS_{name.upper()}"}
+    cfg = tmp_path / "m.toml"
+    cfg.write_text('sample_key = "s3cr3t-from-toml"\n')
+    r = run("--config", cfg, "config", "show", "--json")
+    assert "s3cr3t" not in r.stdout and json.loads(r.stdout)["sample_key"]["file"] == str(cfg)
+    r = run("config", "show", "--json")
+    assert json.loads(r.stdout)["sample_key"] == {"value": None, "secret": True, "set": False, "source": "default",
+                                                  "env": "METRICS_SAMPLE_KEY"}
+
+
+def test_a_bad_secret_value_is_named_but_never_shown():
+    with pytest.raises(ConfigError) as err:
+        load_settings({"sample_key": 12345678})
+    assert err.value.lines == ["sample_key (hidden) (from the command line): input should be a valid string"]
+
+
+@pytest.mark.parametrize("rate", ["0", "1e-6", "0.000001", "1"])
+def test_server_rates_at_the_floor_or_off_are_accepted(monkeypatch, rate):
+    monkeypatch.setenv("METRICS_SAMPLE_RATE", rate)
+    monkeypatch.setenv("METRICS_SAMPLE_RATES", f"click={rate}")
+    s = load_settings()
+    assert s.sample_rate == float(rate) and s.sample_rates == {"click": float(rate)}
+
+
+def test_the_admin_token_is_never_shown(run, tmp_path):
+    token = "s3cret-token-0123456789"
+    (tmp_path / "m.toml").write_text(f'admin_token = "{token}"\n')
+    shown = run("--config", tmp_path / "m.toml", "config", "show", "--json")
+    assert shown.exit_code == 0 and token not in shown.stdout
+    doc = json.loads(shown.stdout)["admin_token"]
+    assert (doc["value"], doc["secret"], doc["set"], doc["source"]) == ("(hidden)", True, True, "toml")
+    assert load_settings(config_file=tmp_path / "m.toml").admin_token.get_secret_value() == token
+    (tmp_path / "bad.toml").write_text('admin_token = "short"\n')
+    bad = run("--config", tmp_path / "bad.toml", "config", "show")
+    assert bad.exit_code == 2 and "short" not in bad.stderr
+    assert bad.stderr.startswith(f"metrics-ops: admin_token = '(hidden)' (from {tmp_path / 'bad.toml'}): ")
+    assert run("config", "show", env={"METRICS_ADMIN_TOKEN": ""}).stdout.count("unset") >= 1  # empty: unset

@@ -49,8 +49,7 @@ def test_compose_file_parses_and_has_the_three_services():
     rotator = services["metrics-rotator"]
     assert rotator["restart"] == "unless-stopped"
     assert "..:/opt/metrics-ops:ro" in rotator["volumes"] and "metrics-data:/data" in rotator["volumes"]
-    assert rotator["command"][:2] == ["metrics-ops", "rotate"]
-    assert " ".join(rotator["command"][2:]) == "--interval 300 --gzip-after 3 --retention 30 --max-mb 64"
+    assert rotator["command"] == ["metrics-ops", "rotate"]  # every value from metrics-ops.env (test_deploy_settings)
     for name, service in services.items():
         assert "healthcheck" in service, name
     assert (DEPLOY / services["edge"]["volumes"][0].split(":")[0]).resolve() == DEPLOY / "edge" / "nginx.conf"
@@ -60,16 +59,15 @@ def test_compose_file_parses_and_has_the_three_services():
 def test_compose_rotator_command_is_accepted_by_the_real_cli(tmp_path):
     cmd = compose()["services"]["metrics-rotator"]["command"][1:]
     (tmp_path / "data").mkdir()  # the metrics-data volume
-    r = cli("--data-dir", str(tmp_path / "data"), *cmd, "--dry-run", timeout=60)
+    r = cli("--data-dir", str(tmp_path / "data"), *cmd, "--once", "--dry-run", timeout=60)
     assert r.returncode == 0, r.stderr
 
 
 def test_compose_backend_command_serves(tmp_path):
     cmd = compose()["services"]["backend"]["command"][1:]
     port = free_port()
-    cmd[cmd.index("--port") + 1] = str(port)
     proc = subprocess.Popen([*CLI, "--data-dir", str(tmp_path / "data"), *cmd], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "METRICS_PORT": str(port)})
     try:
         wait_healthy(port, proc)
     finally:
@@ -294,16 +292,15 @@ def test_compose_bind_mount_gives_backend_and_rotator_the_hosts_data_directory(t
     host = tmp_path / "data"
     host.mkdir()
     backend = base["services"]["backend"]["command"][1:]
-    backend = backend[:backend.index("--port")]  # host and workers as the compose file has them
-    serve = Server(host, tmp_path / "serve.log", *backend[1:])
+    assert backend == ["serve"]  # host and workers: the defaults (metrics-ops.env may set them)
+    serve = Server(host, tmp_path / "serve.log")
     try:
         status, answer = serve.post_event({"visitor_id": "v_bind", "event": "page_view"})
     finally:
         assert serve.stop() == 0
     assert status == 202 and answer["stored"] == 1
     rotator = base["services"]["metrics-rotator"]["command"][1:]
-    rotator[rotator.index("--interval"):rotator.index("--interval") + 2] = ["--once"]
-    r = cli("--data-dir", host, *rotator, "--json", timeout=60)
+    r = cli("--data-dir", host, *rotator, "--once", "--json", timeout=60)
     assert r.returncode == 0, r.stderr
     assert (host / "metrics.jsonl").resolve().name == answer["file"]
     assert "v_bind" in (host / answer["file"]).read_text()

@@ -27,7 +27,7 @@ def test_the_floor_says_why_when_the_disk_is_under_it_and_clears_when_space_retu
     t[0] += 0.25
     reason = floor.reason()
     assert reason is not None and "under serve's floor of 2.0 MiB (METRICS_SERVE_MIN_FREE_MB)" in reason
-    assert "free space on the data directory's file system is 0.0 MiB" in reason
+    assert "free space on the data directory's file system is 0 bytes" in reason
     os.truncate(filler, 0)
     t[0] += 0.1
     assert floor.reason() is not None  # still the cached reading

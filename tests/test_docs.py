@@ -108,6 +108,83 @@ def test_bash_completion_for_real():
     assert _bash_complete("metrics-ops sample-test --mode v") == ["visitor"]
 
 
+#: an interactive shell without the user's configuration, and how it loads the shipped script
+INTERACTIVE = {
+    "bash": (["bash", "--norc", "--noprofile", "-i"], "source {script}\n"),
+    "zsh": (["zsh", "-f", "-i"], "bindkey -e; autoload -U compinit; compinit -u; source {script}\n"),
+    "fish": (["fish", "--no-config", "-i"], "source {script}\n"),
+}
+
+
+def _tab_in_a_real_shell(shell: str, lines: list[str], tmp_path: Path) -> list[str]:
+    """Type each of ``lines`` and TAB into an interactive ``shell`` on a pty (its controlling terminal) with the
+    shipped script loaded, as an operator does; return each command line as the completion left it (the line
+    is turned into ``echo LINE > FILE`` with ^A and ^E, then run)."""
+    import fcntl
+    import pty
+    import select
+    import termios
+    import time
+
+    exe = console_script()
+    assert exe, "the metrics-ops console script is not installed next to this Python (pip install -e .)"
+    argv, setup = INTERACTIVE[shell]
+    outs = [tmp_path / f"{shell}-{i}" for i in range(len(lines))]
+    keys = setup.format(script=ROOT / "completions" / f"metrics-ops.{shell}") + "".join(
+        f"{line}\t\x01echo \x05 > {out}\n" for line, out in zip(lines, outs, strict=True)) + "exit\n"
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    env = {"PATH": f"{Path(exe).parent}:/usr/bin:/bin", "HOME": str(home), "TERM": "xterm", "LANG": "C.UTF-8"}
+
+    def controlling_tty():
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True,
+                            preexec_fn=controlling_tty, cwd=tmp_path)
+    os.close(slave)
+    os.write(master, keys.encode())
+    screen, deadline = b"", time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:  # read on, or the shell blocks on a full pty
+        if select.select([master], [], [], 0.2)[0]:
+            try:
+                screen += os.read(master, 65536)
+            except OSError:
+                break
+    os.close(master)
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
+    assert all(out.exists() for out in outs), f"{shell} did not run the lines: {screen[-2000:]!r}"
+    return [out.read_text().strip() for out in outs]
+
+
+@pytest.mark.parametrize("shell", sorted(INTERACTIVE))
+def test_the_probe_alias_completes_in_a_real_bash_zsh_and_fish(shell, tmp_path):
+    if shutil.which(shell) is None:
+        pytest.skip(f"no {shell} (apt-get install {shell}; .ci/run installs it)")
+    assert _tab_in_a_real_shell(shell, ["metrics-ops prob", "metrics-ops probe --expect-r", "metrics-ops ratel"],
+                                tmp_path) == ["metrics-ops probe", "metrics-ops probe --expect-rate",
+                                              "metrics-ops ratelimit-probe"]
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_the_answers_offer_the_alias_next_to_the_command_it_stands_for(shell):
+    exe = console_script()
+    assert exe, "the metrics-ops console script is not installed next to this Python (pip install -e .)"
+    words = ("metrics-ops pr", "pr") if shell == "fish" else ("metrics-ops pr", "1")
+    env = {**os.environ, "_METRICS_OPS_COMPLETE": f"{shell}_complete", "COMP_WORDS": words[0], "COMP_CWORD": words[1]}
+    r = subprocess.run([exe], capture_output=True, text=True, env=env, timeout=30)
+    assert r.returncode == 0, r.stderr
+    helps = {name: cli.commands[name].get_short_help_str() for name in ("probe", "prune")}
+    assert r.stdout.splitlines() == {
+        "bash": ["plain,probe", "plain,prune"],
+        "zsh": ["plain", "probe", helps["probe"], "plain", "prune", helps["prune"]],
+        "fish": [f"plain,{name}\t{text}" for name, text in helps.items()],
+    }[shell]
+
+
 def test_help_and_completion_do_not_import_the_heavy_modules():
     code = ("import sys\nfrom click.testing import CliRunner\nfrom metrics_ops.cli import cli\n"
             "CliRunner().invoke(cli, ['rotate', '--help'])\n"

@@ -100,10 +100,11 @@ def held_lock(old_days):
 
 
 def test_each_status_a_command_really_returns_is_on_its_page(tmp_path, old_days, run, dead_url):
-    missing = tmp_path / "missing"
+    missing, fresh = tmp_path / "missing", tmp_path / "fresh"
+    fresh.mkdir()
     runs = [
         ("rotate", ExitCode.BUDGET, ["--data-dir", old_days, "rotate", "--once", "--max-total-mb", "0.0001"]),
-        ("rotate", ExitCode.ATTENTION, ["--data-dir", missing, "rotate", "--check"]),
+        ("rotate", ExitCode.ATTENTION, ["--data-dir", fresh, "rotate", "--check"]),  # no pass recorded
         ("rotate", ExitCode.FAILURE, ["--data-dir", missing, "rotate", "--once"]),
         ("status", ExitCode.ATTENTION, ["--data-dir", old_days, "status", "--url", dead_url.split("/api")[0]]),
         ("sample-test", ExitCode.INCONCLUSIVE, ["sample-test", "--events", "50", "--seed", "1"]),
@@ -161,8 +162,8 @@ class ReadSettings:
 #: what every Store is built from (Store.from_settings), used only by a command that writes data files
 STORE = {"max_mb", "file_mode"}
 #: what every maintenance pass is handed (_one_pass), read by the step that uses it
-PASS = {"gzip_after", "retention", "gzip_level", "rollup_retention", "max_total_mb", "min_free_mb",
-        "min_free_percent"}
+PASS = {"gzip_after", "retention", "gzip_level", "rollup_retention", "rollup_min_visitors", "max_total_mb",
+        "min_free_mb", "min_free_percent"}
 
 
 @pytest.mark.parametrize("args, allowed", [
@@ -175,6 +176,7 @@ PASS = {"gzip_after", "retention", "gzip_level", "rollup_retention", "max_total_
     (["report", "--no-rollups", "--by", "day,event"], STORE),
     (["export", "--format", "csv"], STORE),
     (["status"], STORE),
+    (["status", "--url", "http://127.0.0.1:9"], STORE),
     (["config", "show"], set()),
     (["sample-test", "--events", "100", "--seed", "1"], set()),
     (["client"], set()),

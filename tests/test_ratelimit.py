@@ -137,6 +137,7 @@ def test_probe_matches_real_nginx_sequential(edge, run, tmp_path, monkeypatch):
     model = doc["expectation"]  # the model fed the real send times, within the documented tolerance of 1
     assert model["match"] and abs(doc["passed"] - model["predicted_passed"]) <= 1
     assert abs(doc["first_limited"] - model["predicted_first_limited"]) <= 1
+    assert doc["limiter_seen"] is True and "no rate limiter" not in r.stderr
     assert 11 <= doc["passed"] <= 13  # 11 when the 20 sends take under 200 ms, as they do on an idle machine
     assert doc["statuses"] == {"202": doc["passed"], "429": 20 - doc["passed"]}
     rows = list(csv.DictReader(out.open()))
@@ -240,3 +241,59 @@ def test_a_mismatch_without_any_429_says_none(data_dir, tmp_path, run):
         assert backend.stop() == 0
     assert r.exit_code == 1
     assert "metrics-ops: mismatch: 20 passed (model: 11), first 429 at none (model: #12)" in r.stderr
+
+
+def test_a_target_where_every_request_passed_is_said_to_have_no_limiter_in_front(data_dir, tmp_path, run,
+                                                                                  monkeypatch):
+    """serve alone (no edge): 20 of 20 pass, and the probe says what that means, with or without a model."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    backend = Server(data_dir, tmp_path / "serve.log")
+    url = f"http://127.0.0.1:{backend.port}/api/metrics/event"
+    try:
+        plain = run("probe", url, "--requests", "20")
+        doc = json.loads(run("probe", url, "--requests", "5", "--concurrency", "5", "--json").stdout)
+        single = run("probe", url, "--requests", "1")
+    finally:
+        assert backend.stop() == 0
+    said = (f"metrics-ops: all 20 requests passed: no rate limiter seems to be in front of {url} (or its burst "
+            "lets 20 through: raise --requests)")
+    assert plain.exit_code == 0 and said in plain.stderr.splitlines()
+    assert "limited (429)\t0" in plain.stdout
+    assert doc["passed"] == 5 and doc["limiter_seen"] is False
+    assert "all 5 requests passed: no rate limiter seems to be in front of" in doc["warnings"][0]
+    assert single.exit_code == 0 and "rate limiter" not in single.stderr  # the first request always passes
+
+
+def test_limiter_seen_only_when_the_answers_tell():
+    from metrics_ops.ratelimit import ProbeResult, Record
+
+    def seen(statuses):
+        recs = [Record(i, float(i), s, 1.0) for i, s in enumerate(statuses, 1)]
+        return summarize(ProbeResult("http://x/", "sequential", recs, 0.02)).limiter_seen
+
+    assert seen([202] * 20) is False and seen([202] * 11 + [429] * 9) is True
+    assert seen([202]) is None and seen([202] * 19 + [502]) is None and seen([404] * 20) is None
+
+
+def test_a_csv_that_cannot_be_written_is_one_line_and_said_before_the_burst(data_dir, tmp_path, run, dead_url,
+                                                                             monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    missing = tmp_path / "no-such-dir" / "probe.csv"
+    r = run("probe", dead_url, "--csv", missing)  # exit 2, not 5: nothing was sent to the dead URL
+    assert (r.exit_code, r.stdout) == (2, "")
+    assert r.stderr == f"metrics-ops: --csv {missing}: directory {missing.parent} does not exist\n"
+    backend = Server(data_dir, tmp_path / "serve.log")
+    try:
+        r = run("probe", f"http://127.0.0.1:{backend.port}/api/metrics/event", "--requests", "2", "-q",
+                "--csv", "/proc/probe.csv")  # a directory where no file can be made
+    finally:
+        assert backend.stop() == 0
+    assert (r.exit_code, r.stdout) == (1, "")
+    assert r.stderr == "metrics-ops: --csv /proc/probe.csv: cannot write it: No such file or directory\n"
+
+
+def test_a_url_that_is_no_url_is_one_line_for_probe_and_sample_test(run):
+    r = run("probe", "http://[::1")
+    assert (r.exit_code, r.stderr) == (2, "metrics-ops: URL http://[::1: invalid IPv6 URL\n")
+    r = run("sample-test", "--url", "http://[::1")
+    assert (r.exit_code, r.stderr) == (2, "metrics-ops: --url http://[::1: invalid IPv6 URL\n")

@@ -36,7 +36,7 @@ def fill(data_dir, ages=(5, 4, 3, 2, 1, 0), per_day=40):
     stored = []
     for age in ages:
         day = TODAY - timedelta(days=age)
-        lines = [rec(f"v{i % 9}", "page_view" if i % 3 else "click", day, i, f"/p{i % 4}") for i in range(per_day)]
+        lines = [rec(f"v{i % 10}", "page_view" if i % 3 else "click", day, i, f"/p{i % 4}") for i in range(per_day)]
         body = "".join(x + "\n" for x in lines).encode()
         if age >= 3:
             (data_dir / (file_name(day) + ".gz")).write_bytes(gzip.compress(body))
@@ -133,12 +133,34 @@ def test_report_uses_rollups_past_raw_retention_with_the_same_counts(data_dir):
         r.est.events for r in raw.rows if r.keys["event"] == "click")
 
 
+def test_the_unknown_visitors_hint_suggests_what_works(data_dir):
+    """Across days from rollups visitors are unknown: the note names --no-rollups while the raw files are kept
+    (and following it gives the visitors), and a count per day once only the rollups are left."""
+    from metrics_ops.cli.report import report
+
+    fill(data_dir)
+    a_pass(data_dir, gzip_after=1, retention=30)  # every complete day has its rollup, every raw file is kept
+    kw = dict(since=TODAY - timedelta(days=6), until=TODAY, today=TODAY, zone=ZONE, tz="UTC")
+    [hint] = [n for n in run_report(data_dir, by=("event",), **kw).notes if n.startswith("visitors: unknown")]
+    assert hint.endswith("; add --no-rollups to count them from the raw files, or group by day")
+    assert any("--no-rollups" in p.opts for p in report.params)
+    followed = run_report(data_dir, by=("event",), use_rollups=False, **kw)
+    assert [(r.keys["event"], r.est.visitors) for r in followed.rows] == [("page_view", 10), ("click", 10)]
+    assert not [n for n in followed.notes if n.startswith("visitors")]
+    a_pass(data_dir, now=NOW + 3600, gzip_after=1, retention=1)  # the raw files of 5 days are pruned
+    [hint] = [n for n in run_report(data_dir, by=("event",), **kw).notes if n.startswith("visitors: unknown")]
+    assert hint.endswith("; 5 of these days have only their rollup left (raw files pruned), so group by day "
+                         "(--no-rollups would leave them out)")
+    per_day = run_report(data_dir, by=("day", "event"), **kw)
+    assert per_day.rows and all(r.est.visitors is not None for r in per_day.rows)
+
+
 def test_rollups_hold_no_visitor_id(data_dir):
     fill(data_dir)
     a_pass(data_dir, gzip_after=1, retention=30)
     for p in (data_dir / "rollups").iterdir():
         text = p.read_text()
-        assert "visitor" not in text and not any(f'"v{i}"' in text for i in range(9)), text
+        assert "visitor_id" not in text and not any(f'"v{i}"' in text for i in range(10)), text
 
 
 def test_rollups_past_rollup_retention_are_deleted(data_dir):

@@ -46,7 +46,7 @@ def test_each_problem_is_one_line_and_exit_7(data_dir, run):
     r = run("--data-dir", data_dir, "status", env={"METRICS_MAX_TOTAL_MB": "0.001"})
     assert r.exit_code == 7
     assert len(r.stderr.splitlines()) == 2, r.stderr
-    assert "over max_total_mb 0.0 MiB" in r.stderr and "set aside as unreadable" in r.stderr
+    assert "over max_total_mb 1.0 KiB" in r.stderr and "set aside as unreadable" in r.stderr
     doc = json.loads(run("--data-dir", data_dir, "status", "--json", env={"METRICS_RETENTION": "30"}).stdout)
     assert doc["next_pass"]["delete"] == [file_name(days_ago(40), gz=True)]
 
@@ -54,6 +54,28 @@ def test_each_problem_is_one_line_and_exit_7(data_dir, run):
 def test_rejects_a_url_that_is_not_http(data_dir, run):
     r = run("--data-dir", data_dir, "status", "--url", "ftp://x")
     assert r.exit_code == 2 and r.stderr.startswith("metrics-ops: --url ftp://x: want an http:// or https:// URL")
+
+
+def test_a_url_that_is_no_url_is_one_line_naming_it(data_dir, run):
+    for url, why in [("http://[::1", "invalid IPv6 URL"), ("http://", "want an http:// or https:// URL"),
+                     ("http://127.0.0.1:99999", "the port is not a number from 0 to 65535")]:
+        r = run("--data-dir", data_dir, "status", "--url", url)
+        assert (r.exit_code, r.stdout) == (2, ""), url
+        assert r.stderr == f"metrics-ops: --url {url}: {why} (serve's base, e.g. http://127.0.0.1:8001)\n"
+
+
+def test_a_status_file_that_cannot_be_read_is_one_line_not_two(data_dir, run):
+    """It is there but not a status line (or a directory): that line alone, not also "no pass has recorded"."""
+    status = data_dir / ".metrics-ops.status"
+    status.mkdir()
+    r = run("--data-dir", data_dir, "status")
+    assert r.exit_code == 7 and r.stderr == f"metrics-ops: cannot read the status file {status}: Is a directory\n"
+    status.rmdir()
+    status.write_text("garbage\n")
+    r = run("--data-dir", data_dir, "status")
+    assert r.exit_code == 7
+    assert r.stderr == f"metrics-ops: the status file {status} does not hold a metrics-ops status line\n"
+    assert run("--data-dir", data_dir, "rotate", "--check").stderr == r.stderr  # the health check says the same
 
 
 def test_asks_a_real_serve_for_its_health_and_counters(data_dir, tmp_path, run):

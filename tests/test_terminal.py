@@ -262,13 +262,12 @@ def test_a_note_naming_a_long_path_breaks_between_words_not_inside_the_path(ci_d
         assert_whole_path(lines, str(missing))
 
 
-def test_clicks_own_usage_errors_fit_80_columns_too(ci_dir):
-    toml = ci_dir / "settings-of-the-production-rotator.toml"  # does not exist
-    code, lines = screen("--config", toml, "report")
+def test_clicks_own_usage_errors_fit_80_columns_too(ci_dir, data_dir):
+    code, lines = screen("--data-dir", data_dir, "export", "--output", ci_dir)  # a directory: click says no
     assert code == 2 and fits(lines), lines
-    assert lines[0].startswith("Usage: metrics-ops")
-    assert [line for line in lines if line.startswith("Error: Invalid value for '--config'")]
-    assert_whole_path(lines, str(toml))
+    assert lines[0].startswith("Usage: metrics-ops export")
+    assert [line for line in lines if line.startswith("Error: Invalid value for '--output'")]
+    assert_whole_path(lines, str(ci_dir))
     code, lines = screen("sample-test", "--mode", "per-visitor-of-course")
     assert code == 2 and fits(lines), lines
 
@@ -318,3 +317,24 @@ def test_the_pty_helper_really_is_80_columns_wide():
     assert code == 0 and max(len(line) for line in lines) <= 80
     code, wide = screen("--help", columns=200)
     assert max(len(line) for line in wide) > 80  # the short helps use the room: the width came through
+
+
+def test_export_says_its_final_size_into_a_file_and_nothing_when_stdout_is_the_data(data_dir, tmp_path):
+    """On a terminal: into --output FILE, the last line is the file's real size (it said "exported 0.0 MB" for
+    135 kB); with the data on stdout, on the terminal or redirected, no line of ours is mixed into it."""
+    exe = console_script()
+    assert exe, "the metrics-ops console script is not installed next to this Python (pip install -e .)"
+    today = datetime.now(UTC).date().isoformat()
+    lines = write_lines(data_dir / f"metrics-{today}.jsonl", "page_view_with_a_long_name", 2000)
+    out = tmp_path / "out.jsonl"
+    code, text = run_in_pty([exe, "--data-dir", data_dir, "export", "--output", out])
+    size = out.stat().st_size
+    assert code == 0 and 100_000 < size < 1_000_000
+    assert text.endswith(f"\rmetrics-ops: exported 2,000 lines ({size / 1e3:.1f} kB) to {out}\n"), text[-200:]
+    code, text = run_in_pty([exe, "--data-dir", data_dir, "export", "--format", "csv", "--output", tmp_path / "o.csv"])
+    assert code == 0 and f"({(tmp_path / 'o.csv').stat().st_size / 1e3:.1f} kB) to {tmp_path / 'o.csv'}\n" in text
+    code, text = run_in_pty([exe, "--data-dir", data_dir, "export"])
+    assert code == 0 and text.splitlines() == lines  # the data, and nothing else
+    redirected = tmp_path / "redirected.jsonl"
+    code, text = run_in_pty(["sh", "-c", '"$0" --data-dir "$1" export > "$2"', exe, data_dir, redirected])
+    assert (code, text) == (0, "") and redirected.read_bytes() == out.read_bytes()

@@ -7,12 +7,12 @@ import copy
 import click
 
 from metrics_ops import __version__
-from metrics_ops.cli.common import CONTEXT_SETTINGS, DataDirPath, FittingGroup, Invocation
+from metrics_ops.cli.common import CONTEXT_SETTINGS, DataDirPath, Group, Invocation
 
 
-@click.group(cls=FittingGroup, context_settings=CONTEXT_SETTINGS)
+@click.group(cls=Group, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="metrics-ops")
-@click.option("--config", type=click.Path(exists=True, dir_okay=False), envvar="METRICS_CONFIG",
+@click.option("--config", type=click.Path(), metavar="FILE", envvar="METRICS_CONFIG",
               help="TOML file with settings (keys as in `config show`); env METRICS_CONFIG.")
 @click.option("--data-dir", "dir", type=DataDirPath(), help="Data directory (env METRICS_DIR).")
 @click.option("json_", "--json", is_flag=True, help="Print one JSON document.")
@@ -28,7 +28,10 @@ def cli(ctx, config, dir, json_, quiet, verbose):  # `dir`: the option is named 
       metrics-ops rotate --interval 300   # a loop, for a sidecar
       metrics-ops config show             # settings and their sources
     """
-    ctx.obj = Invocation(config=config, data_dir=dir, json=json_, quiet=quiet, verbose=verbose)
+    # the config layer checks the file, naming it as given: --config or METRICS_CONFIG
+    from_env = ctx.get_parameter_source("config") == click.core.ParameterSource.ENVIRONMENT
+    ctx.obj = Invocation(config=config, data_dir=dir, json=json_, quiet=quiet, verbose=verbose,
+                         config_spelled="METRICS_CONFIG" if from_env else "--config")
 
 
 from metrics_ops.cli.client import client  # noqa: E402
@@ -53,7 +56,8 @@ cli.add_command(export)
 cli.add_command(config)
 cli.add_command(sample_test)
 cli.add_command(ratelimit_probe)
-# The alias: the same command under a second name, hidden from the list (ratelimit-probe's help names it).
+# The alias: the same command under a second name, hidden from the list (ratelimit-probe's help names it),
+# offered by completion (common.Group).
 _probe_alias = copy.copy(ratelimit_probe)
 _probe_alias.hidden = True
 cli.add_command(_probe_alias, "probe")

@@ -73,6 +73,33 @@ def maintenance_lock_busy(exc) -> str:
     return f"another maintenance pass holds {exc.path} (waited {exc.waited:g} s; see --lock-timeout)"
 
 
+class Group(click.Group):
+    """The command group. An alias (a command added under a second name, hidden from the list in --help) is
+    still offered by shell completion, by the name it is typed as (bash, zsh and fish ask the group). click's
+    usage errors, like the commands' own lines, fit the terminal (:class:`_Fitted`)."""
+
+    def shell_complete(self, ctx: click.Context, incomplete: str):
+        from click.shell_completion import CompletionItem
+
+        items = super().shell_complete(ctx, incomplete)
+        aliases = [CompletionItem(name, help=cmd.get_short_help_str()) for name, cmd in self.commands.items()
+                   if cmd.hidden and name != cmd.name and name.startswith(incomplete)]
+        # an alias's name is a word, so the list holds command names only (options come for "-" alone)
+        return sorted(items + aliases, key=lambda item: item.value) if aliases else items
+
+    def make_context(self, *args, **kwargs):
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.ClickException as exc:
+            raise exc if isinstance(exc, Failure | _Fitted) else _Fitted(exc) from None
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            raise exc if isinstance(exc, Failure | _Fitted) else _Fitted(exc) from None
+
+
 class DataDirPath(click.Path):
     """--data-dir: shown and completed as a directory, but not checked by click: a path that is a file gets the
     commands' own one-line message naming where the setting came from (:func:`data_dir_problem`), not click's
@@ -162,22 +189,6 @@ class _Fitted(click.ClickException):
             click.echo(fit(line, width_of(err)), file=err)
 
 
-class FittingGroup(click.Group):
-    """The command group: click's usage errors, like the commands' own lines, fit the terminal."""
-
-    def make_context(self, *args, **kwargs):
-        try:
-            return super().make_context(*args, **kwargs)
-        except click.ClickException as exc:
-            raise exc if isinstance(exc, Failure | _Fitted) else _Fitted(exc) from None
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except click.ClickException as exc:
-            raise exc if isinstance(exc, Failure | _Fitted) else _Fitted(exc) from None
-
-
 @dataclass
 class Invocation:
     """What this run of metrics-ops was given for every command: the group's options, which may also follow the
@@ -189,6 +200,7 @@ class Invocation:
     json: bool = False
     quiet: bool = False
     verbose: int = 0
+    config_spelled: str = "--config"  # or METRICS_CONFIG: how the config file was named, for its messages
 
     def settings(self, **flags):
         """Settings from every layer; ``flags`` are this command's options by setting name (None = not given).
@@ -200,7 +212,7 @@ class Invocation:
         if self.data_dir is not None:
             given.setdefault("dir", self.data_dir)
         try:
-            return load_settings(given, config_file=self.config,
+            return load_settings(given, config_file=self.config, config_spelled=self.config_spelled,
                                  spelled={name: option_for(ctx, name) for name in given})
         except ConfigError as exc:
             raise Failure(exc.lines, ExitCode.USAGE) from None
@@ -228,6 +240,8 @@ def _given(ctx: click.Context, param: click.Parameter, value):
     if value:  # None, False, 0: not given here
         invocation = ctx.ensure_object(Invocation)
         setattr(invocation, param.name, invocation.verbose + value if param.name == "verbose" else value)
+        if param.name == "config":
+            invocation.config_spelled = "--config"
     return value
 
 
@@ -246,7 +260,7 @@ def settings_options(fn):
     """--config / --data-dir, accepted before or after the command name; after the command wins."""
     fn = click.option("--data-dir", "data_dir", type=DataDirPath(), default=None,
                       expose_value=False, callback=_given, help="Data directory (env METRICS_DIR).")(fn)
-    fn = click.option("--config", type=click.Path(exists=True, dir_okay=False), default=None, expose_value=False,
+    fn = click.option("--config", type=click.Path(), metavar="FILE", default=None, expose_value=False,
                       callback=_given, help="TOML file with settings (env METRICS_CONFIG).")(fn)
     return fn
 
@@ -268,6 +282,11 @@ def option_for(ctx: click.Context, setting: str) -> str:
     raise LookupError(f"{ctx.command_path} has no option named {setting!r}")  # a bug in the command, not input
 
 
+#: the days --since and --until accept: nothing is stored before the Unix epoch, and the calendar ends in 9999
+FIRST_DAY = "1970-01-01"
+LAST_DAY = "9999-12-31"
+
+
 def range_options(fn):
     """--since / --until: a day range in METRICS_TZ (both commands that read the data back)."""
     fn = click.option("--until", default=None, metavar="DAY",
@@ -277,23 +296,37 @@ def range_options(fn):
 
 
 def day_range(since: str | None, until: str | None, today, default_days: int = 7):
-    """(first day, last day) from --since/--until as given; today is the caller's today in METRICS_TZ."""
+    """(first day, last day) from --since/--until as given; today is the caller's today in METRICS_TZ. A day
+    outside FIRST_DAY .. LAST_DAY (``--since 1000000d``, ``--until 0001-01-03``) is one line and exit 2."""
     from datetime import date, timedelta
+
+    first_day, last_day = date.fromisoformat(FIRST_DAY), date.fromisoformat(LAST_DAY)
 
     def day(option: str, text: str) -> date:
         t = text.strip().lower()
         if t in ("today", "yesterday"):
-            return today - timedelta(days=0 if t == "today" else 1)
-        if t.endswith("d") and t[:-1].isdigit():
-            return today - timedelta(days=int(t[:-1]))
-        try:
-            return date.fromisoformat(t)
-        except ValueError:
-            raise Failure(f"{option} {text}: want a day as YYYY-MM-DD, today, yesterday or Nd (N days ago)",
-                          ExitCode.USAGE) from None
+            found = today - timedelta(days=0 if t == "today" else 1)
+        elif t.endswith("d") and t[:-1].isascii() and t[:-1].isdigit():
+            ago = int(t[:-1]) if len(t) < 12 else None  # int() refuses thousands of digits
+            if ago is None or ago > (today - first_day).days:
+                raise Failure(f"{option} {text}: that is before {FIRST_DAY}; want a day from {FIRST_DAY} to "
+                              f"{LAST_DAY}", ExitCode.USAGE)
+            found = today - timedelta(days=ago)
+        else:
+            try:
+                found = date.fromisoformat(t)
+            except ValueError:
+                raise Failure(f"{option} {text}: want a day as YYYY-MM-DD, today, yesterday or Nd (N days ago)",
+                              ExitCode.USAGE) from None
+        if not first_day <= found <= last_day:
+            raise Failure(f"{option} {text}: want a day from {FIRST_DAY} to {LAST_DAY}", ExitCode.USAGE)
+        return found
 
     last = today if until is None else day("--until", until)
-    first = last - timedelta(days=default_days - 1) if since is None else day("--since", since)
+    if since is not None:
+        first = day("--since", since)
+    else:  # the default span, cut at the first day there can be data for
+        first = last - timedelta(days=min(default_days - 1, (last - first_day).days))
     if first > last:
         raise Failure(f"--since {first} is after --until {last}", ExitCode.USAGE)
     return first, last

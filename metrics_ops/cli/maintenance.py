@@ -43,8 +43,7 @@ def _run(run, steps: tuple[str, ...], flags: dict, *, dry_run: bool, loop: bool 
     import signal
     import threading
 
-    from metrics_ops.maintenance import ROTATE_STEPS, LockBusy, run_loop
-    from metrics_ops.render import render_pass
+    from metrics_ops.maintenance import ROTATE_STEPS, LockBusy, failure_reason, run_loop
 
     out = run.output()
     s = run.settings(interval=interval, **flags)
@@ -66,19 +65,42 @@ def _run(run, steps: tuple[str, ...], flags: dict, *, dry_run: bool, loop: bool 
     if loop and not dry_run:
         if not out.quiet:
             out.warn(f"rotating {store.dir} every {s.interval:g} s; SIGTERM or Ctrl-C stops after the current step")
-        run_loop(one_pass, s.interval, stop, lambda r: render_pass(out, r), out.error,
+        run_loop(one_pass, s.interval, stop, _PassLog(out), out.error,
                  describe_busy=maintenance_lock_busy)
         return
     try:
         result = one_pass()
     except LockBusy as exc:
         raise Failure(maintenance_lock_busy(exc), ExitCode.LOCKED) from None
-    except OSError as exc:
-        raise Failure(f"pass failed: {exc}") from None
+    except Exception as exc:  # noqa: BLE001  one line and exit 1, never a traceback; the status file says it too
+        raise Failure(f"pass failed: {failure_reason(exc, '')}") from None
     render_outcome(out, result, failed=bool(health_failed))
     if any(a.step == "budget" and a.status == "done" for a in result.actions):
         out.warn("the disk budget deleted data before its retention (see the budget actions above); exit status 6")
         raise click.exceptions.Exit(ExitCode.BUDGET)
+
+
+class _PassLog:
+    """The passes of the --interval loop, like logrotate under cron: silent while there is nothing to do; what
+    a pass changed and what failed otherwise (names outside the grammar only when they change); with -v every
+    pass, its "nothing to do" line included."""
+
+    def __init__(self, out):
+        self.out, self.unknown = out, []
+
+    def __call__(self, result) -> None:
+        from dataclasses import replace
+
+        from metrics_ops.render import render_pass
+
+        news = result.unknown != self.unknown
+        self.unknown = result.unknown
+        if not self.out.verbose:
+            if not (news or result.errors or result.interrupted or any(a.status != "planned" for a in result.actions)):
+                return
+            if not news:
+                result = replace(result, unknown=[])
+        render_pass(self.out, result)
 
 
 def _recorded(one_pass, store, s, out):
@@ -87,7 +109,7 @@ def _recorded(one_pass, store, s, out):
     import time
 
     from metrics_ops.health import record_pass
-    from metrics_ops.maintenance import LockBusy
+    from metrics_ops.maintenance import LockBusy, failure_reason
 
     failures: list[OSError] = []
 
@@ -102,9 +124,10 @@ def _recorded(one_pass, store, s, out):
         started = time.time()
         try:
             result = one_pass()
-        except OSError as exc:
-            if not isinstance(exc, LockBusy):
-                record(started, error=f"pass failed: {exc}")
+        except LockBusy:
+            raise
+        except Exception as exc:
+            record(started, error=f"pass failed: {failure_reason(exc, '')}")
             raise
         record(started, result=result)
         return result
@@ -149,7 +172,8 @@ def _one_pass(out, s, store, steps: tuple[str, ...], dry_run: bool, stop):
 
         with locked(store, s.lock_timeout, dry_run):
             return run_pass(store, now=time.time(), steps=steps, gzip_after=s.gzip_after, retention=s.retention,
-                            level=s.gzip_level, rollup_retention=s.rollup_retention, dry_run=dry_run, stop=stop,
+                            level=s.gzip_level, rollup_retention=s.rollup_retention,
+                            rollup_min_visitors=s.rollup_min_visitors, dry_run=dry_run, stop=stop,
                             on_plan=on_plan, progress=bar.advance, budget=Budget.from_settings(s))
 
 
@@ -166,7 +190,8 @@ def _budget_opts(fn):
 
 
 @declares(exits=(ExitCode.FAILURE, ExitCode.LOCKED, ExitCode.BUDGET, ExitCode.ATTENTION), env=("NO_COLOR",),
-          settings=("dir", "jsonl", "rollup_retention", "status_file", "health_textfile", "file_mode"))
+          settings=("dir", "jsonl", "rollup_retention", "rollup_min_visitors", "status_file", "health_textfile",
+                    "file_mode"))
 @click.command(short_help="Keep the data dir bounded: link, shard, gzip, prune.")
 @click.option("--once", is_flag=True, help="Run one pass and exit; the exit status says whether it succeeded.")
 @click.option("--interval", type=float, default=None, metavar="SECONDS",
@@ -219,6 +244,9 @@ def _check(run, *, interval: float | None, tz: str | None) -> None:
 
     out = run.output()
     s = run.settings(interval=interval, tz=tz)
+    problem = data_dir_problem(s, can_create=False)  # not "no pass has recorded a status yet": none can
+    if problem is not None:
+        raise Failure(problem)
     try:
         status = read_status(s.status_path)
     except StatusUnreadable as exc:

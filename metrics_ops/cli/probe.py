@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from metrics_ops.cli.common import Failure, declares, output_options, pass_invocation
@@ -72,6 +74,9 @@ def ratelimit_probe(run, url, n_requests, concurrency, rate, duration, timeout, 
     except ValueError as exc:
         raise Failure(f"URL {exc}", ExitCode.USAGE) from None
     payload = _body(body)
+    if csv_path and not os.path.isdir(os.path.dirname(os.path.abspath(csv_path))):  # said before the burst is sent
+        raise Failure(f"--csv {csv_path}: directory {os.path.dirname(os.path.abspath(csv_path))} does not exist",
+                      ExitCode.USAGE)
     if rate is not None and rate * duration > rl.MAX_REQUESTS:
         raise Failure(f"--rate {rate:g} x --duration {duration:g} is over {rl.MAX_REQUESTS} requests", ExitCode.USAGE)
     delay = rl.NODELAY if delay_n is None else float(delay_n)
@@ -90,8 +95,7 @@ def ratelimit_probe(run, url, n_requests, concurrency, rate, duration, timeout, 
         raise Failure(str(exc), ExitCode.UNREACHABLE) from None
     rl.remember_probe(url)
     rl.summarize(result, expect_rate=expect_rate, expect_burst=expect_burst, delay=delay, tolerance=tolerance)
-    if csv_path:
-        result.write_csv(csv_path)
+    csv_problem = _write_csv(result, csv_path) if csv_path else None
     for w in result.warnings:
         out.warn(w)
     if result.run_id and not out.json:
@@ -103,12 +107,23 @@ def ratelimit_probe(run, url, n_requests, concurrency, rate, duration, timeout, 
         out.document(doc)
     elif not (out.quiet and result.ok):
         _render(out, result)
+    if csv_problem is not None:
+        raise Failure(csv_problem)
     if not result.ok:
         e = result.expectation
         out.error(f"mismatch: {result.passed} passed (model: {e['predicted_passed']})"
                   + (f", first 429 at {_nth(result.first_limited)} (model: {_nth(e['predicted_first_limited'])})"
                      if result.mode == "sequential" else "") + f", tolerance {e['tolerance']}")
         raise click.exceptions.Exit(ExitCode.FAILURE)
+
+
+def _write_csv(result, path: str) -> str | None:
+    """Write the per-request record; the problem in one line when it cannot be written (after the results)."""
+    try:
+        result.write_csv(path)
+    except OSError as exc:
+        return f"--csv {path}: cannot write it: {exc.strerror or exc}"
+    return None
 
 
 def _body(body: str | None) -> bytes | None:

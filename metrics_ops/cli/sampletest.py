@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, declares, pass_invocation, shared_options
+from metrics_ops.cli.common import Failure, data_dir_problem, declares, pass_invocation, shared_options
 from metrics_ops.exitcodes import ExitCode
 
 
@@ -68,6 +68,9 @@ def _live(out, s, url: str, events: int, tolerance: float, timeout: float, live_
     from metrics_ops import testrun
     from metrics_ops.httpclient import Unreachable
 
+    problem = data_dir_problem(s) if live_dir is not None else None
+    if problem is not None:  # said before the first event is sent, in every command's words
+        raise Failure(problem)
     try:
         result = st.live(url, events, server_rate=s.sample_rate, mode=s.sample_mode, tolerance=tolerance,
                          timeout=timeout, data_dir=Path(live_dir) if live_dir else None)
@@ -75,6 +78,8 @@ def _live(out, s, url: str, events: int, tolerance: float, timeout: float, live_
         raise Failure(str(exc), ExitCode.USAGE) from None
     except Unreachable as exc:
         raise Failure(str(exc), ExitCode.UNREACHABLE) from None
+    except OSError as exc:  # the data directory went away or cannot be read
+        raise Failure(f"cannot read {live_dir}: {exc.strerror or exc}") from None
     rows = [result.row]
     for note in result.notes:
         out.warn(note)

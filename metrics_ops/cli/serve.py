@@ -10,7 +10,7 @@ from metrics_ops.exitcodes import ExitCode
 
 @declares(exits=(ExitCode.FAILURE,), settings=(
     "dir", "jsonl", "ring_capacity", "serve_min_free_mb", "max_body", "max_batch", "cors_origins", "state_file",
-    "file_mode", "sample_rates", "sample_key"))
+    "file_mode", "sample_rates", "sample_key", "keep_query", "admin_token"))
 @click.command(short_help="Ingest events over HTTP into the daily JSONL files.")
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1; env METRICS_HOST).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default 8001; env METRICS_PORT).")
@@ -19,7 +19,7 @@ from metrics_ops.exitcodes import ExitCode
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
               help="Log level (default warning; env METRICS_LOG_LEVEL); info adds one access line per request.")
 @click.option("--sample-rate", type=float, default=None, metavar="RATE",
-              help="Server-side sampling rate 0..1 (default 1; env METRICS_SAMPLE_RATE).")
+              help="Server-side sampling rate: 0, or 0.000001..1 (default 1; env METRICS_SAMPLE_RATE).")
 @click.option("--sample-mode", type=click.Choice(["random", "visitor"]), default=None,
               help="random: per event; visitor: whole visitors by a keyed hash (env METRICS_SAMPLE_MODE).")
 @click.option("--max-mb", type=float, default=None, metavar="MIB",
@@ -51,13 +51,15 @@ def serve(run, host, port, workers, log_level, sample_rate, sample_mode, max_mb,
                      sample_mode=sample_mode, max_mb=max_mb, tz=tz)
     line = (fit(PREFIX + ready_line(s), width_of(sys.stderr)) + "\n").encode()
     try:
-        # os.write, not click.echo: granian forks its workers right after, and no buffer lock may be held then
+        # os.write, not click.echo: granian may fork a worker again (a respawn), and no buffer lock may be held then
         runner.run(s, on_ready=lambda: os.write(2, line))
     except runner.ServeError as exc:
         raise Failure(str(exc), exc.exit_code) from None
 
 
 def ready_line(s) -> str:
+    import os
+
     host = f"[{s.host}]" if ":" in s.host else s.host
-    return (f"serve ready on http://{host}:{s.port} (data directory {s.dir.resolve()}, "
+    return (f"serve ready on http://{host}:{s.port} (data directory {os.path.abspath(s.dir)}, "
             f"{s.workers} worker{'s' if s.workers != 1 else ''})")

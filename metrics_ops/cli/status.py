@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, complete_zone, declares, pass_invocation, shared_options
+from metrics_ops.cli.common import (
+    Failure,
+    complete_zone,
+    data_dir_problem,
+    declares,
+    pass_invocation,
+    shared_options,
+)
 from metrics_ops.exitcodes import ExitCode
 
 
 @declares(exits=(ExitCode.FAILURE, ExitCode.ATTENTION), env=("NO_COLOR",), settings=(
     "dir", "jsonl", "gzip_after", "retention", "max_total_mb", "min_free_mb", "min_free_percent", "serve_min_free_mb",
-    "status_file"))
+    "status_file", "admin_token"))
 @click.command(short_help="Is everything fine? Data, disk, passes, serve.")
 @click.option("--url", default=None, metavar="URL",
               help="Also ask serve at URL (its base, e.g. http://127.0.0.1:8001) for /healthz and its counters.")
@@ -25,7 +32,8 @@ def status(run, url, tz, interval):
 
     Exit status 7 when something needs attention (each reason one line on stderr): no successful pass in
     2 intervals, the last pass failed, the disk budget or serve's floor crossed, an archive set aside as
-    unreadable, serve unhealthy or unreachable (--url). Reads names and sizes only: fast on a year of files.
+    unreadable, serve unhealthy or unreachable (--url). Exit 1, with one line, when the data directory does
+    not exist. Reads names and sizes only: fast on a year of files.
 
     \b
     Examples:
@@ -39,10 +47,17 @@ def status(run, url, tz, interval):
     from metrics_ops.status import build_status
 
     out = run.output()
-    if url is not None and not url.startswith(("http://", "https://")):
-        raise Failure(f"--url {url}: want an http:// or https:// URL (serve's base, e.g. http://127.0.0.1:8001)",
-                      ExitCode.USAGE)
+    if url is not None:
+        from metrics_ops.httpclient import Target
+
+        try:
+            Target.parse(url)
+        except ValueError as exc:
+            raise Failure(f"--url {exc} (serve's base, e.g. http://127.0.0.1:8001)", ExitCode.USAGE) from None
     s = run.settings(tz=tz, interval=interval)
+    problem = data_dir_problem(s, can_create=False)  # the same line as every command's, not a partial table
+    if problem is not None:
+        raise Failure(problem)
     try:
         report = build_status(s, now=time.time(), url=url)
     except OSError as exc:

@@ -11,11 +11,14 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from metrics_ops.config import Settings
-from metrics_ops.serve.worker import PARENT_ENV
+from metrics_ops.serve.access import warn_if_exposed
+from metrics_ops.serve.handoff import settings_to_json
+from metrics_ops.serve.worker import PARENT_ENV, SETTINGS_ENV
 
 
 class ServeError(Exception):
@@ -27,40 +30,45 @@ class ServeError(Exception):
 
 
 BACKPRESSURE = 4096  # connections per worker, idle ones included (see run())
-
+READY_TIMEOUT = 60.0  # seconds the workers get to accept a first connection
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The effective settings as METRICS_* variables, so every worker process builds the same app."""
-    import json
-
-    env = {}
-    for name in Settings.model_fields:
-        value = getattr(settings, name)
-        if value is None:
-            continue
-        if isinstance(value, list | dict):
-            text = json.dumps(value)
-        elif isinstance(value, Path):
-            text = str(value.resolve())
-        else:
-            text = str(value)
-        env[f"METRICS_{name.upper()}"] = text
-    env["METRICS_STATE_FILE"] = str(settings.state_path.resolve())
-    env[PARENT_ENV] = str(os.getpid())
-    return env
+    """What the workers need in their environment: the effective settings, exactly as this process validated
+    them (paths absolute, the link left a link: never resolved to the data file it points at), and this pid."""
+    return {SETTINGS_ENV: settings_to_json(settings), PARENT_ENV: str(os.getpid())}
 
 
-def preflight(settings: Settings) -> None:
-    """Everything that would make the server fail after it started, checked first: one line each."""
+def check_port(host: str, port: int) -> None:
+    """Raise a one-line ServeError unless ``host:port`` can be bound now."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ServeError(f"port {port} on {host} is already in use (--port / METRICS_PORT)") from None
+        if exc.errno == errno.EACCES:
+            raise ServeError(f"no permission to listen on {host}:{port} (ports below 1024 need root)") from None
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def preflight(settings: Settings) -> list[Path]:
+    """Everything that would make the server fail after it started, checked first: one line each. The checks
+    that create nothing come first, so a refused serve leaves nothing behind; returns the directories it made
+    (the data directory and missing parents, outermost first) for :func:`undo`."""
     from metrics_ops.store import dir_mode, unusable_dir
 
     directory = settings.dir
     if unusable_dir(directory) == "is not a directory":
         raise ServeError(f"data directory {directory} is not a directory")
+    check_port(settings.host, settings.port)
+    made = [p for p in (directory, *directory.absolute().parents) if not os.path.lexists(p)][::-1]
     try:
         directory.mkdir(mode=dir_mode(settings.file_mode_bits), parents=True, exist_ok=True)
     except OSError as exc:
+        undo(made)
         raise ServeError(f"cannot create data directory {directory}: {exc.strerror}") from None
     probe = directory / f".metrics-ops.probe.{os.getpid()}"
     try:
@@ -68,37 +76,51 @@ def preflight(settings: Settings) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
+        undo(made)
         raise ServeError(f"data directory {directory} is not writable: {exc.strerror}") from None
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    return made
+
+
+def undo(made: list[Path]) -> None:
+    """Remove the directories a refused start made (innermost first), if they are still empty."""
+    for path in reversed(made):
+        try:
+            os.rmdir(path)
+        except OSError:
+            return
+
+
+def claim_state(settings: Settings, made: list[Path]):
+    """The state file, claimed for this server's life; a refusal removes a state file it created."""
+    from metrics_ops.serve.shared import SharedState, StateBusy, StateError
+
+    state = SharedState.for_settings(settings)
+    existed = os.path.lexists(state.path)
     try:
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((settings.host, settings.port))
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise ServeError(f"port {settings.port} on {settings.host} is already in use (--port / METRICS_PORT)") \
-                from None
-        if exc.errno == errno.EACCES:
-            raise ServeError(f"no permission to listen on {settings.host}:{settings.port} (ports below 1024 "
-                             "need root)") from None
-        raise ServeError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
+        state.claim()  # held until this process exits: a second serve on the same file is refused
+    except StateBusy as exc:
+        undo(made)
+        raise ServeError(f"{exc}; stop it first, or give this server its own state file (METRICS_STATE_FILE)"
+                         ) from None
+    except StateError as exc:
+        if not existed:
+            try:
+                os.unlink(state.path)
+            except OSError:
+                pass
+        undo(made)
+        raise ServeError(str(exc), 2 if exc.errno == errno.EEXIST else 1) from None
+    return state
 
 
 def run(settings: Settings, on_ready: Callable[[], object] | None = None) -> None:
     """Start granian in this process with settings.workers workers; returns after SIGTERM/SIGINT.
 
-    ``on_ready`` runs once the port listens (before the workers start; requests queue until one takes them)."""
-    from metrics_ops.serve.shared import SharedState, StateBusy, StateError
-
-    preflight(settings)
-    state = SharedState.for_settings(settings)
-    try:
-        state.claim()  # held until this process exits: a second serve on the same file is refused
-    except StateBusy as exc:
-        raise ServeError(f"{exc}; stop it first, or give this server its own state file (METRICS_STATE_FILE)"
-                         ) from None
-    except StateError as exc:
-        raise ServeError(str(exc), 2 if exc.errno == errno.EEXIST else 1) from None
+    ``on_ready`` runs once the port accepts connections (a worker has built the app and listens). Workers that
+    exit before that, or keep exiting after it (granian's crash loop), end serve with a ServeError."""
+    made = preflight(settings)
+    state = claim_state(settings, made)  # noqa: F841  (kept alive: it holds the claim)
+    warn_if_exposed(settings)  # one line when other machines can reach the port
     os.environ.update(settings_env(settings))
 
     from granian import Granian
@@ -128,9 +150,68 @@ def run(settings: Settings, on_ready: Callable[[], object] | None = None) -> Non
         http=HTTPModes.http1,  # nginx speaks HTTP/1.1 to its upstream; skipping protocol detection is faster
         websockets=False,
     )
-    if on_ready is not None:
-        server.on_startup(on_ready)  # granian calls it after binding, in this thread: no thread of our own
+    watch = ReadyWatch(server, settings, on_ready)
+    server.on_startup(watch.start)  # granian calls it after binding, before it starts the workers
     try:
         server.serve()
+    except SystemExit as exc:  # granian gave up: its workers kept exiting
+        if exc.code in (0, None):
+            raise
+        raise ServeError(watch.failure()) from None
     except Exception as exc:  # granian's ConfigurationError and start-up failures: one line, not a traceback
         raise ServeError(f"the server failed to start: {exc}") from None
+    finally:
+        watch.stop.set()
+    if watch.timed_out:
+        raise ServeError(watch.failure())
+
+
+class ReadyWatch:
+    """Connects to the server's port from the main process until a worker accepts, then calls ``on_ready``
+    once: a script that waits for the ready line can send at once. Gives up after READY_TIMEOUT seconds,
+    stopping the server."""
+
+    def __init__(self, server, settings: Settings, on_ready: Callable[[], object] | None):
+        self.server, self.on_ready = server, on_ready
+        self.workers, self.port = settings.workers, settings.port
+        self.address = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(settings.host, settings.host)
+        self.stop, self.ready, self.timed_out = threading.Event(), threading.Event(), False
+
+    def start(self) -> None:
+        threading.Thread(target=self._watch, name="metrics-ops-ready", daemon=True).start()
+
+    def _watch(self) -> None:
+        import time
+
+        deadline = time.monotonic() + READY_TIMEOUT
+        # Only once the workers are forked: a thread that held a lock at fork time would leave it held in the
+        # child. Until then this thread only reads the list's length.
+        while len(getattr(self.server, "wrks", ())) < self.workers and hasattr(self.server, "wrks"):
+            if self.stop.wait(0.005) or time.monotonic() > deadline:
+                break
+        while not self.stop.is_set():
+            if self._accepts():
+                self.ready.set()
+                if self.on_ready is not None:
+                    self.on_ready()
+                return
+            if time.monotonic() > deadline:
+                self.timed_out = True
+                self.server.signal_handler_interrupt()  # what SIGTERM does: a graceful stop
+                return
+            self.stop.wait(0.01)  # not time.sleep: it fails under libfaketime, the tests' fake clock
+
+    def _accepts(self) -> bool:
+        try:
+            with socket.create_connection((self.address, self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def failure(self) -> str:
+        if self.timed_out:
+            return (f"no worker accepted connections on port {self.port} within {READY_TIMEOUT:g} s; "
+                    "serve stopped")
+        if self.ready.is_set():
+            return "the workers kept exiting (see the lines above); serve stopped"
+        return "the workers exited before the port accepted connections (see the lines above); nothing was served"

@@ -25,32 +25,42 @@ if os.environ.get("METRICS_SERVE_PARENT_PID"):  # (worker.PARENT_ENV, spelled ou
 
 
 class StartupError(SystemExit):
-    """The settings are invalid: the worker exits with status 2 (a usage error), its lines said on stderr."""
+    """The app cannot be built: the worker exits, its lines said on stderr; status 2 (a usage error) for
+    invalid settings, 1 for anything else."""
 
-    def __init__(self, lines: list[str]):
-        super().__init__(2)
+    def __init__(self, lines: list[str], status: int = 2):
+        import sys
+
+        super().__init__(status)
         self.lines = lines
+        from metrics_ops.terminal import note
+
+        for line in lines:
+            note(sys.stderr, line)
 
 
 def create_app():
-    """The WSGI app of the settings in the environment; in a serve worker, it also ends with its parent."""
+    """The WSGI app of the settings in the environment; in a serve worker, the settings its main process
+    validated (nothing looked up again), and it also ends with its parent."""
     from metrics_ops.config import ConfigError, load_settings
     from metrics_ops.serve.app import make_app
-    from metrics_ops.serve.worker import configure_logging, die_with_parent
+    from metrics_ops.serve.handoff import settings_from_json
+    from metrics_ops.serve.worker import SETTINGS_ENV, configure_logging, die_with_parent
 
     die_with_parent()
     try:
-        settings = load_settings(config_file=os.environ.get("METRICS_CONFIG") or None)
+        if os.environ.get(SETTINGS_ENV) and os.environ.get("METRICS_SERVE_PARENT_PID"):
+            settings = settings_from_json(os.environ[SETTINGS_ENV])
+        else:
+            config = os.environ.get("METRICS_CONFIG") or None
+            settings = load_settings(config_file=config, config_spelled="METRICS_CONFIG")
     except ConfigError as exc:
-        import sys
-
-        from metrics_ops.terminal import note
-
-        for line in exc.lines:
-            note(sys.stderr, line)
         raise StartupError(exc.lines) from None
     configure_logging(settings.log_level)
-    return make_app(settings)
+    try:
+        return make_app(settings)
+    except OSError as exc:
+        raise StartupError([f"cannot start a worker: {exc}"], 1) from None
 
 
 def __getattr__(name: str):
