@@ -49,7 +49,8 @@ class Reply(NamedTuple):
 
 
 STATUS = {200: "200 OK", 202: "202 Accepted", 204: "204 No Content", 304: "304 Not Modified",
-          400: "400 Bad Request", 401: "401 Unauthorized", 403: "403 Forbidden", 404: "404 Not Found", 405: "405 Method Not Allowed",
+          400: "400 Bad Request", 401: "401 Unauthorized", 403: "403 Forbidden", 404: "404 Not Found",
+          405: "405 Method Not Allowed",
           413: "413 Content Too Large", 415: "415 Unsupported Media Type", 422: "422 Unprocessable Content",
           500: "500 Internal Server Error", 503: "503 Service Unavailable"}
 
