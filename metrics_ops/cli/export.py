@@ -88,6 +88,7 @@ def export(run, since, until, event, fmt, output_file, tz):
 
     from metrics_ops.export import export as run_export
     from metrics_ops.export import export_to_file
+    from metrics_ops.lines import MAX_LINE_TEXT
 
     out = run.output()
     if out.json and output_file is None:
@@ -117,8 +118,12 @@ def export(run, since, until, event, fmt, output_file, tz):
         out.error(f"damaged: {line}")
     if out.json:
         out.document(result.to_dict())
-    elif result.skipped:
-        out.warn(f"{result.skipped} line(s) are not JSON objects: left out of the CSV")
+    else:
+        if result.skipped:
+            out.warn(f"{result.skipped} line(s) are not JSON objects: left out of the CSV")
+        if result.long_lines:
+            out.warn(f"{sum(result.long_lines.values())} damaged line(s) longer than {MAX_LINE_TEXT} left out "
+                     f"({', '.join(sorted(result.long_lines))})")
     if not result.ok:
         raise click.exceptions.Exit(ExitCode.FAILURE)
 
