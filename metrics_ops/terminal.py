@@ -38,18 +38,35 @@ def width_of(stream) -> int | None:
         return None
 
 
+def cells(text: str) -> int:
+    """The columns ``text`` takes on a terminal (a wide character takes two)."""
+    if text.isascii():
+        return len(text)
+    from rich.cells import cell_len
+
+    return cell_len(text)
+
+
+def _cut(part: str, width: int) -> tuple[str, str]:
+    """``part`` cut after ``width`` columns (at least one character, so that it ends)."""
+    if part.isascii():
+        return part[:width], part[width:]
+    n = next((i for i in range(1, len(part) + 1) if cells(part[:i]) > width), len(part) + 1) - 1
+    return part[:max(n, 1)], part[max(n, 1):]
+
+
 def _pieces(word: str, width: int) -> list[str]:
     """A word longer than ``width`` in as few lines as fit, broken after a ``/``; a name longer than a line
     breaks after a ``-``, ``_``, ``.``, ``:`` or ``,``, and is cut only where a part is longer than a line."""
     lines, line = [], ""
     for name in _NAMES.findall(word):
-        for part in [name] if len(name) <= width else _PARTS.findall(name):
-            if len(line) + len(part) > width and line:
+        for part in [name] if cells(name) <= width else _PARTS.findall(name):
+            if cells(line) + cells(part) > width and line:
                 lines.append(line)
                 line = ""
-            while len(part) > width:
-                lines.append(part[:width])
-                part = part[width:]
+            while cells(part) > width:
+                head, part = _cut(part, width)
+                lines.append(head)
             line += part
     return lines + ([line] if line else [])
 
@@ -61,7 +78,7 @@ def wrap(text: str, width: int, indent: str = "") -> list[str]:
     lines: list[str] = []
     line = ""
     for word in text.split():
-        if line and len(line) + 1 + len(word) <= width:
+        if line and cells(line) + 1 + cells(word) <= width:
             line += " " + word
             continue
         if line:
@@ -87,7 +104,7 @@ def narrowest(text: str, parts: bool = True) -> int:
     """The narrowest column :func:`wrap` can put ``text`` in without cutting a part of a name (``parts``), or
     without breaking a name at all."""
     names = [name for word in text.split() for name in _NAMES.findall(word)]
-    return max((len(p) for name in names for p in (_PARTS.findall(name) if parts else [name])), default=0)
+    return max((cells(p) for name in names for p in (_PARTS.findall(name) if parts else [name])), default=0)
 
 
 class Cell:
@@ -101,7 +118,7 @@ class Cell:
         from rich.measure import Measurement
 
         return Measurement(min(narrowest(self.text, self.parts), options.max_width),
-                           min(len(self.text), options.max_width))
+                           min(cells(self.text), options.max_width))
 
     def __rich_console__(self, console, options):
         from rich.text import Text

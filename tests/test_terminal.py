@@ -290,6 +290,7 @@ def test_wrap_breaks_at_spaces_then_after_a_slash_then_inside_a_name_only_when_i
     assert wrap("event signup_completed_successfully", 20) == ["event", "signup_completed_", "successfully"]
     assert wrap("x" * 25, 20) == ["x" * 20, "x" * 5]
     assert wrap("a note", 80, "  ") == ["a note"]
+    assert wrap("/blog/页面浏览/x", 10) == ["/blog/", "页面浏览/x"]  # a wide character takes two columns
 
 
 # ------------------------------------------------------------------------------------------ pipes
