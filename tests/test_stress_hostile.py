@@ -328,6 +328,9 @@ def test_hostile_lines_under_traffic_with_rotate_forget_and_report_looping(tmp_p
     assert run.tiny_answers and set(run.tiny_answers) == {422}, f"tiny sample_rate answered {run.tiny_answers}"
     assert set(run.answers) == {202}, run.answers
     forgotten = run.forgotten
+    assert any(v in forgotten for v in run.stored.values()), "no served visitor was forgotten"
+    compressed = [p.name for p in data.glob(f"metrics-{today.isoformat()}.*.jsonl.gz")]
+    assert compressed, "the rotator never compressed a shard serve had written"
 
     # the no-loss oracle: every answered line not forgotten exactly once, every seeded line, every hostile line
     want = Counter({("serve", n, v): 1 for n, v in run.stored.items() if v not in forgotten})
@@ -356,7 +359,7 @@ def test_hostile_lines_under_traffic_with_rotate_forget_and_report_looping(tmp_p
 
     # report: exactly the valid lines; the hostile ones are damaged lines
     hostile = len(seeded.hostile) + len(seeded.raw_hostile) + 1
-    since = (today - timedelta(days=30)).isoformat()
+    since, yesterday = (today - timedelta(days=30)).isoformat(), (today - timedelta(days=1)).isoformat()
     rc, out, err, peak = measured(["report", "--since", since, "--until", "today", "--no-rollups", "--json"], env)
     run.peak("report", peak)
     assert rc == 0, err
@@ -367,7 +370,7 @@ def test_hostile_lines_under_traffic_with_rotate_forget_and_report_looping(tmp_p
     # with rollups, the same count for every day (forget recounted the rollups of the days it rewrote)
     per_day = {}
     for flag in ((), ("--no-rollups",)):
-        rc, out, err, peak = measured(["report", "--since", since, "--until", "yesterday", "--by", "day", "--json",
+        rc, out, err, peak = measured(["report", "--since", since, "--until", yesterday, "--by", "day", "--json",
                                        *flag], env)
         assert rc == 0, err
         per_day[flag] = {r["day"]: r["events"] for r in strict_json(out)["rows"]}
@@ -387,6 +390,9 @@ def test_hostile_lines_under_traffic_with_rotate_forget_and_report_looping(tmp_p
     assert counts["seed"] == (valid - served,) * 2 and counts["serve"] == (served,) * 2, counts
 
     # memory stayed bounded
+    print(f"stress: {len(run.stored)} events stored, {len(forgotten)} visitors forgotten by {run.forgets} forgets, "
+          f"{run.reports} reports, {len(passes)} passes, {len(compressed)} of today's shards compressed; peak RSS "
+          + ", ".join(f"{k} {v:.0f} MB" for k, v in sorted(run.peaks.items())))
     assert run.peaks.keys() >= {"rotate", "report", "forget"}
     assert max(run.peaks.values()) < PEAK_MB, run.peaks
 
