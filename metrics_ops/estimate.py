@@ -26,7 +26,7 @@ from dataclasses import dataclass
 Z95 = 1.959964
 
 
-@dataclass
+@dataclass(slots=True)
 class Estimate:
     """A group's counts: stored events, distinct visitors (None: cannot be known), the weighted estimate and
     the variance of that estimate."""

@@ -4,13 +4,13 @@
 :data:`FIXED_COLUMNS`, then ``metadata.<key>`` for every top-level metadata key found in the range (sorted; found by
 a first pass over the same files, which holds only the key names), and ``metadata._rest`` for keys that appeared
 only after that first pass (lines written meanwhile), as JSON. A metadata value that is an object or a list is
-written as JSON; a missing field is an empty cell. Lines that are not JSON objects are left out of CSV and
+written as JSON; a missing field is an empty cell; a text cell a spreadsheet would run as a formula gets a leading
+``'`` (:mod:`metrics_ops.csvcells`). Lines that are not JSON objects are left out of CSV and
 counted. Test traffic is exported like any other line (``metadata.test_run`` tells it apart).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +18,7 @@ from datetime import date
 from pathlib import Path
 from typing import IO
 
+from metrics_ops.csvcells import SafeWriter
 from metrics_ops.reading import Problem, read_day, shards
 
 FORMATS = ("jsonl", "csv")
@@ -105,14 +106,42 @@ def export(directory: Path, out: IO[bytes], *, since: date, until: date, fmt: st
     return result
 
 
-def _cell(value) -> str:
+def export_to_file(path: str | Path, file_mode: int, directory: Path, **kw) -> ExportResult:
+    """:func:`export` into ``PATH.tmp`` (created anew with ``file_mode``, METRICS_FILE_MODE: the lines are the
+    data's, never world-readable by default; never through a link), then renamed: a killed export never leaves
+    a half file under the name asked for."""
+    import os
+
+    tmp = f"{path}.tmp"
+    try:
+        os.unlink(tmp)  # left by a killed export (a link of that name is removed, never followed)
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, file_mode)
+    try:
+        with open(fd, "wb") as fh:
+            result = export(directory, fh, **kw)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return result
+
+
+def _cell(value):
+    """A CSV cell: text (made safe for spreadsheets by :class:`~metrics_ops.csvcells.SafeWriter`) or a number."""
     if value is None:
         return ""
     if isinstance(value, (dict, list)):
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    return value
 
 
 def _export_csv(directory: Path, out: IO[bytes], result: ExportResult, problems: list[Problem],
@@ -124,7 +153,7 @@ def _export_csv(directory: Path, out: IO[bytes], result: ExportResult, problems:
     keys = metadata_keys(directory, result.since, result.until)
     known = set(keys)
     text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
-    writer = csv.writer(text, lineterminator="\n")
+    writer = SafeWriter(text)
     writer.writerow([*FIXED_COLUMNS, *(f"metadata.{k}" for k in keys), REST_COLUMN])
     for block in _blocks(directory, result.since, result.until, problems):
         for line in block.split(b"\n"):
@@ -142,7 +171,7 @@ def _export_csv(directory: Path, out: IO[bytes], result: ExportResult, problems:
             meta = rec.get("metadata") if isinstance(rec.get("metadata"), dict) else {}
             rest = {k: v for k, v in meta.items() if k not in known}
             writer.writerow([*(_cell(rec.get(c)) for c in FIXED_COLUMNS), *(_cell(meta.get(k)) for k in keys),
-                             _cell(rest or None)])
+                             _cell(rest or None)], carriage=b"\\r" in line)  # JSON holds a CR as \r only
             result.lines += 1
         if progress is not None:
             progress(len(block))

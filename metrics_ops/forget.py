@@ -7,15 +7,48 @@ removed when its JSON ``visitor_id`` is one of the ids, or starts with one of th
 Every file is read once, under its exclusive lock; serve's writer notices a rewritten file on its next append and
 reopens it (see :meth:`metrics_ops.store.Store.append`), so the current file is as safe to rewrite as any other.
 A damaged archive is never rewritten: the request names it and says how much of it could be searched.
+
+Derived data: the rollup of every day whose raw data was rewritten is recounted from what is left
+(:func:`recount_rollups`), so a report of such a day is the same from its rollup as from its raw lines. A rollup
+whose raw data is gone cannot be recounted (it holds no ids, so which of its counts were these visitors' is not
+known); what protects it is that it holds nothing that singles anyone out (:mod:`metrics_ops.folding`), and the
+result names those days.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
+from metrics_ops import rollups
+from metrics_ops.layout import ROLLUP_DIR, parse_name
 from metrics_ops.maintenance import Action, Kind, PassResult, Status, failure_text
 from metrics_ops.store import FORGET_SUFFIX, Store, StoreError, UnreadableFile
+
+
+@dataclass
+class ForgetResult(PassResult):
+    """A forget's result: its rewrites, and which rollups it recounted and which it could not (raw data gone)."""
+
+    rollups_recounted: list[str] = field(default_factory=list)
+    rollups_without_raw: list[str] = field(default_factory=list)
+    min_visitors: int = rollups.DEFAULT_MIN_VISITORS
+
+    @property
+    def notes(self) -> list[str]:
+        if not self.rollups_without_raw:
+            return []
+        days = self.rollups_without_raw
+        span = days[0] if len(days) == 1 else f"{len(days)} days ({days[0]} .. {days[-1]})"
+        return [f"rollups of {span} not recounted: their raw data is gone, and a rollup holds no visitor ids to "
+                f"find; every event or path seen by fewer than {self.min_visitors} visitors that day is counted "
+                "in (other) there"]
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "rollups": {"recounted": self.rollups_recounted,
+                                                 "not_recounted_raw_gone": self.rollups_without_raw},
+                "notes": self.notes}
 
 
 def visitor_rule(visitor_ids: frozenset[str] = frozenset(), prefixes: frozenset[str] = frozenset()
@@ -41,12 +74,13 @@ def visitor_rule(visitor_ids: frozenset[str] = frozenset(), prefixes: frozenset[
 
 
 def run_forget(store: Store, keep: Callable[[bytes], bool], *, now: float, level: int = 6,
-               dry_run: bool = False) -> PassResult:
+               dry_run: bool = False, min_visitors: int = rollups.DEFAULT_MIN_VISITORS) -> ForgetResult:
     """Remove every line ``keep`` refuses from every data file (plain, shards, archives, the current file) and
     search the archives set aside as unreadable. The caller holds the maintenance lock. Each damaged file is
-    one line in ``errors`` (the result is then not ok); every other file is still processed."""
+    one line in ``errors`` (the result is then not ok); every other file is still processed. Then the rollups
+    of the rewritten days are recounted (:func:`recount_rollups`)."""
     today = store.today(now)
-    result = PassResult(("forget",), dry_run, today.isoformat())
+    result = ForgetResult(("forget",), dry_run, today.isoformat(), min_visitors=min_visitors)
     if (unusable := store.unusable()) is not None:
         result.errors.append(unusable)
         return result
@@ -99,7 +133,53 @@ def run_forget(store: Store, keep: Callable[[bytes], bool], *, now: float, level
             continue
         found = sum(1 for line in data.splitlines() if not keep(line))
         result.errors.append(_damaged(name, damage or "set aside as unreadable", found))
+    recount_rollups(store, result, min_visitors=min_visitors, dry_run=dry_run)
     return result
+
+
+def recount_rollups(store: Store, result: ForgetResult, *, min_visitors: int, dry_run: bool) -> None:
+    """Recount the rollup of every day whose raw data ``result`` rewrote (a rollup that cannot be written is
+    deleted instead: the raw lines answer until the next pass writes it anew), fold the rollups without raw data
+    that fold less than ``min_visitors`` asks, and name the rollup days whose raw data is gone."""
+    done = Status.PLANNED if dry_run else Status.DONE
+    rewritten = {f.day for a in result.actions if a.kind == Kind.REWRITE and a.status == done
+                 and (f := parse_name(a.file)) is not None}
+    try:
+        have = rollups.existing(store.dir)
+        raw_days = {f.day for f in store.scan().files}
+        stale = rollups.stale(store.dir, raw_days, min_visitors)
+    except OSError as exc:
+        if rewritten:
+            result.errors.append(f"{exc}: the rollups of the rewritten days were not recounted")
+        return
+    stale_days = {rollups.day_of_rollup(n) for n in stale}
+    for day, name in sorted(have.items()):
+        if day in rewritten:
+            detail = "recounted from the rewritten raw data"
+        elif day not in raw_days and day in stale_days:
+            detail = f"folded in place: what fewer than {min_visitors} visitors saw into (other) (raw data gone)"
+        else:
+            continue
+        action = Action("forget", Kind.ROLLUP, f"{ROLLUP_DIR}/{name}", detail=detail, status=done)
+        if not dry_run:
+            _write_or_drop(store, name, min_visitors, action)
+        result.actions.append(action)
+        if day in rewritten:
+            result.rollups_recounted.append(day.isoformat())
+    result.rollups_without_raw = sorted(d.isoformat() for d in have if d not in raw_days)
+
+
+def _write_or_drop(store: Store, name: str, min_visitors: int, action: Action) -> None:
+    try:
+        action.bytes_after = rollups.write(store.dir, name, store.zone, min_visitors, store.file_mode)
+        return
+    except OSError as exc:
+        why = failure_text(exc, name)
+    try:
+        action.bytes_before, action.bytes_after = rollups.delete(store.dir, name), 0
+        action.detail = f"could not be recounted ({why}): deleted, the next pass writes it anew"
+    except OSError as exc:
+        action.status, action.error = Status.FAILED, f"{why}; and cannot be deleted: {failure_text(exc, name)}"
 
 
 def _damaged(name: str, why: str, found: int) -> str:

@@ -179,6 +179,20 @@ def close_name(name: str, known: Iterable[str], prefix: str = "", cutoff: float 
     return stems[close[0]] if close else None
 
 
+_warned: set[str] = set()
+
+
+def warn_env_typos(fields: Iterable[str]) -> None:
+    """Say once per process, on stderr, each variable of the environment that looks like a misspelt setting
+    (:func:`env_typos`)."""
+    import sys
+
+    for line in env_typos(os.environ, fields):
+        if line not in _warned:
+            _warned.add(line)
+            print(f"metrics-ops: {line}", file=sys.stderr)
+
+
 def env_typos(environ: Mapping[str, str], fields: Iterable[str]) -> list[str]:
     """One warning line per variable of ``environ`` that is not a setting but looks like one (METRICS_RETENTON,
     METRICS_CORS_ORIGIN, metrics_dir): a warning, not an error, since other programs may use the prefix."""

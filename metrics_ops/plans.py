@@ -188,19 +188,35 @@ def sizes(store: Store, actions: list[Action]) -> None:
             a.bytes_before = store.size_of(a.file)
 
 
-def plan_rollups(store: Store, listing: Listing, today: date, rollup_retention: int) -> list[Action]:
-    """Write the rollup of every complete day that has data files and none yet; drop rollups past retention."""
-    due, old = rollups.plan(store.dir, {f.day for f in listing.files}, today, rollup_retention)
+def plan_rollups(store: Store, listing: Listing, today: date, rollup_retention: int,
+                 min_visitors: int = rollups.DEFAULT_MIN_VISITORS, result: PassResult | None = None
+                 ) -> list[Action]:
+    """Write the rollup of every complete day that has data files and none yet, rewrite the rollups that fold
+    less than ``min_visitors`` asks (or an older format), drop rollups past retention. ``DIR/rollups`` as a link
+    (or not a directory) plans nothing and is one error of the pass (``result``): the other steps still run."""
+    try:
+        due, stale, old = rollups.plan(store.dir, {f.day for f in listing.files}, today, rollup_retention,
+                                       min_visitors)
+    except OSError as exc:
+        if result is None:
+            raise
+        result.errors.append(f"rollup: {exc}")
+        return []
+    days = {f.day for f in listing.files}
     return ([Action("rollup", Kind.ROLLUP, f, detail=f"in {rollups.ROLLUP_DIR}/: the day is over") for f in due]
+            + [Action("rollup", Kind.ROLLUP, f, detail=(
+                "recounted" if rollups.day_of_rollup(f) in days else "folded in place (raw data gone)")
+                + f": folds what fewer than {min_visitors} visitors saw") for f in stale]
             + [Action("rollup", Kind.DROP_ROLLUP, f, detail=f"{rollup_retention} days old or more") for f in old])
 
 
 def plan_step(step: str, store: Store, listing: Listing, today: date, *, link_target: str | None,
                adopted: frozenset[str], gzip_after: int, retention: int, prune_follows: bool,
-               budget: Budget | None, result: PassResult, rollup_retention: int = 400
+               budget: Budget | None, result: PassResult, rollup_retention: int = 400,
+               rollup_min_visitors: int = rollups.DEFAULT_MIN_VISITORS
                ) -> tuple[list[Action], list[tuple[str, str]]]:
     if step == "rollup":
-        return plan_rollups(store, listing, today, rollup_retention), []
+        return plan_rollups(store, listing, today, rollup_retention, rollup_min_visitors, result), []
     if step == "budget":
         return _plan_budget(store, listing, today, budget, link_target, adopted, result)
     if step == "rotate":

@@ -20,6 +20,7 @@ A line that is not a JSON object with string ``visitor_id`` and ``event`` is cou
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -74,9 +75,12 @@ class _Hours:
 
 
 def tally_day(directory: Path, day: date, day_shards: list[Shard], groupings: list[tuple[str, ...]], zone: ZoneInfo,
-              event: str | None = None, estimates: bool = False) -> DayTally:
+              event: str | None = None, estimates: bool = False,
+              fold: Callable[[tuple], tuple] | None = None) -> DayTally:
     """Count the lines of one day into ``groupings`` (only lines of ``event``, when given): each cell the
-    visitor clusters, or with ``estimates`` the cell's :class:`~metrics_ops.estimate.Estimate`.
+    visitor clusters, or with ``estimates`` the cell's :class:`~metrics_ops.estimate.Estimate`. ``fold`` maps
+    each line's (event, hour, path) before it is counted (a rollup counts the values beyond its top N as
+    ``(other)``, in bounded memory: :func:`metrics_ops.folding.folder`).
 
     The loop is the cost of a cold report (about 3M lines a month). A block of lines of serve's own shape is
     taken apart by one regular expression and counted by a Counter, both in C (:mod:`metrics_ops.lineshape`);
@@ -90,7 +94,7 @@ def tally_day(directory: Path, day: date, day_shards: list[Shard], groupings: li
     needs_hour = any("hour" in g for g in groupings)
     needs_path = any("path" in g for g in groupings)
     # hours and paths: about as many distinct entries as lines, where counting them first gains nothing (measured)
-    shaped = _Shaped(event) if not (needs_hour or needs_path) else None
+    shaped = _Shaped(event) if not (needs_hour or needs_path or fold) else None
     estimated: set[tuple[str, ...]] = set()
     enabled = gc.isenabled()
     gc.disable()
@@ -100,7 +104,7 @@ def tally_day(directory: Path, day: date, day_shards: list[Shard], groupings: li
             if cols is None or not shaped.count(cols, tally):
                 if shaped is not None:
                     shaped.whole = False
-                _count_block(block, tally, targets, event, hours if needs_hour else None, needs_path)
+                _count_block(block, tally, targets, event, hours if needs_hour else None, needs_path, fold)
         if shaped is not None:
             estimated = shaped.finish(tally, estimates)
     finally:
@@ -249,7 +253,7 @@ def _key_of(grouping: tuple[str, ...]):
 
 
 def _count_block(block: bytes, tally: DayTally, targets, event: str | None, hours: _Hours | None,
-                 needs_path: bool) -> None:
+                 needs_path: bool, fold: Callable[[tuple], tuple] | None = None) -> None:
     """The hot loop, in one function on purpose: a call per line would cost more than the counting."""
     import orjson
 
@@ -295,6 +299,8 @@ def _count_block(block: bytes, tally: DayTally, targets, event: str | None, hour
         if type(path) is not str:
             path = NO_PATH
         values = (ev, hours(rec.get("received_at")) if hours is not None else None, path)
+        if fold is not None:
+            values = fold(values)
         for cells, key_of in targets:
             key = key_of(values)
             cell = cells.get(key)

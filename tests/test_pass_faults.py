@@ -104,10 +104,10 @@ def test_an_unforeseen_error_in_one_days_rollup_fails_that_action_alone(data_dir
         data_file(data_dir / file_name(d), normal(d))
     real_write = rollups.write
 
-    def write(directory, name, zone):
+    def write(directory, name, zone, *args, **kw):
         if name == rollups.rollup_name(bad):
             raise ValueError("a value no reader foresaw")
-        return real_write(directory, name, zone)
+        return real_write(directory, name, zone, *args, **kw)
 
     monkeypatch.setattr(rollups, "write", write)
     r = run("--data-dir", data_dir, "rotate", "--once", "--json")

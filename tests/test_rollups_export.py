@@ -36,7 +36,7 @@ def fill(data_dir, ages=(5, 4, 3, 2, 1, 0), per_day=40):
     stored = []
     for age in ages:
         day = TODAY - timedelta(days=age)
-        lines = [rec(f"v{i % 9}", "page_view" if i % 3 else "click", day, i, f"/p{i % 4}") for i in range(per_day)]
+        lines = [rec(f"v{i % 10}", "page_view" if i % 3 else "click", day, i, f"/p{i % 4}") for i in range(per_day)]
         body = "".join(x + "\n" for x in lines).encode()
         if age >= 3:
             (data_dir / (file_name(day) + ".gz")).write_bytes(gzip.compress(body))
@@ -145,7 +145,7 @@ def test_the_unknown_visitors_hint_suggests_what_works(data_dir):
     assert hint.endswith("; add --no-rollups to count them from the raw files, or group by day")
     assert any("--no-rollups" in p.opts for p in report.params)
     followed = run_report(data_dir, by=("event",), use_rollups=False, **kw)
-    assert [(r.keys["event"], r.est.visitors) for r in followed.rows] == [("page_view", 6), ("click", 3)]
+    assert [(r.keys["event"], r.est.visitors) for r in followed.rows] == [("page_view", 10), ("click", 10)]
     assert not [n for n in followed.notes if n.startswith("visitors")]
     a_pass(data_dir, now=NOW + 3600, gzip_after=1, retention=1)  # the raw files of 5 days are pruned
     [hint] = [n for n in run_report(data_dir, by=("event",), **kw).notes if n.startswith("visitors: unknown")]
@@ -160,7 +160,7 @@ def test_rollups_hold_no_visitor_id(data_dir):
     a_pass(data_dir, gzip_after=1, retention=30)
     for p in (data_dir / "rollups").iterdir():
         text = p.read_text()
-        assert "visitor" not in text and not any(f'"v{i}"' in text for i in range(9)), text
+        assert "visitor_id" not in text and not any(f'"v{i}"' in text for i in range(10)), text
 
 
 def test_rollups_past_rollup_retention_are_deleted(data_dir):

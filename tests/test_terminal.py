@@ -114,5 +114,5 @@ def test_export_says_its_final_size_into_a_file_and_nothing_when_stdout_is_the_d
     code, text = run_in_pty([exe, "--data-dir", data_dir, "export"])
     assert code == 0 and text.splitlines() == lines  # the data, and nothing else
     redirected = tmp_path / "redirected.jsonl"
-    code, text = run_in_pty(["sh", "-c", f'"$0" --data-dir "$1" export > "$2"', exe, data_dir, redirected])
+    code, text = run_in_pty(["sh", "-c", '"$0" --data-dir "$1" export > "$2"', exe, data_dir, redirected])
     assert (code, text) == (0, "") and redirected.read_bytes() == out.read_bytes()

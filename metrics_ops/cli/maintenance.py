@@ -171,7 +171,8 @@ def _one_pass(out, s, store, steps: tuple[str, ...], dry_run: bool, stop):
 
         with locked(store, s.lock_timeout, dry_run):
             return run_pass(store, now=time.time(), steps=steps, gzip_after=s.gzip_after, retention=s.retention,
-                            level=s.gzip_level, rollup_retention=s.rollup_retention, dry_run=dry_run, stop=stop,
+                            level=s.gzip_level, rollup_retention=s.rollup_retention,
+                            rollup_min_visitors=s.rollup_min_visitors, dry_run=dry_run, stop=stop,
                             on_plan=on_plan, progress=bar.advance, budget=Budget.from_settings(s))
 
 

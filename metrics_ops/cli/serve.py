@@ -15,7 +15,7 @@ from metrics_ops.cli.common import Failure, complete_zone, pass_invocation, sett
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
               help="Log level (default warning; env METRICS_LOG_LEVEL); info adds one access line per request.")
 @click.option("--sample-rate", type=float, default=None, metavar="RATE",
-              help="Server-side sampling rate 0..1 (default 1; env METRICS_SAMPLE_RATE).")
+              help="Server-side sampling rate: 0, or 0.000001..1 (default 1; env METRICS_SAMPLE_RATE).")
 @click.option("--sample-mode", type=click.Choice(["random", "visitor"]), default=None,
               help="random: per event; visitor: whole visitors by a keyed hash (env METRICS_SAMPLE_MODE).")
 @click.option("--max-mb", type=float, default=None, metavar="MIB",

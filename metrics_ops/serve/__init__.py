@@ -7,6 +7,7 @@
 - :mod:`~metrics_ops.serve.exposition`  the Prometheus text format
 - :mod:`~metrics_ops.serve.shared`      the state file every worker shares: ring, counters, health
 - :mod:`~metrics_ops.serve.runner`      start-up checks and the granian server (``metrics-ops serve``)
+- :mod:`~metrics_ops.serve.handoff`     the settings the main process hands its workers, as it checked them
 - :mod:`~metrics_ops.serve.worker`      what a worker process does as it starts
 - :mod:`~metrics_ops.serve.wsgi`        the import target for any WSGI server: ``create_app()``
 

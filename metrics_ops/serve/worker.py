@@ -10,7 +10,7 @@ import sys
 
 #: set by :func:`metrics_ops.serve.runner.run` for its workers: the pid whose death must end them
 PARENT_ENV = "METRICS_SERVE_PARENT_PID"
-#: ... and the settings it validated (:func:`metrics_ops.config.settings_to_json`): a worker looks nothing up
+#: ... and the settings it validated (:mod:`metrics_ops.serve.handoff`): a worker looks nothing up
 SETTINGS_ENV = "METRICS_SERVE_SETTINGS"
 
 

@@ -40,8 +40,9 @@ class StartupError(SystemExit):
 def create_app():
     """The WSGI app of the settings in the environment; in a serve worker, the settings its main process
     validated (nothing looked up again), and it also ends with its parent."""
-    from metrics_ops.config import ConfigError, load_settings, settings_from_json
+    from metrics_ops.config import ConfigError, load_settings
     from metrics_ops.serve.app import make_app
+    from metrics_ops.serve.handoff import settings_from_json
     from metrics_ops.serve.worker import SETTINGS_ENV, configure_logging, die_with_parent
 
     die_with_parent()
