@@ -337,13 +337,13 @@ _TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{16,256}")
 
 
 def _owner_of(name: str) -> str | None:
-    """Who a name in a data directory belongs to: "data" (``metrics-...``: data files, their temporary and
-    set-aside versions), "tool" (``.metrics-ops...``: locks, state, change counter), or None."""
+    """Who a name in a data directory belongs to: "data" (``metrics-...``: data files; ``.metrics-...``: their
+    temporary and set-aside versions), "tool" (``.metrics-ops...``: locks, state, change counter), or None."""
     from metrics_ops.store import PREFIX
 
-    if name.startswith(PREFIX):
-        return "data"
-    return "tool" if name.startswith(".metrics-ops") else None
+    if name.startswith(".metrics-ops"):
+        return "tool"
+    return "data" if name.startswith(PREFIX) or name.startswith("." + PREFIX) else None
 
 
 def _not_a_link_name(name: str) -> str | None:

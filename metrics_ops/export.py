@@ -6,7 +6,9 @@ a first pass over the same files, which holds only the key names), and ``metadat
 only after that first pass (lines written meanwhile), as JSON. A metadata value that is an object or a list is
 written as JSON; a missing field is an empty cell; a text cell a spreadsheet would run as a formula gets a leading
 ``'`` (:mod:`metrics_ops.csvcells`). Lines that are not JSON objects are left out of CSV and
-counted. Test traffic is exported like any other line (``metadata.test_run`` tells it apart).
+counted. Test traffic is exported like any other line (``metadata.test_run`` tells it apart). A line longer than
+the reader's bound (:data:`metrics_ops.lines.MAX_LINE`, 1 MiB) is left out of both formats and counted per
+file, never held whole.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class ExportResult:
     skipped: int = 0  # csv: lines that are not JSON objects
     event: str | None = None
     problems: list[str] = field(default_factory=list)
+    long_lines: dict[str, int] = field(default_factory=dict)  # file -> lines over the reader's bound, left out
 
     @property
     def ok(self) -> bool:
@@ -44,12 +47,13 @@ class ExportResult:
     def to_dict(self) -> dict:
         return {"ok": self.ok, "since": self.since.isoformat(), "until": self.until.isoformat(),
                 "format": self.format, "event": self.event, "lines": self.lines, "skipped": self.skipped,
-                "problems": self.problems}
+                "too_long": sum(self.long_lines.values()), "problems": self.problems}
 
 
-def _blocks(directory: Path, since: date, until: date, problems: list[Problem]):
+def _blocks(directory: Path, since: date, until: date, problems: list[Problem],
+            long_lines: dict[str, int] | None = None):
     for day_shards in shards(directory, since, until).values():
-        yield from read_day(directory, day_shards, problems)
+        yield from read_day(directory, day_shards, problems, long_lines)
 
 
 def _event_of(line: bytes) -> str | None:
@@ -91,7 +95,7 @@ def export(directory: Path, out: IO[bytes], *, since: date, until: date, fmt: st
         _export_csv(directory, out, result, problems, progress)
     else:
         needle = None if event is None else json.dumps(event).encode()
-        for block in _blocks(directory, since, until, problems):
+        for block in _blocks(directory, since, until, problems, result.long_lines):
             if needle is not None:
                 kept = [line for line in block.split(b"\n") if line and needle in line and _event_of(line) == event]
                 block = b"".join(line + b"\n" for line in kept)
@@ -155,7 +159,7 @@ def _export_csv(directory: Path, out: IO[bytes], result: ExportResult, problems:
     text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
     writer = SafeWriter(text)
     writer.writerow([*FIXED_COLUMNS, *(f"metadata.{k}" for k in keys), REST_COLUMN])
-    for block in _blocks(directory, result.since, result.until, problems):
+    for block in _blocks(directory, result.since, result.until, problems, result.long_lines):
         for line in block.split(b"\n"):
             if not line:
                 continue

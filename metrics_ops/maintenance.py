@@ -172,6 +172,11 @@ def _remove_temp(run: _Run, a: Action, threads: int) -> None:
     a.bytes_before, a.bytes_after = run.store.remove_temp(a.file), 0
 
 
+def _rename(run: _Run, a: Action, threads: int) -> None:
+    a.target = run.store.rename_aside(a.file)
+    a.detail = f"renamed {a.target}: outside the reading glob metrics-*.jsonl*"
+
+
 def _delete(run: _Run, a: Action, threads: int) -> None:
     a.bytes_before, a.bytes_after = run.store.delete(a.file), 0
 
@@ -194,6 +199,7 @@ _HANDLERS: dict[Kind, Callable[[_Run, Action, int], None]] = {
     Kind.GZIP: _gzip,
     Kind.RECONCILE: _reconcile,
     Kind.REMOVE_TEMP: _remove_temp,
+    Kind.RENAME: _rename,
     Kind.DELETE: _delete,
     Kind.ROLLUP: _rollup,
     Kind.DROP_ROLLUP: _drop_rollup,

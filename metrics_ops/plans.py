@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from metrics_ops import rollups
 from metrics_ops.budget import Budget, plan_for_pass
-from metrics_ops.store import Listing, Store, aside_day, file_name, parse_name
+from metrics_ops.store import Listing, Store, aside_day, file_name, is_old_name, parse_name
 
 STEPS = ("rotate", "gzip", "prune", "budget")
 #: rotate's pass: the rollups of complete days are written before anything is compressed or deleted
@@ -32,6 +32,7 @@ class Kind(StrEnum):
     GZIP = "gzip"
     RECONCILE = "reconcile"
     REMOVE_TEMP = "remove-temp"
+    RENAME = "rename"  # an archive set aside under an earlier version's name (inside the reading glob)
     DELETE = "delete"
     REWRITE = "rewrite"  # forget
     ROLLUP = "rollup"  # a complete day's counts (metrics_ops.rollups)
@@ -123,6 +124,8 @@ def plan_gzip(listing: Listing, today: date, gzip_after: int, *, link_target: st
     files that the prune step is about to delete are not compressed first."""
     actions = [Action("gzip", Kind.REMOVE_TEMP, name, detail="left by a killed pass; the source is intact")
                for name in listing.temps]
+    actions += [Action("gzip", Kind.RENAME, name, detail="set aside by an earlier version under a name the reading "
+                       "glob metrics-*.jsonl* matches: renamed .NAME") for name in listing.aside if is_old_name(name)]
     kept: list[tuple[str, str]] = []
     names = listing.by_name()
     for f in listing.files:

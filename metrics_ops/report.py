@@ -23,7 +23,7 @@ from metrics_ops import rollups
 from metrics_ops.estimate import Estimate, merge_clusters
 from metrics_ops.folding import OTHER, TOP
 from metrics_ops.reading import Shard, shards
-from metrics_ops.tally import DIMENSIONS, DayTally, tally_day
+from metrics_ops.tally import DIMENSIONS, TOO_LONG, DayTally, tally_day
 
 BY_CHOICES = ("day", "hour", "event", "path")
 DEFAULT_DAYS = 7
@@ -59,9 +59,18 @@ class ReportResult:
     lines: int = 0
     test_lines: int = 0
     unweighted: int = 0
-    damaged: int = 0
+    damage: dict[str, int] = field(default_factory=dict)  # damaged lines left out, by what is wrong
+    long_lines: dict[str, int] = field(default_factory=dict)  # file -> lines over the reader's bound
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def damaged(self) -> int:
+        return sum(self.damage.values())
+
+    def add_damage(self, damage: dict[str, int]) -> None:
+        for why, n in damage.items():
+            self.damage[why] = self.damage.get(why, 0) + n
 
     @property
     def ok(self) -> bool:
@@ -91,6 +100,7 @@ class ReportResult:
             "partial_days": iso(self.partial_days), "folded_days": iso(self.folded_days),
             "approximate": self.approximate, "ranking": self.ranking, "lines": self.lines,
             "test_lines": self.test_lines, "unweighted": self.unweighted, "damaged": self.damaged,
+            "damage": self.damage,
             "problems": self.problems, "notes": self.notes,
             "interval": "95 %, Horvitz-Thompson with visitors as the sampled clusters",
         }
@@ -237,7 +247,9 @@ def run_report(directory: Path, *, since: date, until: date, today: date, zone: 
         result.lines += t.lines
         result.test_lines += t.test_lines
         result.unweighted += t.unweighted
-        result.damaged += t.damaged
+        result.add_damage(t.damage)
+        for name, n in t.long_lines.items():
+            result.long_lines[name] = result.long_lines.get(name, 0) + n
         result.problems.extend(str(p) for p in t.problems)
     folded: list[_Folded] = []
     for day, r in sorted(from_rollup.items()):
@@ -250,7 +262,7 @@ def run_report(directory: Path, *, since: date, until: date, today: date, zone: 
         result.lines += r.lines
         result.test_lines += r.test_lines
         result.unweighted += r.unweighted
-        result.damaged += r.damaged
+        result.add_damage(r.damage)
         result.notes.extend(f"the rollup of {day} was counted from a damaged file: {p}" for p in r.problems)
     result.raw_days = sorted(t.day for t in tallies)
     result.rollup_days = sorted(from_rollup)
@@ -350,7 +362,9 @@ def _notes(result: ReportResult, folded: list[_Folded], pruned: list[date]) -> N
     if result.test_lines:
         result.notes.append(f"{result.test_lines} line(s) of test traffic (metadata.test_run) left out")
     if result.damaged:
-        result.notes.append(f"{result.damaged} damaged line(s) (not a JSON event) left out")
+        whys = [f"{n} {why}" + (f" ({', '.join(sorted(result.long_lines))})" if why == TOO_LONG else "")
+                for why, n in sorted(result.damage.items(), key=lambda item: -item[1])]
+        result.notes.append(f"{result.damaged} damaged line(s) left out: {'; '.join(whys)}")
     if any(r.est.visitors is None for r in result.rows):
         result.notes.append(_unknown_visitors_hint(pruned))
     if result.partial_days:

@@ -6,7 +6,7 @@ per event, per local hour, per path, per event and hour, per event and path. A r
 distinct visitors, the weighted estimate and its variance (:mod:`metrics_ops.estimate`). No visitor id, no
 metadata but the grouped path, and nothing that singles anyone out: an event name or a path seen by fewer than
 ``rollup_min_visitors`` visitors that day, or beyond the day's top 100, is counted in ``(other)``
-(:mod:`metrics_ops.folding`, which also bounds the size: under 0.5 MB whatever the traffic).
+(:mod:`metrics_ops.folding`, which also bounds the size: under 1 MB whatever the traffic).
 
 Format 2 stores each dimension's values once (``values``) and rows of indices into them, the fold rule it was
 written with (``min_visitors``; the top N are :mod:`metrics_ops.folding`'s) and each view's residual
@@ -41,7 +41,7 @@ from metrics_ops.estimate import Estimate
 from metrics_ops.folding import OTHER
 from metrics_ops.layout import ROLLUP_DIR, StoreError, dir_mode, fsync_dir
 from metrics_ops.reading import shards
-from metrics_ops.tally import DayTally, tally_day
+from metrics_ops.tally import NOT_AN_EVENT, DayTally, tally_day
 
 FORMAT = 2
 DEFAULT_MIN_VISITORS = 5
@@ -194,6 +194,7 @@ class Rollup:
     #: per view, the most events of one key folded into (other): 0 exact, None unknown (format 1)
     folded: dict[tuple[str, ...], int | None] = field(default_factory=dict)
     format: int = FORMAT
+    damage: dict[str, int] = field(default_factory=dict)  # the damaged lines by what is wrong (tally.DAMAGE)
 
     def exact(self, view: tuple[str, ...]) -> bool:
         """Whether ``view`` holds every key the raw lines give, unfolded."""
@@ -210,7 +211,8 @@ class Rollup:
         return {
             "format": FORMAT, "min_visitors": self.min_visitors,
             "day": self.day.isoformat(), "tz": self.tz, "lines": self.lines, "test_lines": self.test_lines,
-            "unweighted": self.unweighted, "damaged": self.damaged, "problems": self.problems,
+            "unweighted": self.unweighted, "damaged": self.damaged, "damage": self.damage,
+            "problems": self.problems,
             "values": {d: list(ix) for d, ix in values.items() if ix},
             **({"folded": folded} if folded else {}),
             "views": views,
@@ -244,7 +246,9 @@ class Rollup:
                 folded[dims] = None if at is not None and any(k[at] == OTHER for k in cells) else 0
         return cls(date.fromisoformat(doc["day"]), doc["tz"], views, doc.get("lines", 0), doc.get("test_lines", 0),
                    doc.get("unweighted", 0), doc.get("damaged", 0), doc.get("problems", []),
-                   int(doc.get("min_visitors", 1)), folded, fmt)
+                   int(doc.get("min_visitors", 1)), folded, fmt,
+                   # a rollup of an earlier version counted only lines that are not JSON events as damaged
+                   doc.get("damage") or ({NOT_AN_EVENT: doc["damaged"]} if doc.get("damaged") else {}))
 
 
 def from_tally(tally: DayTally, tz: str, min_visitors: int,
@@ -259,7 +263,7 @@ def from_tally(tally: DayTally, tz: str, min_visitors: int,
         views[view] = {key: Estimate.of_visitors(clusters) for key, clusters in cells.items()}
         folded[view] = max(residual, folding.residual_of(view, beyond_top))
     return Rollup(tally.day, tz, views, tally.lines, tally.test_lines, tally.unweighted, tally.damaged,
-                  [str(p) for p in tally.problems], min_visitors, folded)
+                  [str(p) for p in tally.problems], min_visitors, folded, damage=dict(tally.damage))
 
 
 def refold(rollup: Rollup, min_visitors: int) -> Rollup:
@@ -273,7 +277,8 @@ def refold(rollup: Rollup, min_visitors: int) -> Rollup:
         folded[view] = max(residual, sum(e.events for k, e in cells.items() if OTHER in k)
                            if before is None else before)
     return Rollup(rollup.day, rollup.tz, views, rollup.lines, rollup.test_lines, rollup.unweighted,
-                  rollup.damaged, rollup.problems, max(min_visitors, rollup.min_visitors), folded)
+                  rollup.damaged, rollup.problems, max(min_visitors, rollup.min_visitors), folded,
+                  damage=rollup.damage)
 
 
 def count(directory: Path, day: date, zone: ZoneInfo, min_visitors: int = DEFAULT_MIN_VISITORS) -> Rollup | None:

@@ -148,7 +148,8 @@ def _disk_problems(report: StatusReport) -> list[str]:
         out.append(f"free space {readable(usage.free)} is under serve's floor of {readable(report.serve_floor)}: "
                    "serve stores nothing")
     if inv.aside_files:
-        out.append(f"{inv.aside_files} archive(s) set aside as unreadable (*.gz.corrupt): inspect with gzip -t")
+        out.append(f"{inv.aside_files} archive(s) set aside as unreadable (.metrics-*.gz.corrupt): "
+                   "inspect with gzip -t")
     return out
 
 

@@ -288,7 +288,9 @@ def test_the_link_may_never_name_data_or_tool_files(tmp_path, monkeypatch, run, 
 def test_the_state_file_may_not_be_a_data_file_or_the_link(tmp_path, monkeypatch):
     monkeypatch.setenv("METRICS_DIR", str(tmp_path))
     for target in ("metrics-2026-11-20.jsonl", "metrics.jsonl", ".metrics-ops.lock", "metrics-2026-11-26.jsonl.gz.tmp",
-                   "metrics-2026-11-26.jsonl.forget.tmp", "metrics-2026-11-26.jsonl.gz.corrupt"):
+                   "metrics-2026-11-26.jsonl.forget.tmp", "metrics-2026-11-26.jsonl.gz.corrupt",
+                   ".metrics-2026-11-26.jsonl.gz.tmp", ".metrics-2026-11-26.jsonl.forget.tmp",
+                   ".metrics-2026-11-26.jsonl.gz.corrupt"):  # the hidden names this version gives them
         monkeypatch.setenv("METRICS_STATE_FILE", str(tmp_path / target))
         with pytest.raises(ConfigError) as err:
             load_settings()
