@@ -16,8 +16,8 @@ answered) and ``report --json`` reads, each in a loop. Afterwards:
 - every line that was answered ``stored: 1`` and not forgotten is on disk exactly once (the reader's no-loss
   oracle), every seeded line too, every hostile line is still stored, byte for byte; nothing forgotten is left;
 - ``report --no-rollups --json`` counts exactly those lines, and its damaged lines are exactly the hostile ones;
-  with rollups it gives the same count for every past day; DuckDB over the reading glob ``metrics-*.jsonl*`` counts the same
-  lines (told apart from hostile ones by a marker), and the glob matches data files only;
+  with rollups it gives the same count for every past day; DuckDB over the reading glob ``metrics-*.jsonl*``
+  counts the same lines (told apart from hostile ones by a marker), and the glob matches data files only;
 - the peak RSS of the rotator and of every report and forget stays under 300 MB; the rollup of the day with
   20,000 event names stays under 1 MB.
 """
