@@ -72,7 +72,9 @@ def run_one(cmd: list[str], env: dict | None = None) -> tuple[float, float, floa
 
     with tempfile.TemporaryFile("w+") as out:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL, env=env)
+        # cwd "/": `python -m` puts the working directory first on sys.path, before PYTHONPATH: run from a checkout,
+        # the --baseline row measured that checkout instead of the baseline
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL, env=env, cwd="/")
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
         if os.waitstatus_to_exitcode(status) not in (0, 1):

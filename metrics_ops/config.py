@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextvars
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
@@ -25,6 +26,7 @@ from pydantic_settings import (
     SettingsError,  # the top-level name: pydantic_settings.exceptions only exists from 2.8
 )
 
+from metrics_ops.events import MIN_RATE, usable_rate
 from metrics_ops.origins import (  # noqa: F401  (re-exported: the config layer's names for the commands)
     DEFAULT,
     DOTENV,
@@ -89,7 +91,8 @@ class Settings(BaseSettings):
         None, description="the link to the current file; must be in the data directory (default DIR/metrics.jsonl)"
     )
     tz: str = Field("UTC", description="IANA time zone that decides the day of an event and of a file")
-    sample_rate: float = Field(1.0, ge=0, le=1, allow_inf_nan=False, description="server-side sampling rate, 0..1")
+    sample_rate: float = Field(1.0, ge=0, le=1, allow_inf_nan=False,
+                               description="server-side sampling rate: 0 (store nothing), or 0.000001 .. 1")
     ring_capacity: int = Field(500, ge=1, le=10_000, description="events kept for the debug snapshot")
     gzip_after: int = Field(3, ge=1, le=MAX_DAYS, description="compress files whose day is at least this many days old")
     retention: int = Field(30, ge=1, le=MAX_DAYS, description="delete files whose day is at least this many days old")
@@ -97,6 +100,8 @@ class Settings(BaseSettings):
                                  description="start a new shard at this size in MiB (unset: no shards)")
     rollup_retention: int = Field(400, ge=1, le=MAX_DAYS,
                                   description="keep a day's rollup (its counts, no ids) this many days")
+    rollup_min_visitors: int = Field(5, ge=2, le=1_000_000, description=(
+        "a day's rollup counts an event name or path seen by fewer visitors that day in (other)"))
     interval: float = Field(300, ge=MIN_INTERVAL, le=MAX_INTERVAL, allow_inf_nan=False,
                             description="seconds between passes of rotate's loop (0.1 .. 604800, a week)")
     gzip_level: int = Field(6, ge=1, le=9, description="gzip compression level, 1 (fast) .. 9 (small)")
@@ -128,6 +133,10 @@ class Settings(BaseSettings):
         default_factory=list, description="origins allowed by CORS: comma-separated or a JSON list; * for any")
     state_file: Path | None = Field(
         None, description="shared ring and counters of serve's workers (default DIR/.metrics-ops.state)")
+    keep_query: bool = Field(False, description=(
+        "serve keeps the query string and fragment of metadata.path (default: cut off, they hide e-mails and tokens)"))
+    admin_token: SecretStr | None = Field(None, description=(
+        "secret bearer token for the snapshot and /metrics from any address (unset: loopback peers only)"))
     file_mode: str = Field(
         "0640", description="mode of new data files (octal; umask applies); the directory gets the matching x bits")
     # sampling
@@ -151,7 +160,7 @@ class Settings(BaseSettings):
                 _TomlSource(settings_cls))
 
     @field_validator("max_mb", "jsonl", "state_file", "max_total_mb", "min_free_mb", "min_free_percent",
-                     "status_file", "health_textfile", mode="before")
+                     "status_file", "health_textfile", "admin_token", mode="before")
     @classmethod
     def _empty_is_unset(cls, value):
         return None if isinstance(value, str) and value.strip() == "" else value
@@ -194,8 +203,25 @@ class Settings(BaseSettings):
     @classmethod
     def _rates_in_range(cls, value: dict[str, float]) -> dict[str, float]:
         for name, rate in value.items():
-            if not 0 <= rate <= 1:
-                raise PydanticCustomError("rate_map", "rate of {name} must be between 0 and 1", {"name": name})
+            if not (rate == 0 or usable_rate(rate)):
+                raise PydanticCustomError("rate_map", "rate of {name} must be 0 or between {floor} and 1",
+                                          {"name": name, "floor": f"{MIN_RATE:g}"})
+        return value
+
+    @field_validator("sample_rate", "client_sample_rate")
+    @classmethod
+    def _rate_floor(cls, value: float) -> float:
+        if 0 < value < MIN_RATE:  # a line would weigh over 10^12: readers could not use it
+            raise PydanticCustomError("rate", "a rate must be 0 or at least {floor} (one in a million)",
+                                      {"floor": f"{MIN_RATE:g}"})
+        return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _TOKEN.fullmatch(value.get_secret_value()):
+            raise PydanticCustomError("token", "the admin token must be 16 to 256 characters of A-Z a-z 0-9 - . _ ~ "
+                                      "+ / = (what a bearer header carries), e.g. from: openssl rand -hex 32")
         return value
 
     @field_validator("file_mode")
@@ -210,6 +236,17 @@ class Settings(BaseSettings):
             raise PydanticCustomError(
                 "mode", "a data file mode must give the owner read and write and nobody execute (0600 .. 0666)")
         return f"0{bits:o}"
+
+    @field_validator("rollup_min_visitors", mode="before")
+    @classmethod
+    def _k_visitors(cls, value):
+        try:
+            small = int(value) < 2
+        except (TypeError, ValueError):
+            return value  # the type check words it
+        if small:
+            raise PydanticCustomError("k_visitors", "want at least 2: a rollup row of one visitor singles them out")
+        return value
 
     @field_validator("tz")
     @classmethod
@@ -296,14 +333,17 @@ class Settings(BaseSettings):
         return None if self.max_mb is None else max(1, int(self.max_mb * 1024 * 1024))
 
 
+_TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{16,256}")
+
+
 def _owner_of(name: str) -> str | None:
-    """Who a name in a data directory belongs to: "data" (``metrics-...``: data files, their temporary and
-    set-aside versions), "tool" (``.metrics-ops...``: locks, state, change counter), or None."""
+    """Who a name in a data directory belongs to: "data" (``metrics-...``: data files; ``.metrics-...``: their
+    temporary and set-aside versions), "tool" (``.metrics-ops...``: locks, state, change counter), or None."""
     from metrics_ops.store import PREFIX
 
-    if name.startswith(PREFIX):
-        return "data"
-    return "tool" if name.startswith(".metrics-ops") else None
+    if name.startswith(".metrics-ops"):
+        return "tool"
+    return "data" if name.startswith(PREFIX) or name.startswith("." + PREFIX) else None
 
 
 def _not_a_link_name(name: str) -> str | None:

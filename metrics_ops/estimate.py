@@ -3,8 +3,11 @@
 Each stored line carries the rates it was sampled at: ``client_rate`` c (what the browser declared) and
 ``server_rate`` s (serve's rate for that event name then). Its inclusion probability is pi = c x s and its
 weight w = 1 / pi; a line without the fields weighs 1 (it was stored before rates were recorded) and is counted
-as *unweighted* (so is a line whose rates are not numbers in (0, 1]); :mod:`metrics_ops.tally` applies this
-rule line by line. The estimate of a group is the sum of its weights.
+as *unweighted* (so is a line whose rates are not numbers in (0, 1]); a line whose rates are numbers in (0, 1]
+but whose weight would exceed :data:`MAX_WEIGHT` (``5e-324`` from an older serve: an infinite weight, or a
+product that is 0) is *damaged*, left out and counted, so no sum is ever ``inf`` and no rollup holds
+``Infinity``. :mod:`metrics_ops.tally` applies this rule line by line. The estimate of a group is the sum of its
+weights.
 
 The sampled units are visitors, not events: in ``visitor`` mode a visitor is kept or dropped whole, so the events
 of one visitor are not independent. The variance treats each visitor of a group as one cluster with total
@@ -23,10 +26,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from metrics_ops.events import MAX_WEIGHT, MIN_RATE
+
+__all__ = ["MAX_WEIGHT", "MIN_INCLUSION", "Estimate", "Z95", "add_to_cluster", "merge_clusters"]
+
 Z95 = 1.959964
+#: the largest weight a stored line may carry, 1 / (client_rate x server_rate), from serve's smallest accepted
+#: rate (:data:`metrics_ops.events.MIN_RATE`, one owner). Any smaller product is a damaged line (an older serve
+#: stored such rates). Sums of weights, and their variance (weights squared), stay finite for any number of lines
+#: a disk can hold.
+MIN_INCLUSION = MIN_RATE * MIN_RATE  # the smallest client_rate x server_rate a reader weighs (10^-12)
 
 
-@dataclass
+@dataclass(slots=True)
 class Estimate:
     """A group's counts: stored events, distinct visitors (None: cannot be known), the weighted estimate and
     the variance of that estimate."""

@@ -8,9 +8,15 @@ An accepted event is stored as::
 ``ts`` is always there and always one type, so readers need not cope with ``timestamp``'s two: the client's
 timestamp in UTC (ISO-8601, microseconds, ``Z``) when one was sent, else ``received_at``.
 
-``client_rate`` is the sampling rate the browser declared in the event's ``sample_rate`` field (0 < r <= 1; 1.0
-when it sent none) and ``server_rate`` serve's own rate for that event name when it stored the line, so a reader
-weighs each line by 1 / (client_rate * server_rate) even when rates changed over time.
+``client_rate`` is the sampling rate the browser declared in the event's ``sample_rate`` field (MIN_RATE <= r <= 1;
+1.0 when it sent none) and ``server_rate`` serve's own rate for that event name when it stored the line, so a reader
+weighs each line by 1 / (client_rate * server_rate) even when rates changed over time. Both rates are at least
+:data:`MIN_RATE` (one in a million), so a weight is at most :data:`MAX_WEIGHT` (10^12): finite, exact enough in a
+float sum and plain JSON. :func:`usable_rate` is the one test of a rate, for serve and for the readers.
+
+``metadata.path`` is stored without its query string and fragment (``/reset?token=...#x`` -> ``/reset``): paths
+are where e-mail addresses and tokens hide. ``keep_query`` (METRICS_KEEP_QUERY) keeps them, as the browser
+script's ``keep-query`` does.
 
 Unknown top-level fields are dropped, not stored (nothing the browser adds by mistake reaches the disk).
 Every rejection is a :class:`Problem` carrying the HTTP status, a machine code, a message and the field.
@@ -34,6 +40,15 @@ MAX_ITEMS = 50  # keys and list items in metadata, all levels together
 MAX_STRING = 1024  # bytes of UTF-8, keys and values
 MAX_SAFE_INT = 2**53  # integers beyond this lose precision in browsers and most JSON readers
 _TIMESTAMP_MS = (946684800000, 4102444800000)  # 2000-01-01 .. 2100-01-01, as epoch milliseconds
+#: the smallest sampling rate accepted anywhere (the event's sample_rate, METRICS_SAMPLE_RATE(S) when not 0): a line
+#: then stands for at most 1 / MIN_RATE^2 events. 5e-324 would make the weight infinite; 1e-300 overflows sums.
+MIN_RATE = 1e-6
+MAX_WEIGHT = 1 / (MIN_RATE * MIN_RATE)  # 1e12: the largest weight 1 / (client_rate * server_rate) of a line
+
+
+def usable_rate(value: Any) -> bool:
+    """A rate a line may carry: a JSON number (not a boolean), MIN_RATE <= value <= 1 (NaN and inf are not)."""
+    return (type(value) is float or type(value) is int) and MIN_RATE <= value <= 1
 
 
 class Problem(Exception):
@@ -200,8 +215,9 @@ def _check_timestamp(value: Any, field: str) -> str:
             f".{micro:06d}Z")
 
 
-def validate_event(obj: Any, prefix: str = "") -> dict:
-    """A parsed JSON value -> the event to store (without received_at); 422 naming the field otherwise."""
+def validate_event(obj: Any, prefix: str = "", keep_query: bool = False) -> dict:
+    """A parsed JSON value -> the event to store (without received_at); 422 naming the field otherwise.
+    ``metadata.path`` loses its query string and fragment unless ``keep_query``."""
     if not isinstance(obj, dict):
         raise Problem(422, "not_object", f"an event must be a JSON object, not {_json_type(obj)}", prefix or None)
     visitor = obj.get("visitor_id")
@@ -231,18 +247,27 @@ def validate_event(obj: Any, prefix: str = "") -> dict:
                           prefix + "metadata")
         if metadata:
             _check_container(metadata, prefix + "metadata", 0, [MAX_ITEMS])
+            if not keep_query:
+                path = metadata.get("path")
+                if type(path) is str and ("?" in path or "#" in path):
+                    metadata["path"] = without_query(path)
         out["metadata"] = metadata
     return out
 
 
+def without_query(path: str) -> str:
+    """``path`` up to its query string or fragment: ``/a/b?token=x#y`` -> ``/a/b``."""
+    return path.partition("?")[0].partition("#")[0]
+
+
 def _check_rate(value: Any, field: str) -> float:
-    """The client's declared sampling rate: a number, 0 < r <= 1."""
+    """The client's declared sampling rate: a number, MIN_RATE <= r <= 1 (usable_rate, inlined: the hot path)."""
+    if (type(value) is float or type(value) is int) and MIN_RATE <= value <= 1:
+        return float(value)
     if type(value) is not float and (type(value) is not int):
         raise Problem(422, "type", f"sample_rate must be a number, not {_json_type(value)}", field)
-    if not (0 < value <= 1):
-        raise Problem(422, "out_of_range", "sample_rate must be above 0 and at most 1 (the share the client kept)",
-                      field)
-    return float(value)
+    raise Problem(422, "out_of_range", f"sample_rate must be at least {MIN_RATE:g} and at most 1 (the share the "
+                  "client kept)", field)
 
 
 def _missing_or_type(obj: dict, name: str, want: str, prefix: str) -> Problem:

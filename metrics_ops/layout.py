@@ -7,6 +7,13 @@
     metrics-2026-11-22.jsonl.gz     archives: the same names + .gz
     metrics.jsonl -> metrics-2026-11-25.1.jsonl    symlink to the current file (METRICS_JSONL)
     rollups/rollup-2026-11-24.json  a complete day's counts (metrics_ops.rollups); never listed as data
+    .metrics-2026-11-22.jsonl.gz.tmp          a compression in progress (or killed)
+    .metrics-2026-11-24.jsonl.forget.tmp      a forget rewrite in progress (or killed)
+    .metrics-2026-11-20.jsonl.gz.corrupt      an unreadable archive set aside
+
+The tool's own temporary and set-aside versions of a data file start with a dot, so the reading glob
+``metrics-*.jsonl*`` (DuckDB, ``zcat``) never matches them, whatever a killed pass left behind. The names
+without the dot that earlier versions made are still recognised (removed, searched, pruned, or renamed).
 
 Names that do not match the grammar are never opened, renamed or deleted; symlinks are never followed.
 """
@@ -32,9 +39,10 @@ from metrics_ops.locks import OPEN_FLAGS, flock_path
 PREFIX = "metrics-"
 # One grammar for every number a writer can produce: shards are unbounded (``.1000000`` follows ``.999999``).
 _NAME = re.compile(r"^metrics-(\d{4})-(\d{2})-(\d{2})(?:\.([1-9]\d*))?\.jsonl(\.gz)?$")
-TEMP_SUFFIX = ".gz.tmp"  # metrics-YYYY-MM-DD[.N].jsonl.gz.tmp: a compression in progress (or killed)
-ASIDE_SUFFIX = ".gz.corrupt"  # an unreadable archive set aside, never deleted by this tool
-FORGET_SUFFIX = ".forget.tmp"  # metrics-...jsonl[.gz].forget.tmp: a `forget` rewrite in progress (or killed)
+TEMP_SUFFIX = ".gz.tmp"  # .metrics-YYYY-MM-DD[.N].jsonl.gz.tmp: a compression in progress (or killed)
+ASIDE_SUFFIX = ".gz.corrupt"  # .metrics-...jsonl.gz.corrupt[.N]: an unreadable archive set aside
+FORGET_SUFFIX = ".forget.tmp"  # .metrics-...jsonl[.gz].forget.tmp: a `forget` rewrite in progress (or killed)
+HIDDEN = "."  # leads the names of the tool's own versions of a data file: outside the glob metrics-*.jsonl*
 LOCK_NAME = ".metrics-ops.lock"  # one maintenance pass at a time
 LINK_LOCK_NAME = ".metrics-ops.link.lock"  # link swaps and legacy adoption, across processes
 STATE_NAME = ".metrics-ops.state"  # serve's shared ring and counters (metrics_ops.serve.shared)
@@ -80,9 +88,33 @@ def file_name(day: date, shard: int = 0, gz: bool = False) -> str:
     return f"{PREFIX}{day.isoformat()}{'' if shard == 0 else f'.{shard}'}.jsonl{'.gz' if gz else ''}"
 
 
+def temp_name(name: str, suffix: str) -> str:
+    """The temporary version of data file ``name`` (``suffix``: TEMP_SUFFIX, FORGET_SUFFIX): hidden from the
+    reading glob."""
+    return HIDDEN + name + suffix
+
+
+def aside_name(gz_name: str, n: int = 1) -> str:
+    """The name an unreadable archive ``X.jsonl.gz`` is set aside under: ``.X.jsonl.gz.corrupt``, or with
+    ``n`` > 1 (the name is taken) ``.X.jsonl.gz.corrupt.N``."""
+    base = HIDDEN + gz_name.removesuffix(".gz") + ASIDE_SUFFIX
+    return base if n == 1 else f"{base}.{n}"
+
+
+def is_old_name(name: str) -> bool:
+    """Whether ``name`` is a temporary or set-aside version named as earlier versions did (no leading dot): it
+    matches the reading glob ``metrics-*.jsonl*``."""
+    return name.startswith(PREFIX)
+
+
+def _visible(name: str) -> str:
+    return name[len(HIDDEN):] if name.startswith(HIDDEN + PREFIX) else name
+
+
 def aside_day(name: str) -> date | None:
-    """The day of an archive set aside as unreadable (``metrics-...jsonl.gz.corrupt[.N]``), else None."""
-    base, sep, tail = name.partition(ASIDE_SUFFIX)
+    """The day of an archive set aside as unreadable (``.metrics-...jsonl.gz.corrupt[.N]``, or an earlier
+    version's ``metrics-...jsonl.gz.corrupt[.N]``), else None."""
+    base, sep, tail = _visible(name).partition(ASIDE_SUFFIX)
     if not sep or (tail and not (tail[0] == "." and tail[1:].isdigit())):
         return None
     parsed = parse_name(base + ".gz")
@@ -90,8 +122,10 @@ def aside_day(name: str) -> date | None:
 
 
 def is_temp(name: str) -> bool:
-    """Whether ``name`` is the temp file of a compression or a forget rewrite of a data file."""
+    """Whether ``name`` is the temp file of a compression or a forget rewrite of a data file (either naming)."""
+    name = _visible(name)
     return any(name.endswith(sfx) and parse_name(name[: -len(sfx)]) for sfx in (TEMP_SUFFIX, FORGET_SUFFIX))
+
 
 
 def unusable_dir(directory: Path) -> str | None:
@@ -235,22 +269,27 @@ def held_for_writing(directory: Path, name: str) -> bool:
     """Whether any process holds ``name`` open for writing (serve's current file), asked of the kernel: a
     read lease (Linux F_SETLEASE) cannot be taken on a file open for writing. False when it cannot tell
     (another owner without CAP_LEASE, a file system without leases, not Linux)."""
-    set_lease = getattr(fcntl, "F_SETLEASE", None)
-    if set_lease is None:
-        return False
     try:
         fd = os.open(directory / name, os.O_RDONLY | OPEN_FLAGS)
     except OSError:
         return False
     try:
+        return fd_held_for_writing(fd)
+    finally:
+        os.close(fd)
+
+
+def fd_held_for_writing(fd: int) -> bool:
+    """:func:`held_for_writing` for the file of a read-only descriptor."""
+    set_lease = getattr(fcntl, "F_SETLEASE", None)
+    if set_lease is None:
+        return False
+    try:
         fcntl.fcntl(fd, set_lease, fcntl.F_RDLCK)
     except OSError as exc:
         return exc.errno == errno.EAGAIN
-    else:
-        fcntl.fcntl(fd, set_lease, fcntl.F_UNLCK)
-        return False
-    finally:
-        os.close(fd)
+    fcntl.fcntl(fd, set_lease, fcntl.F_UNLCK)
+    return False
 
 
 def make_dir(directory: Path, file_mode: int) -> None:

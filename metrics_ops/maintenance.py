@@ -46,6 +46,7 @@ def run_pass(
     retention: int = 30,
     level: int = 6,
     rollup_retention: int = 400,
+    rollup_min_visitors: int = rollups.DEFAULT_MIN_VISITORS,
     dry_run: bool = False,
     budget: Budget | None = None,
     threads: int | None = None,
@@ -61,7 +62,7 @@ def run_pass(
     """
     today = store.today(now)
     result = PassResult(tuple(steps), dry_run, today.isoformat())
-    run = _Run(store, today, level, threads or min(2, os.cpu_count() or 1), progress, stop)
+    run = _Run(store, today, level, threads or min(2, os.cpu_count() or 1), progress, stop, rollup_min_visitors)
     if not store.dir.is_dir():
         if "rotate" not in steps or store.dir.exists():  # a pass makes a missing directory, never replaces a file
             result.errors.append(store.unusable())
@@ -83,7 +84,8 @@ def run_pass(
         try:
             actions, kept = plan_step(step, store, listing, today, link_target=link_target, adopted=adopted,
                                        gzip_after=gzip_after, retention=retention, prune_follows="prune" in steps,
-                                       budget=budget, result=result, rollup_retention=rollup_retention)
+                                       budget=budget, result=result, rollup_retention=rollup_retention,
+                                       rollup_min_visitors=rollup_min_visitors)
         except Exception as exc:  # noqa: BLE001  a step that cannot even plan: the other steps still run
             result.errors.append(f"{step}: the step could not run: {failure_reason(exc, '')}")
             continue
@@ -114,6 +116,7 @@ class _Run:
     threads: int
     progress: Callable[[int], None] | None
     stop: threading.Event | None
+    rollup_min_visitors: int = rollups.DEFAULT_MIN_VISITORS
 
 
 def _execute_all(run: _Run, actions: list[Action]) -> None:
@@ -169,12 +172,18 @@ def _remove_temp(run: _Run, a: Action, threads: int) -> None:
     a.bytes_before, a.bytes_after = run.store.remove_temp(a.file), 0
 
 
+def _rename(run: _Run, a: Action, threads: int) -> None:
+    a.target = run.store.rename_aside(a.file)
+    a.detail = f"renamed {a.target}: outside the reading glob metrics-*.jsonl*"
+
+
 def _delete(run: _Run, a: Action, threads: int) -> None:
     a.bytes_before, a.bytes_after = run.store.delete(a.file), 0
 
 
 def _rollup(run: _Run, a: Action, threads: int) -> None:
-    a.bytes_after = rollups.write(run.store.dir, a.file, run.store.zone)
+    a.bytes_after = rollups.write(run.store.dir, a.file, run.store.zone, run.rollup_min_visitors,
+                                  run.store.file_mode)
 
 
 def _drop_rollup(run: _Run, a: Action, threads: int) -> None:
@@ -190,6 +199,7 @@ _HANDLERS: dict[Kind, Callable[[_Run, Action, int], None]] = {
     Kind.GZIP: _gzip,
     Kind.RECONCILE: _reconcile,
     Kind.REMOVE_TEMP: _remove_temp,
+    Kind.RENAME: _rename,
     Kind.DELETE: _delete,
     Kind.ROLLUP: _rollup,
     Kind.DROP_ROLLUP: _drop_rollup,

@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from metrics_ops import rollups
 from metrics_ops.budget import Budget, plan_for_pass
-from metrics_ops.store import Listing, Store, aside_day, file_name, parse_name
+from metrics_ops.store import Listing, Store, aside_day, file_name, is_old_name, parse_name
 
 STEPS = ("rotate", "gzip", "prune", "budget")
 #: rotate's pass: the rollups of complete days are written before anything is compressed or deleted
@@ -32,6 +32,7 @@ class Kind(StrEnum):
     GZIP = "gzip"
     RECONCILE = "reconcile"
     REMOVE_TEMP = "remove-temp"
+    RENAME = "rename"  # an archive set aside under an earlier version's name (inside the reading glob)
     DELETE = "delete"
     REWRITE = "rewrite"  # forget
     ROLLUP = "rollup"  # a complete day's counts (metrics_ops.rollups)
@@ -123,6 +124,8 @@ def plan_gzip(listing: Listing, today: date, gzip_after: int, *, link_target: st
     files that the prune step is about to delete are not compressed first."""
     actions = [Action("gzip", Kind.REMOVE_TEMP, name, detail="left by a killed pass; the source is intact")
                for name in listing.temps]
+    actions += [Action("gzip", Kind.RENAME, name, detail="set aside by an earlier version under a name the reading "
+                       "glob metrics-*.jsonl* matches: renamed .NAME") for name in listing.aside if is_old_name(name)]
     kept: list[tuple[str, str]] = []
     names = listing.by_name()
     for f in listing.files:
@@ -188,19 +191,42 @@ def sizes(store: Store, actions: list[Action]) -> None:
             a.bytes_before = store.size_of(a.file)
 
 
-def plan_rollups(store: Store, listing: Listing, today: date, rollup_retention: int) -> list[Action]:
-    """Write the rollup of every complete day that has data files and none yet; drop rollups past retention."""
-    due, old = rollups.plan(store.dir, {f.day for f in listing.files}, today, rollup_retention)
+def plan_rollups(store: Store, listing: Listing, today: date, rollup_retention: int,
+                 min_visitors: int = rollups.DEFAULT_MIN_VISITORS, result: PassResult | None = None
+                 ) -> list[Action]:
+    """Write the rollup of every complete day that has data files and none yet, rewrite the rollups that fold
+    less than ``min_visitors`` asks (or an older format), drop rollups past retention. ``DIR/rollups`` as a link
+    (or not a directory) plans nothing and is one error of the pass (``result``): the other steps still run.
+
+    A rollup is written once, so a day whose plain file a writer still holds open (serve's last events of the
+    day at midnight, a serve whose clock or zone is behind the rotator's) waits for a later pass: the writer lets
+    go of it with its first event of the next day."""
+    try:
+        due, stale, old = rollups.plan(store.dir, {f.day for f in listing.files}, today, rollup_retention,
+                                       min_visitors)
+    except OSError as exc:
+        if result is None:
+            raise
+        result.errors.append(f"rollup: {exc}")
+        return []
+    due_days = {rollups.day_of_rollup(f) for f in due}
+    written = {f.day for f in listing.files if f.day in due_days and not f.gz and store.held_for_writing(f.name)}
+    due = [f for f in due if rollups.day_of_rollup(f) not in written]
+    days = {f.day for f in listing.files}
     return ([Action("rollup", Kind.ROLLUP, f, detail=f"in {rollups.ROLLUP_DIR}/: the day is over") for f in due]
+            + [Action("rollup", Kind.ROLLUP, f, detail=(
+                "recounted" if rollups.day_of_rollup(f) in days else "folded in place (raw data gone)")
+                + f": folds what fewer than {min_visitors} visitors saw") for f in stale]
             + [Action("rollup", Kind.DROP_ROLLUP, f, detail=f"{rollup_retention} days old or more") for f in old])
 
 
 def plan_step(step: str, store: Store, listing: Listing, today: date, *, link_target: str | None,
                adopted: frozenset[str], gzip_after: int, retention: int, prune_follows: bool,
-               budget: Budget | None, result: PassResult, rollup_retention: int = 400
+               budget: Budget | None, result: PassResult, rollup_retention: int = 400,
+               rollup_min_visitors: int = rollups.DEFAULT_MIN_VISITORS
                ) -> tuple[list[Action], list[tuple[str, str]]]:
     if step == "rollup":
-        return plan_rollups(store, listing, today, rollup_retention), []
+        return plan_rollups(store, listing, today, rollup_retention, rollup_min_visitors, result), []
     if step == "budget":
         return _plan_budget(store, listing, today, budget, link_target, adopted, result)
     if step == "rotate":

@@ -1,6 +1,6 @@
 """Reading the data directory back: every stored line of a day range, each exactly once, in stored order.
 
-One helper for every reader (report, rollups, export, sample-test, the tests' no-loss oracle):
+One reader for every reader (report, rollups, export, forget, sample-test, the tests' no-loss oracle):
 
 - the files come from :func:`metrics_ops.layout.scan` (names and days by the grammar; the ``metrics.jsonl``
   link, temp files and names outside the grammar are never read, so today is never counted twice);
@@ -10,8 +10,11 @@ One helper for every reader (report, rollups, export, sample-test, the tests' no
   ``.gz``; a shard left as both ``X.jsonl`` and ``X.jsonl.gz`` (a pass killed between rename and unlink, or a
   late writer) is read like the next pass will reconcile it, so no line is lost or doubled;
 - damage is reported, never raised: an archive that stops decompressing yields what it holds and a
-  :class:`Problem`; a file that vanished (pruned) is a Problem too. The last line of a plain file without its
-  newline (a writer mid-``write()``) is left for the next read.
+  :class:`Problem`; a file that vanished (pruned) is a Problem too;
+- lines come from :mod:`metrics_ops.lines`: bounded (a line over 1 MiB is one damaged line, counted per file
+  in ``long_lines``, never held whole), an unterminated last line read as DuckDB reads it, except in a plain
+  file some process holds open for writing: there it is a line being written, left for the next read (serve's
+  writer ends an unterminated tail with a newline when it opens a file, :mod:`metrics_ops.writer`).
 
 Archives are decompressed with zlib-ng in 4 MiB reads (measured in bench/report_bench.py: 2.3x Python's gzip
 module line by line).
@@ -26,20 +29,12 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from metrics_ops.layout import DataFile, StoreError, file_name, open_regular, scan
+from metrics_ops import archive
+from metrics_ops.layout import DataFile, StoreError, fd_held_for_writing, file_name, open_regular, scan
+from metrics_ops.lines import MAX_LINE, MAX_LINE_TEXT, Problem, cut, file_blocks, inflated, raw
 
-_READ = 4 << 20  # bytes per read (and most bytes per decompression step): large blocks keep the work in C
-
-
-@dataclass(frozen=True)
-class Problem:
-    """A file that could not be read whole; ``lines`` from it were read anyway."""
-
-    file: str
-    why: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.why}"
+__all__ = ["MAX_LINE", "MAX_LINE_TEXT", "Problem", "Shard", "all_lines", "file_blocks", "iter_lines", "read_blocks",
+           "read_day", "shards"]
 
 
 @dataclass(frozen=True)
@@ -70,11 +65,14 @@ def shards(directory: Path, since: date | None = None, until: date | None = None
     return days
 
 
-def read_blocks(directory: Path, shard: Shard, problems: list[Problem]) -> Iterator[bytes]:
-    """The lines of one shard as blocks of whole lines (each block ends with ``\\n``)."""
+def read_blocks(directory: Path, shard: Shard, problems: list[Problem],
+                long_lines: dict[str, int] | None = None) -> Iterator[bytes]:
+    """The lines of one shard as blocks of whole lines (each block ends with ``\\n``); lines over
+    :data:`MAX_LINE` are left out and counted in ``long_lines`` (file name -> lines)."""
     directory = Path(directory)
+    long_lines = {} if long_lines is None else long_lines
     if shard.plain and shard.gz:
-        yield from _pair(directory, shard, problems)
+        yield from _pair(directory, shard, problems, long_lines)
         return
     name = shard.name
     if shard.plain:
@@ -86,23 +84,29 @@ def read_blocks(directory: Path, shard: Shard, problems: list[Problem]) -> Itera
                 return
             fd = None  # compressed (or pruned) since the listing: its archive has the lines
         if fd is not None:
-            yield from _plain(fd)
+            try:
+                yield from _plain(fd, name, problems, long_lines)
+            finally:
+                os.close(fd)
             return
-    yield from _archive(directory, name + ".gz", problems)
+    yield from _archive(directory, name + ".gz", problems, long_lines)
 
 
-def read_day(directory: Path, day_shards: Iterable[Shard], problems: list[Problem]) -> Iterator[bytes]:
+def read_day(directory: Path, day_shards: Iterable[Shard], problems: list[Problem],
+             long_lines: dict[str, int] | None = None) -> Iterator[bytes]:
+    long_lines = {} if long_lines is None else long_lines
     for shard in day_shards:
-        yield from read_blocks(directory, shard, problems)
+        yield from read_blocks(directory, shard, problems, long_lines)
 
 
 def iter_lines(directory: Path, since: date | None = None, until: date | None = None, *,
-               problems: list[Problem] | None = None, link: Path | None = None) -> Iterator[bytes]:
+               problems: list[Problem] | None = None, link: Path | None = None,
+               long_lines: dict[str, int] | None = None) -> Iterator[bytes]:
     """Every stored line (without its newline) of the days in [since, until], in stored order. Empty lines (a
     failed write blanked by the writer) are skipped."""
     problems = [] if problems is None else problems
     for day_shards in shards(directory, since, until, link).values():
-        for block in read_day(directory, day_shards, problems):
+        for block in read_day(directory, day_shards, problems, long_lines):
             for line in block.split(b"\n"):
                 if line:
                     yield line
@@ -113,81 +117,42 @@ def all_lines(directory: Path) -> list[str]:
     return [line.decode() for line in iter_lines(directory)]
 
 
-def _plain(fd: int) -> Iterator[bytes]:
-    try:
-        rest = b""
-        while chunk := os.read(fd, _READ):
-            chunk = rest + chunk
-            cut = chunk.rfind(b"\n") + 1
-            rest = chunk[cut:]
-            if cut:
-                yield chunk[:cut]
-        # ``rest``: a line still being written (no newline yet): the next read finds it whole
-    finally:
-        os.close(fd)
+def _plain(fd: int, name: str, problems: list[Problem], long_lines: dict[str, int]) -> Iterator[bytes]:
+    """A plain file from its open descriptor (read whole, even if it is compressed and unlinked meanwhile)."""
+    yield from cut(raw(fd), name, problems, long_lines, tail_written=lambda: fd_held_for_writing(fd))
 
 
-def _archive(directory: Path, gz_name: str, problems: list[Problem]) -> Iterator[bytes]:
-    from zlib_ng import zlib_ng
-
+def _archive(directory: Path, gz_name: str, problems: list[Problem], long_lines: dict[str, int]) -> Iterator[bytes]:
     try:
         fd = open_regular(directory, gz_name)
     except StoreError as exc:
         why = "vanished while reading (pruned?)" if exc.errno == errno.ENOENT else str(exc)
         problems.append(Problem(gz_name, why))
         return
-    inflater = zlib_ng.decompressobj(31)
-    rest, produced = b"", 0
     try:
-        while True:
-            raw = os.read(fd, _READ)
-            if not raw:
-                break
-            while raw:
-                if inflater.eof:  # another gzip member follows (an archive extended by a reconcile)
-                    inflater = zlib_ng.decompressobj(31)
-                try:
-                    out = inflater.decompress(raw, _READ)  # bounded: a highly compressed archive cannot balloon
-                except zlib_ng.error as exc:
-                    problems.append(Problem(gz_name, f"unreadable after {produced} bytes of data ({exc})"
-                                                     + ("; its last line is cut off, left out" if rest else "")))
-                    return
-                produced += len(out)
-                if rest:
-                    out, rest = rest + out, b""
-                cut = out.rfind(b"\n") + 1
-                if cut == len(out):
-                    yield out  # whole lines already: no copy of the 4 MiB
-                    rest = b""
-                else:
-                    if cut:
-                        yield out[:cut]
-                    rest = out[cut:]
-                raw = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
-        if not inflater.eof and produced:
-            problems.append(Problem(gz_name, f"truncated after {produced} bytes of data"
-                                             + ("; its last line is cut off, left out" if rest else "")))
-        elif rest:
-            yield rest + b"\n"  # a last line compressed without its newline: whole, keep it
+        yield from cut(inflated(fd), gz_name, problems, long_lines)
     finally:
         os.close(fd)
 
 
-def _pair(directory: Path, shard: Shard, problems: list[Problem]) -> Iterator[bytes]:
-    """Both X.jsonl and X.jsonl.gz: read them as the next pass's reconcile will merge them (see
-    :func:`metrics_ops.archive.finish_compress`): the source alone when it starts with the archive, the
-    archive alone when it ends with the source, else the archive then the source."""
-    archived = b"".join(_archive(directory, shard.name + ".gz", problems))
+def _pair(directory: Path, shard: Shard, problems: list[Problem], long_lines: dict[str, int]) -> Iterator[bytes]:
+    """Both X.jsonl and X.jsonl.gz: read them as the next pass's reconcile will merge them
+    (:func:`metrics_ops.archive.compare_pair`, the comparison it makes, streamed): the source alone when it starts
+    with the archive (or the archive is unreadable: it will be set aside), the archive alone when it holds the
+    source, else the archive then the source."""
+    gz_name = shard.name + ".gz"
     try:
-        fd = open_regular(directory, shard.name)
+        src = open_regular(directory, shard.name)
     except StoreError:  # reconciled since the listing: the archive holds everything
-        yield archived
+        yield from _archive(directory, gz_name, problems, long_lines)
         return
-    source = b"".join(_plain(fd))
-    if source.startswith(archived):
-        yield source
-    elif archived.endswith(source):
-        yield archived
-    else:
-        yield archived
-        yield source
+    try:
+        found = archive.compare_pair(directory, gz_name, src, os.fstat(src).st_size)
+        if found.plan == archive.UNREADABLE:
+            problems.append(Problem(gz_name, f"{found.why}; the next pass sets it aside, {shard.name} is read"))
+        elif found.plan != archive.APPEND_TAIL:
+            yield from _archive(directory, gz_name, problems, long_lines)
+        if found.plan in (archive.UNREADABLE, archive.APPEND_TAIL, archive.APPEND_WHOLE):
+            yield from _plain(src, shard.name, problems, long_lines)
+    finally:
+        os.close(src)

@@ -62,11 +62,13 @@ class Output:
         return self.tty and "NO_COLOR" not in os.environ
 
     def error(self, line: str) -> None:
-        print(f"metrics-ops: {line}", file=self.stderr)
+        from metrics_ops.terminal import note
+
+        note(self.stderr, line)
 
     def warn(self, line: str) -> None:
         if not self.quiet:
-            print(f"metrics-ops: {line}", file=self.stderr)
+            self.error(line)
 
     def document(self, doc: Any) -> None:
         """The single JSON document of --json (always printed, even with -q: it was asked for)."""
@@ -74,28 +76,20 @@ class Output:
 
     def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
               justify: Sequence[str] | None = None, whole: Sequence[str] = (),
-              min_width: dict[str, int] | None = None, max_width: dict[str, int] | None = None) -> None:
+              min_width: dict[str, int] | None = None, max_width: dict[str, int] | None = None,
+              optional: dict[str, str] | None = None, drop_while: str = "broken") -> None:
         """A table on a terminal; piped, a header line and one tab-separated line per row.
 
         ``whole`` names the columns whose cells must never be broken across lines (file names, setting names,
-        numbers): the other columns wrap at spaces to fit the terminal. The table has no vertical rules, so
-        it fits 80 columns.
+        numbers): the other columns wrap at spaces, and after a "/" in a long path. ``optional`` columns (with the
+        note the title gets instead) give way while the table is too wide (``drop_while``); piped, every column is
+        there. The table has no vertical rules (see :func:`metrics_ops.terminal.table`).
         """
         if self.tty:
-            from rich import box
-            from rich.console import Console
-            from rich.table import Table
+            from metrics_ops.terminal import table
 
-            t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1),
-                      collapse_padding=True)
-            for i, col in enumerate(columns):
-                keep = col in whole
-                t.add_column(col, justify=(justify[i] if justify else "left"), no_wrap=keep,
-                             overflow="ellipsis" if keep else "fold", min_width=(min_width or {}).get(col),
-                             max_width=(max_width or {}).get(col))
-            for row in rows:
-                t.add_row(*("" if v is None else str(v) for v in row))
-            Console(file=self.stdout, no_color=not self.color, highlight=False).print(t)
+            table(self.stdout, title, columns, rows, color=self.color, justify=justify, whole=whole,
+                  min_width=min_width, max_width=max_width, optional=optional, drop_while=drop_while)
         else:
             print("\t".join(columns), file=self.stdout)
             for row in rows:
@@ -214,6 +208,8 @@ def render_pass(out: Output, result) -> None:
             out.warn(f"kept {name}: {why}")
     if result.interrupted:
         out.warn("stopped by a signal after the action in progress; the next pass finishes the rest")
+    for line in getattr(result, "notes", ()):  # forget: the rollups it could not recount
+        out.warn(line)
 
 
 def _names(names: list[str], shown: int = 3) -> str:
@@ -269,7 +265,8 @@ def _status_rows(report) -> list[tuple[str, str, str]]:
     if report.serve is not None:
         srv = report.serve
         health = ("unreachable" if not srv.get("reachable") else
-                  "ok" if srv.get("healthz") == 200 else f"{srv.get('healthz')}: {srv.get('reason')}")
+                  "ok" if srv.get("healthz") == 200 else
+                  f"{srv.get('healthz')}: {srv.get('reason')}" + (f" ({srv['detail']})" if srv.get("detail") else ""))
         rows.append(("serve", "healthz", health))
         for name, value in srv.get("counters", {}).items():
             rows.append(("serve", name, f"{value:,}"))
@@ -302,13 +299,13 @@ def render_report(out: Output, result, csv_format: bool = False) -> None:
     for line in result.problems:
         out.error(f"damaged: {line}")
     if out.json:
-        out.document(result.to_dict())
+        _report_json(out, result)
     elif csv_format:
-        import csv
+        from metrics_ops.csvcells import SafeWriter
 
         rows = [r.to_dict() for r in result.rows]
-        columns = [*result.by, "events", "visitors", "estimate", "low", "high", "partial"]
-        writer = csv.writer(out.stdout, lineterminator="\n")
+        columns = [*result.by, "events", "visitors", "estimate", "low", "high", "partial", "approximate"]
+        writer = SafeWriter(out.stdout)  # a path or an event name is text from the data: never a formula
         writer.writerow(columns)
         for r in rows:
             writer.writerow(["" if r.get(c) is None else r.get(c, "") for c in columns])
@@ -319,24 +316,47 @@ def render_report(out: Output, result, csv_format: bool = False) -> None:
             out.warn(note)
 
 
+def _report_json(out: Output, result) -> None:
+    """The document of :meth:`Output.document`, its rows written one at a time (orjson): a report of 200,000
+    event names holds neither 200,000 row dicts nor the pure-Python encoder's pieces of them at once."""
+    import orjson
+
+    head, tail = json.dumps(result.to_dict(rows=False), indent=2, default=str).split('"rows": []', 1)
+    write = out.stdout.write
+    write(head + '"rows": [')
+    for i, row in enumerate(result.rows):
+        text = orjson.dumps(row.to_dict(), option=orjson.OPT_INDENT_2).decode().replace("\n", "\n    ")
+        write(("," if i else "") + "\n    " + text)
+    write(("\n  ]" if result.rows else "]") + tail + "\n")
+
+
 def _report_table(out: Output, result) -> None:
-    title = (f"report {result.since} .. {result.until}"
-             f"{' by ' + ', '.join(result.by) if result.by else ''}{' event ' + result.event if result.event else ''}")
+    """On a terminal a row that may count too few shows ``~`` before its events; piped, an ``approximate`` column
+    appears when any row or the ranking is approximate."""
+    title = (f"report {result.since} .. {result.until}{', event ' + result.event if result.event else ''}"
+             f"{' (approximate: see notes)' if result.approximate else ''}")  # one line: the columns say the grouping
     columns = [*result.by, "events", "visitors", "estimate", "95% interval"]
     rows = []
     for r in result.rows:
         keys = [r.keys[k] + (" *" if k == "day" and r.partial and out.tty else "") for k in result.by]
         visitors = "?" if r.est.visitors is None else _number(r.est.visitors)
-        rows.append([*keys, _number(r.est.events), visitors, _number(r.est.estimate),
-                     f"{_number(r.est.low)}-{_number(r.est.high)}"])
+        rows.append([*keys, ("~" if r.approximate else "") + _number(r.est.events), visitors,
+                     _number(r.est.estimate), f"{_number(r.est.low)}-{_number(r.est.high)}"])
     if not out.tty:  # piped: plain numbers for scripts
-        columns = [*result.by, "events", "visitors", "estimate", "low", "high"]
+        extra = ["approximate"] if result.approximate else []
+        columns = [*result.by, "events", "visitors", "estimate", "low", "high", *extra]
         rows = [[*(r.keys[k] for k in result.by), r.est.events, "-" if r.est.visitors is None else r.est.visitors,
-                 round(r.est.estimate, 1), round(r.est.low, 1), round(r.est.high, 1)] for r in result.rows]
+                 round(r.est.estimate, 1), round(r.est.low, 1), round(r.est.high, 1),
+                 *(["yes" if r.approximate else "no"] if extra else [])] for r in result.rows]
     if not rows:
         print(f"{title}: no events", file=out.stdout if out.tty else out.stderr)
         return
-    out.table(title, columns, rows, ["left"] * len(result.by) + ["right"] * 4, whole=tuple(columns))
+    # event names and paths wrap (after a "/" or "_"), the numbers never; when the names would not fit whole, the
+    # event column of a report of one event (the title names it) gives way, then the interval (--csv has it)
+    optional = {"event": ""} if result.event else {}
+    out.table(title, columns, rows, ["left"] * len(result.by) + ["right"] * 4 + ["left"] * (len(columns) - len(
+        result.by) - 4), whole=tuple(c for c in columns if c not in ("event", "path")),
+              optional={**optional, "95% interval": "95% intervals: see --csv"}, drop_while="squeezed")
     if out.tty and len(result.daily()) > 1:
         _daily_chart(out, result.daily())
 

@@ -63,21 +63,25 @@ class StatusReport:
         }
 
 
-def fetch_url(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+def fetch_url(url: str, headers: dict[str, str] | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
     """GET ``url``: (status, body); an HTTP error status is an answer, not an exception."""
     import urllib.error
     import urllib.request
 
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - http(s) checked by the caller
+        request = urllib.request.Request(url, headers=headers or {})
+        with urllib.request.urlopen(request, timeout=timeout) as r:  # noqa: S310 - http(s) checked by the caller
             return r.status, r.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
 
 
-def serve_status(url: str, fetch: Callable[[str], tuple[int, bytes]] = fetch_url) -> tuple[dict, list[str]]:
-    """serve's /healthz and counters at ``url`` (its base, e.g. http://127.0.0.1:8001): (facts, problems)."""
-    from metrics_ops.serve.routes import ROUTES
+def serve_status(url: str, fetch: Callable[..., tuple[int, bytes]] = fetch_url,
+                 token: str | None = None) -> tuple[dict, list[str]]:
+    """serve's /healthz and counters at ``url`` (its base, e.g. http://127.0.0.1:8001): (facts, problems).
+    The counters and the details of an unhealthy answer come from the operator routes, which answer this
+    machine's loopback, or ``token`` (the admin token, sent as a bearer header)."""
+    from metrics_ops.serve.routes import HEALTH_REASONS, ROUTES, SNAPSHOT_PATH
 
     base = url.rstrip("/")
     for path in sorted(ROUTES, key=len, reverse=True):  # an event URL (what probe and sample-test take) works too
@@ -85,7 +89,7 @@ def serve_status(url: str, fetch: Callable[[str], tuple[int, bytes]] = fetch_url
             base = base[:-len(path)]
             break
     try:
-        code, body = fetch(base + "/healthz")
+        code, body = fetch(base + "/healthz", {})
     except OSError as exc:
         reason = getattr(exc, "reason", None) or exc
         reason = getattr(reason, "strerror", None) or str(reason)
@@ -98,11 +102,21 @@ def serve_status(url: str, fetch: Callable[[str], tuple[int, bytes]] = fetch_url
         health = {"ok": False, "reason": f"no serve /healthz there (HTTP {code}); give serve's base URL, "
                                          "e.g. http://127.0.0.1:8001"}
     facts: dict = {"url": base, "reachable": True, "healthz": code, "reason": health.get("reason")}
-    problems = [] if code == 200 else [f"serve at {base}: /healthz {code}: {health.get('reason')}"]
+    admin = {"Authorization": f"Bearer {token}"} if token else {}
+    problems = []
+    if code != 200:
+        facts["detail"] = detail = _health_detail(fetch, base + SNAPSHOT_PATH, admin)
+        reason = health.get("reason")
+        problems.append(f"serve at {base}: /healthz {code} ({reason}): "
+                        f"{detail or HEALTH_REASONS.get(reason, reason)}" if reason in HEALTH_REASONS
+                        else f"serve at {base}: /healthz {code}: {reason}")
     try:
-        mcode, text = fetch(base + "/metrics")
+        mcode, text = fetch(base + "/metrics", admin)
     except OSError:
         mcode, text = 0, b""
+    if mcode in (401, 403):
+        problems.append(f"serve at {base}: /metrics answered {mcode}: its counters answer this machine's loopback, "
+                        "or the admin token (METRICS_ADMIN_TOKEN) when one is set")
     counters = {}
     for line in text.decode("utf-8", "replace").splitlines() if mcode == 200 else ():
         name, _, value = line.partition(" ")
@@ -111,6 +125,16 @@ def serve_status(url: str, fetch: Callable[[str], tuple[int, bytes]] = fetch_url
             counters[short] = int(float(value))
     facts["counters"] = counters
     return facts, problems
+
+
+def _health_detail(fetch, url: str, headers: dict[str, str]) -> str | None:
+    """What the snapshot says about serve's health (the path, the setting, the figures /healthz keeps to itself)."""
+    try:
+        code, body = fetch(url, headers)
+        health = json.loads(body).get("health") if code == 200 else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return health.get("detail") if isinstance(health, dict) else None
 
 
 def _disk_problems(report: StatusReport) -> list[str]:
@@ -124,7 +148,8 @@ def _disk_problems(report: StatusReport) -> list[str]:
         out.append(f"free space {readable(usage.free)} is under serve's floor of {readable(report.serve_floor)}: "
                    "serve stores nothing")
     if inv.aside_files:
-        out.append(f"{inv.aside_files} archive(s) set aside as unreadable (*.gz.corrupt): inspect with gzip -t")
+        out.append(f"{inv.aside_files} archive(s) set aside as unreadable (.metrics-*.gz.corrupt): "
+                   "inspect with gzip -t")
     return out
 
 
@@ -177,6 +202,7 @@ def build_status(settings, *, now: float, url: str | None = None,
     if not stale and last is not None and not last.ok:
         report.attention.append(f"the last pass ({when(last.time, settings.zone)}) {last.result}: {last.message}")
     if url is not None:
-        report.serve, problems = serve_status(url, fetch)
+        token = settings.admin_token.get_secret_value() if settings.admin_token is not None else None
+        report.serve, problems = serve_status(url, fetch, token)
         report.attention += problems
     return report

@@ -18,7 +18,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from metrics_ops import archive, layout
-from metrics_ops.archive import UnreadableFile, gunzip_prefix
+from metrics_ops.archive import Rewrite, UnreadableFile
 from metrics_ops.changes import CHANGES_NAME
 from metrics_ops.layout import (
     ASIDE_SUFFIX,
@@ -39,6 +39,7 @@ from metrics_ops.layout import (
     day_of,
     dir_mode,
     file_name,
+    is_old_name,
     parse_name,
     unusable_dir,
 )
@@ -49,7 +50,7 @@ __all__ = [
     "ASIDE_SUFFIX", "CHANGES_NAME", "DEFAULT_FILE_MODE", "FORGET_SUFFIX", "LINK_LOCK_NAME", "LINK_LOCK_TIMEOUT",
     "LOCK_NAME", "PREFIX", "RESERVED_NAMES", "SHARD_CHECK_SECONDS", "STATE_NAME", "TEMP_SUFFIX",
     "DataFile", "Listing", "LockBusy", "Store", "StoreError", "UnreadableFile", "aside_day", "day_bounds",
-    "day_of", "dir_mode", "file_name", "flock_path", "gunzip_prefix", "parse_name",
+    "day_of", "dir_mode", "file_name", "flock_path", "is_old_name", "parse_name",
 ]
 
 
@@ -152,9 +153,12 @@ class Store:
     def finish_compress(self, name: str, level: int = 6) -> tuple[str, int, int]:
         return archive.finish_compress(self.dir, name, level)
 
-    def read_data(self, name: str, fd: int | None = None) -> tuple[bytes, str | None]:
-        return archive.read_data(self.dir, name, fd)
+    def search(self, name: str, keep: Callable[[bytes], bool]) -> tuple[int, str | None]:
+        return archive.search(self.dir, name, keep)
 
-    def rewrite_without(self, name: str, keep: Callable[[bytes], bool], level: int = 6, *,
-                        dry_run: bool = False) -> tuple[int, int, int]:
-        return archive.rewrite_without(self.dir, name, keep, level, dry_run=dry_run)
+    def rewrite_without(self, name: str, keep: Callable[[bytes], bool], level: int = 6, *, dry_run: bool = False,
+                        touches: Callable[[bytes], bool] | None = None) -> Rewrite:
+        return archive.rewrite_without(self.dir, name, keep, level, dry_run=dry_run, touches=touches)
+
+    def rename_aside(self, name: str) -> str:
+        return archive.rename_aside(self.dir, name)

@@ -14,12 +14,18 @@ lines: counting them first gained nothing), is parsed with orjson line by line (
 reference that tests/test_lineshape.py holds the shortcut to.
 
 Test traffic (lines with ``metadata.test_run``, see :mod:`metrics_ops.testrun`) is counted apart and left out.
-A line that is not a JSON object with string ``visitor_id`` and ``event`` is counted as damaged.
+A *damaged* line is left out and counted by what is wrong with it (:data:`DAMAGE`): not a JSON object with string
+``visitor_id`` and ``event``; rates whose weight exceeds :data:`metrics_ops.estimate.MAX_WEIGHT`; a
+``received_at`` whose hour does not exist in the report's zone (``9999-12-31T23`` east of UTC: the calendar ends
+first); a line over the reader's bound (:data:`metrics_ops.lines.MAX_LINE`). Whether a line is damaged never
+depends on the grouping, so a rollup's views and a report from raw lines agree. A ``received_at`` that is no
+time at all has no hour (``--``), like a line without one.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -28,14 +34,23 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from metrics_ops import lineshape
-from metrics_ops.estimate import Estimate, add_to_cluster
-from metrics_ops.reading import Problem, Shard, read_day
+from metrics_ops.estimate import MIN_INCLUSION, Estimate, add_to_cluster
+from metrics_ops.reading import MAX_LINE_TEXT, Problem, Shard, read_day
 from metrics_ops.testrun import MARK
 
 DIMENSIONS = ("event", "hour", "path")
 NO_PATH = "(none)"
 NO_HOUR = "--"
 _NUMBER = (int, float)
+# what makes a line damaged (the keys of DayTally.damage)
+NOT_AN_EVENT = "not a JSON event"
+TOO_RARE = "sampling rates too small to weigh"
+NO_SUCH_HOUR = "a received_at with no hour in the time zone"
+TOO_LONG = f"longer than {MAX_LINE_TEXT}"
+DAMAGE = (NOT_AN_EVENT, TOO_RARE, NO_SUCH_HOUR, TOO_LONG)
+#: received_at from here up to before "9999" has an hour in every zone; outside, _Hours decides (a string compare
+#: per line where the hour is not needed otherwise)
+_SAFE_FROM, _SAFE_UNTIL = "0002", "9999"
 
 
 @dataclass
@@ -47,36 +62,55 @@ class DayTally:
     lines: int = 0  # every non-empty line read
     test_lines: int = 0
     unweighted: int = 0  # kept lines without recorded rates (weight 1)
-    damaged: int = 0
+    damage: dict[str, int] = field(default_factory=dict)  # damaged lines left out, by what is wrong (DAMAGE)
+    long_lines: dict[str, int] = field(default_factory=dict)  # file -> lines over the reader's bound
     problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def damaged(self) -> int:
+        return sum(self.damage.values())
+
+    def add_damage(self, why: str, n: int) -> None:
+        if n:
+            self.damage[why] = self.damage.get(why, 0) + n
 
 
 class _Hours:
-    """The local hour of a UTC ``received_at`` prefix (``2026-11-25T12``), cached: a day has 24 of them."""
+    """The local hour of a UTC ``received_at`` prefix (``2026-11-25T12``), cached: a day has 24 of them.
+    ``--`` for what is no time; None for a time with no hour in the zone (the line is damaged)."""
 
     def __init__(self, zone: ZoneInfo):
         self.zone = zone
-        self.cache: dict[str, str] = {}
+        self.cache: dict[str, str | None] = {}
 
-    def __call__(self, received_at) -> str:
+    def __call__(self, received_at) -> str | None:
         if type(received_at) is not str:
             return NO_HOUR
         key = received_at[:13]
-        hour = self.cache.get(key)
-        if hour is None:
+        try:
+            return self.cache[key]
+        except KeyError:
+            pass
+        try:
+            utc = datetime.strptime(key, "%Y-%m-%dT%H").replace(tzinfo=UTC)
+        except ValueError:
+            hour = NO_HOUR
+        else:
             try:
-                utc = datetime.strptime(key, "%Y-%m-%dT%H").replace(tzinfo=UTC)
                 hour = f"{utc.astimezone(self.zone).hour:02d}"
-            except ValueError:
-                hour = NO_HOUR
-            self.cache[key] = hour
+            except (OverflowError, ValueError):  # 9999-12-31T23 in Europe/Berlin: past the calendar's end
+                hour = None
+        self.cache[key] = hour
         return hour
 
 
 def tally_day(directory: Path, day: date, day_shards: list[Shard], groupings: list[tuple[str, ...]], zone: ZoneInfo,
-              event: str | None = None, estimates: bool = False) -> DayTally:
+              event: str | None = None, estimates: bool = False,
+              fold: Callable[[tuple], tuple] | None = None) -> DayTally:
     """Count the lines of one day into ``groupings`` (only lines of ``event``, when given): each cell the
-    visitor clusters, or with ``estimates`` the cell's :class:`~metrics_ops.estimate.Estimate`.
+    visitor clusters, or with ``estimates`` the cell's :class:`~metrics_ops.estimate.Estimate`. ``fold`` maps
+    each line's (event, hour, path) before it is counted (a rollup counts the values beyond its top N as
+    ``(other)``, in bounded memory: :func:`metrics_ops.folding.folder`).
 
     The loop is the cost of a cold report (about 3M lines a month). A block of lines of serve's own shape is
     taken apart by one regular expression and counted by a Counter, both in C (:mod:`metrics_ops.lineshape`);
@@ -90,17 +124,18 @@ def tally_day(directory: Path, day: date, day_shards: list[Shard], groupings: li
     needs_hour = any("hour" in g for g in groupings)
     needs_path = any("path" in g for g in groupings)
     # hours and paths: about as many distinct entries as lines, where counting them first gains nothing (measured)
-    shaped = _Shaped(event) if not (needs_hour or needs_path) else None
+    shaped = _Shaped(event) if not (needs_hour or needs_path or fold) else None
     estimated: set[tuple[str, ...]] = set()
     enabled = gc.isenabled()
     gc.disable()
     try:
-        for block in read_day(directory, day_shards, tally.problems):
+        for block in read_day(directory, day_shards, tally.problems, tally.long_lines):
             cols = lineshape.columns(block) if shaped is not None else None
             if cols is None or not shaped.count(cols, tally):
                 if shaped is not None:
                     shaped.whole = False
-                _count_block(block, tally, targets, event, hours if needs_hour else None, needs_path)
+                _count_block(block, tally, targets, event, hours, needs_hour, needs_path, fold)
+        tally.add_damage(TOO_LONG, sum(tally.long_lines.values()))
         if shaped is not None:
             estimated = shaped.finish(tally, estimates)
     finally:
@@ -114,15 +149,17 @@ def tally_day(directory: Path, day: date, day_shards: list[Shard], groupings: li
     return tally
 
 
-def weight(c, s) -> tuple[float, bool]:
+def weight(c, s) -> tuple[float, bool] | None:
     """A line's weight from its recorded rates (None: not recorded), and whether it counts as *unweighted*:
-    1 / (c x s) for numbers in (0, 1] (a missing one is 1); weight 1 without rates or with rates that cannot be."""
+    1 / (c x s) for numbers in (0, 1] (a missing one is 1); weight 1 without rates or with rates that cannot be.
+    None (a damaged line) when c x s is under :data:`metrics_ops.estimate.MIN_INCLUSION`."""
     if c is None and s is None:
         return 1.0, True
     c = 1 if c is None else c
     s = 1 if s is None else s
     if type(c) in _NUMBER and type(s) in _NUMBER and 0 < c <= 1 and 0 < s <= 1:
-        return 1.0 / (c * s), False
+        p = c * s
+        return (1.0 / p, False) if p >= MIN_INCLUSION else None
     return 1.0, True
 
 
@@ -134,6 +171,7 @@ class _Shaped:
     :meth:`finish` turns its distinct entries into the cells."""
 
     TEST = -1
+    DAMAGED = -2  # rates too small to weigh
 
     def __init__(self, event: str | None):
         self.event = None if event is None else lineshape.SEPARATOR + event.encode()
@@ -150,10 +188,11 @@ class _Shaped:
             return False
         firsts, kinds = cols[lineshape.VISITOR_EVENT], list(map(self.class_of.__getitem__, cols[lineshape.MEMBERS]))
         lines = len(firsts)
-        if self.event is not None or self.TEST in kinds:
+        if self.event is not None or min(kinds) < 0:  # one C pass over the classes
             keep = [i for i, (f, k) in enumerate(zip(firsts, kinds, strict=True))
-                    if k != self.TEST and (self.event is None or f.endswith(self.event))]
+                    if k >= 0 and (self.event is None or f.endswith(self.event))]
             tally.test_lines += kinds.count(self.TEST)
+            tally.add_damage(TOO_RARE, kinds.count(self.DAMAGED))
             firsts, kinds = [firsts[i] for i in keep], [kinds[i] for i in keep]
         self.counts.update(zip(firsts, kinds, strict=True))  # in C
         tally.lines += lines
@@ -165,7 +204,8 @@ class _Shaped:
             kind = _kind_of(text)
             if kind is None:
                 return False
-            self.class_of[text] = self.TEST if kind == "test" else self.classes.setdefault(kind, len(self.classes))
+            self.class_of[text] = (self.TEST if kind == "test" else self.DAMAGED if kind == "damaged"
+                                   else self.classes.setdefault(kind, len(self.classes)))
         return True
 
     def finish(self, tally: DayTally, estimates: bool) -> set[tuple[str, ...]]:
@@ -191,15 +231,15 @@ class _Shaped:
 @lru_cache(maxsize=1 << 16)
 def _kind_of(text: bytes) -> tuple[float, bool] | str | None:
     """What a text of metadata and rates (:func:`metrics_ops.lineshape.members`) makes of its line: ``"test"``
-    (test traffic), (weight, unweighted?), or None (not valid). Cached: a worker counts day after day of the same
-    few thousand texts."""
+    (test traffic), ``"damaged"`` (rates too small to weigh), (weight, unweighted?), or None (not valid). Cached:
+    a worker counts day after day of the same few thousand texts."""
     found = lineshape.members(text)
     if found is None:
         return None
     meta = found.get("metadata")
     if type(meta) is dict and MARK in meta:
         return "test"
-    return weight(found["client_rate"], found["server_rate"])
+    return weight(found["client_rate"], found["server_rate"]) or "damaged"
 
 
 def _fold(counts: Counter, cells: dict, by_event: bool, weights: list[float]) -> None:
@@ -248,13 +288,15 @@ def _key_of(grouping: tuple[str, ...]):
     return itemgetter(*at) if at else (lambda values: ())
 
 
-def _count_block(block: bytes, tally: DayTally, targets, event: str | None, hours: _Hours | None,
-                 needs_path: bool) -> None:
+def _count_block(block: bytes, tally: DayTally, targets, event: str | None, hours: _Hours, needs_hour: bool,
+                 needs_path: bool, fold: Callable[[tuple], tuple] | None = None) -> None:
     """The hot loop, in one function on purpose: a call per line would cost more than the counting."""
     import orjson
 
-    loads, bad_json, lines, test_lines, unweighted, damaged = orjson.loads, orjson.JSONDecodeError, 0, 0, 0, 0
+    loads, bad_json, lines, test_lines, unweighted = orjson.loads, orjson.JSONDecodeError, 0, 0, 0
+    not_events = too_rare = no_hour = 0
     marked = f'"{MARK}"'.encode()
+    hour = None
     for line in block.split(b"\n"):
         if not line:
             continue
@@ -266,7 +308,7 @@ def _count_block(block: bytes, tally: DayTally, targets, event: str | None, hour
             if type(vid) is not str or type(ev) is not str:
                 raise TypeError
         except (bad_json, KeyError, TypeError, IndexError):
-            damaged += 1
+            not_events += 1
             continue
         meta = None
         if needs_path or marked in line:  # the substring test is C speed; most lines need no metadata
@@ -276,25 +318,40 @@ def _count_block(block: bytes, tally: DayTally, targets, event: str | None, hour
             elif MARK in meta:
                 test_lines += 1
                 continue
-        if event is not None and ev != event:
-            continue
         c = rec.get("client_rate")  # the rule of weight(), inline: a call per line costs 5 % here
         s = rec.get("server_rate")
         if c is None and s is None:
-            w = 1.0
-            unweighted += 1
+            w, unit = 1.0, True
         else:
             c = 1 if c is None else c
             s = 1 if s is None else s
             if type(c) in _NUMBER and type(s) in _NUMBER and 0 < c <= 1 and 0 < s <= 1:
-                w = 1.0 / (c * s)
+                p = c * s
+                if p < MIN_INCLUSION:  # 5e-324 from an older serve: an infinite weight, or 0 to divide by
+                    too_rare += 1
+                    continue
+                w, unit = 1.0 / p, False
             else:  # rates that cannot be: counted once, like a line without rates
-                w = 1.0
-                unweighted += 1
+                w, unit = 1.0, True
+        if needs_hour:
+            hour = hours(rec.get("received_at"))
+            if hour is None:
+                no_hour += 1
+                continue
+        else:  # whether a line is damaged never depends on the grouping: its hour must exist all the same
+            at = rec.get("received_at")
+            if type(at) is str and not _SAFE_FROM <= at < _SAFE_UNTIL and hours(at) is None:
+                no_hour += 1
+                continue
+        if event is not None and ev != event:
+            continue
+        unweighted += unit
         path = meta.get("path", NO_PATH) if meta is not None else NO_PATH
         if type(path) is not str:
             path = NO_PATH
-        values = (ev, hours(rec.get("received_at")) if hours is not None else None, path)
+        values = (ev, hour, path)
+        if fold is not None:
+            values = fold(values)
         for cells, key_of in targets:
             key = key_of(values)
             cell = cells.get(key)
@@ -309,4 +366,6 @@ def _count_block(block: bytes, tally: DayTally, targets, event: str | None, hour
     tally.lines += lines
     tally.test_lines += test_lines
     tally.unweighted += unweighted
-    tally.damaged += damaged
+    tally.add_damage(NOT_AN_EVENT, not_events)
+    tally.add_damage(TOO_RARE, too_rare)
+    tally.add_damage(NO_SUCH_HOUR, no_hour)

@@ -165,6 +165,11 @@ class Writer:
             fd = os.open(self.dir / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | OPEN_FLAGS, self.file_mode)
         except OSError as exc:
             raise StoreError(exc.errno, f"cannot open {self.dir / name}: {exc.strerror}") from None
+        try:
+            _end_last_line(self.dir, name, fd)
+        except OSError as exc:
+            os.close(fd)
+            raise StoreError(exc.errno, f"cannot append to {self.dir / name}: {exc.strerror}") from None
         self.close()
         self._fd, self._fd_name, self._fd_pid = fd, name, os.getpid()
         self._last_look = self._last_stat = time.monotonic()
@@ -177,3 +182,30 @@ class Writer:
             os.close(self._fd)
         self._fd = None
         self._fd_name = None
+
+
+def _end_last_line(directory: Path, name: str, fd: int) -> None:
+    """A file opened for appending whose last byte is not a newline (a torn tail after a crash, a legacy file
+    adopted without its final newline) gets one first, so a stored line always starts a line of its own and
+    never turns the tail into one long invalid line. Once per open, never per append: one fstat() for an empty
+    file, else a one-byte read; only a tail without its newline takes the exclusive lock (a writer mid-``write()``
+    finishes first; two writers opening the same file add one newline, not two) and is looked at again."""
+    if os.fstat(fd).st_size == 0:
+        return
+    reader = os.open(directory / name, os.O_RDONLY | OPEN_FLAGS)  # fd is write-only
+    try:
+        if os.fstat(reader).st_ino != os.fstat(fd).st_ino or _last_byte(reader) in (b"\n", b""):
+            return  # ends well (or replaced since the open: the append loop notices and reopens)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if _last_byte(reader) not in (b"\n", b""):
+                os.write(fd, b"\n")
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(reader)
+
+
+def _last_byte(fd: int) -> bytes:
+    size = os.fstat(fd).st_size
+    return os.pread(fd, 1, size - 1) if size else b""

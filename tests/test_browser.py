@@ -62,13 +62,44 @@ def test_tag_sends_one_page_view_without_the_query_track_and_spa_navigation(brow
     context.close()
 
 
-def test_keep_query_sends_the_whole_path_when_configured(browser, site):
+def test_keep_query_sends_the_whole_path_when_configured(browser, tmp_path, data_dir):
+    site = Site(tmp_path, data_dir, env={"METRICS_KEEP_QUERY": "true"})  # serve keeps it too
+    try:
+        url = site.page("q.html", 'data-keep-query="true"')
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(url + "?utm_source=news#top")
+        records = site.wait_for(lambda rs: events(rs, "page_view"))
+        assert records[0]["metadata"]["path"] == "/q.html?utm_source=news#top" and records[0]["client_rate"] == 1
+        context.close()
+    finally:
+        site.stop()
+
+
+def test_serve_cuts_the_query_a_keep_query_page_sends_unless_it_keeps_queries_too(browser, site):
     url = site.page("q.html", 'data-keep-query="true"')
     context = browser.new_context()
-    page = context.new_page()
-    page.goto(url + "?utm_source=news#top")
+    context.new_page().goto(url + "?email=ann%40example.org#token=s3cret")
     records = site.wait_for(lambda rs: events(rs, "page_view"))
-    assert records[0]["metadata"]["path"] == "/q.html?utm_source=news#top" and records[0]["client_rate"] == 1
+    assert records[0]["metadata"]["path"] == "/q.html" and "ann" not in repr(records)
+    context.close()
+
+
+@pytest.mark.parametrize("rate", ["", " "], ids=["empty", "blank"])
+def test_an_empty_rate_counts_as_1_in_the_tag_and_the_module(browser, site, rate):
+    """An unset Vite variable (VITE_METRICS_SAMPLE_RATE= in .env) is "": every visitor is kept, at rate 1."""
+    script = ('<script type="module">import { configure, sendEvent, flush } from "/metrics.mjs";'
+              f'configure({{ sampleRate: "{rate}" }}); sendEvent("module_event"); flush();'
+              " document.title = 'ready';</script>")
+    context = browser.new_context()
+    context.add_init_script(fixed_visitor("f" * 32))  # kept only at rate 1: its place is 0.99999...
+    page = context.new_page()
+    page.goto(site.page("empty.html", f'data-sample-rate="{rate}"'))
+    page.evaluate("metricsOps.track('tag_event'); metricsOps.flush()")
+    page.goto(site.page("module.html", script=script))
+    page.wait_for_function("document.title === 'ready'")
+    records = site.wait_for(lambda rs: events(rs, "tag_event") and events(rs, "module_event"))
+    assert {r["client_rate"] for r in records} == {1} and len(events(records, "page_view")) == 1
     context.close()
 
 

@@ -170,7 +170,7 @@ def test_the_budget_weighs_rollups_and_deletes_them_only_after_every_data_file_i
     rolls = make_rollups(data_dir, range(100, 80, -1), 1024)  # 20 KiB of rollups, the oldest first
     assert run("--data-dir", data_dir, "rotate", "--once", "-q", "--max-total-mb", "0.03").exit_code == 0
     assert (data_dir / raw).exists()  # 28 KiB: within 30 KiB
-    r = run("--data-dir", data_dir, "rotate", "--once", "--json", "--max-total-mb", "0.015")  # 15.4 KiB
+    r = run("--data-dir", data_dir, "rotate", "--once", "--json", "--max-total-mb", "0.0155")  # 15.9 KiB
     assert r.exit_code == 6, r.output
     deleted = [a["file"] for a in json.loads(r.stdout)["actions"] if a["step"] == "budget"]
     assert deleted == [raw, *rolls[:5]]  # the data files first, though the rollups are older; then oldest first

@@ -120,6 +120,20 @@ BAD_ENV = [
      "METRICS_MAX_MB=-3 (from the environment): input should be greater than 0"),
     ({"METRICS_GZIP_LEVEL": "10"},
      "METRICS_GZIP_LEVEL=10 (from the environment): input should be less than or equal to 9"),
+    # a rate whose weight 1 / rate no reader can use (issue 18 item 1): the floor is events.MIN_RATE
+    ({"METRICS_SAMPLE_RATE": "5e-324"},
+     "METRICS_SAMPLE_RATE=5e-324 (from the environment): a rate must be 0 or at least 1e-06 (one in a million)"),
+    ({"METRICS_SAMPLE_RATES": "click=1e-300"},
+     "METRICS_SAMPLE_RATES=click=1e-300 (from the environment): rate of click must be 0 or between 1e-06 and 1"),
+    ({"METRICS_CLIENT_SAMPLE_RATE": "1e-7"},
+     "METRICS_CLIENT_SAMPLE_RATE=1e-7 (from the environment): a rate must be 0 or at least 1e-06 (one in a "
+     "million)"),
+    # the admin token is a secret: a bad one is refused without being shown
+    ({"METRICS_ADMIN_TOKEN": "hunter2"},
+     "METRICS_ADMIN_TOKEN=(hidden) (from the environment): the admin token must be 16 to 256 characters of A-Z a-z "
+     "0-9 - . _ ~ + / = (what a bearer header carries), e.g. from: openssl rand -hex 32"),
+    ({"METRICS_KEEP_QUERY": "maybe"},
+     "METRICS_KEEP_QUERY=maybe (from the environment): input should be a valid boolean, unable to interpret input"),
 ]
 
 
@@ -274,7 +288,9 @@ def test_the_link_may_never_name_data_or_tool_files(tmp_path, monkeypatch, run, 
 def test_the_state_file_may_not_be_a_data_file_or_the_link(tmp_path, monkeypatch):
     monkeypatch.setenv("METRICS_DIR", str(tmp_path))
     for target in ("metrics-2026-11-20.jsonl", "metrics.jsonl", ".metrics-ops.lock", "metrics-2026-11-26.jsonl.gz.tmp",
-                   "metrics-2026-11-26.jsonl.forget.tmp", "metrics-2026-11-26.jsonl.gz.corrupt"):
+                   "metrics-2026-11-26.jsonl.forget.tmp", "metrics-2026-11-26.jsonl.gz.corrupt",
+                   ".metrics-2026-11-26.jsonl.gz.tmp", ".metrics-2026-11-26.jsonl.forget.tmp",
+                   ".metrics-2026-11-26.jsonl.gz.corrupt"):  # the hidden names this version gives them
         monkeypatch.setenv("METRICS_STATE_FILE", str(tmp_path / target))
         with pytest.raises(ConfigError) as err:
             load_settings()
@@ -403,3 +419,26 @@ def test_a_bad_secret_value_is_named_but_never_shown():
     with pytest.raises(ConfigError) as err:
         load_settings({"sample_key": 12345678})
     assert err.value.lines == ["sample_key (hidden) (from the command line): input should be a valid string"]
+
+
+@pytest.mark.parametrize("rate", ["0", "1e-6", "0.000001", "1"])
+def test_server_rates_at_the_floor_or_off_are_accepted(monkeypatch, rate):
+    monkeypatch.setenv("METRICS_SAMPLE_RATE", rate)
+    monkeypatch.setenv("METRICS_SAMPLE_RATES", f"click={rate}")
+    s = load_settings()
+    assert s.sample_rate == float(rate) and s.sample_rates == {"click": float(rate)}
+
+
+def test_the_admin_token_is_never_shown(run, tmp_path):
+    token = "s3cret-token-0123456789"
+    (tmp_path / "m.toml").write_text(f'admin_token = "{token}"\n')
+    shown = run("--config", tmp_path / "m.toml", "config", "show", "--json")
+    assert shown.exit_code == 0 and token not in shown.stdout
+    doc = json.loads(shown.stdout)["admin_token"]
+    assert (doc["value"], doc["secret"], doc["set"], doc["source"]) == ("(hidden)", True, True, "toml")
+    assert load_settings(config_file=tmp_path / "m.toml").admin_token.get_secret_value() == token
+    (tmp_path / "bad.toml").write_text('admin_token = "short"\n')
+    bad = run("--config", tmp_path / "bad.toml", "config", "show")
+    assert bad.exit_code == 2 and "short" not in bad.stderr
+    assert bad.stderr.startswith(f"metrics-ops: admin_token = '(hidden)' (from {tmp_path / 'bad.toml'}): ")
+    assert run("config", "show", env={"METRICS_ADMIN_TOKEN": ""}).stdout.count("unset") >= 1  # empty: unset

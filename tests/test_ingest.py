@@ -233,7 +233,7 @@ def test_healthz(app, data_dir):
     assert call(app, "GET", "/healthz").json == {"ok": True}
     os.rename(data_dir, str(data_dir) + ".moved")
     r = call(app, "GET", "/healthz")
-    assert r.status == 503 and "does not exist" in r.json["reason"]
+    assert r.status == 503 and r.json["reason"] == "data_dir_missing"
 
 
 WRITE_FAILS = """
@@ -250,7 +250,7 @@ resource.setrlimit(resource.RLIMIT_FSIZE, (500, 500))  # the file may not grow p
 second = call(app, "POST", "/api/metrics/event", body)
 after = call(app, "GET", "/api/metrics/snapshot").json
 health = call(app, "GET", "/healthz")
-print(json.dumps([first, second.status, second.json, after["counters"], health.status, health.json]))
+print(json.dumps([first, second.status, second.json, after["counters"], health.status, health.json, after["health"]]))
 """
 
 
@@ -261,12 +261,13 @@ def test_write_error_is_202_stored_0_counted_and_leaves_nothing_partial(data_dir
     r = subprocess.run([sys.executable, "-c", WRITE_FAILS, str(data_dir), os.path.dirname(__file__)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    first, status, second, counters, health_status, health = json.loads(r.stdout)
+    first, status, second, counters, health_status, health, details = json.loads(r.stdout)
     assert first["stored"] == 1
     assert status == 202 and second["stored"] == 0
     assert (counters["stored"], counters["write_errors"], counters["received"]) == (1, 1, 2)
-    assert health_status == 503 and "a write failed" in health["reason"]
-    assert r.stderr.count("write failed") == 1  # one log line
+    assert health_status == 503 and health["reason"] == "write_failed"
+    assert details["reason"] == "write_failed" and details["detail"].startswith("a write failed 0 s ago")
+    assert r.stderr.count("write failed:") == 1  # one log line
     lines = (data_dir / first["file"]).read_bytes().splitlines(keepends=True)
     assert len(lines) == 1 and json.loads(lines[0])["visitor_id"] == "v1"  # the torn second line was removed
 
@@ -333,10 +334,64 @@ def test_every_line_records_the_client_and_server_rates_that_applied(data_dir):
     assert all("sample_rate" not in x for x in lines)
 
 
-@pytest.mark.parametrize("rate, code", [(0, "out_of_range"), (-0.5, "out_of_range"), (1.5, "out_of_range"),
-                                        ("0.5", "type"), (True, "type"), ([0.5], "type")])
-def test_a_declared_rate_outside_0_to_1_is_refused_naming_the_field(app, data_dir, rate, code):
-    r = call(app, "POST", EVENT, json.dumps({**GOOD, "sample_rate": rate}))
+@pytest.mark.parametrize("rate, code", [("0", "out_of_range"), ("-0.5", "out_of_range"), ("1.5", "out_of_range"),
+                                        ('"0.5"', "type"), ("true", "type"), ("[0.5]", "type"),
+                                        # weights no reader can use (issue 18 item 1): 1 / 5e-324 is inf
+                                        ("5e-324", "out_of_range"), ("1e-300", "out_of_range"),
+                                        ("9.99e-7", "out_of_range"), ("1e400", "out_of_range")])
+def test_a_declared_rate_outside_the_floor_to_1_is_refused_naming_the_field(app, data_dir, rate, code):
+    body = json.dumps(GOOD)[:-1] + f', "sample_rate": {rate}}}'
+    r = call(app, "POST", EVENT, body)
     assert r.status == 422
     assert (r.json["error"]["code"], r.json["error"]["field"]) == (code, "sample_rate")
     assert stored_lines(data_dir) == []
+    batch = call(app, "POST", BATCH, f"[{body}]")
+    assert batch.status == 422 and batch.json["results"][0]["error"]["field"] == "[0].sample_rate"
+    if code == "out_of_range":
+        assert batch.json["results"][0]["error"]["message"] == (
+            "sample_rate must be at least 1e-06 and at most 1 (the share the client kept)")
+    assert stored_lines(data_dir) == []
+
+
+def test_the_smallest_rate_accepted_is_one_in_a_million(data_dir):
+    from metrics_ops.events import MAX_WEIGHT, MIN_RATE
+
+    app = make_app(load_settings({"dir": str(data_dir), "sample_rate": MIN_RATE}),
+                   sampler=Sampler(MIN_RATE, rng=lambda: 0.0))
+    r = call(app, "POST", EVENT, json.dumps(GOOD)[:-1] + ', "sample_rate": 1e-6}')
+    assert r.status == 202 and r.json["stored"] == 1
+    [line] = stored_lines(data_dir)
+    assert (line["client_rate"], line["server_rate"]) == (1e-6, 1e-6)
+    weight = 1 / (line["client_rate"] * line["server_rate"])
+    assert weight == MAX_WEIGHT == 1e12 and json.dumps(weight) == "1000000000000.0"  # finite, plain JSON
+
+
+PATHS = [("/account/alice@example.com/reset?token=abc#step2", "/account/alice@example.com/reset"),
+         ("/search?q=ann%40example.org", "/search"), ("/docs#install", "/docs"), ("/a#b?c", "/a"),
+         ("?only=query", ""), ("/plain/path", "/plain/path")]
+
+
+@pytest.mark.parametrize("path, stored", PATHS)
+def test_metadata_path_is_stored_without_query_and_fragment(app, data_dir, path, stored):
+    event = {**GOOD, "metadata": {"path": path, "w": 1}}
+    assert call(app, "POST", EVENT, json.dumps(event)).status == 202
+    assert call(app, "POST", BATCH, json.dumps([event])).status == 202
+    lines = stored_lines(data_dir)
+    assert [line["metadata"] for line in lines] == [{"path": stored, "w": 1}] * 2
+    raw = "".join(p.read_text() for p in data_dir.glob("metrics-*.jsonl"))
+    assert "token" not in raw and "ann" not in raw and "#" not in raw
+    ring = call(app, "GET", "/api/metrics/snapshot").json["events"]
+    assert [e["metadata"]["path"] for e in ring] == [stored] * 2
+
+
+def test_keep_query_keeps_the_whole_path(data_dir):
+    app = make_app(load_settings({"dir": str(data_dir), "keep_query": True}))
+    path = "/pricing?utm_source=news#plans"
+    assert call(app, "POST", EVENT, json.dumps({**GOOD, "metadata": {"path": path}})).status == 202
+    assert [line["metadata"]["path"] for line in stored_lines(data_dir)] == [path]
+
+
+def test_only_a_string_path_of_metadata_is_cut(app, data_dir):
+    metadata = {"path": ["/a?b"], "nested": {"path": "/n?x"}}
+    assert call(app, "POST", EVENT, json.dumps({**GOOD, "metadata": metadata})).status == 202
+    assert stored_lines(data_dir)[0]["metadata"] == metadata

@@ -66,6 +66,8 @@ ODD = [
     b'{"visitor_id": "odd12", "event": "click"}',
     b'{"visitor_id":"odd13","event":"click","metadata":{"t":"\xff"},"client_rate":1.0,"server_rate":1.0,'
     b'"received_at":"x","ts":"y"}',  # invalid UTF-8
+    b'{"visitor_id":"odd14","event":"scroll","client_rate":1.0,"server_rate":5e-324,"received_at":"x","ts":"y"}',
+    b'{"visitor_id":"odd15","event":"click","client_rate":1e-7,"server_rate":1e-6,"received_at":"x","ts":"y"}',
 ]
 
 
@@ -85,12 +87,15 @@ def oracle(lines, by, event=None):
         if isinstance(meta, dict) and "test_run" in meta:
             counts["test"] += 1
             continue
-        if event is not None and ev != event:
-            continue
         c, s = r.get("client_rate"), r.get("server_rate")
         c, s = (1 if c is None else c), (1 if s is None else s)
         ok = r.get("client_rate") is not None or r.get("server_rate") is not None
         ok = ok and all(type(x) in (int, float) and 0 < x <= 1 for x in (c, s))
+        if ok and c * s < 1e-12:  # a weight over a trillion: damaged, whatever the event
+            counts["damaged"] += 1
+            continue
+        if event is not None and ev != event:
+            continue
         counts["unweighted"] += not ok
         acc = cells[tuple({"day": day.isoformat(), "event": ev}[k] for k in by)][vid]
         acc[0] += 1 / (c * s) if ok else 1.0
@@ -125,7 +130,7 @@ def test_serve_lines_take_the_shortcut_and_odd_ones_do_not():
     cols = lineshape.columns(block)
     assert cols is not None and len(cols[0]) == 50
     assert lineshape.visitor_event(cols[0][0]) == ("v1", "click")
-    shaped = {0, 1, 2, 3, 4, 9}  # of serve's shape; 0 and 1 are then refused by the JSON check of tally
+    shaped = {0, 1, 2, 3, 4, 9, 13, 14}  # of serve's shape; 0 and 1 are then refused by the JSON check of tally
     assert {i for i, odd in enumerate(ODD) if lineshape.columns(block + odd + b"\n") is not None} == shaped
     assert lineshape.columns(block + b"\n") is None  # an empty line
     assert lineshape.columns(block.replace(b"\n", b"\r\n", 1)) is None

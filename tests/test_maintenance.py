@@ -219,21 +219,22 @@ def test_both_plain_and_archive_are_reconciled_without_loss_or_duplication(data_
 
 def test_unreadable_archive_is_set_aside_then_deleted_with_its_day(data_dir, run):
     name, lines = make(data_dir, 5)
+    aside = "." + name + ".gz.corrupt"  # outside the reading glob metrics-*.jsonl*
     (data_dir / (name + ".gz")).write_bytes(gzip.compress(b"partial\n")[:-6])
     with freeze_time(NOON):
         r = run("--data-dir", data_dir, "gzip", "--json")
     assert r.exit_code == 0
-    assert (data_dir / (name + ".gz.corrupt")).exists()
+    assert (data_dir / aside).exists()
     assert all_lines(data_dir) == lines
     with freeze_time("2026-07-09 12:00:00"):  # 29 days old: kept, and said so
         r = run("--data-dir", data_dir, "prune", "--retention", 30, "-v")
-    assert r.exit_code == 0 and (data_dir / (name + ".gz.corrupt")).exists()
-    assert f"kept {name}.gz.corrupt: an unreadable archive set aside" in r.stderr
+    assert r.exit_code == 0 and (data_dir / aside).exists()
+    assert f"kept {aside}: an unreadable archive set aside" in r.stderr
     with freeze_time("2026-07-10 12:00:00"):  # 30 days old: retention covers it like any file of its day
         r = run("--data-dir", data_dir, "prune", "--retention", 30, "--json")
     assert r.exit_code == 0
-    assert sorted(a["file"] for a in json.loads(r.stdout)["actions"]) == [name + ".gz", name + ".gz.corrupt"]
-    assert not (data_dir / (name + ".gz.corrupt")).exists()
+    assert sorted(a["file"] for a in json.loads(r.stdout)["actions"]) == sorted([name + ".gz", aside])
+    assert not (data_dir / aside).exists()
 
 
 def hold_lock(path) -> subprocess.Popen:
@@ -299,7 +300,7 @@ def test_gzip_and_prune_refuse_a_missing_directory(tmp_path, run):
 def test_a_failed_action_exits_1_with_one_line_and_the_pass_goes_on(data_dir, run):
     bad, _ = make(data_dir, 5)
     good, good_lines = make(data_dir, 6)
-    (data_dir / (bad + ".gz.tmp")).mkdir()  # a directory where the temp file must go: that gzip fails
+    (data_dir / ("." + bad + ".gz.tmp")).mkdir()  # a directory where the temp file must go: that gzip fails
     with freeze_time(NOON):
         r = run("--data-dir", data_dir, "gzip", "--json")
     assert r.exit_code == 1

@@ -104,10 +104,10 @@ def test_an_unforeseen_error_in_one_days_rollup_fails_that_action_alone(data_dir
         data_file(data_dir / file_name(d), normal(d))
     real_write = rollups.write
 
-    def write(directory, name, zone):
+    def write(directory, name, zone, *args, **kw):
         if name == rollups.rollup_name(bad):
             raise ValueError("a value no reader foresaw")
-        return real_write(directory, name, zone)
+        return real_write(directory, name, zone, *args, **kw)
 
     monkeypatch.setattr(rollups, "write", write)
     r = run("--data-dir", data_dir, "rotate", "--once", "--json")
@@ -167,7 +167,7 @@ def test_the_interval_loop_is_silent_until_something_changes_or_fails(data_dir):
         until(lambda: (data_dir / (file_name(old) + ".gz")).exists() or proc.poll() is not None, what="gzip")
         stuck = date.today() - timedelta(days=6)
         data_file(data_dir / file_name(stuck), normal(stuck))
-        (data_dir / (file_name(stuck) + ".gz.tmp")).mkdir()  # its compression fails on every pass
+        (data_dir / ("." + file_name(stuck) + ".gz.tmp")).mkdir()  # its compression fails on every pass
         passes_seen(proc, 4)  # the first may have listed the directory before the file came
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -180,7 +180,7 @@ def test_the_interval_loop_is_silent_until_something_changes_or_fails(data_dir):
     err_lines = err.splitlines()
     assert err_lines[0].startswith(f"metrics-ops: rotating {data_dir} every 0.2 s")
     stuck_lines = [line for line in err_lines[1:] if file_name(stuck) + ":" in line]
-    stranger = f"metrics-ops: left alone (names outside the file grammar): {file_name(stuck)}.gz.tmp"
+    stranger = f"metrics-ops: left alone (names outside the file grammar): .{file_name(stuck)}.gz.tmp"
     assert err_lines.count(stranger) == 1  # said when it appears, not on every pass
     assert len(stuck_lines) >= 3 and len(err_lines) == 2 + len(stuck_lines), err  # each failure, nothing else
     assert all(line.startswith(f"metrics-ops: gzip gzip {file_name(stuck)}: ") for line in stuck_lines)
@@ -188,7 +188,7 @@ def test_the_interval_loop_is_silent_until_something_changes_or_fails(data_dir):
     verbose = subprocess.Popen([*CLI, "rotate", "--interval", "0.2", "-v"], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     try:
-        (data_dir / (file_name(stuck) + ".gz.tmp")).rmdir()
+        (data_dir / ("." + file_name(stuck) + ".gz.tmp")).rmdir()
         passes_seen(verbose, 4)
     finally:
         verbose.send_signal(signal.SIGTERM)

@@ -108,10 +108,10 @@ def test_event_filter_and_top_paths_fold_into_other(data_dir, populated):
     want = brute_force(clicks, ("path",))
     top = sorted(want, key=lambda k: (-want[k][0], k))[:2]
     rows = {r.keys["path"]: r.est for r in result.rows}
-    assert set(rows) == {top[0][0], top[1][0], "other"}
+    assert set(rows) == {top[0][0], top[1][0], "(other)"}
     assert sum(e.events for e in rows.values()) == len(clicks)
     others = {json.loads(line)["visitor_id"] for line in clicks if (json.loads(line)["metadata"]["path"],) not in top}
-    assert rows["other"].visitors == len(others)  # a visitor of two folded paths is one visitor of other
+    assert rows["(other)"].visitors == len(others)  # a visitor of two folded paths is one visitor of other
 
 
 def test_a_damaged_archive_is_reported_and_its_readable_part_counted(data_dir):

@@ -36,7 +36,7 @@ def fill(data_dir, ages=(5, 4, 3, 2, 1, 0), per_day=40):
     stored = []
     for age in ages:
         day = TODAY - timedelta(days=age)
-        lines = [rec(f"v{i % 9}", "page_view" if i % 3 else "click", day, i, f"/p{i % 4}") for i in range(per_day)]
+        lines = [rec(f"v{i % 10}", "page_view" if i % 3 else "click", day, i, f"/p{i % 4}") for i in range(per_day)]
         body = "".join(x + "\n" for x in lines).encode()
         if age >= 3:
             (data_dir / (file_name(day) + ".gz")).write_bytes(gzip.compress(body))
@@ -145,7 +145,7 @@ def test_the_unknown_visitors_hint_suggests_what_works(data_dir):
     assert hint.endswith("; add --no-rollups to count them from the raw files, or group by day")
     assert any("--no-rollups" in p.opts for p in report.params)
     followed = run_report(data_dir, by=("event",), use_rollups=False, **kw)
-    assert [(r.keys["event"], r.est.visitors) for r in followed.rows] == [("page_view", 6), ("click", 3)]
+    assert [(r.keys["event"], r.est.visitors) for r in followed.rows] == [("page_view", 10), ("click", 10)]
     assert not [n for n in followed.notes if n.startswith("visitors")]
     a_pass(data_dir, now=NOW + 3600, gzip_after=1, retention=1)  # the raw files of 5 days are pruned
     [hint] = [n for n in run_report(data_dir, by=("event",), **kw).notes if n.startswith("visitors: unknown")]
@@ -160,7 +160,7 @@ def test_rollups_hold_no_visitor_id(data_dir):
     a_pass(data_dir, gzip_after=1, retention=30)
     for p in (data_dir / "rollups").iterdir():
         text = p.read_text()
-        assert "visitor" not in text and not any(f'"v{i}"' in text for i in range(9)), text
+        assert "visitor_id" not in text and not any(f'"v{i}"' in text for i in range(10)), text
 
 
 def test_rollups_past_rollup_retention_are_deleted(data_dir):
@@ -275,3 +275,21 @@ try:
 finally:
     print([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].strip())
 """
+
+
+def test_a_day_a_writer_still_holds_open_is_rolled_up_after_it_lets_go_with_every_line(data_dir):
+    """Midnight: the pass finds yesterday over while serve's writer still holds yesterday's file and appends one
+    more line. A rollup is written once, so it waits until the writer moved on to today's file."""
+    fill(data_dir, ages=(1, 0))
+    yesterday = TODAY - timedelta(days=1)
+    writer = Store(data_dir, ZONE)
+    late = NOW - 86400
+    writer.append((rec("v99", "click", yesterday, 99) + "\n").encode(), now=late)  # the file is now held
+    first = a_pass(data_dir)
+    assert [a.file for a in first.actions if a.kind == Kind.ROLLUP] == []
+    writer.append((rec("v98", "click", yesterday, 98) + "\n").encode(), now=late)
+    writer.append((rec("v97", "click", TODAY, 97) + "\n").encode(), now=NOW)  # moves on, lets go of yesterday
+    second = a_pass(data_dir, now=NOW + 60)
+    assert [a.file for a in second.actions if a.kind == Kind.ROLLUP] == [rollups.rollup_name(yesterday)]
+    doc = json.loads((data_dir / "rollups" / rollups.rollup_name(yesterday)).read_text())
+    assert doc["lines"] == 40 + 2

@@ -45,10 +45,12 @@ def test_serve_stores_nothing_under_its_floor_says_why_and_resumes(small_tmpfs, 
             assert (status, body["stored"]) == (202, 0)
         assert disk_usage(mnt).free > 0.9 * MIB  # nothing was appended
         status, health = server.request("GET", "/healthz")
-        assert status == 503 and "under serve's floor of 2.0 MiB (METRICS_SERVE_MIN_FREE_MB)" in health["reason"]
+        assert status == 503 and health["reason"] == "low_space"
         metrics = server.request("GET", "/metrics")[1].decode()
         assert "metrics_ops_events_low_space_total 10\n" in metrics
-        counters = server.request("GET", "/api/metrics/snapshot")[1]["counters"]
+        snapshot = server.request("GET", "/api/metrics/snapshot")[1]
+        assert "under serve's floor of 2.0 MiB (METRICS_SERVE_MIN_FREE_MB)" in snapshot["health"]["detail"]
+        counters = snapshot["counters"]
         assert (counters["received"], counters["stored"], counters["low_space"], counters["write_errors"]) == (
             11, 1, 10, 0)
         filler.unlink()

@@ -226,8 +226,8 @@ def test_a_file_replaced_under_the_writer_is_never_written_again(data_dir):
     noon = ts("2026-11-25 12:00:00")
     writer.append(b'{"visitor_id":"gone","n":1}\n', now=noon)
     writer.append(b'{"visitor_id":"kept","n":2}\n', now=noon)
-    removed, _, _ = Store(data_dir, UTC).rewrite_without("metrics-2026-11-25.jsonl", visitor_rule(frozenset({"gone"})))
-    assert removed == 1
+    done = Store(data_dir, UTC).rewrite_without("metrics-2026-11-25.jsonl", visitor_rule(frozenset({"gone"})))
+    assert done.removed == 1
     assert writer.append(b'{"visitor_id":"kept","n":3}\n', now=noon) == "metrics-2026-11-25.jsonl"
     assert [line for _f, line in lines_of(data_dir)] == ['{"visitor_id":"kept","n":2}', '{"visitor_id":"kept","n":3}']
 

@@ -20,12 +20,15 @@ class Response:
 
 
 def call(app, method: str, path: str, body: bytes | str | None = None, *, content_type="application/json",
-         length: bool = True, headers: dict | None = None) -> Response:
+         length: bool = True, headers: dict | None = None, peer: str | None = "127.0.0.1") -> Response:
+    """``peer``: the client address a server puts in REMOTE_ADDR (None: none, as no real server does)."""
     if isinstance(body, str):
         body = body.encode()
     environ: dict = {}
     setup_testing_defaults(environ)
     environ.update(REQUEST_METHOD=method, PATH_INFO=path, QUERY_STRING="")
+    if peer is not None:
+        environ["REMOTE_ADDR"] = peer
     if content_type is not None:
         environ["CONTENT_TYPE"] = content_type
     else:

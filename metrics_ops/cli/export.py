@@ -8,6 +8,7 @@ from metrics_ops.cli.common import (
     Failure,
     complete_zone,
     day_range,
+    declares,
     existing_store,
     pass_invocation,
     range_options,
@@ -53,13 +54,16 @@ class _Progress:
                        f"{path}", end="\n")
 
 
+@declares(exits=(ExitCode.FAILURE,), settings=("dir", "jsonl"))
 @click.command(short_help="Stream the stored lines of a day range as JSONL or CSV.")
 @range_options
 @click.option("--event", default=None, metavar="NAME", help="Only this event name.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True,
-              help="jsonl: the lines as stored; csv: one row per line, metadata flattened one level.")
+              help="jsonl: the lines as stored; csv: one row per line, metadata flattened one level, formula-like "
+                   "text cells quoted with a leading '.")
 @click.option("--output", "-o", "output_file", type=click.Path(dir_okay=False, writable=True), default=None,
-              metavar="FILE", help="Write to FILE (replaced only when the export is complete) instead of stdout.")
+              metavar="FILE", help="Write to FILE instead of stdout: replaced only when the export is complete, with "
+              "METRICS_FILE_MODE (default 0640: never world-readable).")
 @click.option("--tz", default=None, metavar="ZONE", shell_complete=complete_zone,
               help="IANA time zone of the days (default UTC; env METRICS_TZ).")
 @shared_options
@@ -68,19 +72,23 @@ def export(run, since, until, event, fmt, output_file, tz):
     """Write every stored line of the days in the range, in stored order, across plain, shard and .gz files.
 
     CSV columns: received_at, ts, visitor_id, event, timestamp, client_rate, server_rate, then metadata.KEY for
-    every top-level metadata key in the range (objects and lists as JSON), and metadata._rest. Test traffic is
-    exported too (metadata.test_run marks it). With --json, a summary document goes to stdout (needs --output).
+    every top-level metadata key in the range (objects and lists as JSON), and metadata._rest. A text cell
+    starting with = + - @, tab or CR gets a leading ' so no spreadsheet runs it as a formula (OWASP); numbers
+    stay numbers. Test traffic is exported too (metadata.test_run marks it). With --json, a summary document
+    goes to stdout (needs --output).
 
     \b
     Examples:
       metrics-ops export --since 2026-11-01 --until 2026-11-30 > november.jsonl
       metrics-ops export --since 7d --format csv --output last-week.csv
-      metrics-ops export --since yesterday --until yesterday --event signup | jq .metadata
+      metrics-ops export --since 1d --until 1d --event signup | jq .metadata
     """
     import sys
     import time
 
     from metrics_ops.export import export as run_export
+    from metrics_ops.export import export_to_file
+    from metrics_ops.lines import MAX_LINE_TEXT
 
     out = run.output()
     if out.json and output_file is None:
@@ -98,7 +106,8 @@ def export(run, since, until, event, fmt, output_file, tz):
                                 progress=progress)
             sys.stdout.flush()
         else:
-            result = _to_file(output_file, store.dir, first, last, fmt, event, progress)
+            result = export_to_file(output_file, s.file_mode_bits, store.dir, since=first, until=last, fmt=fmt,
+                                    event=event, progress=progress)
     except BrokenPipeError:  # `| head`: the reader has enough
         raise click.exceptions.Exit(ExitCode.OK) from None
     except OSError as exc:
@@ -109,8 +118,12 @@ def export(run, since, until, event, fmt, output_file, tz):
         out.error(f"damaged: {line}")
     if out.json:
         out.document(result.to_dict())
-    elif result.skipped:
-        out.warn(f"{result.skipped} line(s) are not JSON objects: left out of the CSV")
+    else:
+        if result.skipped:
+            out.warn(f"{result.skipped} line(s) are not JSON objects: left out of the CSV")
+        if result.long_lines:
+            out.warn(f"{sum(result.long_lines.values())} damaged line(s) longer than {MAX_LINE_TEXT} left out "
+                     f"({', '.join(sorted(result.long_lines))})")
     if not result.ok:
         raise click.exceptions.Exit(ExitCode.FAILURE)
 
@@ -124,23 +137,3 @@ def _outside_the_data(path: str, directory) -> None:
     if inside_tree(Path(path), directory):
         raise Failure(f"--output {path}: inside the data directory {Path(directory).resolve()} (rollups/ included), "
                       "where passes, report and forget would take it for data; export elsewhere", ExitCode.USAGE)
-
-
-def _to_file(path: str, directory, first, last, fmt: str, event, progress):
-    """Export into PATH.tmp, then rename: a killed export never leaves a half file under the name asked for."""
-    import os
-
-    from metrics_ops.export import export as run_export
-
-    tmp = f"{path}.tmp"
-    try:
-        with open(tmp, "wb") as fh:
-            result = run_export(directory, fh, since=first, until=last, fmt=fmt, event=event, progress=progress)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return result

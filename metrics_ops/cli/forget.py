@@ -6,6 +6,7 @@ import click
 
 from metrics_ops.cli.common import (
     Failure,
+    declares,
     existing_store,
     maintenance_lock_busy,
     pass_invocation,
@@ -15,6 +16,8 @@ from metrics_ops.cli.common import (
 from metrics_ops.exitcodes import ExitCode
 
 
+@declares(exits=(ExitCode.FAILURE, ExitCode.LOCKED), env=("NO_COLOR",),
+          settings=("dir", "jsonl", "tz", "gzip_level", "rollup_min_visitors"))
 @click.command(short_help="Delete visitors' events from every file (on request).")
 @click.argument("visitor_ids", metavar="[VISITOR_ID]...", nargs=-1)
 @click.option("--prefix", "prefixes", multiple=True, metavar="PREFIX",
@@ -31,14 +34,16 @@ def forget(run, visitor_ids, prefixes, include_current, dry_run, lock_timeout):
 
     Each file is rewritten crash-safely (a filtered copy, fsync, rename) under the maintenance lock, the file
     serve is writing included: serve notices the new file on its next append. An archive that cannot be read
-    whole is never rewritten; it is named on stderr and the exit status is 1. The debug ring keeps its last
-    events until newer ones push them out.
+    whole is never rewritten; it is named on stderr and the exit status is 1. The rollup of every day whose
+    raw data was rewritten is recounted; rollups whose raw data is gone cannot be (they hold no ids, and fold
+    what fewer than rollup_min_visitors visitors saw into (other)): their days are named. The debug ring keeps
+    its last events until newer ones push them out.
 
     \b
     Examples:
       metrics-ops forget v_8f2a --dry-run
       metrics-ops forget v_8f2a v_91c0
-      metrics-ops forget --prefix probe-7f3a09-        # the test traffic of one probe run
+      metrics-ops forget --prefix probe-7f3a09-   # a probe run's test events
     """
     import time
 
@@ -63,7 +68,8 @@ def forget(run, visitor_ids, prefixes, include_current, dry_run, lock_timeout):
 
     try:
         with locked(store, s.lock_timeout, dry_run):
-            result = run_forget(store, keep, now=time.time(), level=s.gzip_level, dry_run=dry_run)
+            result = run_forget(store, keep, now=time.time(), level=s.gzip_level, dry_run=dry_run,
+                                min_visitors=s.rollup_min_visitors)
     except LockBusy as exc:
         raise Failure(maintenance_lock_busy(exc), ExitCode.LOCKED) from None
     except OSError as exc:

@@ -8,6 +8,7 @@ from metrics_ops.cli.common import (
     Failure,
     complete_zone,
     day_range,
+    declares,
     existing_store,
     pass_invocation,
     range_options,
@@ -16,14 +17,17 @@ from metrics_ops.cli.common import (
 from metrics_ops.exitcodes import ExitCode
 
 
+@declares(exits=(ExitCode.FAILURE,), settings=("dir", "jsonl"), env=("NO_COLOR",))
 @click.command(short_help="Count events and visitors; estimate the real totals.")
 @range_options
 @click.option("--by", "by_", default="day", metavar="LIST", show_default=True,
               help="Group by any of day, hour, event, path (comma-separated), e.g. day,event.")
 @click.option("--event", default=None, metavar="NAME", help="Only this event name.")
 @click.option("--top", type=click.IntRange(1, 10_000), default=10, show_default=True,
-              help="With path: the top N paths; the rest are one row, other.")
-@click.option("csv_", "--csv", is_flag=True, help="Print CSV (for spreadsheets).")
+              help="With path: the top N paths; the rest are one row, (other).")
+@click.option("csv_", "--csv", is_flag=True,
+              help="Print CSV (for spreadsheets). A text cell starting with = + - @, tab or CR gets a leading ' "
+                   "so no spreadsheet runs it as a formula (OWASP); numbers stay numbers.")
 @click.option("--no-rollups", is_flag=True, help="Read raw lines only, even where a day's rollup exists.")
 @click.option("--tz", default=None, metavar="ZONE", shell_complete=complete_zone,
               help="IANA time zone of the days and hours (default UTC; env METRICS_TZ).")
@@ -34,12 +38,15 @@ def report(run, since, until, by_, event, top, csv_, no_rollups, tz):
 
     Each stored line weighs 1 / (client rate x server rate) as recorded in it (lines without rates weigh 1;
     the output says how many). ESTIMATE is the weighted sum, with a 95% interval that treats visitors as the
-    sampled units. Days come from their rollup when the grouping allows it, else from the raw files, plain,
-    shards and .gz alike; a day still being written is marked partial. Test traffic is left out.
+    sampled units. Days come from their rollup when the grouping allows it and the rollup folds nothing of
+    it, else from the raw files, plain, shards and .gz alike; a day still being written is marked partial.
+    A day whose raw files are gone comes from its rollup even where it folds events and paths into (other):
+    rows that may count too few are marked ~ and a ranking that may be wrong says so. Test traffic is left
+    out.
 
     \b
     Examples:
-      metrics-ops report                                  # the last 7 days, per day
+      metrics-ops report                # the last 7 days, per day
       metrics-ops report --since 2026-11-01 --until 2026-11-30 --by day,event
       metrics-ops report --since 30d --by path --top 20 --event page_view
       metrics-ops report --by event --json

@@ -8,7 +8,8 @@ export interface MetricsOptions {
   /** Route of a batch of queued events (default: endpoint + "s", i.e. "/api/metrics/events"). */
   batchEndpoint?: string;
   /** Share of visitors (or events) kept, 0..1; a string such as import.meta.env.VITE_METRICS_SAMPLE_RATE is
-   *  read as a number; anything outside 0..1 counts as 1. Default 1. Sent in each event as sample_rate. */
+   *  read as a number; an empty or blank string (an unset Vite variable), or anything outside 0..1, counts as 1.
+   *  Default 1. Sent in each event as sample_rate; serve accepts 0.000001 .. 1. */
   sampleRate?: number | string;
   /** "visitor" (default): a visitor is in or out for all its events; "event": each event decided alone. */
   sample?: "visitor" | "event";

@@ -2,7 +2,8 @@
 // No cookies; honours Global Privacy Control and Do Not Track. Options: metrics.d.ts; README "The browser script".
 ((w, d, n, c = { endpoint: "/api/metrics/event", sampleRate: 1, sample: "visitor" }, q = [], v, t, last) => {
 let configure = o => { for (let k in o) o[k] != null && (c[k] = o[k]) },
-rate = r => (r = +c.sampleRate) >= 0 && r <= 1 ? r : 1,
+// The rate: a number or a string (an unset Vite variable is ""); empty, blank or not a number in 0..1 counts as 1.
+rate = r => (r = (c.sampleRate + "").trim()) && (r = +r) >= 0 && r <= 1 ? r : 1,
 // The visitor id: 32 random hex digits in localStorage, never a cookie. Its first 8 digits are a uniform
 // number: per-visitor sampling keeps it when that number / 2^32 < rate (as metrics_ops/sampling.py models).
 vid = () => {

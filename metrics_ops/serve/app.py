@@ -3,16 +3,18 @@
 Routes (the table is :mod:`metrics_ops.serve.routes`)
 - ``POST /api/metrics/event``   one event  -> 202 {"ok": true, "stored": 0|1, "file": "..."}
 - ``POST /api/metrics/events``  a JSON array of events -> 202 with a result per item
-- ``GET  /api/metrics/snapshot`` the ring (newest last) and the counters, shared by all workers
-- ``GET  /healthz``             200 when the data directory is writable and has room, else 503 with the reason
+- ``GET  /api/metrics/snapshot`` the ring (newest last, visitors as keyed hashes), the counters, the health details
+- ``GET  /healthz``             200 when the data directory is writable and has room, else 503 with a reason code
 - ``GET  /metrics``             Prometheus text format (:mod:`metrics_ops.serve.exposition`)
+  The snapshot and /metrics answer loopback peers only, or the admin token (:mod:`metrics_ops.serve.access`).
 - ``GET  /metrics.js``, ``/metrics.mjs`` the browser script and its ES module (:mod:`metrics_ops.client`):
   ETag and 304, an hour's Cache-Control, gzip when accepted; the bytes, gzip and ETag made once per app
 - ``OPTIONS`` on the POST routes: CORS preflight for METRICS_CORS_ORIGINS
 
-Errors are JSON: {"ok": false, "error": {"code", "message", "field"}} with 400, 403, 404, 405, 413, 415 or 422.
-Privacy: no header value (client address, X-Forwarded-For, User-Agent, Cookie, Referer) is read, stored or
-logged; the access log line holds method, path, status, size and duration only.
+Errors are JSON: {"ok": false, "error": {"code", "message", "field"}} with 400, 401, 403, 404, 405, 413, 415 or 422.
+Privacy: no header value (client address, X-Forwarded-For, User-Agent, Cookie, Referer) is stored or logged; the
+operator routes alone look at the peer address and whether forwarding headers are present, to decide (access.py).
+The access log line holds method, path, status, size and duration only.
 """
 
 from __future__ import annotations
@@ -31,11 +33,12 @@ from metrics_ops.diskspace import MIB, SpaceFloor
 from metrics_ops.events import Problem, encode_record, parse_body, validate_event
 from metrics_ops.sampling import Sampler
 from metrics_ops.serve import exposition
+from metrics_ops.serve.access import AdminGate, visitor_tag
 from metrics_ops.serve.counters import INDEX, rejected_counter
 from metrics_ops.serve.request import PREFLIGHT_HEADERS, Cors, read_body
-from metrics_ops.serve.routes import EVENT_PATH, ROUTES, STATUS, Reply
+from metrics_ops.serve.routes import EVENT_PATH, HEALTH_REASONS, ROUTES, STATUS, Reply
 from metrics_ops.serve.shared import SharedState
-from metrics_ops.store import Store, StoreError
+from metrics_ops.store import Store, StoreError, unusable_dir
 
 access_log = logging.getLogger("metrics_ops.access")
 log = logging.getLogger("metrics_ops.serve")
@@ -91,7 +94,9 @@ class Endpoint:
 
     def __init__(self, settings, store: Store, state: SharedState, sampler: Sampler, clock: Callable[[], float]):
         self.store, self.state, self.sampler, self.clock = store, state, sampler, clock
-        self.max_body, self.max_batch = settings.max_body, settings.max_batch
+        self.max_body, self.max_batch, self.keep_query = settings.max_body, settings.max_batch, settings.keep_query
+        self.gate = AdminGate(settings.admin_token)
+        self.health_logged: str | None = None
         self.quiet_errors = _QuietLog()
         self.floor = SpaceFloor(store.dir, int(settings.serve_min_free_mb * MIB))  # never fill the disk
         self.script, self.module = client_file("script"), client_file("module")
@@ -116,7 +121,7 @@ class Endpoint:
 
     def accept(self, environ) -> dict:
         """One event: validated, sampled, stored -> the body of the 202 (a Problem for a refusal)."""
-        event = validate_event(parse_body(read_body(environ, self.max_body)))
+        event = validate_event(parse_body(read_body(environ, self.max_body)), "", self.keep_query)
         record, stored, file, counter = self.keep_and_store(event, self.clock())
         self.state.record_event(record, stored, INDEX[counter])
         return {"ok": True, "stored": int(stored), "file": file}
@@ -136,7 +141,7 @@ class Endpoint:
         results, entries, counts = [], [], {"requests": 1}
         for i, item in enumerate(items):
             try:
-                event = validate_event(item, prefix=f"[{i}].")
+                event = validate_event(item, f"[{i}].", self.keep_query)
             except Problem as problem:
                 results.append({"ok": False, "error": problem.to_dict()})
                 counts["rejected_invalid"] = counts.get("rejected_invalid", 0) + 1
@@ -154,31 +159,48 @@ class Endpoint:
 
     def snapshot(self, environ) -> Reply:
         entries, counters = self.state.snapshot()
+        key = self.state.hash_key()
         events = []
         for record, stored in entries:
             obj = json.loads(record)
+            visitor = obj.pop("visitor_id", None)
+            if isinstance(visitor, str):  # never the id itself: a keyed hash tells visitors apart
+                obj = {"visitor": visitor_tag(visitor, key), **obj}
             obj["stored"] = stored
             events.append(obj)
+        reason, detail = self.health_state()
         return Reply(200, {"ok": True, "capacity": self.state.capacity, "size": len(events), "events": events,
-                           "counters": counters})
+                           "counters": counters, "health": {"ok": reason is None, "reason": reason, "detail": detail}})
 
-    def health(self, environ) -> Reply:
+    def health_state(self) -> tuple[str | None, str | None]:
+        """(reason code of HEALTH_REASONS, the details: path, setting, figures), (None, None) when healthy."""
         directory = self.store.dir
-        if (unusable := self.store.unusable()) is not None:
-            return Reply(503, {"ok": False, "reason": unusable})
+        if (unusable := unusable_dir(directory)) is not None:
+            code = "data_dir_missing" if unusable == "does not exist" else "data_dir_not_a_directory"
+            return code, f"data directory {directory.absolute()} {unusable}"
         if not os.access(directory, os.W_OK | os.X_OK):
-            return Reply(503, {"ok": False, "reason": f"data directory {directory} is not writable"})
+            return "data_dir_not_writable", f"data directory {directory.absolute()} is not writable"
         if (low := self.floor.reason()) is not None:
-            return Reply(503, {"ok": False, "reason": low})
+            return "low_space", low
         try:
             last_ok, last_error, message = self.state.health()  # every worker of the server answers alike
         except OSError:  # the debug state is broken, ingestion is not (the warning is logged once a minute)
             last_ok, last_error, message = 0, 0, ""
         age = self.clock() - last_error / 1e9
         if last_error > last_ok and age < 60:
-            return Reply(503, {"ok": False, "reason": f"a write failed {age:.0f} s ago and none succeeded since: "
-                                                      f"{message}"})
-        return Reply(200, {"ok": True})
+            return "write_failed", f"a write failed {age:.0f} s ago and none succeeded since: {message}"
+        return None, None
+
+    def health(self, environ) -> Reply:
+        """200, or 503 with a reason code and its fixed text: no path, setting or figure leaves the host here."""
+        reason, detail = self.health_state()
+        if reason != self.health_logged:  # the details go to the log, once per change
+            self.health_logged = reason
+            if reason is not None:
+                log.warning("/healthz 503 %s: %s", reason, detail)
+        if reason is None:
+            return Reply(200, {"ok": True})
+        return Reply(503, {"ok": False, "reason": reason, "message": HEALTH_REASONS[reason]})
 
     def client_script(self, environ) -> Reply:
         return _client_reply(self.script, environ)
@@ -247,6 +269,10 @@ class _Router:
             if not route.allows(method):
                 headers.append(("Allow", route.allow))
                 raise Problem(405, "method_not_allowed", f"{method[:10]} not allowed on {path}; use {route.allow}")
+            if route.admin and (refusal := self.endpoint.gate.refusal(environ)) is not None:
+                if refusal.status == 401:
+                    headers.append(("WWW-Authenticate", 'Bearer realm="metrics-ops"'))
+                raise refusal
             if not route.cors:
                 return handler(environ), headers
             allowed = self.cors.headers(environ.get("HTTP_ORIGIN"), method == "OPTIONS")

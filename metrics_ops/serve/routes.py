@@ -21,6 +21,7 @@ class Route(NamedTuple):
     handler: str  # the Endpoint method that answers
     allow: str  # the methods, as the Allow header lists them; HEAD is implied by GET
     cors: bool = False  # the cross-origin rules (METRICS_CORS_ORIGINS) apply, OPTIONS is the preflight
+    admin: bool = False  # an operator route: loopback peers or the admin token only (metrics_ops.serve.access)
 
     def allows(self, method: str) -> bool:
         return method in self.allow or (method == "HEAD" and "GET" in self.allow)
@@ -29,9 +30,9 @@ class Route(NamedTuple):
 ROUTES: dict[str, Route] = {
     EVENT_PATH: Route("one_event", "POST, OPTIONS", cors=True),
     BATCH_PATH: Route("batch", "POST, OPTIONS", cors=True),
-    SNAPSHOT_PATH: Route("snapshot", "GET, HEAD"),
+    SNAPSHOT_PATH: Route("snapshot", "GET, HEAD", admin=True),
     HEALTH_PATH: Route("health", "GET, HEAD"),
-    METRICS_PATH: Route("exposition", "GET, HEAD"),
+    METRICS_PATH: Route("exposition", "GET, HEAD", admin=True),
     SCRIPT_PATH: Route("client_script", "GET, HEAD"),
     MODULE_PATH: Route("client_module", "GET, HEAD"),
 }
@@ -48,6 +49,17 @@ class Reply(NamedTuple):
 
 
 STATUS = {200: "200 OK", 202: "202 Accepted", 204: "204 No Content", 304: "304 Not Modified",
-          400: "400 Bad Request", 403: "403 Forbidden", 404: "404 Not Found", 405: "405 Method Not Allowed",
+          400: "400 Bad Request", 401: "401 Unauthorized", 403: "403 Forbidden", 404: "404 Not Found",
+          405: "405 Method Not Allowed",
           413: "413 Content Too Large", 415: "415 Unsupported Media Type", 422: "422 Unprocessable Content",
           500: "500 Internal Server Error", 503: "503 Service Unavailable"}
+
+#: the reason codes /healthz answers with a 503, and what each means. The body holds the code and this text only:
+#: the details (a path, a setting, free MiB, an error) go to serve's log, the snapshot's "health" and `status`.
+HEALTH_REASONS = {
+    "data_dir_missing": "the data directory does not exist",
+    "data_dir_not_a_directory": "the data directory is not a directory",
+    "data_dir_not_writable": "the data directory is not writable",
+    "low_space": "free space on the data directory's file system is under serve's floor: events are not stored",
+    "write_failed": "a write failed in the last minute and none succeeded since",
+}

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from metrics_ops.config import Settings
+from metrics_ops.serve.access import warn_if_exposed
 from metrics_ops.serve.handoff import settings_to_json
 from metrics_ops.serve.worker import PARENT_ENV, SETTINGS_ENV
 
@@ -119,6 +120,7 @@ def run(settings: Settings, on_ready: Callable[[], object] | None = None) -> Non
     exit before that, or keep exiting after it (granian's crash loop), end serve with a ServeError."""
     made = preflight(settings)
     state = claim_state(settings, made)  # noqa: F841  (kept alive: it holds the claim)
+    warn_if_exposed(settings)  # one line when other machines can reach the port
     os.environ.update(settings_env(settings))
 
     from granian import Granian

@@ -10,7 +10,8 @@ time and the newest ``capacity`` entries kept, which is the same as one shared r
 
 Layout (native byte order)::
 
-    file header (4096): magic "MOPSTAT3", capacity u32, slot size u32, regions u32
+    file header (4096): magic "MOPSTAT3", capacity u32, slot size u32, regions u32; the snapshot's hash key
+                        (32 random bytes, new with each server) @64
     region r at 4096 + r * region_size:
         head (4096): owner pid u64 @0, next sequence u64 @8, last stored ns u64 @16, last write error ns u64 @24,
                      error text length u32 @32, counters u64[COUNTERS] @64, error text @1024 (up to 1 KiB)
@@ -54,6 +55,7 @@ SLOT_SIZE = 2048
 SPARE_REGIONS = 2  # regions beyond the worker count: a respawned worker may start before the dead one is reaped
 _LAST_OK, _LAST_ERROR, _ERROR_LEN, _ERROR_TEXT, _ERROR_MAX = 16, 24, 32, 1024, 1024
 _FILE_HEAD = struct.Struct("=8sIII")
+_KEY_AT, _KEY_LEN = 64, 32
 _SLOT = struct.Struct("=QQII")
 
 _REQUESTS, _RECEIVED = INDEX["requests"], INDEX["received"]
@@ -183,6 +185,8 @@ class SharedState:
             zero = bytes(PAGE)
             for r in range(self.regions):
                 os.pwrite(fd, zero, PAGE + r * self.region_size)
+        if fresh or not same or not any(os.pread(fd, _KEY_LEN, _KEY_AT)):
+            os.pwrite(fd, os.urandom(_KEY_LEN), _KEY_AT)
         os.pwrite(fd, self._head(), 0)
 
     def _live_owner(self, fd: int, head: bytes) -> int:
@@ -330,6 +334,13 @@ class SharedState:
                 self._head_view[0] = now_ns
             for record, stored in entries:
                 self._put(m, record, stored, now_ns)
+
+    def hash_key(self) -> bytes:
+        """The key the snapshot hashes visitor ids with: random, one per server (every worker reads the same)."""
+        key = bytes(self._attach()[_KEY_AT:_KEY_AT + _KEY_LEN])
+        if not any(key):  # laid out by an earlier version that had no key: this process's own
+            key = self.__dict__.setdefault("_own_key", os.urandom(_KEY_LEN))
+        return key
 
     def snapshot(self) -> tuple[list[tuple[bytes, bool]], dict[str, int]]:
         """(the newest ``capacity`` ring entries of all processes, oldest first; counters summed)."""
