@@ -33,6 +33,7 @@ def show(run):
       METRICS_RETENTION=60 metrics-ops config show   # what the variable does
     """
     from metrics_ops.config import HIDDEN, Settings, env_name, origins_of, secret_fields
+    from metrics_ops.origins import plain_value
 
     out, s = run.output(), run.settings()
     origins, secrets = origins_of(s), secret_fields()
@@ -41,7 +42,7 @@ def show(run):
     values["state_file"] = s.state_path
     values["status_file"] = s.status_path
     for name in secrets:  # a secret is never printed: whether it is set, and where from
-        values[name] = HIDDEN if values[name] not in (None, "") else None
+        values[name] = HIDDEN if plain_value(values[name]) not in (None, "", b"") else None
     if out.json:
         out.document({name: {"value": None if v is None else (str(v) if not isinstance(v, int | float) else v),
                              "source": origins[name].source, "env": env_name(name),
