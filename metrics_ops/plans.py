@@ -196,7 +196,11 @@ def plan_rollups(store: Store, listing: Listing, today: date, rollup_retention: 
                  ) -> list[Action]:
     """Write the rollup of every complete day that has data files and none yet, rewrite the rollups that fold
     less than ``min_visitors`` asks (or an older format), drop rollups past retention. ``DIR/rollups`` as a link
-    (or not a directory) plans nothing and is one error of the pass (``result``): the other steps still run."""
+    (or not a directory) plans nothing and is one error of the pass (``result``): the other steps still run.
+
+    A rollup is written once, so a day whose plain file a writer still holds open (serve's last events of the
+    day at midnight, a serve whose clock or zone is behind the rotator's) waits for a later pass: the writer lets
+    go of it with its first event of the next day."""
     try:
         due, stale, old = rollups.plan(store.dir, {f.day for f in listing.files}, today, rollup_retention,
                                        min_visitors)
@@ -205,6 +209,9 @@ def plan_rollups(store: Store, listing: Listing, today: date, rollup_retention: 
             raise
         result.errors.append(f"rollup: {exc}")
         return []
+    due_days = {rollups.day_of_rollup(f) for f in due}
+    written = {f.day for f in listing.files if f.day in due_days and not f.gz and store.held_for_writing(f.name)}
+    due = [f for f in due if rollups.day_of_rollup(f) not in written]
     days = {f.day for f in listing.files}
     return ([Action("rollup", Kind.ROLLUP, f, detail=f"in {rollups.ROLLUP_DIR}/: the day is over") for f in due]
             + [Action("rollup", Kind.ROLLUP, f, detail=(

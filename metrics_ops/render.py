@@ -62,11 +62,13 @@ class Output:
         return self.tty and "NO_COLOR" not in os.environ
 
     def error(self, line: str) -> None:
-        print(f"metrics-ops: {line}", file=self.stderr)
+        from metrics_ops.terminal import note
+
+        note(self.stderr, line)
 
     def warn(self, line: str) -> None:
         if not self.quiet:
-            print(f"metrics-ops: {line}", file=self.stderr)
+            self.error(line)
 
     def document(self, doc: Any) -> None:
         """The single JSON document of --json (always printed, even with -q: it was asked for)."""
@@ -74,28 +76,20 @@ class Output:
 
     def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
               justify: Sequence[str] | None = None, whole: Sequence[str] = (),
-              min_width: dict[str, int] | None = None, max_width: dict[str, int] | None = None) -> None:
+              min_width: dict[str, int] | None = None, max_width: dict[str, int] | None = None,
+              optional: dict[str, str] | None = None, drop_while: str = "broken") -> None:
         """A table on a terminal; piped, a header line and one tab-separated line per row.
 
         ``whole`` names the columns whose cells must never be broken across lines (file names, setting names,
-        numbers): the other columns wrap at spaces to fit the terminal. The table has no vertical rules, so
-        it fits 80 columns.
+        numbers): the other columns wrap at spaces, and after a "/" in a long path. ``optional`` columns (with the
+        note the title gets instead) give way while the table is too wide (``drop_while``); piped, every column is
+        there. The table has no vertical rules (see :func:`metrics_ops.terminal.table`).
         """
         if self.tty:
-            from rich import box
-            from rich.console import Console
-            from rich.table import Table
+            from metrics_ops.terminal import table
 
-            t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1),
-                      collapse_padding=True)
-            for i, col in enumerate(columns):
-                keep = col in whole
-                t.add_column(col, justify=(justify[i] if justify else "left"), no_wrap=keep,
-                             overflow="ellipsis" if keep else "fold", min_width=(min_width or {}).get(col),
-                             max_width=(max_width or {}).get(col))
-            for row in rows:
-                t.add_row(*("" if v is None else str(v) for v in row))
-            Console(file=self.stdout, no_color=not self.color, highlight=False).print(t)
+            table(self.stdout, title, columns, rows, color=self.color, justify=justify, whole=whole,
+                  min_width=min_width, max_width=max_width, optional=optional, drop_while=drop_while)
         else:
             print("\t".join(columns), file=self.stdout)
             for row in rows:
@@ -339,9 +333,8 @@ def _report_json(out: Output, result) -> None:
 def _report_table(out: Output, result) -> None:
     """On a terminal a row that may count too few shows ``~`` before its events; piped, an ``approximate`` column
     appears when any row or the ranking is approximate."""
-    title = (f"report {result.since} .. {result.until}"
-             f"{' by ' + ', '.join(result.by) if result.by else ''}{' event ' + result.event if result.event else ''}"
-             f"{' (approximate: see notes)' if result.approximate else ''}")
+    title = (f"report {result.since} .. {result.until}{', event ' + result.event if result.event else ''}"
+             f"{' (approximate: see notes)' if result.approximate else ''}")  # one line: the columns say the grouping
     columns = [*result.by, "events", "visitors", "estimate", "95% interval"]
     rows = []
     for r in result.rows:
@@ -358,8 +351,12 @@ def _report_table(out: Output, result) -> None:
     if not rows:
         print(f"{title}: no events", file=out.stdout if out.tty else out.stderr)
         return
+    # event names and paths wrap (after a "/" or "_"), the numbers never; when the names would not fit whole, the
+    # event column of a report of one event (the title names it) gives way, then the interval (--csv has it)
+    optional = {"event": ""} if result.event else {}
     out.table(title, columns, rows, ["left"] * len(result.by) + ["right"] * 4 + ["left"] * (len(columns) - len(
-        result.by) - 4), whole=tuple(columns))
+        result.by) - 4), whole=tuple(c for c in columns if c not in ("event", "path")),
+              optional={**optional, "95% interval": "95% intervals: see --csv"}, drop_while="squeezed")
     if out.tty and len(result.daily()) > 1:
         _daily_chart(out, result.daily())
 

@@ -6,7 +6,7 @@ per event, per local hour, per path, per event and hour, per event and path. A r
 distinct visitors, the weighted estimate and its variance (:mod:`metrics_ops.estimate`). No visitor id, no
 metadata but the grouped path, and nothing that singles anyone out: an event name or a path seen by fewer than
 ``rollup_min_visitors`` visitors that day, or beyond the day's top 100, is counted in ``(other)``
-(:mod:`metrics_ops.folding`, which also bounds the size: under 0.5 MB whatever the traffic).
+(:mod:`metrics_ops.folding`, which also bounds the size: under 1 MB whatever the traffic).
 
 Format 2 stores each dimension's values once (``values``) and rows of indices into them, the fold rule it was
 written with (``min_visitors``; the top N are :mod:`metrics_ops.folding`'s) and each view's residual

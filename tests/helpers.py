@@ -112,8 +112,11 @@ class HangUpServer:
         self.sock.close()
 
 
-def run_in_pty(args, env=None, columns: int = 80, timeout: float = 60) -> tuple[int, str]:
-    """Run a command with stdin/stdout/stderr on a pseudo-terminal ``columns`` wide, as an operator sees it.
+def run_in_pty(args, env=None, columns: int = 80, timeout: float = 60, stop_at: str | None = None,
+               before_stop=None) -> tuple[int, str]:
+    """Run a command with stdin/stdout/stderr on a pseudo-terminal ``columns`` wide, as an operator sees it: no
+    COLUMNS or LINES in its environment, so click and rich ask the terminal, as they do in a real shell.
+    ``stop_at``: SIGTERM once the output holds this text (a server's ready line), after ``before_stop(proc)``.
     Returns (exit status, everything it wrote, with \\r\\n turned into \\n)."""
     import fcntl
     import pty
@@ -123,7 +126,8 @@ def run_in_pty(args, env=None, columns: int = 80, timeout: float = 60) -> tuple[
 
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
-    full_env = {**os.environ, "COLUMNS": str(columns), "LINES": "24", "NO_COLOR": "1", **(env or {})}
+    inherited = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    full_env = {**inherited, "NO_COLOR": "1", **(env or {})}
     proc = subprocess.Popen([str(a) for a in args], stdin=slave, stdout=slave, stderr=slave, env=full_env,
                             close_fds=True)
     os.close(slave)
@@ -136,6 +140,11 @@ def run_in_pty(args, env=None, columns: int = 80, timeout: float = 60) -> tuple[
         if not data:
             break
         chunks.append(data)
+        if stop_at is not None and stop_at.encode() in b"".join(chunks).replace(b"\r\n", b"\n"):
+            if before_stop is not None:
+                before_stop(proc)
+            proc.terminate()
+            stop_at = None
     os.close(master)
     return proc.wait(timeout), b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
 

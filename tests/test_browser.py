@@ -117,6 +117,10 @@ def test_navigating_away_delivers_the_queued_event_by_beacon_to_the_batch_route(
     assert events(records, "add_to_cart")[0]["metadata"] == {"path": "/a.html", "sku": "A1"}
     beacons = page.evaluate("JSON.parse(sessionStorage.beacons)")
     assert "/api/metrics/events" in beacons  # the batch route, by sendBeacon
+    # nginx logs a request once its answer is sent, a moment after serve stored the events: wait for the line
+    deadline = time.monotonic() + 15
+    while '"POST /api/metrics/events" 202' not in site.access_log() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert '"POST /api/metrics/events" 202' in site.access_log()
     context.close()
 

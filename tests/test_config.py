@@ -442,3 +442,11 @@ def test_the_admin_token_is_never_shown(run, tmp_path):
     assert bad.exit_code == 2 and "short" not in bad.stderr
     assert bad.stderr.startswith(f"metrics-ops: admin_token = '(hidden)' (from {tmp_path / 'bad.toml'}): ")
     assert run("config", "show", env={"METRICS_ADMIN_TOKEN": ""}).stdout.count("unset") >= 1  # empty: unset
+
+
+def test_a_bad_admin_token_is_named_but_never_shown(monkeypatch):
+    monkeypatch.setenv("METRICS_ADMIN_TOKEN", "s3cr3t with spaces")
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    [line] = err.value.lines
+    assert line.startswith("METRICS_ADMIN_TOKEN=(hidden) (from the environment): ") and "s3cr3t" not in line

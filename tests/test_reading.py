@@ -183,3 +183,30 @@ def test_a_pass_after_an_upgrade_clears_what_earlier_versions_left_in_the_glob(s
         ("rename", "metrics-2026-11-22.jsonl.gz.corrupt")]
     assert (data / ".metrics-2026-11-22.jsonl.gz.corrupt").exists()
     assert run_jq(cwd, readme_block("sh")) == expected
+
+
+def test_duckdb_reads_past_a_torn_line_only_with_ignore_errors_and_counts_lines_report_calls_damaged(
+        store, monkeypatch):
+    """docs/reading.md, "DuckDB and damaged lines": a line cut off by a crash stops the recipe; with
+    ignore_errors it is a row of NULLs; a NaN rate is an event to DuckDB and a damaged line to report."""
+    duckdb = pytest.importorskip("duckdb", reason="duckdb is not installed (pip install -e '.[test]')")
+    from .helpers import cli
+
+    cwd, expected = store
+    monkeypatch.chdir(cwd)
+    shard = cwd / "data" / "metrics-2026-11-24.1.jsonl"
+    nan = record("v9", "click", "2026-11-24T12:00:00.000001Z").replace('"metadata"', '"client_rate":NaN,"metadata"')
+    shard.write_text(shard.read_text() + '{"visitor_id":"v8","ev\n' + nan)
+    sql = readme_block("sql")
+    with pytest.raises(duckdb.InvalidInputException, match="Malformed JSON"):
+        duckdb.connect().sql(sql).fetchall()
+    lenient = sql.replace("'JSON'})", "'JSON'}, ignore_errors = true)")
+    rows = duckdb.connect().sql(lenient).fetchall()
+    assert (None, None, 1) in rows  # the torn line
+    tolerant = lenient.replace("IS NULL", "IS NULL AND event IS NOT NULL")
+    rows = duckdb.connect().sql(tolerant).fetchall()
+    assert Counter({(day, event): n for day, event, n in rows}) == expected + Counter({("2026-11-24", "click"): 1})
+    r = cli("--data-dir", cwd / "data", "report", "--since", "2026-11-22", "--until", "2026-11-25", "--no-rollups",
+            "--json")
+    doc = json.loads(r.stdout)
+    assert sum(row["events"] for row in doc["rows"]) == sum(expected.values()) and doc["damaged"] == 2, r.stderr

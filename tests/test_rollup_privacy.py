@@ -168,6 +168,8 @@ def test_a_rollup_stays_small_whatever_the_names_and_paths(data_dir):
     # 150 long names and 100 ordinary ones, each seen by 40 visitors, over 150 long paths: 10,000 pairs
     lines = [line(f"v{i // 150}", events[i % 150], day, i, paths[(i % 150 + i // 150) % 150]) for i in range(6000)]
     lines += [line(f"u{i}", f"one.{i}", day, i, f"/once/{i}") for i in range(3000)]  # 3,000 names seen once
+    escaped = "/" + "\x01" * 300  # 301 characters, 1,801 bytes as JSON: never kept, however often seen
+    lines += [line(f"v{i}", "ok.0", day, i, escaped) for i in range(40) for _ in range(20)]
     lines += [line(f"v{i // 100 % 40}", f"ok.{i % 100}", day, i, paths[(i % 100 * 3 + i // 100) % 150])
               for i in range(12000)]
     write_day(data_dir, day, lines)
@@ -178,6 +180,7 @@ def test_a_rollup_stays_small_whatever_the_names_and_paths(data_dir):
     assert len(doc["values"]["event"]) <= TOP + 1 and len(doc["values"]["path"]) <= TOP + 1
     assert len(doc["views"]["event,path"]) <= TOP_PAIRS + TOP + 1
     assert not any(len(e) > 1024 for e in doc["values"]["event"])  # longer than serve's limit: (other)
+    assert "/" + "\x01" * 300 not in doc["values"]["path"]
     r = rollups.read(data_dir, day)
     assert r.views[()][()].events == len(lines)
     for view, cells in r.views.items():

@@ -275,3 +275,21 @@ try:
 finally:
     print([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].strip())
 """
+
+
+def test_a_day_a_writer_still_holds_open_is_rolled_up_after_it_lets_go_with_every_line(data_dir):
+    """Midnight: the pass finds yesterday over while serve's writer still holds yesterday's file and appends one
+    more line. A rollup is written once, so it waits until the writer moved on to today's file."""
+    fill(data_dir, ages=(1, 0))
+    yesterday = TODAY - timedelta(days=1)
+    writer = Store(data_dir, ZONE)
+    late = NOW - 86400
+    writer.append((rec("v99", "click", yesterday, 99) + "\n").encode(), now=late)  # the file is now held
+    first = a_pass(data_dir)
+    assert [a.file for a in first.actions if a.kind == Kind.ROLLUP] == []
+    writer.append((rec("v98", "click", yesterday, 98) + "\n").encode(), now=late)
+    writer.append((rec("v97", "click", TODAY, 97) + "\n").encode(), now=NOW)  # moves on, lets go of yesterday
+    second = a_pass(data_dir, now=NOW + 60)
+    assert [a.file for a in second.actions if a.kind == Kind.ROLLUP] == [rollups.rollup_name(yesterday)]
+    doc = json.loads((data_dir / "rollups" / rollups.rollup_name(yesterday)).read_text())
+    assert doc["lines"] == 40 + 2

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -92,8 +93,9 @@ def _help_parts(cmd: click.Command) -> tuple[str, list[str], list[str]]:
     paras, examples = [], []
     for block in blocks[1:]:
         lines = block.splitlines()
-        if lines and lines[0].strip() == "\b":
-            examples += [line.strip() for line in lines[1:] if line.strip() and not line.strip().endswith(":")]
+        if lines and lines[0].strip() == "\b":  # examples: their indentation kept (a continued command line)
+            kept = [line for line in lines[1:] if line.strip() and not line.strip().endswith(":")]
+            examples += textwrap.dedent("\n".join(kept)).splitlines()
         else:
             paras.append(" ".join(line.strip() for line in lines))
     return summary, paras, examples
@@ -114,12 +116,10 @@ def _option_line(param: click.Parameter) -> tuple[str, str]:
 
 
 def man_page(full: str, cmd: click.Command) -> str:
-    from metrics_ops.config import Settings, env_name
-    from metrics_ops.exitcodes import EXIT_STATUS_DOC
-
     summary, paras, examples = _help_parts(cmd)
     page = full.replace(" ", "-")
     out = [f".\\\" {HEADER}", f'.TH {_roff(page.upper())} 1 "{man_date()}" "{PROG} {__version__}" "{PROG} manual"',
+           ".nh", ".ad l",  # no hyphenation, no stretched spaces: names and options stay whole on narrow terminals
            ".SH NAME", f"{_roff(page)} \\- {_roff(summary[0].lower() + summary[1:].rstrip('.'))}", ".SH SYNOPSIS",
            f".B {_roff(full)}"]
     from metrics_ops.cli.common import CONTEXT_SETTINGS
@@ -149,14 +149,7 @@ def man_page(full: str, cmd: click.Command) -> str:
         out += [".TP", ".B \\-h, \\-\\-help", "Show the help and exit."]
     if examples:
         out += [".SH EXAMPLES", ".nf"] + [_roff(e) for e in examples] + [".fi"]
-    out.append(".SH EXIT STATUS")
-    for code, text in EXIT_STATUS_DOC.items():
-        out += [".TP", f".B {int(code)}", _roff(text)]
-    out.append(".SH ENVIRONMENT")
-    for name, field in Settings.model_fields.items():
-        out += [".TP", f".B {_roff(env_name(name))}", _roff(f"{field.description} (TOML key {name})")]
-    out += [".TP", ".B METRICS_CONFIG", _roff("TOML file with settings, as --config"),
-            ".TP", ".B NO_COLOR", _roff("no colour in tables")]
+    out += _exit_and_environment(cmd, group=full == PROG)
     out.append(".SH FILES")
     for path, text in FILES_DOC:
         out += [".TP", f".I {_roff(path)}", _roff(text)]
@@ -165,8 +158,34 @@ def man_page(full: str, cmd: click.Command) -> str:
     return "\n".join(out) + "\n"
 
 
+def _exit_and_environment(cmd: click.Command, group: bool) -> list[str]:
+    """EXIT STATUS and ENVIRONMENT: what the command declares it returns and reads (the group: every command's)."""
+    from metrics_ops.cli.common import VARIABLES_DOC, environment, exit_statuses
+    from metrics_ops.config import Settings, env_name
+    from metrics_ops.exitcodes import EXIT_STATUS_DOC
+
+    out = [".SH EXIT STATUS"]
+    for code in exit_statuses(cmd):
+        out += [".TP", f".B {int(code)}", _roff(EXIT_STATUS_DOC[code])]
+    settings, other = environment(cmd)
+    out.append(".SH ENVIRONMENT")
+    for name in settings:
+        out += [".TP", f".B {_roff(env_name(name))}",
+                _roff(f"{Settings.model_fields[name].description} (TOML key {name})")]
+    for name in other:
+        out += [".TP", f".B {_roff(name)}", _roff(VARIABLES_DOC[name])]
+    if not settings and not other:
+        out.append(_roff("It reads no METRICS_* setting."))
+    elif settings and not group:
+        out += [".PP", _roff(f"Every METRICS_* variable is checked all the same: an invalid value of any of them "
+                             f"is exit status 2 ({PROG}(1) lists them all).")]
+    return out
+
+
 def reference_markdown() -> str:
     """docs/commands.md, the whole file: every command and option (README.md and docs/README.md link to it)."""
+    from metrics_ops.cli.common import exit_statuses
+
     lines = ["# Command reference", "", f"<!-- {HEADER} -->", "",
              "Every command and option, generated from the code (`python tools/docgen.py`; `man metrics-ops-<command>`",
              "has the same with examples, exit status, environment and files). Settings, their environment names and",
@@ -179,6 +198,8 @@ def reference_markdown() -> str:
             title, summary = (f"## `{PROG}`: global options", "Given before the command name; commands that use them "
                                 "also take `--config`, `--data-dir`, `--json`, `-q` and `-v` after it.")
         lines += [title, "", summary, ""]
+        if full != PROG:
+            lines += ["Exit status: " + ", ".join(str(int(c)) for c in exit_statuses(cmd)) + ".", ""]
         params = [p for p in cmd.params if not getattr(p, "hidden", False)]
         if params:
             lines += ["| option | meaning |", "|---|---|"]

@@ -24,9 +24,9 @@ def cli(ctx, config, dir, json_, quiet, verbose):  # `dir`: the option is named 
 
     \b
     Examples:
-      metrics-ops rotate --once            # one maintenance pass, for cron
-      metrics-ops rotate --interval 300    # a loop, for a sidecar
-      metrics-ops config show              # effective settings and their sources
+      metrics-ops rotate --once           # one maintenance pass, for cron
+      metrics-ops rotate --interval 300   # a loop, for a sidecar
+      metrics-ops config show             # settings and their sources
     """
     # the config layer checks the file, naming it as given: --config or METRICS_CONFIG
     from_env = ctx.get_parameter_source("config") == click.core.ParameterSource.ENVIRONMENT

@@ -20,10 +20,11 @@ def client(run, kind):
 
     \b
     Examples:
-      metrics-ops client > public/metrics.js      # then <script defer src="/metrics.js" data-sample-rate="0.25">
+      metrics-ops client > public/metrics.js
+      # in the page: <script defer src="/metrics.js" data-sample-rate="0.25">
       metrics-ops client --module > src/lib/metrics.mjs
       metrics-ops client --types > src/lib/metrics.d.ts
-      metrics-ops client --json                   # size and ETag
+      metrics-ops client --json                # size and ETag
     """
     from metrics_ops.client import client_file
 

@@ -11,6 +11,62 @@ from metrics_ops.exitcodes import ExitCode
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
+#: environment variables that are not settings (settings: config.env_name), as the man pages describe them
+VARIABLES_DOC = {
+    "METRICS_CONFIG": "TOML file with settings, as --config",
+    "NO_COLOR": "no colour in tables and progress bars",
+    "XDG_STATE_HOME": "where it remembers when it last probed each URL: $XDG_STATE_HOME/metrics-ops/probes.json "
+                      "(default ~/.local/state)",
+}
+
+
+def declares(*, exits: tuple[ExitCode, ...] = (), settings: tuple[str, ...] = (), env: tuple[str, ...] = ()):
+    """A command's exit statuses and environment, declared on the command for its man page and the command
+    reference (:func:`exit_statuses`, :func:`environment`): ``exits`` beyond 0 and 2 (every command: success,
+    bad usage), ``settings`` it reads beyond those its options set ("*": all), ``env`` other variables
+    (:data:`VARIABLES_DOC`).
+    Put it above ``@click.command``."""
+    unknown = [name for name in env if name not in VARIABLES_DOC]
+    if unknown:
+        raise LookupError(f"declares: no description of {unknown} in VARIABLES_DOC")  # a bug in the command
+
+    def mark(cmd: click.Command) -> click.Command:
+        cmd.declared = {"exits": frozenset(exits), "settings": tuple(settings), "env": tuple(env)}
+        return cmd
+
+    return mark
+
+
+def exit_statuses(cmd: click.Command) -> list[ExitCode]:
+    """The statuses ``cmd`` can exit with (a group: those of all its commands), in order."""
+    codes = {ExitCode.OK, ExitCode.USAGE, *getattr(cmd, "declared", {}).get("exits", ())}
+    for sub in getattr(cmd, "commands", {}).values():
+        codes |= set(exit_statuses(sub))
+    return sorted(codes)
+
+
+def environment(cmd: click.Command) -> tuple[list[str], list[str]]:
+    """(the settings ``cmd`` reads, in the model's order; the other variables it reads): what it declared, and
+    every setting one of its options sets (an option's parameter name is the setting's name). A group: those of
+    all its commands. A command that reads a setting also reads METRICS_CONFIG, the file settings come from."""
+    from metrics_ops.config import Settings
+
+    declared = getattr(cmd, "declared", {})
+    names = set(declared.get("settings", ())) | {p.name for p in cmd.params if p.name in Settings.model_fields}
+    if "*" in names:
+        names = set(Settings.model_fields)
+    other = set(declared.get("env", ()))
+    for sub in getattr(cmd, "commands", {}).values():
+        sub_names, sub_other = environment(sub)
+        names |= set(sub_names)
+        other |= set(sub_other)
+    unknown = names - set(Settings.model_fields)
+    if unknown:
+        raise LookupError(f"{cmd.name} declares settings that do not exist: {sorted(unknown)}")
+    if names:
+        other.add("METRICS_CONFIG")
+    return [n for n in Settings.model_fields if n in names], sorted(other)
+
 
 def maintenance_lock_busy(exc) -> str:
     """What a busy maintenance lock (a :class:`metrics_ops.locks.LockBusy`) means to the user of a command."""
@@ -19,7 +75,8 @@ def maintenance_lock_busy(exc) -> str:
 
 class Group(click.Group):
     """The command group. An alias (a command added under a second name, hidden from the list in --help) is
-    still offered by shell completion, by the name it is typed as (bash, zsh and fish ask the group)."""
+    still offered by shell completion, by the name it is typed as (bash, zsh and fish ask the group). click's
+    usage errors, like the commands' own lines, fit the terminal (:class:`_Fitted`)."""
 
     def shell_complete(self, ctx: click.Context, incomplete: str):
         from click.shell_completion import CompletionItem
@@ -29,6 +86,18 @@ class Group(click.Group):
                    if cmd.hidden and name != cmd.name and name.startswith(incomplete)]
         # an alias's name is a word, so the list holds command names only (options come for "-" alone)
         return sorted(items + aliases, key=lambda item: item.value) if aliases else items
+
+    def make_context(self, *args, **kwargs):
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.ClickException as exc:
+            raise exc if isinstance(exc, Failure | _Fitted) else _Fitted(exc) from None
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            raise exc if isinstance(exc, Failure | _Fitted) else _Fitted(exc) from None
 
 
 class DataDirPath(click.Path):
@@ -94,9 +163,30 @@ class Failure(click.ClickException):
         self.exit_code = int(exit_code)
 
     def show(self, file=None) -> None:
+        from metrics_ops.terminal import PREFIX, fit, width_of
+
         err = sys.stderr if file is None else file  # click.get_text_stream is deprecated (gone in click 9)
         for line in self.lines:
-            click.echo(f"metrics-ops: {line}", file=err)
+            click.echo(fit(PREFIX + line, width_of(err)), file=err)  # wrapped on a terminal, one line piped
+
+
+class _Fitted(click.ClickException):
+    """click's own error (bad usage), shown as click shows it, each line wrapped to the terminal (one line piped)."""
+
+    def __init__(self, error: click.ClickException):
+        super().__init__(error.message)
+        self.error, self.exit_code = error, error.exit_code
+
+    def show(self, file=None) -> None:
+        import io
+
+        from metrics_ops.terminal import fit, width_of
+
+        err = sys.stderr if file is None else file
+        text = io.StringIO()
+        self.error.show(file=text)
+        for line in text.getvalue().splitlines():
+            click.echo(fit(line, width_of(err)), file=err)
 
 
 @dataclass

@@ -14,8 +14,8 @@ def completion(shell):
 
     \b
     Examples:
-      source <(metrics-ops completion bash)                                   # this shell
-      metrics-ops completion bash > /etc/bash_completion.d/metrics-ops        # every bash
+      source <(metrics-ops completion bash)     # this shell
+      metrics-ops completion bash > /etc/bash_completion.d/metrics-ops
       metrics-ops completion zsh > "${fpath[1]}/_metrics-ops"
       metrics-ops completion fish > ~/.config/fish/completions/metrics-ops.fish
     """

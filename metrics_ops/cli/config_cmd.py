@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import CONTEXT_SETTINGS, pass_invocation, shared_options
+from metrics_ops.cli.common import CONTEXT_SETTINGS, declares, pass_invocation, shared_options
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -17,6 +17,7 @@ def config():
     """
 
 
+@declares(settings=("*",), env=("NO_COLOR",))  # "*": every setting
 @config.command("show")
 @shared_options
 @pass_invocation
@@ -28,9 +29,11 @@ def show(run):
     \b
     Examples:
       metrics-ops config show
-      METRICS_RETENTION=60 metrics-ops --config /etc/metrics-ops.toml config show --json
+      metrics-ops --config /etc/metrics-ops.toml config show --json
+      METRICS_RETENTION=60 metrics-ops config show   # what the variable does
     """
     from metrics_ops.config import HIDDEN, Settings, env_name, origins_of, secret_fields
+    from metrics_ops.origins import plain_value
 
     out, s = run.output(), run.settings()
     origins, secrets = origins_of(s), secret_fields()
@@ -39,7 +42,7 @@ def show(run):
     values["state_file"] = s.state_path
     values["status_file"] = s.status_path
     for name in secrets:  # a secret is never printed: whether it is set, and where from
-        values[name] = HIDDEN if values[name] not in (None, "") else None
+        values[name] = HIDDEN if plain_value(values[name]) not in (None, "", b"") else None
     if out.json:
         out.document({name: {"value": None if v is None else (str(v) if not isinstance(v, int | float) else v),
                              "source": origins[name].source, "env": env_name(name),
@@ -53,4 +56,5 @@ def show(run):
              origins[name].source + (f" ({origins[name].file})" if origins[name].file else ""), env_name(name))
             for name, v in values.items()]
     out.table("effective settings", ("setting", "value", "source", "environment"), rows,
-              whole=("setting", "environment"))
+              whole=("setting", "environment"),
+              optional={"environment": "environment variables: METRICS_ and the setting in capitals"})

@@ -8,6 +8,7 @@ from metrics_ops.cli.common import (
     Failure,
     complete_zone,
     day_range,
+    declares,
     existing_store,
     pass_invocation,
     range_options,
@@ -53,6 +54,7 @@ class _Progress:
                        f"{path}", end="\n")
 
 
+@declares(exits=(ExitCode.FAILURE,), settings=("dir", "jsonl"))
 @click.command(short_help="Stream the stored lines of a day range as JSONL or CSV.")
 @range_options
 @click.option("--event", default=None, metavar="NAME", help="Only this event name.")
@@ -79,7 +81,7 @@ def export(run, since, until, event, fmt, output_file, tz):
     Examples:
       metrics-ops export --since 2026-11-01 --until 2026-11-30 > november.jsonl
       metrics-ops export --since 7d --format csv --output last-week.csv
-      metrics-ops export --since yesterday --until yesterday --event signup | jq .metadata
+      metrics-ops export --since 1d --until 1d --event signup | jq .metadata
     """
     import sys
     import time

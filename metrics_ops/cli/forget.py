@@ -6,6 +6,7 @@ import click
 
 from metrics_ops.cli.common import (
     Failure,
+    declares,
     existing_store,
     maintenance_lock_busy,
     pass_invocation,
@@ -15,6 +16,8 @@ from metrics_ops.cli.common import (
 from metrics_ops.exitcodes import ExitCode
 
 
+@declares(exits=(ExitCode.FAILURE, ExitCode.LOCKED), env=("NO_COLOR",),
+          settings=("dir", "jsonl", "tz", "gzip_level", "rollup_min_visitors"))
 @click.command(short_help="Delete visitors' events from every file (on request).")
 @click.argument("visitor_ids", metavar="[VISITOR_ID]...", nargs=-1)
 @click.option("--prefix", "prefixes", multiple=True, metavar="PREFIX",
@@ -40,7 +43,7 @@ def forget(run, visitor_ids, prefixes, include_current, dry_run, lock_timeout):
     Examples:
       metrics-ops forget v_8f2a --dry-run
       metrics-ops forget v_8f2a v_91c0
-      metrics-ops forget --prefix probe-7f3a09-        # the test traffic of one probe run
+      metrics-ops forget --prefix probe-7f3a09-   # a probe run's test events
     """
     import time
 

@@ -8,6 +8,7 @@ from metrics_ops.cli.common import (
     Failure,
     complete_zone,
     data_dir_problem,
+    declares,
     maintenance_lock_busy,
     pass_invocation,
     render_outcome,
@@ -188,6 +189,9 @@ def _budget_opts(fn):
                              "METRICS_MAX_TOTAL_MB).")(fn)
 
 
+@declares(exits=(ExitCode.FAILURE, ExitCode.LOCKED, ExitCode.BUDGET, ExitCode.ATTENTION), env=("NO_COLOR",),
+          settings=("dir", "jsonl", "rollup_retention", "rollup_min_visitors", "status_file", "health_textfile",
+                    "file_mode"))
 @click.command(short_help="Keep the data dir bounded: link, shard, gzip, prune.")
 @click.option("--once", is_flag=True, help="Run one pass and exit; the exit status says whether it succeeded.")
 @click.option("--interval", type=float, default=None, metavar="SECONDS",
@@ -213,12 +217,14 @@ def rotate(run, once, interval, max_mb, create, max_total_mb, min_free_mb, min_f
 
     \b
     Examples:
-      metrics-ops rotate --once -q                       # cron: mail only on trouble
-      metrics-ops rotate --interval 300 --gzip-after 3 --retention 30 --max-mb 64
-      metrics-ops rotate --once --dry-run                # show the plan
-      metrics-ops rotate --once --create --data-dir /var/lib/metrics   # first run: make the directory
-      metrics-ops rotate --once --max-total-mb 2048 --min-free-percent 10   # with a disk budget
-      metrics-ops rotate --check                         # health check: is a pass succeeding?
+      metrics-ops rotate --once -q           # cron: mail only on trouble
+      metrics-ops rotate --interval 300 --retention 30 --max-mb 64
+      metrics-ops rotate --once --dry-run    # show the plan
+      metrics-ops rotate --check             # health check: passes succeed?
+      # the first run, to make the directory
+      metrics-ops rotate --once --create --data-dir /var/lib/metrics
+      # with a disk budget
+      metrics-ops rotate --once --max-total-mb 2048 --min-free-percent 10
     """
     from metrics_ops.maintenance import ROTATE_STEPS
 
@@ -261,6 +267,7 @@ def _check(run, *, interval: float | None, tz: str | None) -> None:
         raise click.exceptions.Exit(ExitCode.ATTENTION)
 
 
+@declares(exits=(ExitCode.FAILURE, ExitCode.LOCKED), settings=("dir", "jsonl"), env=("NO_COLOR",))
 @click.command("gzip", short_help="Compress the day files older than --gzip-after days.")
 @_gzip_opts
 @_common
@@ -279,6 +286,7 @@ def gzip_cmd(run, gzip_after, gzip_level, tz, lock_timeout, dry_run):
          dry_run=dry_run)
 
 
+@declares(exits=(ExitCode.FAILURE, ExitCode.LOCKED), settings=("dir", "jsonl"), env=("NO_COLOR",))
 @click.command(short_help="Delete the data files older than --retention days.")
 @_retention_opt
 @_common

@@ -6,10 +6,11 @@ import os
 
 import click
 
-from metrics_ops.cli.common import Failure, output_options, pass_invocation
+from metrics_ops.cli.common import Failure, declares, output_options, pass_invocation
 from metrics_ops.exitcodes import ExitCode
 
 
+@declares(exits=(ExitCode.FAILURE, ExitCode.UNREACHABLE), env=("NO_COLOR", "XDG_STATE_HOME"))
 @click.command("ratelimit-probe", short_help="Prove the edge's rate limit with a burst (alias: probe).")
 @click.argument("url")
 @click.option("--requests", "-n", "n_requests", type=click.IntRange(1, 10_000), default=20, show_default=True,
@@ -49,9 +50,11 @@ def ratelimit_probe(run, url, n_requests, concurrency, rate, duration, timeout, 
 
     \b
     Examples:
-      metrics-ops probe http://127.0.0.1:8080/api/metrics/event --requests 20 --expect-rate 5 --expect-burst 10
-      metrics-ops probe URL --requests 20 --concurrency 20 --expect-rate 5 --expect-burst 10 --json
-      metrics-ops probe URL --rate 20 --duration 1 --expect-rate 5 --expect-burst 10 --csv probe.csv
+      metrics-ops probe http://127.0.0.1:8080/api/metrics/event \\
+          --requests 20 --expect-rate 5 --expect-burst 10
+      metrics-ops probe URL -n 20 -c 20 --expect-rate 5 --expect-burst 10 -q
+      metrics-ops probe URL --rate 20 --duration 1 --csv probe.csv \\
+          --expect-rate 5 --expect-burst 10
     """
     from metrics_ops import ratelimit as rl
     from metrics_ops import testrun

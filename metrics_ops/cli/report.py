@@ -8,6 +8,7 @@ from metrics_ops.cli.common import (
     Failure,
     complete_zone,
     day_range,
+    declares,
     existing_store,
     pass_invocation,
     range_options,
@@ -16,6 +17,7 @@ from metrics_ops.cli.common import (
 from metrics_ops.exitcodes import ExitCode
 
 
+@declares(exits=(ExitCode.FAILURE,), settings=("dir", "jsonl"), env=("NO_COLOR",))
 @click.command(short_help="Count events and visitors; estimate the real totals.")
 @range_options
 @click.option("--by", "by_", default="day", metavar="LIST", show_default=True,
@@ -44,7 +46,7 @@ def report(run, since, until, by_, event, top, csv_, no_rollups, tz):
 
     \b
     Examples:
-      metrics-ops report                                  # the last 7 days, per day
+      metrics-ops report                # the last 7 days, per day
       metrics-ops report --since 2026-11-01 --until 2026-11-30 --by day,event
       metrics-ops report --since 30d --by path --top 20 --event page_view
       metrics-ops report --by event --json

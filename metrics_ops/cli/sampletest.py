@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, data_dir_problem, pass_invocation, shared_options
+from metrics_ops.cli.common import Failure, data_dir_problem, declares, pass_invocation, shared_options
 from metrics_ops.exitcodes import ExitCode
 
 
+@declares(exits=(ExitCode.FAILURE, ExitCode.INCONCLUSIVE, ExitCode.UNREACHABLE),
+          settings=("sample_rates", "sample_key"), env=("NO_COLOR",))
 @click.command("sample-test", short_help="Prove the sampling rates (simulated or live).")
 @click.option("--client-rate", "client_sample_rate", type=float, default=None, metavar="RATE",
               help="The browser's rate (VITE_METRICS_SAMPLE_RATE; env METRICS_CLIENT_SAMPLE_RATE).")
@@ -36,10 +38,11 @@ def sample_test(run, client_sample_rate, sample_rate, sample_mode, events, seed,
 
     \b
     Examples:
-      metrics-ops sample-test                                   # the standard table + the configured pair
-      metrics-ops sample-test --client-rate 0.25 --server-rate 0.5 --events 10000 --seed 1
-      metrics-ops sample-test --mode visitor --client-rate 0.25 --server-rate 0.5
-      metrics-ops sample-test --url http://127.0.0.1:8001/api/metrics/event --events 2000 --data-dir ./data
+      metrics-ops sample-test    # the standard pairs and the configured one
+      metrics-ops sample-test --client-rate 0.25 --server-rate 0.5 --seed 1
+      metrics-ops sample-test --mode visitor --client-rate 0.25
+      metrics-ops sample-test --events 2000 --data-dir ./data \\
+          --url http://127.0.0.1:8001/api/metrics/event
     """
     from metrics_ops import sampletest as st
 
@@ -122,11 +125,12 @@ def _simulated(out, s, n: int, tolerance: float, seed: int | None, given: bool):
 def _table(out, rows, title: str) -> None:
     if out.quiet and all(r.verdict == "PASS" for r in rows):
         return
-    # Fits 80 columns: the pair's label carries the client and server rates, "rate" is the expected share, and
-    # the events an INCONCLUSIVE row needs are in the line below the table; --json has every number.
+    # One line per row in 80 columns: the pair's label carries the client and server rates, "rate" is the
+    # expected share; the events per row are in the title, so on a narrow terminal the counts give way (the
+    # observed share says the same); the events an INCONCLUSIVE row needs are in the line below the table.
     out.table(title, ("pair", "rate", "events", "kept", "observed", "99.9% interval", "verdict"),
               [(r.label, f"{r.expected:.4g}", r.events, r.kept, f"{r.observed:.4f}",
                 "exact" if r.low == r.high else f"[{r.low:.4f}, {r.high:.4f}]", r.verdict) for r in rows],
               ("left",) + ("right",) * 4 + ("left", "left"),
-              whole=("rate", "events", "kept", "observed", "99.9% interval", "verdict"),
-              min_width={"pair": 10, "verdict": len("INCONCLUSIVE")}, max_width={"pair": 10})
+              whole=("rate", "events", "kept", "observed", "99.9% interval", "verdict"),  # a long event name wraps
+              optional={"events": "", "kept": "kept: observed x events"})

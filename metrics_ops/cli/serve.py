@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, complete_zone, pass_invocation, settings_options
+from metrics_ops.cli.common import Failure, complete_zone, declares, pass_invocation, settings_options
+from metrics_ops.exitcodes import ExitCode
 
 
+@declares(exits=(ExitCode.FAILURE,), settings=(
+    "dir", "jsonl", "ring_capacity", "serve_min_free_mb", "max_body", "max_batch", "cors_origins", "state_file",
+    "file_mode", "sample_rates", "sample_key", "keep_query", "admin_token"))
 @click.command(short_help="Ingest events over HTTP into the daily JSONL files.")
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1; env METRICS_HOST).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default 8001; env METRICS_PORT).")
@@ -34,15 +38,18 @@ def serve(run, host, port, workers, log_level, sample_rate, sample_mode, max_mb,
     \b
     Examples:
       metrics-ops serve --host 127.0.0.1 --port 8001 --workers 2
-      METRICS_SAMPLE_RATE=0.5 metrics-ops --data-dir /var/lib/metrics serve --log-level info
+      METRICS_SAMPLE_RATE=0.5 metrics-ops --data-dir /var/lib/metrics \\
+          serve --log-level info
     """
     import os
+    import sys
 
     from metrics_ops.serve import runner
+    from metrics_ops.terminal import PREFIX, fit, width_of
 
     s = run.settings(host=host, port=port, workers=workers, log_level=log_level, sample_rate=sample_rate,
                      sample_mode=sample_mode, max_mb=max_mb, tz=tz)
-    line = f"metrics-ops: {ready_line(s)}\n".encode()
+    line = (fit(PREFIX + ready_line(s), width_of(sys.stderr)) + "\n").encode()
     try:
         # os.write, not click.echo: granian may fork a worker again (a respawn), and no buffer lock may be held then
         runner.run(s, on_ready=lambda: os.write(2, line))

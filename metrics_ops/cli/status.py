@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import click
 
-from metrics_ops.cli.common import Failure, complete_zone, data_dir_problem, pass_invocation, shared_options
+from metrics_ops.cli.common import (
+    Failure,
+    complete_zone,
+    data_dir_problem,
+    declares,
+    pass_invocation,
+    shared_options,
+)
 from metrics_ops.exitcodes import ExitCode
 
 
+@declares(exits=(ExitCode.FAILURE, ExitCode.ATTENTION), env=("NO_COLOR",), settings=(
+    "dir", "jsonl", "gzip_after", "retention", "max_total_mb", "min_free_mb", "min_free_percent", "serve_min_free_mb",
+    "status_file", "admin_token"))
 @click.command(short_help="Is everything fine? Data, disk, passes, serve.")
 @click.option("--url", default=None, metavar="URL",
               help="Also ask serve at URL (its base, e.g. http://127.0.0.1:8001) for /healthz and its counters.")

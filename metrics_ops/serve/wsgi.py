@@ -33,8 +33,10 @@ class StartupError(SystemExit):
 
         super().__init__(status)
         self.lines = lines
+        from metrics_ops.terminal import note
+
         for line in lines:
-            print(f"metrics-ops: {line}", file=sys.stderr)
+            note(sys.stderr, line)
 
 
 def create_app():
