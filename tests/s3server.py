@@ -126,9 +126,10 @@ class S3Server:
             try:
                 client.head_bucket(Bucket=self.bucket)
                 return
-            except Exception:
+            except Exception as exc:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"weed's S3 not ready after {timeout} s: {self.log.read_text()[-2000:]}")
+                    tail = self.log.read_text()[-2000:]
+                    raise RuntimeError(f"weed's S3 not ready after {timeout} s: {tail}") from exc
                 time.sleep(0.2)
 
     def stop(self) -> None:

@@ -130,7 +130,8 @@ def test_the_key_layout_round_trips_and_foreign_keys_are_refused():
 
 @pytest.mark.parametrize("url, location", [
     ("s3://metrics", Location("metrics", "")), ("s3://metrics/", Location("metrics", "")),
-    ("s3://metrics/site-a/", Location("metrics", "site-a")), ("s3://my.bucket-1//a//b/", Location("my.bucket-1", "a/b")),
+    ("s3://metrics/site-a/", Location("metrics", "site-a")),
+    ("s3://my.bucket-1//a//b/", Location("my.bucket-1", "a/b")),
 ])
 def test_archive_url_is_normalised(url, location):
     assert parse_archive_url(url) == location
