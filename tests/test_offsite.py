@@ -2,15 +2,16 @@
 
 import json
 import os
+from datetime import date, timedelta
 
 import pytest
 
 from metrics_ops import offsite
 from metrics_ops.layout import ARCHIVED_DIR, scan
-from metrics_ops.objectstore import ObjectInfo
+from metrics_ops.objectstore import ObjectInfo, file_digest
 from metrics_ops.reading import all_lines
 
-from .helpers import data_file
+from .helpers import cli, data_file
 
 NAME = "metrics-2026-11-24.jsonl.gz"
 SHA = "ab" * 32
@@ -45,3 +46,93 @@ def test_an_unreadable_record_counts_as_none_and_names_are_checked(data_dir):
         offsite.read_record(data_dir, "metrics-2026-11-24.jsonl")  # plain files are never archived
     with pytest.raises(ValueError, match="no sha256"):
         offsite.write_record(data_dir, NAME, ObjectInfo("k", 1, "e"))
+
+
+# ------------------------------------------------------------------------------------------ the archive step
+def closed_days(data_dir, n=3, today=None, gz=True, rows=50):
+    """n closed days of data (compressed unless ``gz`` is False), the newest yesterday -> their file names."""
+    today = today or date.today()
+    names = []
+    for age in range(1, n + 1):
+        day = today - timedelta(days=age)
+        name = f"metrics-{day.isoformat()}.jsonl" + (".gz" if gz else "")
+        data_file(data_dir / name, [{"visitor_id": f"v{i}", "event": f"d{age}"} for i in range(rows)], gz=gz)
+        names.append(name)
+    return names
+
+
+def archive_env(archive_url, data_dir, **more):
+    return {"METRICS_ARCHIVE_URL": archive_url, "METRICS_HOST_ID": "web-1", "METRICS_DIR": str(data_dir),
+            **{k: str(v) for k, v in more.items()}}
+
+
+def objects(archive_url):
+    from metrics_ops.objectstore import Bucket, parse_archive_url
+
+    bucket = Bucket(parse_archive_url(archive_url))
+    return {o.key.rsplit("/", 1)[1]: bucket.head(o.key) for o in bucket.list()}
+
+
+def kinds(doc, step="archive"):
+    return sorted((a["kind"], a["file"]) for a in doc["actions"] if a["step"] == step)
+
+
+def test_archive_uploads_each_closed_file_verified_and_a_rerun_uploads_nothing(data_dir, archive_url):
+    names = closed_days(data_dir)
+    data_file(data_dir / f"metrics-{date.today().isoformat()}.jsonl", [{"visitor_id": "v", "event": "now"}])
+    env = archive_env(archive_url, data_dir)
+    first = cli("archive", "--json", env=env)
+    assert first.returncode == 0, first.stderr
+    doc = json.loads(first.stdout)
+    assert kinds(doc) == sorted(("upload", n) for n in names)
+    assert doc["archive"]["waiting_files"] == 0 and doc["archive"]["archived_files"] == 3
+    found = objects(archive_url)
+    assert sorted(found) == sorted(names)  # plain files and today's are never uploaded
+    for name in names:
+        sha, size = file_digest(data_dir / name)
+        assert found[name].matches(sha, size)
+        assert found[name].key.endswith(f"/day={name[8:18]}/host=web-1/{name}")
+        assert offsite.read_record(data_dir, name).etag == found[name].etag
+    again = cli("archive", "--json", env=env)
+    assert again.returncode == 0 and kinds(json.loads(again.stdout)) == []
+    assert {n: o.etag for n, o in objects(archive_url).items()} == {n: o.etag for n, o in found.items()}
+    assert (data_dir / names[0]).exists()  # archive never deletes a local file
+    quiet = cli("archive", "-q", env=env)
+    assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
+
+
+def test_rotate_archives_after_gzip_and_prune_deletes_only_what_is_archived(data_dir, archive_url):
+    old = closed_days(data_dir, n=6, gz=False)  # plain: rotate compresses (gzip_after 1), archives, prunes
+    env = archive_env(archive_url, data_dir, METRICS_GZIP_AFTER=1, METRICS_RETENTION=4)
+    done = cli("rotate", "--once", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    steps = [a["step"] for a in doc["actions"]]
+    assert doc["steps"] == ["rotate", "rollup", "gzip", "archive", "prune", "budget"]
+    assert steps.index("gzip") < steps.index("archive") < steps.index("prune")
+    gone = {a["file"] for a in doc["actions"] if a["kind"] == "delete"}
+    assert gone == {n + ".gz" for n in old[3:]}  # days 4..6 old: compressed, archived, then deleted
+    assert sorted(objects(archive_url)) == sorted(n + ".gz" for n in old)
+    status = json.loads((data_dir / ".metrics-ops.status").read_text())
+    assert status["result"] == "ok" and status["archive_waiting_files"] == 0
+
+
+def test_the_bucket_down_fails_only_the_archive_step_and_prune_deletes_nothing_unarchived(data_dir, tmp_path):
+    from .helpers import free_port
+
+    names = closed_days(data_dir, n=5, gz=False)
+    down = f"http://127.0.0.1:{free_port()}"
+    env = {**archive_env("s3://metrics/site-a", data_dir, METRICS_GZIP_AFTER=1, METRICS_RETENTION=2),
+           "AWS_ENDPOINT_URL": down, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_REGION": "us-east-1",
+           "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+    done = cli("rotate", "--once", env=env)
+    assert done.returncode == 1
+    assert "archive s3://metrics/site-a" in done.stderr and "Traceback" not in done.stderr
+    assert sorted(p.name for p in data_dir.glob("metrics-*.gz")) == sorted(n + ".gz" for n in names)  # gzip ran
+    assert len(list((data_dir / "rollups").glob("rollup-*.json"))) == 5  # the rollup step ran
+    status = json.loads((data_dir / ".metrics-ops.status").read_text())
+    assert status["result"] == "failed" and "archive s3://metrics/site-a" in status["message"]
+    assert status["archive_waiting_files"] == 5 and status["archive_waiting_days"] == 5
+    alone = cli("archive", env=env)
+    assert alone.returncode == 1 and "archive s3://metrics/site-a" in alone.stderr
+    assert len(alone.stderr.strip().splitlines()) <= 2, alone.stderr
