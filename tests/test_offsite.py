@@ -136,3 +136,177 @@ def test_the_bucket_down_fails_only_the_archive_step_and_prune_deletes_nothing_u
     alone = cli("archive", env=env)
     assert alone.returncode == 1 and "archive s3://metrics/site-a" in alone.stderr
     assert len(alone.stderr.strip().splitlines()) <= 2, alone.stderr
+
+
+class Proxy:
+    """A loopback TCP proxy in front of the S3 server: ``drop_put_replies`` forwards every PUT and closes the
+    client's connection instead of relaying the reply (a reply lost after the PUT landed); ``rate`` (bytes per
+    second) throttles what the client sends, so that a test can kill the client mid-upload. ``sent`` counts the
+    bytes of PUT requests forwarded."""
+
+    def __init__(self, upstream_port: int, *, drop_put_replies: bool = False, rate: int | None = None):
+        import socket
+        import threading
+
+        self.upstream, self.drop, self.rate = upstream_port, drop_put_replies, rate
+        self.sent = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.threading = threading
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self):
+        import socket
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            state = {"put": False}
+            self.threading.Thread(target=self._up, args=(client, server, state), daemon=True).start()
+            self.threading.Thread(target=self._down, args=(server, client, state), daemon=True).start()
+
+    def _up(self, client, server, state):
+        import time
+
+        try:
+            while data := client.recv(16384 if self.rate is None else 4096):
+                if data.startswith(b"PUT "):
+                    state["put"] = True
+                if state["put"]:
+                    self.sent += len(data)
+                server.sendall(data)
+                if self.rate is not None:
+                    time.sleep(len(data) / self.rate)
+        except OSError:
+            pass
+        finally:
+            _close(server)
+
+    def _down(self, server, client, state):
+        try:
+            while data := server.recv(16384):
+                if self.drop and state["put"] and not data.startswith(b"HTTP/1.1 100 "):
+                    break  # the PUT landed (boto3 waits for 100 Continue before the body); its reply is lost
+                client.sendall(data)
+        except OSError:
+            pass
+        finally:
+            _close(client)
+
+    def close(self):
+        _close(self.listener)
+
+
+def _close(sock):
+    import socket
+
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+
+
+def test_a_reply_lost_after_the_put_is_adopted_by_the_rerun_which_uploads_nothing(data_dir, archive_url, s3_server):
+    names = closed_days(data_dir, n=1)
+    env = archive_env(archive_url, data_dir)
+    proxy = Proxy(s3_server.port, drop_put_replies=True)
+    try:
+        lost = cli("archive", env={**env, "AWS_ENDPOINT_URL": proxy.url})
+    finally:
+        proxy.close()
+    assert lost.returncode == 1 and "archive s3://metrics/" in lost.stderr and "Traceback" not in lost.stderr
+    assert offsite.read_record(data_dir, names[0]) is None  # no reply: nothing recorded
+    landed = objects(archive_url)[names[0]]
+    assert landed.matches(*file_digest(data_dir / names[0]))  # but the PUT landed
+    rerun = cli("archive", "--json", env=env)
+    assert rerun.returncode == 0, rerun.stderr
+    assert kinds(json.loads(rerun.stdout)) == [("record", names[0])]  # adopted: nothing uploaded
+    after = objects(archive_url)[names[0]]
+    assert (after.etag, after.last_modified) == (landed.etag, landed.last_modified)
+    assert offsite.read_record(data_dir, names[0]).etag == landed.etag
+
+
+def test_kill_9_during_an_upload_deletes_nothing_and_the_rerun_completes(data_dir, archive_url, s3_server):
+    import subprocess
+    import time
+
+    from .helpers import CLI
+
+    big = data_dir / f"metrics-{(date.today() - timedelta(days=1)).isoformat()}.jsonl.gz"
+    big.write_bytes(os.urandom(3 << 20))  # stored, not read: any bytes do
+    before = file_digest(big)
+    env = archive_env(archive_url, data_dir, METRICS_RETENTION=1, METRICS_GZIP_AFTER=1)
+    proxy = Proxy(s3_server.port, rate=256 << 10)
+    try:
+        proc = subprocess.Popen([*CLI, "rotate", "--once"], env={**os.environ, **env, "AWS_ENDPOINT_URL": proxy.url},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while proxy.sent < (512 << 10) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the upload ended before it could be killed"
+        proc.kill()
+        proc.wait()
+    finally:
+        proxy.close()
+    assert file_digest(big) == before and offsite.read_record(data_dir, big.name) is None
+    assert big.name not in objects(archive_url)
+    rerun = cli("rotate", "--once", "--json", env=env)
+    assert rerun.returncode == 0, rerun.stderr
+    doc = json.loads(rerun.stdout)
+    assert ("upload", big.name) in kinds(doc)
+    assert objects(archive_url)[big.name].matches(*before)
+    assert ("delete", big.name) in [(a["kind"], a["file"]) for a in doc["actions"]]  # archived, then pruned
+
+
+def test_an_object_changed_behind_our_back_keeps_the_local_file_and_status_says_so(data_dir, archive_url, tmp_path):
+    from metrics_ops.objectstore import Bucket, parse_archive_url
+
+    names = closed_days(data_dir, n=2)
+    env = archive_env(archive_url, data_dir, METRICS_GZIP_AFTER=1, METRICS_RETENTION=1)
+    assert cli("archive", env=env).returncode == 0
+    other = tmp_path / "other.gz"
+    other.write_bytes(b"someone else's bytes")
+    bucket = Bucket(parse_archive_url(archive_url))
+    key = objects(archive_url)[names[0]].key
+    bucket.put_file(key, other, sha256=file_digest(other)[0], size=file_digest(other)[1])
+    offsite.drop_record(data_dir, names[1])  # the other file: archived, its record lost (adopted again below)
+    again = cli("archive", "--json", env=env)
+    assert again.returncode == 7, again.stderr
+    doc = json.loads(again.stdout)
+    assert kinds(doc) == [("record", names[1])]
+    assert [k["file"] for k in doc["kept"] if "conflict" in k["reason"]] == [names[0]]
+    assert doc["archive"]["conflicts"] == 1
+    done = cli("rotate", "--once", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    deleted = [a["file"] for a in json.loads(done.stdout)["actions"] if a["kind"] == "delete"]
+    assert deleted == [names[1]] and (data_dir / names[0]).exists()  # the conflict is never deleted
+    assert bucket.head(key).sha256 == file_digest(other)[0]  # nor uploaded over
+    status = cli("status", env=env)
+    assert status.returncode == 7
+    assert "1 file(s) in conflict with their object in the archive" in status.stderr
+    health = tmp_path / "metrics.prom"
+    cli("rotate", "--once", env={**env, "METRICS_HEALTH_TEXTFILE": str(health)})
+    assert "metrics_ops_rotate_archive_conflicts 1" in health.read_text()
+
+
+def test_a_late_writer_change_is_uploaded_again_over_the_old_object_with_if_match(data_dir, archive_url):
+    names = closed_days(data_dir, n=1)
+    env = archive_env(archive_url, data_dir)
+    assert cli("archive", env=env).returncode == 0
+    old = objects(archive_url)[names[0]]
+    lines = data_file(data_dir / names[0], [{"visitor_id": "late", "event": "e"}] * 3, gz=True)
+    again = cli("archive", "--json", env=env)
+    assert again.returncode == 0, again.stderr
+    assert kinds(json.loads(again.stdout)) == [("reupload", names[0])]
+    new = objects(archive_url)[names[0]]
+    assert new.etag != old.etag and new.matches(*file_digest(data_dir / names[0]))
+    assert offsite.read_record(data_dir, names[0]).etag == new.etag
+    assert all_lines(data_dir) == lines
