@@ -11,7 +11,7 @@ from metrics_ops.layout import ARCHIVED_DIR, scan
 from metrics_ops.objectstore import ObjectInfo, file_digest
 from metrics_ops.reading import all_lines
 
-from .helpers import cli, data_file
+from .helpers import cli, data_file, free_port
 
 NAME = "metrics-2026-11-24.jsonl.gz"
 SHA = "ab" * 32
@@ -310,3 +310,88 @@ def test_a_late_writer_change_is_uploaded_again_over_the_old_object_with_if_matc
     assert new.etag != old.etag and new.matches(*file_digest(data_dir / names[0]))
     assert offsite.read_record(data_dir, names[0]).etag == new.etag
     assert all_lines(data_dir) == lines
+
+
+@pytest.mark.parametrize("given", ["env", "toml", "dotenv"])
+@pytest.mark.parametrize("url", ["s3://AKIAEXAMPLE:wJalr/XUtnFEMI+K7MDENG@metrics/site-a", "AKIAEXAMPLE:wJalr@metrics",
+                                 "s3://AKIAEXAMPLE:wJalr@metrics:9000/p"])
+def test_a_rejected_archive_url_never_shows_the_credentials_typed_into_it(tmp_path, isolated_env, given, url):
+    env = {}
+    if given == "env":
+        env["METRICS_ARCHIVE_URL"] = url
+    elif given == "toml":
+        (tmp_path / "m.toml").write_text(f'archive_url = "{url}"\n')
+        env["METRICS_CONFIG"] = str(tmp_path / "m.toml")
+    else:
+        (isolated_env / ".env").write_text(f"METRICS_ARCHIVE_URL={url}\n")
+    r = cli("config", "show", env=env, cwd=isolated_env)
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert "***@" in r.stderr and "archive_url" in r.stderr.lower()
+    assert "wJalr" not in r.stderr + r.stdout and "AKIAEXAMPLE" not in r.stderr + r.stdout
+
+
+def test_archive_retention_below_retention_is_one_line_and_exit_2(data_dir):
+    env = archive_env("s3://metrics/site-a", data_dir, METRICS_ARCHIVE_RETENTION=20, METRICS_RETENTION=30)
+    for command in (("archive",), ("prune",), ("rotate", "--once")):
+        r = cli(*command, env=env)
+        assert r.returncode == 2 and r.stderr.splitlines() == [
+            "metrics-ops: METRICS_ARCHIVE_RETENTION=20 (from the environment) with METRICS_RETENTION=30 (from the "
+            "environment): archive_retention is less than retention: the archive would drop days that prune keeps "
+            "until they are archived"], r.stderr
+    assert list(data_dir.iterdir()) == []  # nothing was changed
+
+
+def test_without_boto3_an_archive_is_one_line_and_exit_2(data_dir, tmp_path):
+    blocker = tmp_path / "noboto"
+    (blocker / "boto3").mkdir(parents=True)
+    (blocker / "boto3" / "__init__.py").write_text("raise ImportError('blocked for the test')\n")
+    env = {**archive_env("s3://metrics/site-a", data_dir), "PYTHONPATH": str(blocker)}
+    closed_days(data_dir, n=1)
+    for command in (("archive",), ("rotate", "--once"), ("prune",)):
+        r = cli(*command, env=env)
+        assert (r.returncode, r.stderr) == (
+            2, "metrics-ops: archive_url is set but boto3 is not installed: pip install 'metrics-ops[s3]'\n")
+
+
+def test_archive_retention_drops_only_this_hosts_old_objects_and_never_uploads_an_expired_day(data_dir, archive_url,
+                                                                                              tmp_path):
+    from metrics_ops.objectstore import Bucket, object_key, parse_archive_url
+
+    bucket = Bucket(parse_archive_url(archive_url))
+    today = date.today()
+    piece = tmp_path / "piece.gz"
+    piece.write_bytes(b"an old day's bytes")
+    sha, size = file_digest(piece)
+    keys = {}
+    for host in ("web-1", "web-2"):
+        for age in (12, 9):
+            key = object_key(bucket.location, today - timedelta(days=age), host, "metrics-x.jsonl.gz")
+            bucket.put_file(key, piece, sha256=sha, size=size)
+            keys[host, age] = key
+    expired = closed_days(data_dir, n=12)[-1]  # 12 days old: past archive_retention 10
+    env = archive_env(archive_url, data_dir, METRICS_ARCHIVE_RETENTION=10, METRICS_RETENTION=5)
+    r = cli("archive", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert [(a["kind"], a["file"]) for a in doc["actions"] if a["kind"] == "drop-object"] == [
+        ("drop-object", keys["web-1", 12])]
+    assert expired not in [a["file"] for a in doc["actions"]]
+    assert any(k["file"] == expired and "archive_retention" in k["reason"] for k in doc["kept"])
+    left = {o.key for o in bucket.list()}
+    assert keys["web-1", 12] not in left and {keys["web-2", 12], keys["web-1", 9], keys["web-2", 9]} <= left
+    pruned = cli("prune", "--json", env=env)  # past both retentions: prune deletes it without an archived copy
+    assert pruned.returncode == 0 and expired in [a["file"] for a in json.loads(pruned.stdout)["actions"]]
+
+
+def test_the_budget_deletes_only_archived_files_and_says_when_unarchived_ones_block_it(data_dir, archive_url):
+    names = closed_days(data_dir, n=4, rows=2000)
+    down = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
+    env = archive_env(archive_url, data_dir, METRICS_MAX_TOTAL_MB=0.001, METRICS_RETENTION=30)
+    blocked = cli("rotate", "--once", env={**env, **down})
+    assert blocked.returncode == 1
+    assert "not yet archived, which it deletes only once archived" in blocked.stderr
+    assert all((data_dir / n).exists() for n in names)  # nothing unarchived is deleted
+    done = cli("rotate", "--once", "--json", env=env)
+    doc = json.loads(done.stdout)
+    deleted = {a["file"] for a in doc["actions"] if a["step"] == "budget" and a["kind"] == "delete"}
+    assert deleted == set(names) and set(objects(archive_url)) == set(names)
