@@ -198,13 +198,15 @@ def textfile(status: PassStatus, inventory: Inventory | None, usage: DiskUsage |
                 [("", usage.free)])
         _metric(lines, p + "filesystem_size_bytes", "gauge", "Size of the data directory's file system.",
                 [("", usage.total)])
-    if status.archive:
-        _metric(lines, p + "archive_waiting_files", "gauge", "Closed, compressed files not yet safely archived "
-                "(prune and the budget keep them).", [("", status.archive_waiting_files)])
-        _metric(lines, p + "archive_waiting_days", "gauge", "Days with files not yet safely archived.",
-                [("", status.archive_waiting_days)])
-        _metric(lines, p + "archive_conflicts", "gauge", "Files whose object changed behind our back (kept; see "
-                "docs/operations.md).", [("", status.archive_conflicts)])
+    _metric(lines, p + "archive_enabled", "gauge", "1 if the pass ran the archive step (archive_url set), else 0.",
+            [("", int(status.archive))])
+    # 0 without an archive, so that the alert rules always have series to read
+    _metric(lines, p + "archive_waiting_files", "gauge", "Closed, compressed files not yet safely archived "
+            "(prune and the budget keep them).", [("", status.archive_waiting_files)])
+    _metric(lines, p + "archive_waiting_dates", "gauge", "Days with files not yet safely archived (a count of days).",
+            [("", status.archive_waiting_days)])
+    _metric(lines, p + "archive_conflicts", "gauge", "Files whose object changed behind our back (kept; see "
+            "docs/operations.md).", [("", status.archive_conflicts)])
     _metric(lines, p + "min_free_bytes", "gauge", "The disk budget's free-space floor (0: none).",
             [("", min_free or 0)])
     _metric(lines, p + "max_total_bytes", "gauge", "The disk budget's ceiling on data files and rollups (0: none).",
