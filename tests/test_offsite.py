@@ -395,3 +395,37 @@ def test_the_budget_deletes_only_archived_files_and_says_when_unarchived_ones_bl
     doc = json.loads(done.stdout)
     deleted = {a["file"] for a in doc["actions"] if a["step"] == "budget" and a["kind"] == "delete"}
     assert deleted == set(names) and set(objects(archive_url)) == set(names)
+
+
+def test_an_object_rewritten_by_forget_on_another_host_replaces_the_local_file(data_dir, archive_url):
+    import gzip
+    import hashlib
+
+    import boto3
+
+    from metrics_ops import rollups
+    from metrics_ops.objectstore import parse_archive_url
+
+    if "forgotten_from" not in ObjectInfo.__dataclass_fields__:
+        pytest.skip("needs ObjectInfo.forgotten_from (helper G's objectstore change, contract point 2)")
+    names = closed_days(data_dir, n=1, rows=10)
+    env = archive_env(archive_url, data_dir, METRICS_GZIP_AFTER=1, METRICS_ROLLUP_MIN_VISITORS=2)
+    assert cli("rotate", "--once", env=env).returncode == 0
+    day = date.today() - timedelta(days=1)
+    assert rollups.read(data_dir, day).lines == 10
+    old = objects(archive_url)[names[0]]
+    kept = [{"visitor_id": f"v{i}", "event": "d1"} for i in range(4, 10)]  # forget removed v0..v3 elsewhere
+    body = gzip.compress("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in kept).encode())
+    sha = hashlib.sha256(body).hexdigest()
+    location = parse_archive_url(archive_url)
+    boto3.client("s3").put_object(Bucket=location.bucket, Key=old.key, Body=body, IfMatch=f'"{old.etag}"',
+                                  Metadata={"sha256": sha, "size": str(len(body)), "forgotten-from": old.sha256})
+    r = cli("archive", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    assert kinds(json.loads(r.stdout)) == [("restore", names[0])]
+    assert (data_dir / names[0]).read_bytes() == body
+    record = offsite.read_record(data_dir, names[0])
+    assert (record.sha256, record.size) == (sha, len(body)) and record.etag == objects(archive_url)[names[0]].etag
+    assert rollups.read(data_dir, day).lines == 6  # the day's rollup recounted
+    again = cli("archive", "--json", env=env)
+    assert again.returncode == 0 and kinds(json.loads(again.stdout)) == []
