@@ -19,6 +19,7 @@ their local copy of an object carrying ``forgotten-from`` on their next pass, wh
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -29,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from metrics_ops.archive import LineFilter
-from metrics_ops.lines import MAX_LINE_TEXT, stream_blocks
+from metrics_ops.lines import MAX_LINE_TEXT, inflated, raw, stream_blocks
 from metrics_ops.objectstore import (
     META_FORGOTTEN_FROM,
     ArchiveError,
@@ -187,28 +188,35 @@ class _Job:
     def _replace_own(self, key: str, name: str, outcome: ObjectErasure) -> bool:
         """This host's object of a local file forget rewrote: when the object is what was uploaded (the record),
         upload the local file over it; False when it is not (then it is rewritten like any other object)."""
-        from metrics_ops.offsite import read_record, write_record
+        from metrics_ops.offsite import read_record
 
         record = read_record(self.store, name)
         head = self.bucket.head(key)
         if record is None or head is None or not record.same_object(head):
             return False
+        self._upload_local(key, name, head.etag, head.sha256, head.size, outcome)
+        return True
+
+    def _upload_local(self, key: str, name: str, etag: str, old_sha256: str, old_size: int,
+                      outcome: ObjectErasure) -> None:
+        """The rewritten local file over its object (If-Match ``etag``), verified, and the archive record."""
+        from metrics_ops.offsite import write_record
+
         path = self.store.dir / name
         sha256, size = file_digest(path)
-        new = self.bucket.put_file(key, path, sha256=sha256, size=size, if_match=head.etag,
-                                   extra_metadata={META_FORGOTTEN_FROM: head.sha256})
-        _verify(new, head.sha256, key)
+        new = self.bucket.put_file(key, path, sha256=sha256, size=size, if_match=etag,
+                                   extra_metadata={META_FORGOTTEN_FROM: old_sha256})
+        _verify(new, old_sha256, key)
         try:
             write_record(self.store, name, new)
         except OSError as exc:
             outcome.error = (f"replaced by the rewritten local file, but its archive record could not be written "
                              f"({exc.strerror or exc}): the next pass looks at the object again")
         outcome.status, outcome.removed = REPLACED, self.rewritten_local[name]
-        outcome.bytes_before, outcome.bytes_after, outcome.forgotten_from = head.size, size, head.sha256
-        return True
+        outcome.bytes_before, outcome.bytes_after, outcome.forgotten_from = old_size, size, old_sha256
 
     def _rewrite(self, key: str, name: str, etag: str, outcome: ObjectErasure) -> bool:
-        count, source = self._read(key, name, etag)
+        count, source, _ = self._read(key, name, etag)
         if count.problems:
             outcome.status, outcome.removed = NOT_REWRITTEN, count.removed
             outcome.error = (f"{count.problems[0].why}; {count.removed} line(s) of these visitors are in its "
@@ -223,35 +231,50 @@ class _Job:
             return long_note is not None
         if self.dry_run:
             return True
+        old = source.digest.hexdigest()
         with tempfile.TemporaryDirectory(prefix="metrics-ops-forget-") as tmp:
             path = os.path.join(tmp, name)
-            copy, again = self._read(key, name, etag, path)
+            copy, again, content = self._read(key, name, etag, path)
             if copy.removed != count.removed or again.digest.digest() != source.digest.digest():
                 raise ArchiveError(f"archive s3://{self.bucket.location.bucket}/{key}: read differently the "
                                    "second time")
             if self.between is not None:
                 self.between(key)
+            if (outcome.host == self.host_id and name in self.rewritten_local
+                    and content == _content_digest(self.store.dir / name)):
+                # this host's object holds what its rewritten local file holds (no record said so, or the
+                # object was uploaded anew): the local file's very bytes go, so that the two stay one file
+                self._upload_local(key, name, etag, old, source.size, outcome)
+                return True
             sha256, size = file_digest(path)
-            old = source.digest.hexdigest()
             new = self.bucket.put_file(key, path, sha256=sha256, size=size, if_match=etag,
                                        extra_metadata={META_FORGOTTEN_FROM: old})
         _verify(new, old, key)
         outcome.bytes_after, outcome.forgotten_from = size, old
         return True
 
-    def _read(self, key: str, name: str, etag: str, out: str | None = None) -> tuple[LineFilter, _Hashing]:
-        """Stream the object (this ETag only) through the local forget's filter; into ``out`` when given."""
+    def _read(self, key: str, name: str, etag: str, out: str | None = None) -> tuple[LineFilter, _Hashing, bytes]:
+        """Stream the object (this ETag only) through the local forget's filter; into ``out`` when given. Also
+        the sha256 of the lines kept (what the object's rewrite holds, uncompressed)."""
+        content = hashlib.sha256()
         with self.bucket.open_stream(key, if_match=etag) as stream:
             source = _Hashing(stream)
             if out is None:
-                return _filtered(source, name, self.keep, self.touches, None), source
-            with open(out, "wb") as raw:
+                return _filtered(source, name, self.keep, self.touches, None), source, b""
+            with open(out, "wb") as fh:
                 if name.endswith(".gz"):
                     from zlib_ng import gzip_ng
 
-                    with gzip_ng.GzipFile(fileobj=raw, mode="wb", compresslevel=self.level, mtime=0) as sink:
-                        return _filtered(source, name, self.keep, self.touches, sink.write), source
-                return _filtered(source, name, self.keep, self.touches, raw.write), source
+                    sink = gzip_ng.GzipFile(fileobj=fh, mode="wb", compresslevel=self.level, mtime=0)
+                else:
+                    sink = contextlib.nullcontext(fh)
+                with sink as dest:
+                    def write(block: bytes) -> None:
+                        content.update(block)
+                        dest.write(block)
+
+                    lines = _filtered(source, name, self.keep, self.touches, write)
+        return lines, source, content.digest()
 
 
 def _filtered(source: _Hashing, name: str, keep, touches, write) -> LineFilter:
@@ -260,6 +283,24 @@ def _filtered(source: _Hashing, name: str, keep, touches, write) -> LineFilter:
         lines.block(block)
     lines.finish()
     return lines
+
+
+def _content_digest(path) -> bytes | None:
+    """The sha256 of a local file's lines (decompressed), or None when it cannot be read whole."""
+    content = hashlib.sha256()
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        chunks = inflated(fd) if str(path).endswith(".gz") else raw(fd)
+        while True:
+            try:
+                content.update(next(chunks))
+            except StopIteration as stop:
+                return None if stop.value else content.digest()
+    finally:
+        os.close(fd)
 
 
 def _verify(new: ObjectInfo, old_sha256: str, key: str) -> None:

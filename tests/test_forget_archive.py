@@ -222,3 +222,22 @@ def test_a_line_over_1_mib_in_an_object_is_left_as_local_forget_leaves_it(tmp_pa
                     "(remove it by hand)")
     assert object_lines(bucket, info.key) == data[1:]  # the event line went, the long line stayed whole
     assert bucket.head(info.key).forgotten_from == info.sha256
+
+
+def test_this_hosts_object_without_a_record_becomes_the_rewritten_local_file(data_dir, bucket, archive_url):
+    """A reply lost after the upload (no record): the object holds what the local file held, so after forget
+    the object is the rewritten local file, byte for byte, and the record is written (what the pass would adopt)."""
+    name = file_name(D1) + ".gz"
+    data_file(data_dir / name, rows(D1, "web-1", ["v1", "a", "b"]), gz=True)
+    key = object_key(bucket.location, D1, "web-1", name)
+    before = bucket.put_file(key, data_dir / name, sha256=file_digest(data_dir / name)[0],
+                             size=file_digest(data_dir / name)[1])
+    assert offsite.read_record(data_dir, name) is None
+    r = cli("--data-dir", data_dir, "forget", "v1", "--json", env=env_for(archive_url))
+    assert r.returncode == 0, r.stderr
+    [o] = json.loads(r.stdout)["archive"]["objects"]
+    assert (o["status"], o["removed"], o["forgotten_from"]) == ("replaced", 1, before.sha256)
+    with bucket.open_stream(key) as stream:
+        assert stream.read() == (data_dir / name).read_bytes()
+    assert offsite.read_record(data_dir, name).matches(*file_digest(data_dir / name))
+    assert object_lines(bucket, key) == lines_of(rows(D1, "web-1", ["v1", "a", "b"]))[1:]
