@@ -117,8 +117,11 @@ def erase_archive(bucket: Bucket, keep, *, host_id: str, store=None, rewritten_l
         done.errors.append(f"{exc}; no archived object was searched: run forget again when the bucket answers")
         return done
     job = _Job(bucket, keep, host_id, store, rewritten_local or {}, level, dry_run, attempts, between)
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        outcomes = list(pool.map(job.one, listing))
+    if workers <= 1:
+        outcomes = [job.one(item) for item in listing]
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            outcomes = list(pool.map(job.one, listing))
     for (_info, (_day, host, _name)), outcome in zip(listing, outcomes, strict=True):
         if outcome == "skipped":
             continue
