@@ -241,3 +241,34 @@ def test_this_hosts_object_without_a_record_becomes_the_rewritten_local_file(dat
         assert stream.read() == (data_dir / name).read_bytes()
     assert offsite.read_record(data_dir, name).matches(*file_digest(data_dir / name))
     assert object_lines(bucket, key) == lines_of(rows(D1, "web-1", ["v1", "a", "b"]))[1:]
+
+
+def test_this_hosts_object_that_differs_from_its_local_file_is_rewritten_on_its_own(data_dir, bucket, archive_url):
+    """An object that is not what this host's local file held (changed behind our back, or another host with the
+    same host_id): its own lines are filtered; the local file is never uploaded over it."""
+    name = file_name(D1) + ".gz"
+    data_file(data_dir / name, rows(D1, "web-1", ["v1", "a"]), gz=True)
+    key = object_key(bucket.location, D1, "web-1", name)
+    theirs = rows(D1, "web-1", ["v1", "z", "y"])
+    before = put(bucket, data_dir.parent, D1, "web-1", theirs)
+    r = cli("--data-dir", data_dir, "forget", "v1", "--json", env=env_for(archive_url))
+    assert r.returncode == 0, r.stderr
+    [o] = json.loads(r.stdout)["archive"]["objects"]
+    assert (o["key"], o["status"], o["removed"]) == (key, "rewritten", 1)
+    assert object_lines(bucket, key) == lines_of(theirs)[1:] and bucket.head(key).forgotten_from == before.sha256
+    assert gzip.decompress((data_dir / name).read_bytes()).decode().splitlines() == lines_of(
+        rows(D1, "web-1", ["v1", "a"]))[1:]
+    assert offsite.read_record(data_dir, name) is None  # nothing recorded: the pass sees the conflict
+
+
+def test_without_boto3_forget_exits_2_and_changes_nothing(tmp_path, data_dir, archive_url):
+    name = file_name(D1) + ".gz"
+    data_file(data_dir / name, rows(D1, "web-1", ["v1", "a"]), gz=True)
+    before = (data_dir / name).read_bytes()
+    fake = tmp_path / "no-boto3" / "boto3"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('no boto3 here')\n")
+    r = cli("--data-dir", data_dir, "forget", "v1", env=env_for(archive_url, PYTHONPATH=str(fake.parent)))
+    assert r.returncode == 2 and r.stderr == ("metrics-ops: archive_url is set but boto3 is not installed: "
+                                              "pip install 'metrics-ops[s3]'\n")
+    assert (data_dir / name).read_bytes() == before
