@@ -36,6 +36,7 @@ from metrics_ops.objectstore import (
     ArchiveError,
     Bucket,
     ObjectInfo,
+    ObjectMissing,
     PreconditionFailed,
     file_digest,
     parse_key,
@@ -180,12 +181,16 @@ class _Job:
             except PreconditionFailed:
                 fresh = self.bucket.head(info.key)
                 if fresh is None:
-                    outcome.status, outcome.removed = GONE, None
-                    return True
+                    break
                 etag = fresh.etag
-        outcome.status = NOT_REWRITTEN
-        outcome.error = (f"changed {self.attempts} times while it was rewritten (HTTP 412 each time); not rewritten: "
-                         "run forget again")
+            except ObjectMissing:  # deleted since the listing (archive retention): nothing left to erase
+                break
+        else:
+            outcome.status = NOT_REWRITTEN
+            outcome.error = (f"changed {self.attempts} times while it was rewritten (HTTP 412 each time); not "
+                             "rewritten: run forget again")
+            return True
+        outcome.status, outcome.removed, outcome.error = GONE, None, None
         return True
 
     def _replace_own(self, key: str, name: str, outcome: ObjectErasure) -> bool:

@@ -272,3 +272,13 @@ def test_without_boto3_forget_exits_2_and_changes_nothing(tmp_path, data_dir, ar
     assert r.returncode == 2 and r.stderr == ("metrics-ops: archive_url is set but boto3 is not installed: "
                                               "pip install 'metrics-ops[s3]'\n")
     assert (data_dir / name).read_bytes() == before
+
+
+def test_an_object_deleted_under_the_rewrite_is_never_brought_back(tmp_path, bucket):
+    """Archive retention deleted the object between our read and our write: the conditional write fails, the
+    object stays deleted, nothing is left to erase (no error)."""
+    info = put(bucket, tmp_path, D1, "web-2", rows(D1, "web-2", ["v1", "a"]))
+    done = erase_archive(bucket, visitor_rule(frozenset(GONE)), host_id="web-1", between=bucket.delete)
+    [outcome] = done.objects
+    assert outcome.status == "gone" and done.errors == [] and bucket.head(info.key) is None
+    assert list(bucket.list()) == []
