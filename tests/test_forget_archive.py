@@ -282,3 +282,23 @@ def test_an_object_deleted_under_the_rewrite_is_never_brought_back(tmp_path, buc
     [outcome] = done.objects
     assert outcome.status == "gone" and done.errors == [] and bucket.head(info.key) is None
     assert list(bucket.list()) == []
+
+
+@pytest.mark.skipif(not hasattr(offsite, "judge"), reason="needs the archive step (helper D's pass, branch i-d)")
+def test_another_hosts_pass_replaces_its_copy_and_recounts_the_rollup(tmp_path, archive_url):
+    """The whole contract across two hosts: web-2's pass archives a day, forget on web-1 rewrites web-2's object,
+    web-2's next pass replaces its local file with the object and recounts that day's rollup."""
+    web1, web2 = tmp_path / "web-1", tmp_path / "web-2"
+    web1.mkdir()
+    web2.mkdir()
+    data_file(web2 / file_name(D1), [{**r, "received_at": f"{D1}T10:00:00Z"} for r in
+                                     rows(D1, "web-2", ["v1", "a", "b", "c", "d", "e", "v2"])])
+    assert cli("--data-dir", web2, "rotate", "--once", env=env_for(archive_url, "web-2")).returncode == 0
+    rollup = web2 / "rollups" / f"rollup-{D1}.json"
+    assert json.loads(rollup.read_text())["lines"] == 7
+    r = cli("--data-dir", web1, "forget", "v1", "v2", env=env_for(archive_url, "web-1"))
+    assert r.returncode == 0 and "objects of web-2 were rewritten" in r.stderr, r.stderr
+    assert cli("--data-dir", web2, "rotate", "--once", env=env_for(archive_url, "web-2")).returncode == 0
+    local = gzip.decompress((web2 / (file_name(D1) + ".gz")).read_bytes()).decode().splitlines()
+    assert [json.loads(x)["visitor_id"] for x in local] == ["a", "b", "c", "d", "e"]
+    assert json.loads(rollup.read_text())["lines"] == 5
