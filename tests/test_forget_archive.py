@@ -302,3 +302,25 @@ def test_another_hosts_pass_replaces_its_copy_and_recounts_the_rollup(tmp_path, 
     local = gzip.decompress((web2 / (file_name(D1) + ".gz")).read_bytes()).decode().splitlines()
     assert [json.loads(x)["visitor_id"] for x in local] == ["a", "b", "c", "d", "e"]
     assert json.loads(rollup.read_text())["lines"] == 5
+
+
+def test_a_bucket_that_stops_answering_mid_run_is_given_up_after_3_failures(tmp_path, monkeypatch):
+    """Bounded: after 3 failures in a row the objects left are named in one line, not tried one by one."""
+    from .s3server import S3Server
+
+    server = S3Server(tmp_path / "weed").start()
+    try:
+        for key, value in server.env().items():
+            monkeypatch.setenv(key, value)
+        bucket = Bucket(parse_archive_url(f"s3://{server.bucket}/mid-run"))
+        for i in range(7):
+            put(bucket, tmp_path, days_ago(10 + i), "web-2", rows(D1, "web-2", ["v1", "a"]))
+        done = erase_archive(bucket, visitor_rule(frozenset(GONE)), host_id="web-1", workers=1,
+                             between=lambda key: server.stop())
+    finally:
+        server.stop()
+    failed = [o for o in done.objects if o.status == NOT_REWRITTEN]
+    assert len(failed) == 3 and sum(done.searched.values()) == 3
+    assert len(done.errors) == 4 and all("Could not connect" in e for e in done.errors)
+    assert done.errors[-1].startswith(f"archive s3://{server.bucket}/mid-run: 4 object(s) not searched: the bucket "
+                                      "stopped answering (")
