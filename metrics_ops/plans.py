@@ -44,6 +44,7 @@ class Kind(StrEnum):
     RECORD = "record"  # archive: the object holds the file's bytes already: recorded, nothing uploaded
     RESTORE = "restore"  # archive: forget on another host rewrote the object: it replaces the local file
     DROP_OBJECT = "drop-object"  # archive: an object past archive_retention (file: its key)
+    DROP_RECORD = "drop-record"  # archive: the record of a local file that is gone (deleted by hand)
 
 
 class Status(StrEnum):
