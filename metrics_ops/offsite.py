@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 from dataclasses import asdict, dataclass
 from datetime import date
@@ -21,6 +22,8 @@ from metrics_ops.layout import ARCHIVED_DIR, DataFile, fsync_dir, parse_name
 from metrics_ops.objectstore import ArchiveError, Boto3Missing, Bucket, Location, ObjectInfo, file_digest, object_key
 
 _RECORD_SUFFIX = ".json"
+#: a record is a few hundred bytes; anything larger is not one of ours
+_RECORD_MAX = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -64,9 +67,18 @@ def read_record(store, name: str) -> Record | None:
     the next archive step looks at the object again)."""
     path = _record_path(store, name)
     try:
-        raw = json.loads(path.read_bytes())
+        # never through a symlink, never a FIFO or a device (a record is a small regular file we wrote)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > _RECORD_MAX:
+                return None
+            data = os.read(fd, _RECORD_MAX + 1)
+        finally:
+            os.close(fd)
+        raw = json.loads(data)
         return Record(str(raw["key"]), str(raw["sha256"]), int(raw["size"]), str(raw["etag"]), float(raw["time"]))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
