@@ -181,8 +181,14 @@ def _boto3():
     return boto3, botocore.config
 
 
+#: the user-info of a URL in a message (``http://user:secret@host``): never shown
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s\"'@]*@")
+
+
 def _one_line(text: str, limit: int = 300) -> str:
-    line = " ".join(str(text).split())
+    """A client's message in one line, at most ``limit`` characters, without any URL's user-info (an
+    AWS_ENDPOINT_URL such as http://user:secret@host shows as http://***@host)."""
+    line = _USERINFO.sub(r"\1***@", " ".join(str(text).split()))
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
