@@ -1,0 +1,102 @@
+"""Attacks on the archive step and erasure across hosts (helper A2): a hostile operator, a hostile environment,
+a careless second process. Each test is one attack that once lost or damaged data, against a real S3 server."""
+
+import gzip
+import json
+from datetime import date, timedelta
+
+from metrics_ops import offsite
+from metrics_ops.objectstore import Bucket, parse_archive_url
+
+from .helpers import cli, data_file
+from .test_offsite import archive_env
+
+
+def object_lines(archive_url, name):
+    bucket = Bucket(parse_archive_url(archive_url))
+    key = next(o.key for o in bucket.list() if o.key.endswith("/" + name))
+    with bucket.open_stream(key) as stream:
+        return gzip.decompress(stream.read()).decode().splitlines()
+
+
+def test_a_new_file_under_a_pruned_archived_name_never_overwrites_the_archived_day(data_dir, archive_url):
+    """prune deleted an archived day (its record stayed); later a writer under a wrong clock (or a restore, a
+    copy) makes a file of the same name. The object is the day's only copy: it must not be uploaded over."""
+    day = date.today() - timedelta(days=10)
+    name = f"metrics-{day.isoformat()}.jsonl"
+    whole = data_file(data_dir / name, [{"visitor_id": f"v{i}", "event": "day"} for i in range(200)], gz=True)
+    env = archive_env(archive_url, data_dir, METRICS_RETENTION=5, METRICS_GZIP_AFTER=1)
+    first = cli("rotate", "--once", "--json", env=env)
+    assert first.returncode == 0, first.stderr
+    assert not (data_dir / (name + ".gz")).exists()  # archived, then pruned
+    assert object_lines(archive_url, name + ".gz") == whole
+    # a late writer (a serve whose clock is days behind) writes a few lines into that day
+    data_file(data_dir / name, [{"visitor_id": "late", "event": "late"}])
+    cli("rotate", "--once", "--json", env=env)
+    again = cli("archive", "--json", env=env)
+    assert object_lines(archive_url, name + ".gz") == whole  # the archived day is still whole
+    assert again.returncode == 7, again.stderr  # the late file is in conflict with the object: kept, reported
+    assert gzip.decompress((data_dir / (name + ".gz")).read_bytes()).decode().splitlines() == [
+        '{"visitor_id":"late","event":"late"}']
+
+
+def test_a_file_deleted_by_hand_loses_its_record_so_a_new_one_is_never_uploaded_over(data_dir, archive_url):
+    day = date.today() - timedelta(days=3)
+    name = f"metrics-{day.isoformat()}.jsonl.gz"
+    whole = data_file(data_dir / name, [{"visitor_id": f"v{i}", "event": "day"} for i in range(50)], gz=True)
+    env = archive_env(archive_url, data_dir)
+    assert cli("archive", env=env).returncode == 0
+    (data_dir / name).unlink()  # by hand: no pass deleted it
+    swept = cli("archive", "--json", env=env)
+    assert swept.returncode == 0, swept.stderr
+    assert [(a["kind"], a["file"]) for a in json.loads(swept.stdout)["actions"]] == [("drop-record", name)]
+    assert offsite.read_record(data_dir, name) is None
+    data_file(data_dir / name, [{"visitor_id": "other", "event": "copy"}], gz=True)
+    after = cli("archive", "--json", env=env)
+    assert after.returncode == 7, after.stderr
+    assert object_lines(archive_url, name) == whole
+
+
+def test_a_record_that_is_a_symlink_a_fifo_or_huge_counts_as_none_and_never_hangs(data_dir, tmp_path):
+    import os
+
+    name = "metrics-2026-11-24.jsonl.gz"
+    (data_dir / ".metrics-ops.archived").mkdir()
+    path = data_dir / ".metrics-ops.archived" / (name + ".json")
+    real = tmp_path / "elsewhere.json"
+    real.write_text(json.dumps({"key": "k", "sha256": "ab" * 32, "size": 1, "etag": "e", "time": 0}))
+    path.symlink_to(real)
+    assert offsite.read_record(data_dir, name) is None  # never through a symlink
+    path.unlink()
+    path.symlink_to("/dev/zero")
+    assert offsite.read_record(data_dir, name) is None  # once read forever, filling memory
+    path.unlink()
+    os.mkfifo(path)
+    assert offsite.read_record(data_dir, name) is None  # once blocked forever
+    path.unlink()
+    path.write_text("[1, 2]")  # JSON, but not an object
+    assert offsite.read_record(data_dir, name) is None
+
+
+def test_an_endpoint_with_user_info_never_shows_its_secret(data_dir, tmp_path):
+    """AWS_ENDPOINT_URL=http://user:secret@host (a proxy's credentials): the errors of a pass that cannot reach it
+    (stderr, --json, the status file, the textfile) show http://***@host."""
+    from .helpers import free_port
+
+    day = date.today() - timedelta(days=3)
+    data_file(data_dir / f"metrics-{day.isoformat()}.jsonl", [{"visitor_id": "v", "event": "e"}], gz=True)
+    textfile = tmp_path / "metrics_ops.prom"
+    env = {**archive_env("s3://metrics/p", data_dir, METRICS_HEALTH_TEXTFILE=textfile),
+           "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "SECRETEXAMPLE", "AWS_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": f"http://proxyuser:PROXYSECRET@127.0.0.1:{free_port()}/"}
+    shown = []
+    for args in (("archive",), ("archive", "--json"), ("rotate", "--once", "--json"), ("status", "--json")):
+        done = cli(*args, env=env)
+        assert done.returncode != 0 and "Traceback" not in done.stderr
+        shown += [done.stdout, done.stderr]
+    assert any("http://***@127.0.0.1" in text for text in shown)
+    shown += [p.read_text(errors="replace") for p in data_dir.glob(".metrics-ops.status*")]
+    assert textfile.exists()
+    shown.append(textfile.read_text())
+    for text in shown:
+        assert "PROXYSECRET" not in text and "SECRETEXAMPLE" not in text
