@@ -124,6 +124,26 @@ def recorded_names(store) -> list[str]:
                   if n.endswith(_RECORD_SUFFIX) and not n.startswith(".") and parse_name(n[: -len(_RECORD_SUFFIX)]))
 
 
+def damage(path: Path) -> str | None:
+    """Why the compressed file ``path`` cannot be read whole (empty, truncated, corrupt), or None: read through
+    once, in constant memory. A file that changed since its upload is uploaded over its object only when whole:
+    a disk that damages a file must not reach the archive, its good copy."""
+    from metrics_ops.lines import inflated
+
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if os.fstat(fd).st_size == 0:
+            return "empty (0 bytes)"
+        reader = inflated(fd)
+        while True:
+            try:
+                next(reader)
+            except StopIteration as stop:
+                return stop.value
+    finally:
+        os.close(fd)
+
+
 # ----------------------------------------------------------------------------------------------- states
 class State(StrEnum):
     """Where a closed, compressed local file stands against its object (str-valued: ``--json`` prints it)."""
@@ -159,6 +179,12 @@ def judge(name: str, key: str, sha256: str, size: int, record: Record | None, ob
     """The state of local file ``name`` (``sha256``, ``size``) from its record and its object's HEAD (None: no
     object) -- contract point 4, and: an object deleted behind our back is simply uploaded again."""
     state = FileState(name, key, State.NEW, sha256, size, record, obj)
+    if record is not None and record.key != key:
+        state.state = State.CONFLICT
+        state.why = (f"conflict: archived as {record.key}, not {key} (host_id or archive_url changed?): kept and "
+                     "not uploaded again, which would count it twice; set host_id (or archive_url) back, or delete "
+                     f"its record {ARCHIVED_DIR}/{name}{_RECORD_SUFFIX} to archive it anew under the new key")
+        return state
     if obj is None:
         state.why = "not in the archive yet" if record is None else "its object is gone: uploaded again"
         return state
