@@ -21,7 +21,7 @@ from metrics_ops.archive import replace_atomically
 from metrics_ops.changes import record_change
 from metrics_ops.layout import FORGET_SUFFIX, Listing, StoreError, open_regular, parse_name, temp_name
 from metrics_ops.objectstore import ArchiveError, PreconditionFailed, day_prefix, file_digest
-from metrics_ops.offsite import Archive, State, drop_record, recorded_names
+from metrics_ops.offsite import Archive, State, damage, drop_record, recorded_names
 
 #: the actions of the archive step, by state
 _KINDS = {State.NEW: "upload", State.ADOPT: "record", State.CHANGED: "reupload", State.FORGOTTEN: "restore"}
@@ -92,6 +92,10 @@ def upload(run, a, threads: int) -> None:
     if (sha256, size) != (state.sha256, state.size):
         raise ArchiveError(f"{a.file} changed while the pass ran; the next pass archives it")
     if_match = state.record.etag if a.kind == "reupload" else None
+    if if_match is not None and (why := damage(path)):
+        raise ArchiveError(f"{a.file} is damaged since its upload ({why}): not uploaded over its object "
+                           f"s3://{archive.location.bucket}/{state.key}, the good copy, and kept; restore the file "
+                           "from the object, or delete the file")
     try:
         info = archive.bucket.put_file(state.key, path, sha256=sha256, size=size, if_match=if_match,
                                        if_none_match=if_match is None)

@@ -100,3 +100,44 @@ def test_an_endpoint_with_user_info_never_shows_its_secret(data_dir, tmp_path):
     shown.append(textfile.read_text())
     for text in shown:
         assert "PROXYSECRET" not in text and "SECRETEXAMPLE" not in text
+
+
+def test_a_changed_host_id_never_archives_a_day_twice(data_dir, archive_url):
+    """host_id defaults to the host name: a renamed host (or a changed METRICS_HOST_ID) must not upload its
+    archived files again under the new id, where every report would count them twice and archive retention
+    would never drop the first copies."""
+    day = date.today() - timedelta(days=2)
+    name = f"metrics-{day.isoformat()}.jsonl.gz"
+    data_file(data_dir / name, [{"visitor_id": f"v{i}", "event": "day"} for i in range(20)], gz=True)
+    assert cli("archive", env=archive_env(archive_url, data_dir)).returncode == 0
+    renamed = cli("archive", env={**archive_env(archive_url, data_dir), "METRICS_HOST_ID": "web-9"})
+    assert renamed.returncode == 7, renamed.stderr
+    assert "Traceback" not in renamed.stderr
+    assert "host=web-1/" + name in renamed.stdout + renamed.stderr  # names where it is archived
+    bucket = Bucket(parse_archive_url(archive_url))
+    assert [o.key.split("/")[-2] for o in bucket.list()] == ["host=web-1"]  # one copy only
+    assert (data_dir / name).exists()  # kept: prune never deletes it while the two disagree
+    pruned = cli("prune", env={**archive_env(archive_url, data_dir), "METRICS_HOST_ID": "web-9",
+                                "METRICS_RETENTION": "1"})
+    assert (data_dir / name).exists(), pruned.stdout
+
+
+def test_a_local_file_damaged_after_its_upload_never_replaces_the_good_object(data_dir, archive_url):
+    """A failing disk (or a careless `: > file`) damages an archived file: the archive is the good copy, and a
+    pass must not upload the damage over it (and then let prune delete the local file)."""
+    days = [date.today() - timedelta(days=age) for age in (2, 3)]
+    names = [f"metrics-{d.isoformat()}.jsonl.gz" for d in days]
+    whole = {n: data_file(data_dir / n, [{"visitor_id": f"v{i}", "event": n} for i in range(500)], gz=True)
+             for n in names}
+    env = archive_env(archive_url, data_dir)
+    assert cli("archive", env=env).returncode == 0
+    data = (data_dir / names[0]).read_bytes()
+    (data_dir / names[0]).write_bytes(data[: len(data) // 2])  # truncated
+    (data_dir / names[1]).write_bytes(b"")  # emptied
+    again = cli("archive", env=env)
+    assert again.returncode == 1 and "Traceback" not in again.stderr
+    assert "damaged" in again.stderr
+    for n in names:
+        assert object_lines(archive_url, n) == whole[n]
+    cli("prune", env={**env, "METRICS_RETENTION": "1"})
+    assert all((data_dir / n).exists() for n in names)  # not archived: kept
