@@ -25,6 +25,8 @@ BOTO3_MISSING = "archive_url is set but boto3 is not installed: pip install 'met
 META_SHA256, META_SIZE = "sha256", "size"
 #: metadata of an object rewritten by forget: the sha256 of the version it replaced (x-amz-meta-forgotten-from)
 META_FORGOTTEN_FROM = "forgotten-from"
+#: how many replaced versions ``forgotten-from`` lists (newest first): 8 forgets between two passes of a host
+FORGOTTEN_CHAIN = 8
 #: bounded waiting: an unreachable endpoint fails after ATTEMPTS tries of CONNECT_TIMEOUT seconds at most
 CONNECT_TIMEOUT, READ_TIMEOUT, ATTEMPTS = 3, 60, 3
 
@@ -163,6 +165,12 @@ class ObjectInfo:
     def matches(self, sha256: str, size: int) -> bool:
         """Is this our intact upload of a file with this digest and size?"""
         return self.size == size and self.recorded_size == size and self.sha256 == sha256
+
+    def forgotten(self, sha256: str) -> bool:
+        """Did forget make this object out of the version with ``sha256`` (or out of one made from it)?
+        ``forgotten-from`` lists the sha256 of each version forget replaced, newest first (several forgets may
+        come before a host's next pass looks)."""
+        return sha256 in (self.forgotten_from or "").split()
 
 
 def file_digest(path: str | Path) -> tuple[str, int]:

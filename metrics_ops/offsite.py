@@ -197,7 +197,7 @@ def judge(name: str, key: str, sha256: str, size: int, record: Record | None, ob
         state.state, state.why = State.CHANGED, "changed since its upload (a late writer, a forget)"
         return state
     was = record.sha256 if record is not None else sha256
-    if getattr(obj, "forgotten_from", None) == was and (record is None or record.matches(sha256, size)):
+    if obj.forgotten(was) and (record is None or record.matches(sha256, size)):
         state.state, state.why = State.FORGOTTEN, "forget on another host rewrote its object"
         return state
     state.state = State.CONFLICT

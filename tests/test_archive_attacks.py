@@ -141,3 +141,27 @@ def test_a_local_file_damaged_after_its_upload_never_replaces_the_good_object(da
         assert object_lines(archive_url, n) == whole[n]
     cli("prune", env={**env, "METRICS_RETENTION": "1"})
     assert all((data_dir / n).exists() for n in names)  # not archived: kept
+
+
+def test_two_forgets_before_another_hosts_pass_still_reach_its_local_copy(tmp_path, archive_url):
+    """Deletion requests come in batches: two forgets on web-1 rewrite web-2's object twice before web-2's next
+    pass. web-2's local copy (what it uploaded, two versions ago) must still be replaced, not kept as a conflict
+    holding both visitors until archive_retention."""
+    from metrics_ops.store import file_name
+
+    from .test_forget_archive import D1, env_for, rows
+
+    web1, web2 = tmp_path / "web-1", tmp_path / "web-2"
+    web1.mkdir()
+    web2.mkdir()
+    data_file(web2 / file_name(D1), [{**r, "received_at": f"{D1}T10:00:00Z"} for r in
+                                     rows(D1, "web-2", ["v1", "a", "b", "c", "d", "e", "v2"])])
+    assert cli("--data-dir", web2, "rotate", "--once", env=env_for(archive_url, "web-2")).returncode == 0
+    for visitor in ("v1", "v2"):
+        r = cli("--data-dir", web1, "forget", visitor, env=env_for(archive_url, "web-1"))
+        assert r.returncode == 0, r.stderr
+    again = cli("--data-dir", web2, "rotate", "--once", "--json", env=env_for(archive_url, "web-2"))
+    assert again.returncode == 0, again.stderr
+    local = gzip.decompress((web2 / (file_name(D1) + ".gz")).read_bytes()).decode().splitlines()
+    assert [json.loads(x)["visitor_id"] for x in local] == ["a", "b", "c", "d", "e"]
+    assert json.loads((web2 / "rollups" / f"rollup-{D1}.json").read_text())["lines"] == 5
