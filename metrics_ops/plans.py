@@ -193,7 +193,10 @@ def plan_prune(listing: Listing, today: date, retention: int, *, link_target: st
         actions.append(Action("prune", Kind.DELETE, f.name, detail=_old(age)))
     for name in listing.aside:  # unreadable archives set aside by gzip: kept for inspection until retention
         age = _age(aside_day(name), today)
-        if age >= retention:
+        if age >= retention and unarchived is not None and unarchived(DataFile(aside_day(name), 0, False, name)):
+            kept.append((name, f"{_old(age)}, an unreadable archive set aside by gzip: never archived (it cannot "
+                               "be read whole), so kept until archive_retention; repair it or delete it"))
+        elif age >= retention:
             actions.append(Action("prune", Kind.DELETE, name, detail=f"{_old(age)}; set aside as unreadable"))
         else:
             kept.append((name, "an unreadable archive set aside by gzip; deleted with its day"))

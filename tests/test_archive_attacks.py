@@ -165,3 +165,59 @@ def test_two_forgets_before_another_hosts_pass_still_reach_its_local_copy(tmp_pa
     local = gzip.decompress((web2 / (file_name(D1) + ".gz")).read_bytes()).decode().splitlines()
     assert [json.loads(x)["visitor_id"] for x in local] == ["a", "b", "c", "d", "e"]
     assert json.loads((web2 / "rollups" / f"rollup-{D1}.json").read_text())["lines"] == 5
+
+
+def test_a_full_disk_while_restoring_a_forgotten_object_keeps_the_local_file_whole(tmp_path, small_tmpfs,
+                                                                                     archive_url):
+    """web-2's pass replaces its copy with the object forget rewrote, on a disk with no room for the new
+    version: one line, exit 1, the local file and its record untouched, no temporary file left; with room
+    again the next pass completes."""
+    import os
+    import secrets
+
+    from metrics_ops.store import file_name
+
+    from .helpers import fill
+    from .test_forget_archive import D1, env_for
+
+    web1, web2 = tmp_path / "web-1", small_tmpfs("8m") / "data"
+    web1.mkdir()
+    web2.mkdir()
+    # incompressible lines: the object stays about as large as the file
+    data_file(web2 / file_name(D1), [{"visitor_id": f"v{i % 50}", "event": "e", "pad": secrets.token_hex(200),
+                                      "received_at": f"{D1}T10:00:00Z"} for i in range(2500)])
+    assert cli("--data-dir", web2, "rotate", "--once", env=env_for(archive_url, "web-2")).returncode == 0
+    name = file_name(D1) + ".gz"
+    before = (web2 / name).read_bytes()
+    record = offsite.read_record(web2, name)
+    assert cli("--data-dir", web1, "forget", "v7", env=env_for(archive_url, "web-1")).returncode == 0
+    filler = fill(web2.parent)
+    full = cli("--data-dir", web2, "archive", env=env_for(archive_url, "web-2"))
+    assert full.returncode == 1 and "Traceback" not in full.stderr, full.stderr
+    assert (web2 / name).read_bytes() == before and offsite.read_record(web2, name) == record
+    assert not [n for n in os.listdir(web2) if n.endswith(".tmp")]
+    filler.unlink()
+    again = cli("--data-dir", web2, "archive", env=env_for(archive_url, "web-2"))
+    assert again.returncode == 0, again.stderr
+    local = gzip.decompress((web2 / name).read_bytes()).decode().splitlines()
+    assert len(local) == 2450 and not any('"v7"' in line for line in local)
+
+
+def test_an_archive_set_aside_as_unreadable_is_kept_until_archive_retention(data_dir, archive_url):
+    """gzip sets an unreadable archive aside (never archived: it cannot be read whole). Its readable part is the
+    only copy of that day: with an archive, prune keeps it past retention, until archive_retention."""
+    day = date.today() - timedelta(days=40)
+    aside = f".metrics-{day.isoformat()}.jsonl.gz.corrupt"
+    data = gzip.compress(b'{"visitor_id":"v","event":"e"}\n' * 100)
+    (data_dir / aside).write_bytes(data[: len(data) // 2])
+    env = archive_env(archive_url, data_dir, METRICS_RETENTION=30)
+    kept = cli("prune", "-v", env=env)
+    assert kept.returncode == 0, kept.stderr
+    assert (data_dir / aside).exists() and "kept until archive_retention" in kept.stdout + kept.stderr
+    gone = cli("prune", env={**env, "METRICS_ARCHIVE_RETENTION": "40"})
+    assert gone.returncode == 0, gone.stderr
+    assert not (data_dir / aside).exists()  # no archive keeps its day any longer
+    without = data_dir / f".metrics-{day.isoformat()}.jsonl.gz.corrupt.1"
+    without.write_bytes(data[:10])
+    assert cli("prune", env={"METRICS_DIR": str(data_dir), "METRICS_RETENTION": "30"}).returncode == 0
+    assert not without.exists()  # without an archive: deleted with its day, as before
