@@ -79,7 +79,7 @@ def _plan_retention(archive: Archive, today: date, action) -> list:
                 out.append(action("drop-object", obj.key, bytes_before=obj.size,
                                   detail=f"{age} days old: archive_retention {archive.retention}"))
     except ArchiveError as exc:
-        archive.unreachable = str(exc)
+        archive.failed(exc)
     return out
 
 

@@ -44,6 +44,10 @@ class PreconditionFailed(ArchiveError):
     """A conditional write (If-Match / If-None-Match) did not hold: HTTP 412."""
 
 
+class ClockSkewed(ArchiveError):
+    """The server refused the request's signed time (RequestTimeTooSkewed): this host's clock is wrong."""
+
+
 class ObjectMissing(ArchiveError):
     """The key holds no object (HTTP 404), e.g. deleted since it was listed."""
 
@@ -229,7 +233,8 @@ class Bucket:
             code = error.get("Code") or str(status)
             detail = f"{code} (HTTP {status})" + (f": {_one_line(error['Message'])}" if error.get("Message") else "")
             kind = (PreconditionFailed if status == 412 or code == "PreconditionFailed"
-                    else ObjectMissing if code == "NoSuchKey" else ArchiveError)
+                    else ObjectMissing if code == "NoSuchKey"
+                    else ClockSkewed if code == "RequestTimeTooSkewed" else ArchiveError)
             return kind(f"archive {where}: {what} failed: {detail}")
         return ArchiveError(f"archive {where}: {what} failed: {_one_line(exc)}")
 

@@ -19,9 +19,20 @@ from enum import StrEnum
 from pathlib import Path
 
 from metrics_ops.layout import ARCHIVED_DIR, DataFile, fsync_dir, parse_name
-from metrics_ops.objectstore import ArchiveError, Boto3Missing, Bucket, Location, ObjectInfo, file_digest, object_key
+from metrics_ops.objectstore import (
+    ArchiveError,
+    Boto3Missing,
+    Bucket,
+    ClockSkewed,
+    Location,
+    ObjectInfo,
+    file_digest,
+    object_key,
+)
 
 _RECORD_SUFFIX = ".json"
+#: seconds status waits for a reply of the bucket (a pass waits objectstore.READ_TIMEOUT, 3 times)
+QUICK_READ_TIMEOUT = 10
 #: a record is a few hundred bytes; anything larger is not one of ours
 _RECORD_MAX = 64 * 1024
 
@@ -219,11 +230,18 @@ class Archive:
         self._bucket = bucket
         self.states: dict[str, FileState] = {}
         self.unreachable: str | None = None
+        self.skewed: str | None = None  # the bucket said this host's clock is wrong: no day's age is trusted
+        self._asked = False
 
     @classmethod
-    def from_settings(cls, settings) -> Archive | None:
+    def from_settings(cls, settings, *, quick: bool = False) -> Archive | None:
+        """``quick``: for a command that only looks (status): a bucket that does not answer within a few seconds
+        counts as unreachable at once, instead of after 3 tries of a 60 s read timeout."""
         location = settings.archive_location
-        return None if location is None else cls(location, settings.host_id, settings.archive_retention)
+        if location is None:
+            return None
+        bucket = Bucket(location, connect_timeout=3, read_timeout=QUICK_READ_TIMEOUT, attempts=1) if quick else None
+        return cls(location, settings.host_id, settings.archive_retention, bucket=bucket)
 
     @property
     def url(self) -> str:
@@ -253,12 +271,27 @@ class Archive:
             state = FileState(f.name, key, State.UNREACHABLE, sha256, size, record, why=self.unreachable)
         else:
             try:
-                state = judge(f.name, key, sha256, size, record, self.bucket.head(key))
-            except ArchiveError as exc:
-                self.unreachable = str(exc)
+                state = judge(f.name, key, sha256, size, record, self._head(key))
+            except ArchiveError:
                 state = FileState(f.name, key, State.UNREACHABLE, sha256, size, record, why=self.unreachable)
         self.states[f.name] = state
         return state
+
+    def _head(self, key: str) -> ObjectInfo | None:
+        """HEAD ``key``; the first failure is kept in :attr:`unreachable` (and :attr:`skewed` when the bucket
+        refused this host's clock) and raised."""
+        self._asked = True
+        try:
+            return self.bucket.head(key)
+        except ArchiveError as exc:
+            self.failed(exc)
+            raise
+
+    def failed(self, exc: ArchiveError) -> None:
+        """The bucket could not be asked: every file counts as not archived from now on."""
+        self.unreachable = str(exc)
+        if isinstance(exc, ClockSkewed):
+            self.skewed = str(exc)
 
     def mark(self, name: str, info: ObjectInfo, sha256: str, size: int, directory: Path) -> None:
         """``name`` is archived now as ``info``: record it."""
@@ -269,6 +302,14 @@ class Archive:
         """Why prune or the budget must keep data file ``f`` (None: it may go). Only a file whose object exists
         and matches (size and sha256) may go, or one past archive_retention (no archive keeps its day)."""
         if self.expired(f, today):
+            if not self._asked and self.unreachable is None:  # a clock years ahead makes every day look expired
+                try:
+                    self._head(self.key(f))
+                except ArchiveError:
+                    pass
+            if self.skewed is not None:
+                return (f"kept: the archive refused this host's clock ({self.skewed}): no day's age can be "
+                        "trusted; set the clock right")
             return None
         if not f.gz:
             return f"not archived: compressed and archived first ({self.url})"

@@ -221,3 +221,60 @@ def test_an_archive_set_aside_as_unreadable_is_kept_until_archive_retention(data
     without.write_bytes(data[:10])
     assert cli("prune", env={"METRICS_DIR": str(data_dir), "METRICS_RETENTION": "30"}).returncode == 0
     assert not without.exists()  # without an archive: deleted with its day, as before
+
+
+def test_a_clock_far_ahead_never_empties_the_archive(data_dir, archive_url):
+    """An NTP glitch puts one host's clock 500 days ahead: by its clock every object is past archive_retention.
+    The bucket's clock (its replies' Date) says otherwise: archive retention must not drop them, and prune must
+    not delete a local file that is not archived as 'past archive_retention'."""
+    import shutil
+
+    if shutil.which("faketime") is None:
+        import pytest
+
+        pytest.skip("faketime is not installed")
+    days = [date.today() - timedelta(days=age) for age in (2, 3)]
+    names = [f"metrics-{d.isoformat()}.jsonl.gz" for d in days]
+    for n in names:
+        data_file(data_dir / n, [{"visitor_id": "v", "event": n}], gz=True)
+    env = archive_env(archive_url, data_dir)
+    assert cli("archive", env=env).returncode == 0
+    bucket = Bucket(parse_archive_url(archive_url))
+    assert len(list(bucket.list())) == 2
+    late = date.today() - timedelta(days=1)
+    plain = f"metrics-{late.isoformat()}.jsonl"
+    data_file(data_dir / plain, [{"visitor_id": "w", "event": "not archived yet"}])
+    ahead = cli("rotate", "--once", "--json", env={**env, "FAKETIME": "+500d", "LD_PRELOAD": _libfaketime()})
+    assert "Traceback" not in ahead.stderr
+    assert len(list(bucket.list())) == 2, ahead.stdout  # the archive is whole
+    assert ahead.returncode == 1 and "RequestTimeTooSkewed" in ahead.stderr, ahead.stderr  # SigV4 signs the time
+    left = {p.name for p in data_dir.glob("metrics-*")}
+    assert plain in left or plain + ".gz" in left  # never archived: never deleted
+
+
+def _libfaketime() -> str:
+    import glob
+
+    found = glob.glob("/usr/lib/*/faketime/libfaketime.so.1") + glob.glob("/usr/lib/faketime/libfaketime.so.1")
+    return found[0]
+
+
+def test_status_with_a_bucket_that_never_answers_returns(data_dir):
+    """A bucket that accepts connections and never answers: status (a HEAD for the next pass's prune) gives up
+    after one short try instead of 3 tries of 60 s (about 3 minutes, past most monitoring timeouts)."""
+    import socket
+    import subprocess
+
+    silent = socket.create_server(("127.0.0.1", 0), backlog=16)  # the kernel accepts; nobody ever replies
+    try:
+        day = date.today() - timedelta(days=40)
+        data_file(data_dir / f"metrics-{day.isoformat()}.jsonl", [{"visitor_id": "v", "event": "e"}], gz=True)
+        env = {**archive_env("s3://metrics/p", data_dir), "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b",
+               "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{silent.getsockname()[1]}"}
+        try:
+            done = cli("status", env=env, timeout=120)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("status waited on the silent bucket for minutes") from None
+        assert done.returncode == 7 and "Traceback" not in done.stderr
+    finally:
+        silent.close()
