@@ -62,11 +62,18 @@ def inflated(fd: int) -> Generator[bytes, None, str | None]:
     archive cannot balloon); returns why it stopped early, or None when it read to the end of the last member
     (zero bytes after it are padding, as gzip(1) reads them). Reconciling an archive with its source
     (:func:`metrics_ops.archive.compare_pair`) reads it the same way."""
+    return (yield from inflate(raw(fd)))
+
+
+def inflate(compressed: Iterator[bytes]) -> Generator[bytes, None, str | None]:
+    """:func:`inflated` of gzip data that comes as chunks (an object streamed from the archive's bucket)."""
     from zlib_ng import zlib_ng
 
     inflater = zlib_ng.decompressobj(31)
     produced = offset = 0
-    while raw := os.pread(fd, _READ, offset):
+    for raw in compressed:
+        if not raw:
+            continue
         offset += len(raw)
         while raw:
             if inflater.eof:  # another gzip member follows (an archive extended by a reconcile), or padding
