@@ -151,14 +151,20 @@ class _Cell:
 
 
 def _tally_worker(args) -> DayTally:
-    directory, day, day_shards, dims, zone, event, reduce = args
+    directory, day, day_shards, dims, zone, event, reduce, following = args
+    remote.warm(following)  # the objects of this worker's next day are fetched while this one is counted
     # reduce: the day is a row key: the parent needs the day's counts, not its visitors
     return tally_day(directory, day, day_shards, [dims], zone, event, estimates=reduce)
 
 
 def _tally_days(directory: Path, days: dict[date, list[Shard]], dims: tuple[str, ...], zone: ZoneInfo,
                 event: str | None, reduce: bool, workers: int) -> list[DayTally]:
-    jobs = [(directory, day, s, dims, zone, event, reduce) for day, s in sorted(days.items())]
+    ordered = sorted(days.items())
+    # a worker takes runs of `chunk` days; each day names the next of its run, whose objects it fetches ahead
+    chunk = 1 if workers <= 1 else max(2, len(ordered) // (4 * workers))
+    jobs = [(directory, day, s, dims, zone, event, reduce,
+             ordered[i + 1][1] if i + 1 < len(ordered) and (i + 1) % chunk else ())
+            for i, (day, s) in enumerate(ordered)]
     if workers <= 1 or len(jobs) <= 1:
         return [_tally_worker(j) for j in jobs]
     import multiprocessing
@@ -166,7 +172,7 @@ def _tally_days(directory: Path, days: dict[date, list[Shard]], dims: tuple[str,
 
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs)),
                              mp_context=multiprocessing.get_context("fork")) as pool:
-        return list(pool.map(_tally_worker, jobs))
+        return list(pool.map(_tally_worker, jobs, chunksize=chunk))
 
 
 @dataclass
