@@ -239,3 +239,23 @@ def host_days(days: dict[date, list], across: Across | None) -> tuple[set[date],
 def hosts_read(days: dict[date, list], across: Across) -> list[str]:
     """The host ids whose lines are among ``days``."""
     return sorted({s.host if isinstance(s, Remote) else across.host_id for found in days.values() for s in found})
+
+
+def rollup_notes(across: Across | None, pruned: list[date], mixed: list[date]) -> list[str]:
+    """What a report across hosts could not count from every host's raw lines: days from this host's rollups
+    alone (``pruned``), and ``mixed`` days (its rollup added to other hosts' raw lines: visitors not additive)."""
+    if across is None or across.only_this_host:
+        return []
+
+    def span(days: list[date]) -> str:
+        return days[0].isoformat() if len(days) == 1 else f"{len(days)} days ({days[0]} .. {days[-1]})"
+
+    notes = []
+    if pruned:
+        notes.append(f"this host only: {span(pruned)} from the rollups of {across.host_id} (no host's raw lines "
+                     "are left; each host's rollups stay on that host)")
+    if mixed:
+        notes.append(f"visitors: not additive across hosts on {span(mixed)}: {across.host_id}'s lines there are only "
+                     "in its rollup, the other hosts' are counted from raw lines (a visitor seen by both would count "
+                     "twice), so visitors there are unknown; events and estimates add exactly")
+    return notes
