@@ -269,3 +269,76 @@ def test_csv_export_across_hosts_keeps_the_formula_guard(data_dir, archive_url, 
     rows = list(csv.DictReader(io.StringIO(p.stdout)))
     assert [(r["visitor_id"], r["event"], r["metadata.path"]) for r in rows] == [
         ("'=HYPERLINK(\"x\")", "'+cmd", "'@SUM(A1)")]
+
+
+class CuttingProxy:
+    """A TCP proxy to the S3 server that cuts a connection once the server has sent ``limit`` bytes on it: the
+    bucket goes away in the middle of a download (real sockets, the real server behind)."""
+
+    def __init__(self, target_port: int, limit: int):
+        import socket
+        import threading
+
+        self.target, self.limit = target_port, limit
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._pipe, args=(client, server, None), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, self.limit), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst, limit):
+        sent = 0
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+                sent += len(data)
+                if limit is not None and sent > limit:
+                    break
+        except OSError:
+            pass
+        import socket
+
+        for s in (src, dst):  # shutdown first: it ends the other direction's recv at once
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def test_a_bucket_lost_in_the_middle_of_a_download_stops_the_read_exit_5(data_dir, archive_url, tmp_path,
+                                                                          s3_server):
+    import os
+    import random
+
+    bucket = Bucket(parse_archive_url(archive_url))
+    rng = random.Random(5)
+    big = [json.dumps({"visitor_id": f"v{i}", "event": "page_view", "metadata": {"n": rng.getrandbits(256)}})
+           for i in range(20000)]  # about 1 MB compressed: far more than any listing's reply
+    put(bucket, tmp_path, D1, "web-2", file_name(D1, gz=True), gzip.compress(body(big)))
+    proxy = CuttingProxy(int(s3_server.endpoint.rsplit(":", 1)[1]), 256 << 10)
+    try:
+        cut = {**env(archive_url, data_dir), "AWS_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}"}
+        out = tmp_path / "out.jsonl"
+        for args in (("report", "--json"), ("export", "--output", out)):
+            p = cli(*args, "--since", D1, env={**os.environ, **cut})
+            assert p.returncode == 5, (args, p.stderr)
+            assert p.stdout == "" and p.stderr.count("\n") == 1 and "download failed" in p.stderr, p.stderr
+        assert not out.exists()
+    finally:
+        proxy.close()
