@@ -140,6 +140,9 @@ def test_host_picks_hosts_and_no_archive_reads_local_files_only(scene, archive_u
     r = cli("report", "--since", D1, "--until", TODAY, "--by", "event", "--json", "--host", "web-3",
             env=env(archive_url, data_dir))
     assert sum(row["events"] for row in json.loads(r.stdout)["rows"]) == len(by_host["web-3"])
+    none = cli("report", "--since", D1, "--host", "web-9,web-2", "--json", env=env(archive_url, data_dir))
+    assert none.returncode == 0 and "--host web-9: no lines of this host in the range" in json.loads(none.stdout)[
+        "notes"]
     bad = cli("report", "--host", "Web_2", env=env(archive_url, data_dir))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--host Web_2" in bad.stderr
     other = cli("export", "--no-archive", "--host", "web-2", env=env(archive_url, data_dir))
@@ -342,3 +345,19 @@ def test_a_bucket_lost_in_the_middle_of_a_download_stops_the_read_exit_5(data_di
         assert not out.exists()
     finally:
         proxy.close()
+
+
+def test_without_boto3_report_and_export_say_so_in_one_line_exit_2(data_dir, archive_url):
+    import os
+    import subprocess
+    import sys
+
+    code = ("import runpy, sys\nsys.modules['boto3'] = None\nsys.argv = ['metrics-ops'] + sys.argv[1:]\n"
+            "runpy.run_module('metrics_ops', run_name='__main__')\n")
+    for command in ("report", "export"):
+        p = subprocess.run([sys.executable, "-c", code, command], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, **env(archive_url, data_dir)})
+        assert p.returncode == 2, p.stderr
+        assert p.stderr == "metrics-ops: archive_url is set but boto3 is not installed: pip install 'metrics-ops[s3]'\n"
+        assert subprocess.run([sys.executable, "-c", code, command, "--no-archive"], capture_output=True,
+                              env={**os.environ, **env(archive_url, data_dir)}, timeout=120).returncode == 0
