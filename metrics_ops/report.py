@@ -283,7 +283,7 @@ def run_report(directory: Path, *, since: date, until: date, today: date, zone: 
         result.notes.extend(f"the rollup of {day} was counted from a damaged file: {p}" for p in r.problems)
     result.raw_days = sorted(t.day for t in tallies)
     result.rollup_days = sorted(from_rollup)
-    result.notes.extend(remote.rollup_notes(across, pruned, result.mixed_days))
+    result.notes[:0] = remote.rollup_notes(across, result.hosts or [], pruned, result.mixed_days)
     result.folded_days = [date.fromisoformat(f.day) for f in folded]
     result.empty_days = [d for d in _days(since, until) if d not in raw and d not in from_rollup]
     result.partial_days = [d for d in _days(since, until) if d >= today and d in raw]
