@@ -26,7 +26,15 @@ from dataclasses import dataclass
 from datetime import date
 
 from metrics_ops.layout import parse_name
-from metrics_ops.objectstore import ArchiveError, Bucket, Location, Missing, day_prefix, host_id_problem, parse_key
+from metrics_ops.objectstore import (
+    ArchiveError,
+    Bucket,
+    Location,
+    ObjectMissing,
+    day_prefix,
+    host_id_problem,
+    parse_key,
+)
 
 #: objects fetched at the same time (threads; decompression is the bottleneck)
 AHEAD = 3
@@ -219,7 +227,7 @@ def compressed(shard: Remote, problems: list, prefetch: Prefetch | None = None,
         fetch.start()
     try:
         yield from fetch.chunks()
-    except Missing:
+    except ObjectMissing:
         problems.append(Problem(shard.name, missing))
     finally:
         fetch.stop()
