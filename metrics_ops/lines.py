@@ -57,6 +57,19 @@ def raw(fd: int) -> Generator[bytes, None, None]:
         yield chunk
 
 
+def stream_blocks(stream, name: str, problems: list[Problem], long_lines: dict[str, int], *,
+                  through: Through = None) -> Iterator[bytes]:
+    """:func:`file_blocks` of a readable binary stream (an archived object as it downloads): the same lines, the
+    same bound, the same problems. A read error of the stream propagates."""
+    def chunks() -> Generator[bytes, None, None]:
+        while chunk := stream.read(_READ):
+            yield chunk
+
+    if name.endswith(".gz") or ".gz." in name:
+        return cut(inflate(chunks()), name, problems, long_lines, through)
+    return cut(chunks(), name, problems, long_lines, through)
+
+
 def inflated(fd: int) -> Generator[bytes, None, str | None]:
     """The decompressed data of a gzip file (every member) in pieces of at most 4 MiB (a highly compressed
     archive cannot balloon); returns why it stopped early, or None when it read to the end of the last member
