@@ -361,3 +361,33 @@ def test_without_boto3_report_and_export_say_so_in_one_line_exit_2(data_dir, arc
         assert p.stderr == "metrics-ops: archive_url is set but boto3 is not installed: pip install 'metrics-ops[s3]'\n"
         assert subprocess.run([sys.executable, "-c", code, command, "--no-archive"], capture_output=True,
                               env={**os.environ, **env(archive_url, data_dir)}, timeout=120).returncode == 0
+
+
+def test_after_real_passes_on_two_hosts_every_line_is_read_once_from_files_and_objects(tmp_path, archive_url):
+    """Two hosts' rotate passes compress, archive and prune (days 4..6 old gone locally); web-1 then reads both
+    hosts: its own files, its pruned days from its objects, web-2's from the bucket."""
+    written: list[str] = []
+    dirs = {}
+    for host in ("web-1", "web-2"):
+        d = dirs[host] = tmp_path / host
+        d.mkdir()
+        for n in range(1, 7):
+            day = TODAY - timedelta(days=n)
+            ls = lines(host, day, 10 + n)
+            (d / file_name(day)).write_bytes(body(ls))
+            written += ls
+        done = cli("rotate", "--once", env={**env(archive_url, d, host), "METRICS_GZIP_AFTER": "1",
+                                            "METRICS_RETENTION": "4"})
+        assert done.returncode == 0, done.stderr
+        assert len(list(d.glob("metrics-*.gz"))) == 3  # days 1..3 kept, days 4..6 archived then pruned
+    since, until = TODAY - timedelta(days=6), TODAY - timedelta(days=1)
+    p = cli("export", "--since", since, "--until", until, env=env(archive_url, dirs["web-1"]))
+    assert p.returncode == 0, p.stderr
+    assert Counter(p.stdout.splitlines()) == Counter(written) and len(p.stdout.splitlines()) == len(written)
+    for extra in ((), ("--no-rollups",)):
+        r = cli("report", "--since", since, "--until", until, "--by", "day", "--json", *extra,
+                env=env(archive_url, dirs["web-1"]))
+        doc = json.loads(r.stdout)
+        assert r.returncode == 0 and doc["hosts"] == ["web-1", "web-2"], r.stderr
+        assert sum(row["events"] for row in doc["rows"]) == len(written)
+        assert all(row["visitors"] == row["events"] for row in doc["rows"])  # one event per visitor, every host
