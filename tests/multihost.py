@@ -89,7 +89,7 @@ class Site:
     each: the machine has 2 cores), and nginx-multi.conf in front. ``clock`` (libfaketime variables) is given to
     the serves and to every pass; nginx keeps the real clock, as an edge does."""
 
-    def __init__(self, root: Path, archive_text: str, clock: dict[str, str] | None = None, rate: str = "1000r/s",
+    def __init__(self, root: Path, archive_text: str, clock: dict[str, str] | None = None, rate: str = "100000r/s",
                  extra: str = ""):
         self.root, self.clock = root, clock or {}
         self.hosts: list[Host] = []
