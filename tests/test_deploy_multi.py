@@ -173,3 +173,12 @@ def test_the_edge_spreads_events_over_the_three_serves_and_skips_a_stopped_one(t
     total = sum(per_host, start=type(per_host[0])())
     assert total == {key: 1 for key in sent}  # each stored line on exactly one host, nothing else
     assert all(max(c.values()) == 1 for c in per_host)
+
+
+def test_the_image_has_the_s3_extra_for_the_archive():
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert 'pip install --no-cache-dir "/build[s3]"' in dockerfile
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(r.startswith("boto3") for r in extras["s3"])
