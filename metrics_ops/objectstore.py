@@ -42,6 +42,10 @@ class PreconditionFailed(ArchiveError):
     """A conditional write (If-Match / If-None-Match) did not hold: HTTP 412."""
 
 
+class Missing(ArchiveError):
+    """The object is not there (HTTP 404): deleted since it was listed (archive retention, a forget)."""
+
+
 class Boto3Missing(ArchiveError):
     """archive_url is set but boto3 cannot be imported (commands exit 2: a setup problem, nothing changed)."""
 
@@ -210,7 +214,8 @@ class Bucket:
         if error or status:
             code = error.get("Code") or str(status)
             detail = f"{code} (HTTP {status})" + (f": {_one_line(error['Message'])}" if error.get("Message") else "")
-            kind = PreconditionFailed if status == 412 or code == "PreconditionFailed" else ArchiveError
+            kind = (PreconditionFailed if status == 412 or code == "PreconditionFailed"
+                    else Missing if status == 404 and code in ("NoSuchKey", "404") else ArchiveError)
             return kind(f"archive {where}: {what} failed: {detail}")
         return ArchiveError(f"archive {where}: {what} failed: {_one_line(exc)}")
 

@@ -1,0 +1,217 @@
+"""Reading the archive back: which objects of which hosts a read across hosts takes, and their lines, streamed.
+
+With ``archive_url`` set, ``report`` and ``export`` read every host's archived days from the bucket plus this
+host's local days (:func:`metrics_ops.reading.sources` puts the two together, each line once):
+
+- the bucket is listed day by day in the layout ``<prefix>/day=YYYY-MM-DD/host=<host_id>/<file name>``
+  (:func:`listing`, the days' listings run concurrently); an object whose name is not a closed, compressed data file
+  of its key's day (``metrics-YYYY-MM-DD[.N].jsonl.gz``) is not read, and said in a note;
+- an object is a :class:`Remote` shard: :func:`metrics_ops.reading.read_blocks` streams it through
+  :meth:`metrics_ops.objectstore.Bucket.open_stream` and decompresses it like a local ``.gz``
+  (:func:`metrics_ops.lines.inflate`, the same bounded lines; a damaged object is a Problem named
+  ``s3://bucket/key``, as a damaged local archive is named by its file);
+- :class:`Prefetch` fetches the next :data:`AHEAD` objects of a day in threads while the current one is
+  decompressed (in pieces of :data:`CHUNK`, at most :data:`QUEUED` pieces waiting per object: bounded memory);
+- a bucket that cannot be reached (or refuses) raises :class:`~metrics_ops.objectstore.ArchiveError`: the read
+  stops, never a partial answer; an object deleted since it was listed is a Problem, like a file pruned meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date
+
+from metrics_ops.layout import parse_name
+from metrics_ops.objectstore import ArchiveError, Bucket, Location, Missing, day_prefix, host_id_problem, parse_key
+
+#: objects of a day fetched at the same time (threads; decompression is the bottleneck)
+AHEAD = 4
+#: bytes per read from an object's stream, and pieces waiting per object (AHEAD x QUEUED x CHUNK bytes at most)
+CHUNK, QUEUED = 1 << 20, 8
+_END = object()
+
+
+@dataclass(frozen=True)
+class Across:
+    """A read across hosts: the archive, this host's id, and the hosts picked (None: every host)."""
+
+    location: Location
+    host_id: str
+    hosts: frozenset[str] | None = None
+
+    def picks(self, host: str) -> bool:
+        return self.hosts is None or host in self.hosts
+
+    @property
+    def only_this_host(self) -> bool:
+        return self.hosts is not None and self.hosts <= {self.host_id}
+
+
+@dataclass(frozen=True)
+class Remote:
+    """One archived object: shard ``number`` of ``day`` of ``host``, read from the bucket."""
+
+    location: Location
+    day: date
+    host: str
+    number: int
+    key: str
+
+    @property
+    def name(self) -> str:
+        """How problems and long lines name it."""
+        return f"s3://{self.location.bucket}/{self.key}"
+
+
+def parse_hosts(values: Iterable[str]) -> frozenset[str] | None:
+    """``--host a --host b,c`` -> {a, b, c} (None when none is given); ValueError naming a bad host id."""
+    hosts = {h.strip() for v in values for h in v.split(",") if h.strip()}
+    for h in sorted(hosts):
+        if why := host_id_problem(h):
+            raise ValueError(f"--host {h}: {why}")
+    return frozenset(hosts) or None
+
+
+_buckets: dict[tuple[int, Location], Bucket] = {}
+
+
+def bucket(location: Location) -> Bucket:
+    """This process's client of ``location`` (one per process: a client is not shared across a fork)."""
+    key = (os.getpid(), location)
+    if key not in _buckets:
+        _buckets[key] = Bucket(location)
+    return _buckets[key]
+
+
+def listing(across: Across, since: date | None, until: date | None,
+            notes: list[str] | None = None) -> dict[date, dict[str, dict[int, Remote]]]:
+    """The objects of the picked hosts for the days in [since, until]: day -> host -> shard number -> Remote.
+    ArchiveError when the bucket cannot be listed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    notes = [] if notes is None else notes
+    store = bucket(across.location)
+    days = sorted(d for d in store.list_days() if (since is None or d >= since) and (until is None or d <= until))
+    out: dict[date, dict[str, dict[int, Remote]]] = {}
+    with ThreadPoolExecutor(max_workers=min(8, max(1, len(days)))) as pool:
+        for day, objects in zip(days, pool.map(lambda d: list(store.list(day_prefix(across.location, d))), days),
+                                strict=True):
+            for obj in objects:
+                parsed = parse_key(across.location, obj.key)
+                if parsed is None or not across.picks(parsed[1]):
+                    continue
+                f = parse_name(parsed[2])
+                if f is None or not f.gz or f.day != day or f.name != parsed[2]:
+                    notes.append(f"s3://{across.location.bucket}/{obj.key}: not a compressed data file of {day}, "
+                                 "not read")
+                    continue
+                out.setdefault(day, {}).setdefault(parsed[1], {})[f.shard] = Remote(
+                    across.location, day, parsed[1], f.shard, obj.key)
+    return out
+
+
+class _Fetch(threading.Thread):
+    """One object's compressed bytes, read ahead in a thread into a bounded queue."""
+
+    def __init__(self, shard: Remote):
+        super().__init__(daemon=True, name=f"fetch {shard.key}")
+        self.shard = shard
+        self.pieces: queue.Queue = queue.Queue(QUEUED)
+        self.stopped = threading.Event()
+
+    def _put(self, item) -> bool:
+        while not self.stopped.is_set():
+            try:
+                self.pieces.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run(self) -> None:
+        try:
+            with bucket(self.shard.location).open_stream(self.shard.key) as stream:
+                while not self.stopped.is_set() and (piece := stream.read(CHUNK)):
+                    if not self._put(piece):
+                        return
+            self._put(_END)
+        except ArchiveError as exc:
+            self._put(exc)
+        except Exception as exc:  # noqa: BLE001 - anything else the client raises: the archive failed
+            self._put(ArchiveError(f"archive {self.shard.name}: download failed: {exc}"))
+
+    def chunks(self) -> Iterator[bytes]:
+        """The compressed pieces in order; raises what the download raised."""
+        while (item := self.pieces.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+class Prefetch:
+    """The objects among a day's shards, fetched :data:`AHEAD` at a time in the order they are read."""
+
+    def __init__(self, day_shards: Iterable):
+        self.waiting = [s for s in day_shards if isinstance(s, Remote)]
+        self.started: dict[Remote, _Fetch] = {}
+        self._fill()
+
+    def _fill(self) -> None:
+        while self.waiting and len(self.started) < AHEAD:
+            fetch = _Fetch(self.waiting.pop(0))
+            self.started[fetch.shard] = fetch
+            fetch.start()
+
+    def take(self, shard: Remote) -> _Fetch:
+        fetch = self.started.pop(shard, None)
+        if fetch is None:
+            fetch = _Fetch(shard)
+            fetch.start()
+        self._fill()
+        return fetch
+
+    def close(self) -> None:
+        for fetch in self.started.values():
+            fetch.stop()
+        self.started.clear()
+        self.waiting.clear()
+
+
+def compressed(shard: Remote, problems: list, prefetch: Prefetch | None = None,
+               missing: str = "deleted from the archive since it was listed") -> Iterator[bytes]:
+    """The object's compressed bytes; an object that is gone is a Problem (``missing`` says why), nothing else
+    is caught (ArchiveError: the bucket failed)."""
+    from metrics_ops.lines import Problem
+
+    fetch = prefetch.take(shard) if prefetch is not None else _Fetch(shard)
+    if prefetch is None:
+        fetch.start()
+    try:
+        yield from fetch.chunks()
+    except Missing:
+        problems.append(Problem(shard.name, missing))
+    finally:
+        fetch.stop()
+
+
+def host_days(days: dict[date, list], across: Across | None) -> tuple[set[date], set[date]]:
+    """(days with raw lines of this host, days with raw lines of other hosts) among ``days`` (of
+    :func:`metrics_ops.reading.sources`): a rollup, this host's alone, answers a day with no other host's lines."""
+    if across is None:
+        return set(days), set()
+    own = {d for d, found in days.items()
+           if any(not isinstance(s, Remote) or s.host == across.host_id for s in found)}
+    others = {d for d, found in days.items() if any(isinstance(s, Remote) and s.host != across.host_id for s in found)}
+    return own, others
+
+
+def hosts_read(days: dict[date, list], across: Across) -> list[str]:
+    """The host ids whose lines are among ``days``."""
+    return sorted({s.host if isinstance(s, Remote) else across.host_id for found in days.values() for s in found})
