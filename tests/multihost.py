@@ -87,7 +87,7 @@ class Host:
 class Site:
     """Every web-N of the compose file with its own data directory under ``root``, its serve started (one worker
     each: the machine has 2 cores), and nginx-multi.conf in front. ``clock`` (libfaketime variables) is given to
-    the serves and to every pass; nginx keeps the real clock, as an edge does."""
+    the serves only; nginx and the commands of :meth:`run` keep the real clock."""
 
     def __init__(self, root: Path, archive_text: str, clock: dict[str, str] | None = None, rate: str = "100000r/s",
                  extra: str = ""):
@@ -120,12 +120,12 @@ class Site:
         return http.client.HTTPConnection("127.0.0.1", self.edge.port, timeout=10)
 
     def run(self, host: Host, *args: str, env: dict | None = None, timeout: float = 120):
-        """``metrics-ops ARGS`` on ``host``, in its rotator's environment and the site's clock."""
+        """``metrics-ops ARGS`` on ``host``, in its rotator's environment (the real clock)."""
         import subprocess
 
         from .helpers import CLI
 
-        return subprocess.run([*CLI, *map(str, args)], env={**os.environ, **host.env, **self.clock, **(env or {})},
+        return subprocess.run([*CLI, *map(str, args)], env={**os.environ, **host.env, **(env or {})},
                               capture_output=True, text=True, timeout=timeout)
 
     def stop_serves(self) -> list[int]:
