@@ -182,3 +182,19 @@ def test_the_image_has_the_s3_extra_for_the_archive():
 
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert any(r.startswith("boto3") for r in extras["s3"])
+
+
+def test_the_deployment_docs_name_the_shipped_files_and_their_upstream():
+    from .helpers import doc_section
+
+    section = doc_section("deployment.md", "From one host to three, with an archive")
+    for path in set(re.findall(r"\bdeploy/[\w./-]+[\w]", section)):
+        assert (ROOT / path).exists() or path == "deploy/archive.env", path  # the operator makes that one
+    [block] = re.findall(r"```nginx\n(.*?)```", section, re.S)
+    _, shipped = _body(MULTI.read_text())
+    shipped_lines = [line for line in shipped.strip().splitlines() if not line.startswith("#")]
+    documented = re.sub(r"server 10\.0\.0\.1(\d):8001", lambda m: f"server web-{m[1]}:8001", block).strip()
+    assert documented.splitlines() == shipped_lines  # the same upstream, with the hosts' addresses
+    for command in ("metrics-ops archive --dry-run", "metrics-ops status", "METRICS_HOST_ID=web-1",
+                    "docker compose -f deploy/docker-compose.multi.yml up -d --build"):
+        assert command in section, command
