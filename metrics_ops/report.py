@@ -151,14 +151,20 @@ class _Cell:
 
 
 def _tally_worker(args) -> DayTally:
-    directory, day, day_shards, dims, zone, event, reduce = args
+    directory, day, day_shards, dims, zone, event, reduce, following = args
+    remote.warm(following)  # the objects of this worker's next day are fetched while this one is counted
     # reduce: the day is a row key: the parent needs the day's counts, not its visitors
     return tally_day(directory, day, day_shards, [dims], zone, event, estimates=reduce)
 
 
 def _tally_days(directory: Path, days: dict[date, list[Shard]], dims: tuple[str, ...], zone: ZoneInfo,
                 event: str | None, reduce: bool, workers: int) -> list[DayTally]:
-    jobs = [(directory, day, s, dims, zone, event, reduce) for day, s in sorted(days.items())]
+    ordered = sorted(days.items())
+    # a worker takes runs of `chunk` days; each day names the next of its run, whose objects it fetches ahead
+    chunk = 1 if workers <= 1 else max(2, len(ordered) // (4 * workers))
+    jobs = [(directory, day, s, dims, zone, event, reduce,
+             ordered[i + 1][1] if i + 1 < len(ordered) and (i + 1) % chunk else ())
+            for i, (day, s) in enumerate(ordered)]
     if workers <= 1 or len(jobs) <= 1:
         return [_tally_worker(j) for j in jobs]
     import multiprocessing
@@ -166,7 +172,7 @@ def _tally_days(directory: Path, days: dict[date, list[Shard]], dims: tuple[str,
 
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs)),
                              mp_context=multiprocessing.get_context("fork")) as pool:
-        return list(pool.map(_tally_worker, jobs))
+        return list(pool.map(_tally_worker, jobs, chunksize=chunk))
 
 
 @dataclass
@@ -277,27 +283,13 @@ def run_report(directory: Path, *, since: date, until: date, today: date, zone: 
         result.notes.extend(f"the rollup of {day} was counted from a damaged file: {p}" for p in r.problems)
     result.raw_days = sorted(t.day for t in tallies)
     result.rollup_days = sorted(from_rollup)
-    _host_notes(result, across, pruned)
+    result.notes.extend(remote.rollup_notes(across, pruned, result.mixed_days))
     result.folded_days = [date.fromisoformat(f.day) for f in folded]
     result.empty_days = [d for d in _days(since, until) if d not in raw and d not in from_rollup]
     result.partial_days = [d for d in _days(since, until) if d >= today and d in raw]
     result.rows, result.ranking = _rows(cells, by, dims, top, result.partial_days, folded)
     _notes(result, folded, pruned)
     return result
-
-
-def _host_notes(result: ReportResult, across: Across | None, pruned: list[date]) -> None:
-    """What a read across hosts could not count from every host's raw lines."""
-    if across is None or across.only_this_host:
-        return
-    if pruned:
-        result.notes.append(f"this host only: {_span(pruned)} come(s) from the rollups of {across.host_id} (no "
-                            "host's raw lines are left for them; each host's rollups stay on that host)")
-    if result.mixed_days:
-        result.notes.append(
-            f"visitors: not additive across hosts on {_span(result.mixed_days)}: {across.host_id}'s lines of these "
-            "days are only in its rollup, the other hosts' are counted from raw lines (a visitor seen by both "
-            "would count twice), so visitors there are unknown; events and estimates add exactly")
 
 
 def _unknown_visitors_hint(pruned: list[date]) -> str:

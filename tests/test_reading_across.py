@@ -216,3 +216,56 @@ def test_rollups_answer_only_where_raw_lines_are_gone_and_mixing_says_visitors_a
     only_theirs = json.loads(cli("report", "--since", D1, "--until", D2, "--host", "web-2", "--json",
                                  env=env(archive_url, data_dir)).stdout)
     assert [(x["day"], x["events"], x["visitors"]) for x in only_theirs["rows"]] == [(D2.isoformat(), 5, 5)]
+
+
+def test_a_local_archive_pruned_while_read_is_read_from_its_object_and_a_deleted_object_is_a_problem(
+        data_dir, archive_url, tmp_path):
+    from metrics_ops.reading import Across, read_day, sources
+
+    bucket = Bucket(parse_archive_url(archive_url))
+    mine = lines(ME, D1, 6)
+    gz = data_dir / file_name(D1, gz=True)
+    gz.write_bytes(gzip.compress(body(mine)))
+    put(bucket, tmp_path, D1, ME, gz.name, gz.read_bytes())
+    theirs = lines("web-2", D1, 4)
+    put(bucket, tmp_path, D1, "web-2", gz.name, gzip.compress(body(theirs)))
+    found = sources(data_dir, D1, D1, across=Across(bucket.location, ME))
+    assert [type(s).__name__ for s in found[D1]] == ["Shard", "Remote"]  # the own object is the local file
+    gz.unlink()  # pruned once archived, after the listing
+    bucket.delete(object_key(bucket.location, D1, "web-2", gz.name))  # archive retention on another host
+    problems = []
+    got = b"".join(read_day(data_dir, found[D1], problems)).decode().splitlines()
+    assert got == mine
+    assert [p.why for p in problems] == ["deleted from the archive since it was listed"]
+    assert problems[0].file.endswith(f"host=web-2/{gz.name}")
+
+
+def test_many_objects_of_a_day_are_read_in_order_each_once(data_dir, archive_url, tmp_path):
+    bucket = Bucket(parse_archive_url(archive_url))
+    want = []
+    for host in ("web-3", "web-2"):
+        for n in range(7):
+            ls = lines(host, D1, 5, 10 * n)
+            put(bucket, tmp_path, D1, host, file_name(D1, n, gz=True), gzip.compress(body(ls)))
+    for host in ("web-2", "web-3"):  # by host id, then shard (.10 after .9 is the layout's order)
+        for n in range(7):
+            want += lines(host, D1, 5, 10 * n)
+    mine = lines(ME, D1, 3)
+    (data_dir / file_name(D1)).write_bytes(body(mine))
+    got, p = export_lines(archive_url, data_dir)
+    assert p.returncode == 0, p.stderr
+    assert got == mine + want
+
+
+def test_csv_export_across_hosts_keeps_the_formula_guard(data_dir, archive_url, tmp_path):
+    import csv
+    import io
+
+    bucket = Bucket(parse_archive_url(archive_url))
+    evil = json.dumps({"visitor_id": "=HYPERLINK(\"x\")", "event": "+cmd", "metadata": {"path": "@SUM(A1)"}})
+    put(bucket, tmp_path, D1, "web-2", file_name(D1, gz=True), gzip.compress(body([evil])))
+    p = cli("export", "--since", D1, "--format", "csv", env=env(archive_url, data_dir))
+    assert p.returncode == 0, p.stderr
+    rows = list(csv.DictReader(io.StringIO(p.stdout)))
+    assert [(r["visitor_id"], r["event"], r["metadata.path"]) for r in rows] == [
+        ("'=HYPERLINK(\"x\")", "'+cmd", "'@SUM(A1)")]
