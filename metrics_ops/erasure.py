@@ -36,6 +36,7 @@ from metrics_ops.objectstore import (
     ArchiveError,
     Bucket,
     ObjectInfo,
+    ObjectMissing,
     PreconditionFailed,
     file_digest,
     parse_key,
@@ -117,8 +118,11 @@ def erase_archive(bucket: Bucket, keep, *, host_id: str, store=None, rewritten_l
         done.errors.append(f"{exc}; no archived object was searched: run forget again when the bucket answers")
         return done
     job = _Job(bucket, keep, host_id, store, rewritten_local or {}, level, dry_run, attempts, between)
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        outcomes = list(pool.map(job.one, listing))
+    if workers <= 1:
+        outcomes = [job.one(item) for item in listing]
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            outcomes = list(pool.map(job.one, listing))
     for (_info, (_day, host, _name)), outcome in zip(listing, outcomes, strict=True):
         if outcome == "skipped":
             continue
@@ -177,12 +181,16 @@ class _Job:
             except PreconditionFailed:
                 fresh = self.bucket.head(info.key)
                 if fresh is None:
-                    outcome.status, outcome.removed = GONE, None
-                    return True
+                    break
                 etag = fresh.etag
-        outcome.status = NOT_REWRITTEN
-        outcome.error = (f"changed {self.attempts} times while it was rewritten (HTTP 412 each time); not rewritten: "
-                         "run forget again")
+            except ObjectMissing:  # deleted since the listing (archive retention): nothing left to erase
+                break
+        else:
+            outcome.status = NOT_REWRITTEN
+            outcome.error = (f"changed {self.attempts} times while it was rewritten (HTTP 412 each time); not "
+                             "rewritten: run forget again")
+            return True
+        outcome.status, outcome.removed, outcome.error = GONE, None, None
         return True
 
     def _replace_own(self, key: str, name: str, outcome: ObjectErasure) -> bool:

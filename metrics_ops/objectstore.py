@@ -46,6 +46,9 @@ class Missing(ArchiveError):
     """The object is not there (HTTP 404): deleted since it was listed (archive retention, a forget)."""
 
 
+ObjectMissing = Missing  # the name erasure.py uses (i-g), the same class as reading's (i-f)
+
+
 class Boto3Missing(ArchiveError):
     """archive_url is set but boto3 cannot be imported (commands exit 2: a setup problem, nothing changed)."""
 
@@ -217,7 +220,7 @@ class Bucket:
             code = error.get("Code") or str(status)
             detail = f"{code} (HTTP {status})" + (f": {_one_line(error['Message'])}" if error.get("Message") else "")
             kind = (PreconditionFailed if status == 412 or code == "PreconditionFailed"
-                    else Missing if status == 404 and code in ("NoSuchKey", "404") else ArchiveError)
+                    else Missing if code == "NoSuchKey" or (status == 404 and code == "404") else ArchiveError)
             return kind(f"archive {where}: {what} failed: {detail}")
         return ArchiveError(f"archive {where}: {what} failed: {_one_line(exc)}")
 
