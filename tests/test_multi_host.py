@@ -5,9 +5,9 @@ compresses and archives its closed days to a real S3 server (SeaweedFS); `report
 count every `stored: 1` answer exactly once (and DuckDB over the downloaded objects agrees); `forget` on one
 host removes a visitor from every host's objects, and the other hosts' next pass takes the rewritten objects.
 
-Loopback only. The serves run under libfaketime reading the date from one file the test rewrites (as
-tests/test_e2e.py does), so that their traffic lands on days before today; the passes and the reading commands run
-on the real clock (S3 signatures carry the time), nginx and the S3 server too.
+Loopback only. The serves run under libfaketime reading an offset from one file the test rewrites (as
+tests/test_e2e.py does with dates), so that their traffic lands on days before today; the passes and the reading
+commands run on the real clock (S3 signatures carry the time), nginx and the S3 server too.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import gzip
 import json
 import os
 from collections import Counter
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -30,7 +30,8 @@ from .serve_process import LIBFAKETIME
 
 TODAY = date.today()
 ARCHIVE_STEP = "archive" in cli.commands  # i-d's archive step is merged (until then: a stand-in, see below)
-DAYS = [TODAY - timedelta(days=3), TODAY - timedelta(days=2)]  # the serves' days: closed by today
+OFFSETS = [-3, -2]  # the serves' clock runs this many days from the real one (libfaketime), ticking
+DAYS = [TODAY + timedelta(days=n) for n in OFFSETS]  # the serves' days: closed by today
 PER_DAY = 45
 FORGET = "forget-me"
 
@@ -50,8 +51,8 @@ def traffic(site: Site, clock: Path) -> Counter:
     """PER_DAY events on each of DAYS through the edge; -> (visitor, n) of every `stored: 1` answer."""
     stored: Counter = Counter()
     n = 0
-    for day in DAYS:
-        set_clock(clock, f"{day} 12:00:00")
+    for day, offset in zip(DAYS, OFFSETS, strict=True):
+        set_clock(clock, f"{offset:+d}d")
         conn = site.connection()
         for i in range(PER_DAY):
             visitor = FORGET if i % 7 == 4 else f"v{i % 11}"  # on every host
@@ -69,7 +70,7 @@ def traffic(site: Site, clock: Path) -> Counter:
 def site(tmp_path, archive_url, s3_server, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     clock = tmp_path / "fake-now"
-    set_clock(clock, f"{DAYS[0]} 12:00:00")
+    set_clock(clock, f"{OFFSETS[0]:+d}d")
     fake = {"LD_PRELOAD": LIBFAKETIME, "FAKETIME_TIMESTAMP_FILE": str(clock), "FAKETIME_NO_CACHE": "1",
             "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
     # what the operator changed in metrics-ops.env for this site: compress a day once it is closed
@@ -88,7 +89,7 @@ def test_three_serves_behind_nginx_archive_to_one_bucket_and_read_back_as_one_si
 
     # Days later (today, the real clock: S3 refuses a request signed more than 15 min off the server's time),
     # each host's pass (the rotator's command, once) compresses and archives its closed days.
-    set_clock(site.clock_file, datetime.now().strftime("%Y-%m-%d %H:%M:%S"))  # the serves too
+    set_clock(site.clock_file, "+0")  # the serves too
     for host in site.hosts:
         r = site.run(host, "rotate", "--once", "--json")
         assert r.returncode == 0, (host.name, r.stdout, r.stderr)
