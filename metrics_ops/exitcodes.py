@@ -18,7 +18,7 @@ class ExitCode(IntEnum):
     UNREACHABLE = 5
     #: rotate: the pass succeeded, but the disk budget deleted data before its retention (listed in the output)
     BUDGET = 6
-    #: status, rotate --check: something needs attention (each reason one line on stderr)
+    #: status, rotate --check: something needs attention (each reason one line on stderr); archive: a conflict
     ATTENTION = 7
 
 
@@ -38,5 +38,6 @@ EXIT_STATUS_DOC = {
     ExitCode.BUDGET: "rotate: the pass succeeded, but the disk budget (max_total_mb, min_free_mb, min_free_percent) "
                      "deleted data before its retention; the deleted files are listed",
     ExitCode.ATTENTION: "status, rotate --check: something needs attention (no successful pass in 2 intervals, the "
-                        "last pass failed, the disk budget crossed, serve unhealthy); one line per reason",
+                        "last pass failed, the disk budget crossed, files waiting for the archive, serve unhealthy); "
+                        "one line per reason; archive: a file is in conflict with its object (kept)",
 }

@@ -150,7 +150,9 @@ def test_a_bad_archive_url_is_one_line_naming_the_setting(value, why):
     with pytest.raises(ConfigError) as caught:
         load_settings(env_file=None, flags={"archive_url": value})
     [line] = caught.value.lines
-    assert line.startswith(f"archive_url {value} (from the command line): ") and why in line, line
+    shown = value.replace("key:secret@", "***@")  # the user-info of a URL is never echoed
+    assert line.startswith(f"archive_url {shown} (from the command line): ") and why in line, line
+    assert "secret" not in line
 
 
 def test_a_bad_setting_from_the_environment_exits_2(run, data_dir):

@@ -81,6 +81,10 @@ def test_archive_uploads_each_closed_file_verified_and_a_rerun_uploads_nothing(d
     names = closed_days(data_dir)
     data_file(data_dir / f"metrics-{date.today().isoformat()}.jsonl", [{"visitor_id": "v", "event": "now"}])
     env = archive_env(archive_url, data_dir)
+    plan = cli("archive", "--dry-run", "--json", env=env)
+    assert plan.returncode == 0, plan.stderr
+    assert kinds(json.loads(plan.stdout)) == sorted(("upload", n) for n in names)
+    assert objects(archive_url) == {} and offsite.recorded_names(data_dir) == []  # a plan uploads nothing
     first = cli("archive", "--json", env=env)
     assert first.returncode == 0, first.stderr
     doc = json.loads(first.stdout)
