@@ -4,7 +4,8 @@ The data directory (days, files and bytes by state), the disk (free space, the b
 the last pass (from the status file the passes write), what the next pass will compress and delete and when (a
 dry run of that pass, at its time: the same planning code, nothing changed), and with a URL serve's ``/healthz``
 and counters. Every problem found is one line in ``attention``; the command exits 7 when there is any.
-Reads names and sizes only (no file is opened), so a year of files takes milliseconds.
+Reads names and sizes only (no file is opened), so a year of files takes milliseconds; with archive_url set, the
+next pass's prune asks the bucket (a digest and a HEAD per file it would delete), as the pass itself does.
 """
 
 from __future__ import annotations

@@ -433,3 +433,35 @@ def test_an_object_rewritten_by_forget_on_another_host_replaces_the_local_file(d
     assert rollups.read(data_dir, day).lines == 6  # the day's rollup recounted
     again = cli("archive", "--json", env=env)
     assert again.returncode == 0 and kinds(json.loads(again.stdout)) == []
+
+
+def test_each_state_of_a_local_file_against_its_record_and_object():
+    from metrics_ops.offsite import State, judge
+
+    a, b, c = "a" * 64, "b" * 64, "c" * 64
+    record = offsite.Record("k", a, 10, "e1", 0.0)
+
+    def obj(sha, size=10, etag="e1", forgotten_from=None):
+        info = ObjectInfo("k", size, etag, sha, recorded_size=size)
+        if forgotten_from is not None:  # helper G's field (contract point 2); without it, no forgotten state
+            if "forgotten_from" not in ObjectInfo.__dataclass_fields__:
+                return None
+            info = ObjectInfo("k", size, etag, sha, recorded_size=size, forgotten_from=forgotten_from)
+        return info
+
+    def state(sha, rec, o):
+        return judge("f", "k", sha, 10, rec, o).state
+
+    assert state(a, None, None) == State.NEW  # nothing anywhere: upload
+    assert state(a, record, None) == State.NEW  # the object was deleted: upload again
+    assert state(a, None, obj(a)) == State.ADOPT  # a reply lost after the PUT
+    assert state(a, record, obj(a, etag="e2")) == State.ADOPT  # same bytes, another ETag: record it
+    assert state(a, record, obj(a)) == State.ARCHIVED
+    assert state(b, record, obj(a)) == State.CHANGED  # a late writer: If-Match e1
+    assert state(a, record, obj(b)) == State.CONFLICT  # changed behind our back
+    assert state(a, None, obj(b)) == State.CONFLICT  # another host with our host_id
+    assert state(a, None, ObjectInfo("k", 10, "e1")) == State.CONFLICT  # not written by metrics-ops
+    assert state(b, record, obj(c)) == State.CONFLICT  # both changed
+    if (forgotten := obj(c, etag="e3", forgotten_from=a)) is not None:
+        assert state(a, record, forgotten) == State.FORGOTTEN
+        assert state(b, record, forgotten) == State.CONFLICT  # the local file changed too: a person decides
