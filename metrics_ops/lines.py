@@ -79,29 +79,27 @@ def inflated(fd: int) -> Generator[bytes, None, str | None]:
 
 
 def inflate(compressed: Iterator[bytes]) -> Generator[bytes, None, str | None]:
-    """:func:`inflated` of gzip data that comes as chunks (an object streamed from the archive's bucket)."""
+    """:func:`inflated` of gzip data coming as chunks (a file's, or an object's as it downloads)."""
     from zlib_ng import zlib_ng
 
     inflater = zlib_ng.decompressobj(31)
     produced = offset = 0
-    for raw in compressed:
-        if not raw:
-            continue
-        offset += len(raw)
-        while raw:
+    for data in compressed:
+        offset += len(data)
+        while data:
             if inflater.eof:  # another gzip member follows (an archive extended by a reconcile), or padding
-                raw = raw.lstrip(b"\0")
-                if not raw:
+                data = data.lstrip(b"\0")
+                if not data:
                     break
                 inflater = zlib_ng.decompressobj(31)
             try:
-                out = inflater.decompress(raw, _READ)
+                out = inflater.decompress(data, _READ)
             except zlib_ng.error as exc:
                 return f"unreadable after {produced} bytes of data ({exc})"
             produced += len(out)
             if out:
                 yield out
-            raw = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
+            data = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
     while not inflater.eof and (out := inflater.decompress(b"", _READ)):  # output still held back at the end
         produced += len(out)
         yield out

@@ -42,11 +42,8 @@ class PreconditionFailed(ArchiveError):
     """A conditional write (If-Match / If-None-Match) did not hold: HTTP 412."""
 
 
-class Missing(ArchiveError):
-    """The object is not there (HTTP 404): deleted since it was listed (archive retention, a forget)."""
-
-
-ObjectMissing = Missing  # the name erasure.py uses (i-g), the same class as reading's (i-f)
+class ObjectMissing(ArchiveError):
+    """The key holds no object (HTTP 404), e.g. deleted since it was listed."""
 
 
 class Boto3Missing(ArchiveError):
@@ -220,7 +217,7 @@ class Bucket:
             code = error.get("Code") or str(status)
             detail = f"{code} (HTTP {status})" + (f": {_one_line(error['Message'])}" if error.get("Message") else "")
             kind = (PreconditionFailed if status == 412 or code == "PreconditionFailed"
-                    else Missing if code == "NoSuchKey" or (status == 404 and code == "404") else ArchiveError)
+                    else ObjectMissing if code == "NoSuchKey" else ArchiveError)
             return kind(f"archive {where}: {what} failed: {detail}")
         return ArchiveError(f"archive {where}: {what} failed: {_one_line(exc)}")
 

@@ -99,6 +99,9 @@ def sources(directory: Path, since: date | None = None, until: date | None = Non
         for host in sorted(h for h in hosts if h != across.host_id):
             found.extend(hosts[host][n] for n in sorted(hosts[host]))
         days[day] = found
+    if across.hosts is not None and notes is not None:
+        found_hosts = {s.host if isinstance(s, Remote) else across.host_id for ss in days.values() for s in ss}
+        notes.extend(f"--host {h}: no lines of this host in the range" for h in sorted(across.hosts - found_hosts))
     return days
 
 

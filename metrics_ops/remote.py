@@ -26,7 +26,15 @@ from dataclasses import dataclass
 from datetime import date
 
 from metrics_ops.layout import parse_name
-from metrics_ops.objectstore import ArchiveError, Bucket, Location, Missing, day_prefix, host_id_problem, parse_key
+from metrics_ops.objectstore import (
+    ArchiveError,
+    Bucket,
+    Location,
+    ObjectMissing,
+    day_prefix,
+    host_id_problem,
+    parse_key,
+)
 
 #: objects fetched at the same time (threads; decompression is the bottleneck)
 AHEAD = 3
@@ -219,7 +227,7 @@ def compressed(shard: Remote, problems: list, prefetch: Prefetch | None = None,
         fetch.start()
     try:
         yield from fetch.chunks()
-    except Missing:
+    except ObjectMissing:
         problems.append(Problem(shard.name, missing))
     finally:
         fetch.stop()
@@ -241,16 +249,21 @@ def hosts_read(days: dict[date, list], across: Across) -> list[str]:
     return sorted({s.host if isinstance(s, Remote) else across.host_id for found in days.values() for s in found})
 
 
-def rollup_notes(across: Across | None, pruned: list[date], mixed: list[date]) -> list[str]:
-    """What a report across hosts could not count from every host's raw lines: days from this host's rollups
-    alone (``pruned``), and ``mixed`` days (its rollup added to other hosts' raw lines: visitors not additive)."""
-    if across is None or across.only_this_host:
+def rollup_notes(across: Across | None, hosts: list[str], pruned: list[date], mixed: list[date]) -> list[str]:
+    """The hosts a report across hosts read, and what it could not count from every host's raw lines: days from
+    this host's rollups alone (``pruned``), and ``mixed`` days (its rollup added to other hosts' raw lines:
+    visitors not additive)."""
+    if across is None:
         return []
+    where = f"this host's files and {across.location.url}" if across.picks(across.host_id) else across.location.url
+    read = f"read across hosts: {', '.join(hosts) or 'none'} ({where})"
+    if across.only_this_host:
+        return [read]
 
     def span(days: list[date]) -> str:
         return days[0].isoformat() if len(days) == 1 else f"{len(days)} days ({days[0]} .. {days[-1]})"
 
-    notes = []
+    notes = [read]
     if pruned:
         notes.append(f"this host only: {span(pruned)} from the rollups of {across.host_id} (no host's raw lines "
                      "are left; each host's rollups stay on that host)")

@@ -160,8 +160,11 @@ def _tally_worker(args) -> DayTally:
 def _tally_days(directory: Path, days: dict[date, list[Shard]], dims: tuple[str, ...], zone: ZoneInfo,
                 event: str | None, reduce: bool, workers: int) -> list[DayTally]:
     ordered = sorted(days.items())
-    # a worker takes runs of `chunk` days; each day names the next of its run, whose objects it fetches ahead
-    chunk = 1 if workers <= 1 else max(2, len(ordered) // (4 * workers))
+    # objects in the bucket: a worker takes runs of `chunk` days (each worker one at least); each day names the next
+    # of its run, whose objects it fetches ahead. Local files only: one day at a time, as they come.
+    chunk = 1
+    if workers > 1 and any(isinstance(s, remote.Remote) for _, found in ordered for s in found):
+        chunk = min(max(2, len(ordered) // (4 * workers)), -(-len(ordered) // workers))
     jobs = [(directory, day, s, dims, zone, event, reduce,
              ordered[i + 1][1] if i + 1 < len(ordered) and (i + 1) % chunk else ())
             for i, (day, s) in enumerate(ordered)]
@@ -283,7 +286,7 @@ def run_report(directory: Path, *, since: date, until: date, today: date, zone: 
         result.notes.extend(f"the rollup of {day} was counted from a damaged file: {p}" for p in r.problems)
     result.raw_days = sorted(t.day for t in tallies)
     result.rollup_days = sorted(from_rollup)
-    result.notes.extend(remote.rollup_notes(across, pruned, result.mixed_days))
+    result.notes[:0] = remote.rollup_notes(across, result.hosts or [], pruned, result.mixed_days)
     result.folded_days = [date.fromisoformat(f.day) for f in folded]
     result.empty_days = [d for d in _days(since, until) if d not in raw and d not in from_rollup]
     result.partial_days = [d for d in _days(since, until) if d >= today and d in raw]

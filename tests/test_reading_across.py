@@ -140,6 +140,9 @@ def test_host_picks_hosts_and_no_archive_reads_local_files_only(scene, archive_u
     r = cli("report", "--since", D1, "--until", TODAY, "--by", "event", "--json", "--host", "web-3",
             env=env(archive_url, data_dir))
     assert sum(row["events"] for row in json.loads(r.stdout)["rows"]) == len(by_host["web-3"])
+    none = cli("report", "--since", D1, "--host", "web-9,web-2", "--json", env=env(archive_url, data_dir))
+    assert none.returncode == 0 and "--host web-9: no lines of this host in the range" in json.loads(none.stdout)[
+        "notes"]
     bad = cli("report", "--host", "Web_2", env=env(archive_url, data_dir))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--host Web_2" in bad.stderr
     other = cli("export", "--no-archive", "--host", "web-2", env=env(archive_url, data_dir))
@@ -269,3 +272,122 @@ def test_csv_export_across_hosts_keeps_the_formula_guard(data_dir, archive_url, 
     rows = list(csv.DictReader(io.StringIO(p.stdout)))
     assert [(r["visitor_id"], r["event"], r["metadata.path"]) for r in rows] == [
         ("'=HYPERLINK(\"x\")", "'+cmd", "'@SUM(A1)")]
+
+
+class CuttingProxy:
+    """A TCP proxy to the S3 server that cuts a connection once the server has sent ``limit`` bytes on it: the
+    bucket goes away in the middle of a download (real sockets, the real server behind)."""
+
+    def __init__(self, target_port: int, limit: int):
+        import socket
+        import threading
+
+        self.target, self.limit = target_port, limit
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._pipe, args=(client, server, None), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, self.limit), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst, limit):
+        sent = 0
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+                sent += len(data)
+                if limit is not None and sent > limit:
+                    break
+        except OSError:
+            pass
+        import socket
+
+        for s in (src, dst):  # shutdown first: it ends the other direction's recv at once
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def test_a_bucket_lost_in_the_middle_of_a_download_stops_the_read_exit_5(data_dir, archive_url, tmp_path,
+                                                                          s3_server):
+    import os
+    import random
+
+    bucket = Bucket(parse_archive_url(archive_url))
+    rng = random.Random(5)
+    big = [json.dumps({"visitor_id": f"v{i}", "event": "page_view", "metadata": {"n": rng.getrandbits(256)}})
+           for i in range(20000)]  # about 1 MB compressed: far more than any listing's reply
+    put(bucket, tmp_path, D1, "web-2", file_name(D1, gz=True), gzip.compress(body(big)))
+    proxy = CuttingProxy(int(s3_server.endpoint.rsplit(":", 1)[1]), 256 << 10)
+    try:
+        cut = {**env(archive_url, data_dir), "AWS_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}"}
+        out = tmp_path / "out.jsonl"
+        for args in (("report", "--json"), ("export", "--output", out)):
+            p = cli(*args, "--since", D1, env={**os.environ, **cut})
+            assert p.returncode == 5, (args, p.stderr)
+            assert p.stdout == "" and p.stderr.count("\n") == 1 and "download failed" in p.stderr, p.stderr
+        assert not out.exists()
+    finally:
+        proxy.close()
+
+
+def test_without_boto3_report_and_export_say_so_in_one_line_exit_2(data_dir, archive_url):
+    import os
+    import subprocess
+    import sys
+
+    code = ("import runpy, sys\nsys.modules['boto3'] = None\nsys.argv = ['metrics-ops'] + sys.argv[1:]\n"
+            "runpy.run_module('metrics_ops', run_name='__main__')\n")
+    for command in ("report", "export"):
+        p = subprocess.run([sys.executable, "-c", code, command], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, **env(archive_url, data_dir)})
+        assert p.returncode == 2, p.stderr
+        assert p.stderr == "metrics-ops: archive_url is set but boto3 is not installed: pip install 'metrics-ops[s3]'\n"
+        assert subprocess.run([sys.executable, "-c", code, command, "--no-archive"], capture_output=True,
+                              env={**os.environ, **env(archive_url, data_dir)}, timeout=120).returncode == 0
+
+
+def test_after_real_passes_on_two_hosts_every_line_is_read_once_from_files_and_objects(tmp_path, archive_url):
+    """Two hosts' rotate passes compress, archive and prune (days 4..6 old gone locally); web-1 then reads both
+    hosts: its own files, its pruned days from its objects, web-2's from the bucket."""
+    written: list[str] = []
+    dirs = {}
+    for host in ("web-1", "web-2"):
+        d = dirs[host] = tmp_path / host
+        d.mkdir()
+        for n in range(1, 7):
+            day = TODAY - timedelta(days=n)
+            ls = lines(host, day, 10 + n)
+            (d / file_name(day)).write_bytes(body(ls))
+            written += ls
+        done = cli("rotate", "--once", env={**env(archive_url, d, host), "METRICS_GZIP_AFTER": "1",
+                                            "METRICS_RETENTION": "4"})
+        assert done.returncode == 0, done.stderr
+        assert len(list(d.glob("metrics-*.gz"))) == 3  # days 1..3 kept, days 4..6 archived then pruned
+    since, until = TODAY - timedelta(days=6), TODAY - timedelta(days=1)
+    p = cli("export", "--since", since, "--until", until, env=env(archive_url, dirs["web-1"]))
+    assert p.returncode == 0, p.stderr
+    assert Counter(p.stdout.splitlines()) == Counter(written) and len(p.stdout.splitlines()) == len(written)
+    for extra in ((), ("--no-rollups",)):
+        r = cli("report", "--since", since, "--until", until, "--by", "day", "--json", *extra,
+                env=env(archive_url, dirs["web-1"]))
+        doc = json.loads(r.stdout)
+        assert r.returncode == 0 and doc["hosts"] == ["web-1", "web-2"], r.stderr
+        assert sum(row["events"] for row in doc["rows"]) == len(written)
+        assert all(row["visitors"] == row["events"] for row in doc["rows"])  # one event per visitor, every host
