@@ -209,7 +209,9 @@ class Bucket:
     :func:`object_key` makes them)."""
 
     def __init__(self, location: Location, *, connect_timeout: float = CONNECT_TIMEOUT,
-                 read_timeout: float = READ_TIMEOUT, attempts: int = ATTEMPTS):
+                 read_timeout: float = READ_TIMEOUT, attempts: int = ATTEMPTS, session=None):
+        """``session``: a boto3 Session to make the client from (default: a new one). A client made from a
+        session that already made one costs ~10 ms instead of ~150 ms (the service model is loaded once)."""
         boto3, config = _boto3()
         self.location = location
         self._errors = _error_types()
@@ -220,7 +222,7 @@ class Bucket:
             # S3-compatible server takes; we send x-amz-checksum-sha256 ourselves, which every one verifies.
             request_checksum_calculation="when_required", response_checksum_validation="when_required")
         try:
-            self._s3 = boto3.session.Session().client("s3", config=cfg)
+            self._s3 = (session or boto3.session.Session()).client("s3", config=cfg)
         except self._errors as exc:
             raise ArchiveError(f"archive {location.url}: cannot set up the S3 client: {_one_line(exc)}") from None
 
