@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 import orjson
 
+from metrics_ops import eventschema
 from metrics_ops.client import ClientFile, answer, client_file
 from metrics_ops.diskspace import MIB, SpaceFloor
 from metrics_ops.events import Problem, encode_record, parse_body, validate_event
@@ -104,56 +105,81 @@ class Endpoint:
     def count_refusal(self, problem: Problem) -> None:
         self.state.update(requests=1, **{rejected_counter(problem.code, problem.status): 1})
 
-    def keep_and_store(self, event: dict, now: float) -> tuple[bytes, bool, str, str]:
-        """-> (record, stored, file, counter)"""
-        name = event["event"]
-        record = encode_record(event, _utc_iso(now), self.sampler.rate_for(name))
-        if not self.sampler.keep(event["visitor_id"], name):
-            return record, False, self.store.current_file(now), "sampled_out"
+    def keep_and_store(self, line: eventschema.Line, now: float) -> tuple[bool, str, str]:
+        """(visitor, event, stored line) -> (stored, file, counter)"""
+        visitor, name, record = line
+        if not self.sampler.keep(visitor, name):
+            return False, self.store.current_file(now), "sampled_out"
         if self.floor.reason() is not None:  # room stays for gzip's temp files and the pass
-            return record, False, self.store.current_file(now), "low_space"
+            return False, self.store.current_file(now), "low_space"
         try:
-            return record, True, self.store.append(record, now), "stored"
+            return True, self.store.append(record, now), "stored"
         except (StoreError, OSError) as exc:
             self.state.note_write_error(str(exc))
             self.quiet_errors.log(str(exc))
-            return record, False, self.store.current_file(now), "write_errors"
+            return False, self.store.current_file(now), "write_errors"
+
+    def line_of(self, event: dict, received_at: str) -> eventschema.Line:
+        """A validated event of the reference path -> (visitor, event, stored line)."""
+        name = event["event"]
+        return event["visitor_id"], name, encode_record(event, received_at, self.sampler.rate_for(name))
 
     def accept(self, environ) -> dict:
-        """One event: validated, sampled, stored -> the body of the 202 (a Problem for a refusal)."""
-        event = validate_event(parse_body(read_body(environ, self.max_body)), "", self.keep_query)
-        record, stored, file, counter = self.keep_and_store(event, self.clock())
-        self.state.record_event(record, stored, INDEX[counter])
+        """One event: validated, sampled, stored -> the body of the 202 (a Problem for a refusal).
+
+        The schema's fast path takes a valid body in C; any other body goes the reference way, which names
+        the refusal (and takes the valid bodies the schema leaves out): the same answers either way."""
+        body = read_body(environ, self.max_body)
+        now = self.clock()
+        received_at = _utc_iso(now)
+        line = eventschema.one(body, self.keep_query, received_at, self.sampler.rate_for)
+        if line is None:
+            line = self.line_of(validate_event(parse_body(body), "", self.keep_query), received_at)
+        stored, file, counter = self.keep_and_store(line, now)
+        self.state.record_event(line[2], stored, INDEX[counter])
         return {"ok": True, "stored": int(stored), "file": file}
 
     def one_event(self, environ) -> Reply:
         return Reply(202, self.accept(environ))
 
-    def batch(self, environ) -> Reply:
-        items = parse_body(read_body(environ, self.max_body))
+    def batch_lines(self, body: bytes, received_at: str) -> list[eventschema.Line | Problem]:
+        """A stored line or the refusal of each event of a batch (a Problem for the whole batch)."""
+        lines = eventschema.batch(body, self.max_batch, self.keep_query, received_at, self.sampler.rate_for)
+        if lines is not None:
+            return lines
+        items = parse_body(body)
         if not isinstance(items, list):
             raise Problem(422, "not_array", "a batch must be a JSON array of events")
         if not items:
             raise Problem(422, "empty_batch", "the batch is empty")
         if len(items) > self.max_batch:
             raise Problem(413, "batch_too_large", f"{len(items)} events in one batch; the limit is {self.max_batch}")
-        now = self.clock()
-        results, entries, counts = [], [], {"requests": 1}
+        out: list[eventschema.Line | Problem] = []
         for i, item in enumerate(items):
             try:
-                event = validate_event(item, f"[{i}].", self.keep_query)
+                out.append(self.line_of(validate_event(item, f"[{i}].", self.keep_query), received_at))
             except Problem as problem:
-                results.append({"ok": False, "error": problem.to_dict()})
+                out.append(problem)
+        return out
+
+    def batch(self, environ) -> Reply:
+        body = read_body(environ, self.max_body)
+        now = self.clock()
+        lines = self.batch_lines(body, _utc_iso(now))
+        results, entries, counts = [], [], {"requests": 1}
+        for line in lines:
+            if isinstance(line, Problem):
+                results.append({"ok": False, "error": line.to_dict()})
                 counts["rejected_invalid"] = counts.get("rejected_invalid", 0) + 1
                 continue
-            record, stored, file, counter = self.keep_and_store(event, now)
-            entries.append((record, stored))
+            stored, file, counter = self.keep_and_store(line, now)
+            entries.append((line[2], stored))
             counts["received"] = counts.get("received", 0) + 1
             counts[counter] = counts.get(counter, 0) + 1
             results.append({"ok": True, "stored": int(stored), "file": file})
         self.state.update(entries, **counts)
         accepted = len(entries)
-        body = {"ok": accepted > 0, "accepted": accepted, "rejected": len(items) - accepted,
+        body = {"ok": accepted > 0, "accepted": accepted, "rejected": len(lines) - accepted,
                 "stored": counts.get("stored", 0), "results": results}
         return Reply(202 if accepted else 422, body)
 
