@@ -28,8 +28,16 @@ import msgspec
 import orjson
 from msgspec import UNSET, Meta, UnsetType
 
-from metrics_ops.events import (MAX_ITEMS, MAX_SAFE_INT, MAX_STRING, MIN_RATE, TIMESTAMP_MS, Problem, check_timestamp,
-                                without_query)
+from metrics_ops.events import (
+    MAX_ITEMS,
+    MAX_SAFE_INT,
+    MAX_STRING,
+    MIN_RATE,
+    TIMESTAMP_MS,
+    Problem,
+    check_timestamp,
+    without_query,
+)
 
 Str = Annotated[str, Meta(max_length=MAX_STRING // 4)]  # longer strings: the reference path counts their bytes
 Int = Annotated[int, Meta(ge=-MAX_SAFE_INT, le=MAX_SAFE_INT)]
