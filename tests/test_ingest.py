@@ -400,7 +400,7 @@ def test_only_a_string_path_of_metadata_is_cut(app, data_dir):
 @pytest.mark.parametrize("digits", ["1" + "0" * 400, "-1" + "0" * 400])
 def test_an_epoch_timestamp_beyond_a_double_is_422_not_a_crash(app, data_dir, digits):
     """74df433 raised OverflowError here (a 500 from a server): math.isfinite of an integer beyond a double."""
-    body = '{"visitor_id":"v1","event":"e","timestamp":%s}' % digits
+    body = '{"visitor_id":"v1","event":"e","timestamp":' + digits + '}'
     r = call(app, "POST", EVENT, body)
     assert r.status == 422 and r.json["error"]["code"] == "bad_timestamp"
     assert r.json["error"]["message"] == "epoch milliseconds outside the years 2000-2099"
