@@ -22,6 +22,7 @@ A reader may decode stored lines with the same types (a stored line adds ``clien
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated
 
 import msgspec
@@ -114,10 +115,14 @@ def lines(events: list[Event], colons: int, keep_query: bool, received_at: str,
         record = {"visitor_id": event.visitor_id, "event": name}
         ts = received_at
         if (timestamp := event.timestamp) is not UNSET:
-            try:
-                ts = check_timestamp(timestamp, "timestamp")
-            except Problem:
-                return None
+            if type(timestamp) is int:  # epoch milliseconds in 2000-2099, as the browser script sends
+                seconds, milli = divmod(timestamp, 1000)
+                ts = f"{_seconds.get(seconds) or _second(seconds)}.{milli:03d}000Z"
+            else:
+                try:
+                    ts = check_timestamp(timestamp, "timestamp")
+                except Problem:
+                    return None
             record["timestamp"] = timestamp
         if (rate := event.sample_rate) is not UNSET:
             record["client_rate"] = rate
@@ -140,6 +145,19 @@ def lines(events: list[Event], colons: int, keep_query: bool, received_at: str,
         found += line.count(b":")
         out.append((event.visitor_id, name, line))
     return out if found == expected else None
+
+
+_seconds: dict[int, str] = {}
+
+
+def _second(seconds: int) -> str:
+    """Epoch seconds -> ``YYYY-MM-DDTHH:MM:SS`` (UTC), as check_timestamp spells them; the last 4,096 cached."""
+    if len(_seconds) >= 4096:
+        _seconds.clear()
+    when = datetime.fromtimestamp(seconds, UTC)
+    text = _seconds[seconds] = (f"{when.year:04d}-{when.month:02d}-{when.day:02d}T{when.hour:02d}:{when.minute:02d}:"
+                                f"{when.second:02d}")
+    return text
 
 
 def _items(value: dict | list) -> int:

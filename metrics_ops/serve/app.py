@@ -105,19 +105,28 @@ class Endpoint:
     def count_refusal(self, problem: Problem) -> None:
         self.state.update(requests=1, **{rejected_counter(problem.code, problem.status): 1})
 
-    def keep_and_store(self, line: eventschema.Line, now: float) -> tuple[bool, str, str]:
-        """(visitor, event, stored line) -> (stored, file, counter)"""
-        visitor, name, record = line
-        if not self.sampler.keep(visitor, name):
-            return False, self.store.current_file(now), "sampled_out"
+    def refusal_of(self, line: eventschema.Line) -> str | None:
+        """Why a valid event is not stored (the counter: sampled_out, low_space), None: store it."""
+        if not self.sampler.keep(line[0], line[1]):
+            return "sampled_out"
         if self.floor.reason() is not None:  # room stays for gzip's temp files and the pass
-            return False, self.store.current_file(now), "low_space"
+            return "low_space"
+        return None
+
+    def write(self, records: bytes, now: float) -> tuple[bool, str, str]:
+        """Append complete lines in one write -> (stored, file, counter)."""
         try:
-            return True, self.store.append(record, now), "stored"
+            return True, self.store.append(records, now), "stored"
         except (StoreError, OSError) as exc:
             self.state.note_write_error(str(exc))
             self.quiet_errors.log(str(exc))
             return False, self.store.current_file(now), "write_errors"
+
+    def keep_and_store(self, line: eventschema.Line, now: float) -> tuple[bool, str, str]:
+        """(visitor, event, stored line) -> (stored, file, counter)"""
+        if (why := self.refusal_of(line)) is not None:
+            return False, self.store.current_file(now), why
+        return self.write(line[2], now)
 
     def line_of(self, event: dict, received_at: str) -> eventschema.Line:
         """A validated event of the reference path -> (visitor, event, stored line)."""
@@ -163,16 +172,21 @@ class Endpoint:
         return out
 
     def batch(self, environ) -> Reply:
+        """Every event of a batch validated, sampled; the kept ones appended in one write (all or none)."""
         body = read_body(environ, self.max_body)
         now = self.clock()
         lines = self.batch_lines(body, _utc_iso(now))
+        whys = [line if isinstance(line, Problem) else self.refusal_of(line) for line in lines]
+        kept = [line[2] for line, why in zip(lines, whys, strict=True) if why is None]
+        if kept:
+            wrote = self.write(b"".join(kept), now)
         results, entries, counts = [], [], {"requests": 1}
-        for line in lines:
-            if isinstance(line, Problem):
-                results.append({"ok": False, "error": line.to_dict()})
+        for line, why in zip(lines, whys, strict=True):
+            if isinstance(why, Problem):
+                results.append({"ok": False, "error": why.to_dict()})
                 counts["rejected_invalid"] = counts.get("rejected_invalid", 0) + 1
                 continue
-            stored, file, counter = self.keep_and_store(line, now)
+            stored, file, counter = wrote if why is None else (False, self.store.current_file(now), why)
             entries.append((line[2], stored))
             counts["received"] = counts.get("received", 0) + 1
             counts[counter] = counts.get(counter, 0) + 1
