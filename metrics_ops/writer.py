@@ -1,9 +1,9 @@
 """The append contract: serve's writer, the one way a line reaches a data file.
 
 One ``write()`` per line (per batch of complete lines on serve's batch route) on an ``O_APPEND`` descriptor while
-holding ``flock(LOCK_SH)`` on that file. The lock is what makes compression, deletion and forget safe against a writer that picked its file a moment before midnight:
-they take the same lock exclusively, and a writer that then finds its file unlinked (``st_nlink == 0``) reopens
-the current one.
+holding ``flock(LOCK_SH)`` on that file. The lock is what makes compression, deletion and forget safe against a
+writer that picked its file a moment before midnight: they take the same lock exclusively, and a writer that then
+finds its file unlinked (``st_nlink == 0``) reopens the current one.
 """
 
 from __future__ import annotations
