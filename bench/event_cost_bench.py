@@ -25,7 +25,8 @@ def browser_event(i: int) -> bytes:
     """An event as metrics.js sends it."""
     return (b'{"visitor_id":"%032x","event":"%s","timestamp":%d,"sample_rate":1,'
             b'"metadata":{"path":"/p/%d"}}'
-            % ((i + 1) * 0x9E3779B97F4A7C15 % 2**128, b"page_view" if i % 3 else b"click", 1764072000123 + i * 97, i % 40))
+            % ((i + 1) * 0x9E3779B97F4A7C15 % 2**128, b"page_view" if i % 3 else b"click", 1764072000123 + i * 97,
+               i % 40))
 
 
 BATCH = b"[" + b",".join(browser_event(i) for i in range(50)) + b"]"
