@@ -81,8 +81,10 @@ def one(body: bytes, keep_query: bool, received_at: str, rate_for: Callable[[str
         event = _one.decode(body)
     except _DecodeError:
         return None
-    found = lines([event], body.count(b":"), keep_query, received_at, rate_for)
-    return None if found is None else found[0]
+    made = _line(event, keep_query, received_at, rate_for)
+    if made is None or made[1] != body.count(b":") + _ADDED_COLONS:
+        return None  # (a repeated key: see lines)
+    return event.visitor_id, event.event, made[0]
 
 
 def batch(body: bytes, max_batch: int, keep_query: bool, received_at: str,
@@ -108,43 +110,52 @@ def lines(events: list[Event], colons: int, keep_query: bool, received_at: str,
     less those of a cut query string. A repeated key drops a key (and its value's colons) from the decoded
     events, so the count of the lines falls short of the body's exactly when a key was repeated."""
     out = []
-    expected = colons + _ADDED_COLONS * len(events)
-    found = 0
     for event in events:
-        name = event.event
-        record = {"visitor_id": event.visitor_id, "event": name}
-        ts = received_at
-        if (timestamp := event.timestamp) is not UNSET:
-            if type(timestamp) is int:  # epoch milliseconds in 2000-2099, as the browser script sends
-                seconds, milli = divmod(timestamp, 1000)
-                ts = f"{_seconds.get(seconds) or _second(seconds)}.{milli:03d}000Z"
-            else:
-                try:
-                    ts = check_timestamp(timestamp, "timestamp")
-                except Problem:
-                    return None
-            record["timestamp"] = timestamp
-        if (rate := event.sample_rate) is not UNSET:
-            record["client_rate"] = rate
-            expected -= 1  # the key sample_rate became client_rate
-        if (metadata := event.metadata) is not UNSET:
-            if metadata:
-                if len(metadata) > MAX_ITEMS or _items(metadata) > MAX_ITEMS:
-                    return None
-                path = metadata.get("path")
-                if not keep_query and type(path) is str and ("?" in path or "#" in path):
-                    metadata["path"] = kept = without_query(path)
-                    expected -= path.count(":") - kept.count(":")
-            record["metadata"] = metadata
-        if rate is UNSET:
-            record["client_rate"] = 1.0
-        record["server_rate"] = rate_for(name)
-        record["received_at"] = received_at
-        record["ts"] = ts
-        line = _dumps(record, option=_NEWLINE)
-        found += line.count(b":")
-        out.append((event.visitor_id, name, line))
-    return out if found == expected else None
+        made = _line(event, keep_query, received_at, rate_for)
+        if made is None:
+            return None
+        colons -= made[1] - _ADDED_COLONS
+        out.append((event.visitor_id, event.event, made[0]))
+    return out if colons == 0 else None
+
+
+def _line(event: Event, keep_query: bool, received_at: str,
+          rate_for: Callable[[str], float]) -> tuple[bytes, int] | None:
+    """(the stored line, its colons less those the event's text had over the lines': a sample_rate key, a cut
+    query string), or None: not valid after all (metadata's item budget, the ISO timestamp's calendar)."""
+    name = event.event
+    record = {"visitor_id": event.visitor_id, "event": name}
+    ts = received_at
+    if (timestamp := event.timestamp) is not UNSET:
+        if type(timestamp) is int:  # epoch milliseconds in 2000-2099, as the browser script sends
+            seconds, milli = divmod(timestamp, 1000)
+            ts = f"{_seconds.get(seconds) or _second(seconds)}.{milli:03d}000Z"
+        else:
+            try:
+                ts = check_timestamp(timestamp, "timestamp")
+            except Problem:
+                return None
+        record["timestamp"] = timestamp
+    missing = 0
+    if (rate := event.sample_rate) is not UNSET:
+        record["client_rate"] = rate
+        missing = 1  # the key sample_rate became client_rate
+    if (metadata := event.metadata) is not UNSET:
+        if metadata:
+            if len(metadata) > MAX_ITEMS or _items(metadata) > MAX_ITEMS:
+                return None
+            path = metadata.get("path")
+            if not keep_query and type(path) is str and ("?" in path or "#" in path):
+                metadata["path"] = kept = without_query(path)
+                missing += path.count(":") - kept.count(":")
+        record["metadata"] = metadata
+    if rate is UNSET:
+        record["client_rate"] = 1.0
+    record["server_rate"] = rate_for(name)
+    record["received_at"] = received_at
+    record["ts"] = ts
+    line = _dumps(record, option=_NEWLINE)
+    return line, line.count(b":") + missing
 
 
 _seconds: dict[int, str] = {}

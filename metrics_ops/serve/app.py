@@ -101,6 +101,7 @@ class Endpoint:
         self.quiet_errors = _QuietLog()
         self.floor = SpaceFloor(store.dir, int(settings.serve_min_free_mb * MIB))  # never fill the disk
         self.script, self.module = client_file("script"), client_file("module")
+        self.answers: dict[tuple[bool, str], bytes] = {}  # the 202 bodies of single events, by (stored, file)
 
     def count_refusal(self, problem: Problem) -> None:
         self.state.update(requests=1, **{rejected_counter(problem.code, problem.status): 1})
@@ -133,7 +134,7 @@ class Endpoint:
         name = event["event"]
         return event["visitor_id"], name, encode_record(event, received_at, self.sampler.rate_for(name))
 
-    def accept(self, environ) -> dict:
+    def accept(self, environ) -> bytes:
         """One event: validated, sampled, stored -> the body of the 202 (a Problem for a refusal).
 
         The schema's fast path takes a valid body in C; any other body goes the reference way, which names
@@ -146,7 +147,11 @@ class Endpoint:
             line = self.line_of(validate_event(parse_body(body), "", self.keep_query), received_at)
         stored, file, counter = self.keep_and_store(line, now)
         self.state.record_event(line[2], stored, INDEX[counter])
-        return {"ok": True, "stored": int(stored), "file": file}
+        if (answer := self.answers.get((stored, file))) is None:  # one of a few: made once
+            if len(self.answers) > 64:
+                self.answers.clear()
+            answer = self.answers[stored, file] = orjson.dumps({"ok": True, "stored": int(stored), "file": file})
+        return answer
 
     def one_event(self, environ) -> Reply:
         return Reply(202, self.accept(environ))
@@ -272,13 +277,14 @@ def make_app(settings, *, store: Store | None = None, state: SharedState | None 
         if path == EVENT_PATH and method == "POST" and not (cross_origin and "HTTP_ORIGIN" in environ):
             status = 202  # the hot path: one event, no CORS in play, no Reply object
             try:
-                payload = accept(environ)
+                body = accept(environ)
             except Problem as problem:
                 count_refusal(problem)
                 status, payload = _refused(problem)[:2]
+                body = orjson.dumps(payload)
             except OSError as exc:
                 status, payload = _unavailable(exc)[:2]
-            body = orjson.dumps(payload)
+                body = orjson.dumps(payload)
             start_response(STATUS[status], [("Content-Length", str(len(body))), *_JSON_HEADERS])
         else:
             reply, headers = dispatch(environ, method, path)
