@@ -59,6 +59,8 @@ class Problem(Exception):
         self.status = status
         self.code = code
         self.message = message
+        if field is not None and not field.isascii():  # a key with a lone surrogate: named as \ud800, not a 500
+            field = field.encode("utf-8", "backslashreplace").decode("utf-8")
         self.field = field
 
     def to_dict(self) -> dict:

@@ -66,7 +66,9 @@ class Event(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 _one = msgspec.json.Decoder(Event)
 _many = msgspec.json.Decoder(list[Event])
-_DecodeError = msgspec.DecodeError  # (ValidationError is one)
+# (ValidationError is a DecodeError; msgspec before 0.19 raised UnicodeDecodeError, a ValueError, on bytes that
+# are not UTF-8; whatever the decoder raises, the reference path decides)
+_DecodeError = (msgspec.DecodeError, ValueError, RecursionError)
 _dumps, _NEWLINE = orjson.dumps, orjson.OPT_APPEND_NEWLINE
 #: colons a stored line adds to its event's: client_rate, server_rate, received_at (2 in its value), ts (2)
 _ADDED_COLONS = 8

@@ -2,7 +2,8 @@
 validate_event, encode_record): the same status, code, field and message for every body, the same stored bytes.
 
 EXPECTED_* were captured by posting each hostile body to the app of 74df433 (before the schema); there, a
-timestamp of 400 digits raised OverflowError (a 500): it is a 422 bad_timestamp now, like 1e400.
+timestamp of 400 digits raised OverflowError (a 500): it is a 422 bad_timestamp now, like 1e400; and a metadata
+key with a lone surrogate raised TypeError (a 500) as the answer named it: its field is \\u-escaped now.
 """
 
 import json
@@ -84,6 +85,7 @@ HOSTILE = [
     b'{"visitor_id":"v1\\n","event":"e"}', b'{"visitor_id":"v1","event":"e\\n"}',
     b'{"event":"Bad","visitor_id":5}', ev(',"ip":"203.0.113.9"'), b' {"event":"e","visitor_id":"v1"} \n',
     b'{"visitor_id":"v1","event":"e"}x', b'{"visitor_id":"v1","event":"e",}', b"{'visitor_id':'v1'}",
+    ev(',"metadata":{"\\ud800":1}'), ev(',"metadata":{"a":{"k\\udfff":[1]}}'),
 ]
 BATCHES = [
     b"[]", b"{}", b"[" + b",".join([ev("")] * 3) + b"]", b"[" + ev("") + b',{"visitor_id":"a"}]',
@@ -127,6 +129,8 @@ EXPECTED_ONE = [
     (422, "type", "event"), (400, "bad_json", None), (422, "invalid", "visitor_id"), (422, "invalid", "event"),
     (422, "type", "visitor_id"), 202, 202, (400, "bad_json", None), (400, "bad_json", None),
     (400, "bad_json", None),
+    # 74df433: TypeError (a 500) as it wrote the field holding a lone surrogate; now named with a \\u escape
+    (422, "bad_string", "metadata.\\ud800"), (422, "bad_string", "metadata.a.k\\udfff"),
 ]
 EXPECTED_BATCH = [
     (422, "empty_batch", None), (422, "not_array", None), (202, ["ok", "ok", "ok"]),

@@ -439,3 +439,14 @@ def test_a_batch_is_written_all_or_none(data_dir):
     assert [x["stored"] for x in reply["results"]] == [0, 0]
     assert (counters["write_errors"], counters["received"], counters["stored"]) == (2, 2, 0)
     assert stored_lines(data_dir) == [] and all(p.stat().st_size == 0 for p in data_dir.glob("metrics-*.jsonl"))
+
+
+def test_a_key_with_a_lone_surrogate_is_named_escaped_not_a_crash(app, data_dir):
+    """74df433 answered with a TypeError (a 500): the field naming the key could not be written as UTF-8."""
+    body = '{"visitor_id":"v1","event":"e","metadata":{"a":{"k\\ud800":1}}}'
+    r = call(app, "POST", EVENT, body)
+    assert r.status == 422 and (r.json["error"]["code"], r.json["error"]["field"]) == ("bad_string",
+                                                                                     "metadata.a.k\\ud800")
+    r = call(app, "POST", BATCH, f"[{body}]")
+    assert r.status == 422 and r.json["results"][0]["error"]["field"] == "[0].metadata.a.k\\ud800"
+    assert stored_lines(data_dir) == []
