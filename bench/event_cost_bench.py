@@ -40,6 +40,11 @@ kind, events, rounds, single, batch = sys.argv[1], int(sys.argv[2]), int(sys.arg
 path, body, per = ("/api/metrics/event", single, 1) if kind == "single" else ("/api/metrics/events", batch, 50)
 d = tempfile.mkdtemp(prefix="metrics-ops-cost-")
 app = make_app(load_settings({"dir": d, "ring_capacity": 10}, env_file=None))
+if sys.argv[6:] == ["noop"]:  # the harness alone: environ, body, start_response, with an app that does nothing
+    def app(environ, start_response):
+        environ["wsgi.input"].read()
+        start_response("202 Accepted", [("Content-Type", "application/json"), ("Content-Length", "2")])
+        return [b"{}"]
 def environ():
     return {"REQUEST_METHOD": "POST", "PATH_INFO": path, "CONTENT_TYPE": "application/json",
             "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}
@@ -56,8 +61,8 @@ print(json.dumps(best))
 """
 
 
-def run(python: str, kind: str, events: int, rounds: int, valgrind: bool = False) -> float | int:
-    cmd = [python, "-c", CHILD, kind, str(events), str(rounds), SINGLE.decode(), BATCH.decode()]
+def run(python: str, kind: str, events: int, rounds: int, valgrind: bool = False, noop: bool = False) -> float | int:
+    cmd = [python, "-c", CHILD, kind, str(events), str(rounds), SINGLE.decode(), BATCH.decode(), *(["noop"] * noop)]
     if not valgrind:
         r = subprocess.run(cmd, capture_output=True, text=True, cwd=tempfile.gettempdir())  # not this checkout
         if r.returncode:
@@ -87,6 +92,9 @@ def main() -> None:
     instructions = {}
     if args.callgrind:
         n = args.callgrind_events
+        py = sys.executable
+        harness = (run(py, "single", 2 * n, 1, True, True) - run(py, "single", n, 1, True, True)) / n
+        print(f"the harness with an app that does nothing: {harness:,.0f} instructions per request (included below)")
         for name, python in installs.items():
             for kind in kinds:
                 instructions[name, kind] = (run(python, kind.split()[0], 2 * n, 1, True)
