@@ -17,7 +17,7 @@ class ExitCode(IntEnum):
     UNREACHABLE = 5
     #: rotate: the pass succeeded, but the disk budget deleted data before its retention (listed in the output)
     BUDGET = 6
-    #: status, rotate --check: something needs attention (each reason one line on stderr)
+    #: status, rotate --check: something needs attention (each reason one line on stderr); archive: a conflict
     ATTENTION = 7
 
 
@@ -27,7 +27,8 @@ EXIT_STATUS_DOC = {
                       "other action was still done, and the status file says so), the disk budget cannot be met, "
                       "a result did not hold, or the data directory does not exist (rotate makes it only with "
                       "--create)",
-    ExitCode.USAGE: "bad usage or an invalid setting (flag, environment, .env or TOML file); nothing was changed",
+    ExitCode.USAGE: "bad usage or an invalid setting (flag, environment, .env or TOML file), or archive_url set "
+                    "without boto3 installed (pip install 'metrics-ops[s3]'); nothing was changed",
     ExitCode.LOCKED: "another maintenance pass held the lock longer than --lock-timeout; nothing was changed",
     ExitCode.INCONCLUSIVE: "sample-test: too few events to decide within --tolerance (it says how many would)",
     ExitCode.UNREACHABLE: "ratelimit-probe, sample-test --url: cannot connect to the URL, or no request was answered;"
@@ -35,5 +36,6 @@ EXIT_STATUS_DOC = {
     ExitCode.BUDGET: "rotate: the pass succeeded, but the disk budget (max_total_mb, min_free_mb, min_free_percent) "
                      "deleted data before its retention; the deleted files are listed",
     ExitCode.ATTENTION: "status, rotate --check: something needs attention (no successful pass in 2 intervals, the "
-                        "last pass failed, the disk budget crossed, serve unhealthy); one line per reason",
+                        "last pass failed, the disk budget crossed, files waiting for the archive, serve unhealthy); "
+                        "one line per reason; archive: a file is in conflict with its object (kept)",
 }
