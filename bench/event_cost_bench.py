@@ -5,19 +5,21 @@ Usage: python bench/event_cost_bench.py [--events 20000] [--rounds 5] [--callgri
 
 Each install runs in its own process, rounds alternating between installs; the figure is the best round's CPU
 time per event. With ``--callgrind`` it also counts instructions under valgrind (the steady figure on a shared
-machine: it does not depend on load): the count of 2N events less the count of N, divided by N, so start-up and
-imports cancel out.
+machine: it does not depend on load; PYTHONHASHSEED=0 keeps string hashing alike): the count of 2N events less
+the count of N, divided by N, so start-up and imports cancel out.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
 import tempfile
 
+ENV = {**os.environ, "PYTHONHASHSEED": "0"}  # string hashes, so dict probing and the counts, alike in every run
 SINGLE = b'{"visitor_id":"v0123456789ab","event":"page_view","metadata":{"path":"/pricing","w":1280}}'
 
 
@@ -64,13 +66,13 @@ print(json.dumps(best))
 def run(python: str, kind: str, events: int, rounds: int, valgrind: bool = False, noop: bool = False) -> float | int:
     cmd = [python, "-c", CHILD, kind, str(events), str(rounds), SINGLE.decode(), BATCH.decode(), *(["noop"] * noop)]
     if not valgrind:
-        r = subprocess.run(cmd, capture_output=True, text=True, cwd=tempfile.gettempdir())  # not this checkout
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=tempfile.gettempdir(), env=ENV)  # not the checkout
         if r.returncode:
             raise SystemExit(f"{python} failed: {r.stderr.strip()[-2000:]}")
         return json.loads(r.stdout)
     with tempfile.NamedTemporaryFile() as out:
         r = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out.name}", *cmd],
-                           capture_output=True, text=True, check=True, cwd=tempfile.gettempdir())
+                           capture_output=True, text=True, check=True, cwd=tempfile.gettempdir(), env=ENV)
     return int(re.search(r"Collected : (\d+)", r.stderr)[1])
 
 
