@@ -13,6 +13,7 @@ from datetime import date
 
 from metrics_ops import rollups
 from metrics_ops.budget import Budget
+from metrics_ops.layout import parse_name
 from metrics_ops.objectstore import ArchiveError
 from metrics_ops.plans import (  # noqa: F401  (re-exported: the pass's vocabulary for its callers)
     ARCHIVE_ROTATE_STEPS,
@@ -187,6 +188,13 @@ def _rename(run: _Run, a: Action, threads: int) -> None:
 
 
 def _delete(run: _Run, a: Action, threads: int) -> None:
+    f = parse_name(a.file)
+    if f is not None and f.gz:
+        # its archive record goes first: a record outliving its file would take a later file of the same name (a
+        # writer under a wrong clock, a restore) for this one changed, and upload it over the day's only copy
+        from metrics_ops.offsite import drop_record
+
+        drop_record(run.store.dir, a.file)
     a.bytes_before, a.bytes_after = run.store.delete(a.file), 0
 
 
