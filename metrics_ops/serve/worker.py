@@ -54,3 +54,57 @@ def die_with_parent() -> None:
         os._exit(0)  # the graceful stop did not finish
 
     threading.Thread(target=watch, name="metrics-ops-parent-watch", daemon=True).start()
+
+
+#: seconds a worker gets to finish its graceful stop after SIGTERM/SIGINT before it exits on its own
+STOP_GRACE = 10.0
+
+
+def guard_stop_signals() -> None:
+    """A worker always ends within STOP_GRACE seconds of a stop signal.
+
+    granian's worker installs its signal handler, then registers the callback that ends its main loop: a signal
+    that falls between the two stops the server core but never the loop, and the worker (and serve, waiting for
+    it) hung; seen about once in 30 stops sent right after the ready line. Wrapped here, before granian's worker
+    calls it: once a stop signal has come, a watchdog thread ends the worker STOP_GRACE seconds later if the
+    graceful stop has not (it takes milliseconds). The signals are blocked while the handlers are replaced, so
+    none falls between granian's handler and this one."""
+    try:
+        import granian._signals as signals
+    except ImportError:
+        return
+    original = getattr(signals, "set_sync_signals", None)
+    if original is None or getattr(original, "_metrics_ops", False):
+        return
+    import threading
+
+    started = threading.Lock()
+
+    def exit_after_grace() -> None:
+        if started.acquire(blocking=False):
+            def watch() -> None:
+                threading.Event().wait(STOP_GRACE)  # not time.sleep: it fails under libfaketime
+                os._exit(0)
+
+            threading.Thread(target=watch, name="metrics-ops-stop-grace", daemon=True).start()
+
+    def set_sync_signals(*args, **kwargs):
+        stops = {signal.SIGTERM, signal.SIGINT}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+        try:
+            event = original(*args, **kwargs)
+            for sig in stops:
+                inner = signal.getsignal(sig)
+
+                def handler(signum, frame, inner=inner):
+                    exit_after_grace()
+                    if callable(inner):
+                        inner(signum, frame)
+
+                signal.signal(sig, handler)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
+        return event
+
+    set_sync_signals._metrics_ops = True
+    signals.set_sync_signals = set_sync_signals

@@ -50,9 +50,11 @@ def create_app():
     from metrics_ops.config import ConfigError, load_settings
     from metrics_ops.serve.app import make_app
     from metrics_ops.serve.handoff import settings_from_json
-    from metrics_ops.serve.worker import SETTINGS_ENV, configure_logging, die_with_parent
+    from metrics_ops.serve.worker import SETTINGS_ENV, configure_logging, die_with_parent, guard_stop_signals
 
     die_with_parent()
+    if os.environ.get("METRICS_SERVE_PARENT_PID"):
+        guard_stop_signals()
     try:
         if os.environ.get(SETTINGS_ENV) and os.environ.get("METRICS_SERVE_PARENT_PID"):
             settings = settings_from_json(os.environ[SETTINGS_ENV])
