@@ -1,0 +1,178 @@
+"""The stored record as a reader decodes it: a msgspec struct of only the fields a count needs, and whole blocks of
+lines decoded into it at C speed, each line exactly as orjson reads it (the reference) or not at all.
+
+:class:`Record` holds ``visitor_id`` and ``event`` (strings), ``client_rate`` and ``server_rate`` (numbers or
+null, bools refused), ``received_at`` (any JSON value) and ``metadata`` (an object without ``test_run``, or any
+other JSON value). Any key order, any other field (skipped unread), any of this project's
+line shapes: serve's, the ones from before rates were stored, the seed system's.
+
+:func:`runs` cuts a block of whole lines (:mod:`metrics_ops.lines`) into runs: ``(records, text)``, one record per
+non-empty line of ``text`` in order, or ``(None, text)``: lines the caller must read the reference way (orjson
+line by line, :func:`metrics_ops.tally._count_block`), which decides what a damaged line is. A run is decoded
+(``Decoder.decode_lines``, one call per 256 KiB: the loop over lines in C) only when msgspec cannot read it
+otherwise than orjson:
+
+- msgspec does not check the UTF-8 of what it skips: a run is ASCII, or decodes as UTF-8 (orjson demands it);
+- msgspec skips numbers unread, orjson refuses one beyond a float (``1e309``, 309 digits): a run holds no number
+  with an exponent of three digits or more, nor a run of 210 digits (:func:`_huge_number`: a C translation of the
+  text, then a few searches; a hit inside a string only costs speed);
+- the run decodes as one record per line: as many records as newlines (a value spread over two lines, a blank or
+  whitespace-only line, two objects on a line: not so);
+- everything else msgspec refuses (invalid JSON, a ``visitor_id`` that is no string, a rate that is a bool or
+  beyond a float, a line too deep) raises, and the line it names is read the reference way (the lines before it
+  are decoded again without it). Where msgspec accepts, it reads what orjson reads (last of duplicate keys,
+  escapes, surrogate pairs, big integers as floats for the rates): tests/test_records.py holds the two to the
+  same totals over files of odd lines, and a property test over generated ones.
+
+serve's own validation (:mod:`metrics_ops.events`) could later decode request bodies into a struct sharing these
+field names; the reader needs only these few fields, tolerant of anything else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+
+__all__ = ["UNSET", "Metadata", "Record", "runs"]
+
+UNSET = msgspec.UNSET
+_RUN = 1 << 18  # bytes decoded per call: a run stays in the CPU's cache while it is checked, decoded and counted
+_CHUNK = 256  # lines per decode once a run has failed: a refused line costs at most this many lines decoded again
+
+
+class Metadata(msgspec.Struct, gc=False):
+    """``metadata`` when it is an object, its keys skipped. One holding ``test_run`` (test traffic, rare) does not
+    decode: its line is read the reference way, which decides what is test traffic."""
+
+    test_run: msgspec.UnsetType = UNSET
+
+
+class Record(msgspec.Struct, gc=False):
+    """What a count needs of a stored line. Missing rates, ``received_at`` and ``metadata`` are None, as
+    ``dict.get`` gives them in the reference."""
+
+    visitor_id: str
+    event: str
+    client_rate: float | None = None
+    server_rate: float | None = None
+    received_at: Any = None
+    metadata: Metadata | None | str | int | float | bool | list = None
+
+
+_DECODER = msgspec.json.Decoder(Record)
+_ERROR = (msgspec.DecodeError, RecursionError)  # ValidationError is a DecodeError
+#: digits -> "0", e and E -> "e", signs and "." as they are, what ends a number -> ",", anything else -> "x"
+_CANON = bytes(ord("0") if chr(b).isdigit() and b < 128 else ord("e") if b in b"eE" else b if b in b"+-."
+               else ord(",") if b in b",}] \t\r\n" else ord("x") for b in range(256))
+_LONG = b"0" * 210
+
+
+def runs(block: bytes) -> Iterator[tuple[list[Record] | None, bytes]]:
+    """``block`` (whole lines, each ending with a newline) as runs of decoded records or of lines for the
+    reference, in order."""
+    size, start = len(block), 0
+    while start < size:
+        end = size if size - start <= _RUN else block.rfind(b"\n", start, start + _RUN) + 1
+        if end <= start:  # one line longer than a run
+            end = block.find(b"\n", start + _RUN) + 1 or size
+        text = block[start:end] if start or end < size else block
+        start = end
+        records = _decoded(text, text.count(b"\n"))
+        if records is not None:
+            yield records, text
+        else:
+            yield from _line_by_line(text)
+
+
+def _decoded(text: bytes, lines: int) -> list[Record] | None:
+    """The records of ``text``, one per line, or None when msgspec might not read a line as orjson does."""
+    if not _clean(text):
+        return None
+    try:
+        records = _DECODER.decode_lines(text)
+    except _ERROR:
+        return None
+    return records if len(records) == lines else None
+
+
+def _clean(text: bytes) -> bool:
+    """Valid UTF-8 without a number beyond a float (what msgspec would skip unchecked)."""
+    if not text.isascii():
+        try:
+            text.decode()
+        except UnicodeDecodeError:
+            return False
+    return not _huge_number(text)
+
+
+def _huge_number(text: bytes) -> bool:
+    """Whether ``text`` may hold a JSON number orjson refuses as infinite: 210 digits in a row, or an exponent of
+    three digits or more (``e308``, ``E+0400``) ending where a number ends. A false alarm costs only speed."""
+    canon = text.translate(_CANON)
+    if _LONG in canon:
+        return True
+    for needle in (b"e000", b"e+000"):
+        at = canon.find(needle)
+        while at >= 0:
+            end = at + len(needle)
+            while end < len(canon) and canon[end] == 48:  # "0"
+                end += 1
+            if at and canon[at - 1] in b"0." and (end == len(canon) or canon[end] == 44):  # ","
+                return True
+            at = canon.find(needle, end)
+    return False
+
+
+def _line_by_line(text: bytes) -> Iterator[tuple[list[Record] | None, bytes]]:
+    """A run that did not decode whole: its non-empty lines in chunks, each line msgspec refuses (or might read
+    otherwise) on its own for the reference, the lines around it decoded."""
+    lines = [line for line in text.split(b"\n") if line]
+    for at in range(0, len(lines), _CHUNK):
+        yield from _chunk(lines[at:at + _CHUNK])
+
+
+def _chunk(lines: list[bytes]) -> Iterator[tuple[list[Record] | None, bytes]]:
+    while lines:
+        text = b"\n".join(lines) + b"\n"
+        if not _clean(text):
+            bad = next((i for i, line in enumerate(lines) if not _clean(line)), None)
+        else:
+            try:
+                records = _DECODER.decode_lines(text)
+            except _ERROR as exc:
+                bad = _failed_line(exc, text, len(lines))
+            else:
+                if len(records) == len(lines):
+                    yield records, text
+                else:  # a line msgspec skipped as blank, or a value over two lines: the reference decides
+                    yield None, text
+                return
+        if bad is None:
+            yield None, text
+            return
+        if bad:
+            yield from _chunk(lines[:bad])
+        yield None, lines[bad] + b"\n"
+        lines = lines[bad + 1:]
+
+
+def _failed_line(exc: Exception, text: bytes, lines: int) -> int | None:
+    """The line a decoding error names: ``$[i]`` for a record that is no :class:`Record`, ``(byte n)`` for invalid
+    JSON, the last line for input cut short; None when it names none (then the whole chunk goes the reference
+    way). A wrong guess costs speed only: the lines before it are decoded again and checked."""
+    message = str(exc)
+    if isinstance(exc, msgspec.ValidationError):
+        at = message.rfind("`$[")
+        if at >= 0:
+            index = message[at + 3:message.find("]", at)]
+            if index.isdigit() and int(index) < lines:
+                return int(index)
+        return None
+    at = message.rfind("(byte ")
+    if at >= 0 and message.endswith(")") and message[at + 6:-1].isdigit():
+        return min(text.count(b"\n", 0, int(message[at + 6:-1])), lines - 1)
+    if "truncated" in message:
+        return lines - 1
+    return None
