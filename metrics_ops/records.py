@@ -30,7 +30,9 @@ field names; the reader needs only these few fields, tolerant of anything else.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -42,36 +44,52 @@ _RUN = 1 << 18  # bytes decoded per call: a run stays in the CPU's cache while i
 _CHUNK = 256  # lines per decode once a run has failed: a refused line costs at most this many lines decoded again
 
 
-class Metadata(msgspec.Struct, gc=False):
-    """``metadata`` when it is an object, its keys skipped. One holding ``test_run`` (test traffic, rare) does not
-    decode: its line is read the reference way, which decides what is test traffic."""
+class Metadata(msgspec.Struct, frozen=True, gc=False):
+    """``metadata`` (an object), its keys skipped. One holding ``test_run`` (test traffic, rare) does not decode:
+    its line is read the reference way, which decides what is test traffic."""
 
     test_run: msgspec.UnsetType = UNSET
 
 
-class Record(msgspec.Struct, gc=False):
-    """What a count needs of a stored line. Missing rates, ``received_at`` and ``metadata`` are None, as
-    ``dict.get`` gives them in the reference."""
+_NO_METADATA = Metadata()
+
+
+class Record(msgspec.Struct, frozen=True, gc=False):
+    """What a count needs of a stored line, hashable: a Counter counts the records themselves (in C). Missing rates
+    are None, as ``dict.get`` gives them in the reference; metadata that is not an object (null included, rare)
+    does not decode: its line is read the reference way."""
 
     visitor_id: str
     event: str
     client_rate: float | None = None
     server_rate: float | None = None
+    metadata: Metadata = _NO_METADATA
+
+
+class _Received(msgspec.Struct, gc=False):
     received_at: Any = None
-    metadata: Metadata | None | str | int | float | bool | list = None
 
 
 _DECODER = msgspec.json.Decoder(Record)
+_RECEIVED = msgspec.json.Decoder(_Received)
+_AT = attrgetter("received_at")
 _ERROR = (msgspec.DecodeError, RecursionError)  # ValidationError is a DecodeError
-#: digits -> "0", e and E -> "e", signs and "." as they are, what ends a number -> ",", anything else -> "x"
-_CANON = bytes(ord("0") if chr(b).isdigit() and b < 128 else ord("e") if b in b"eE" else b if b in b"+-."
-               else ord(",") if b in b",}] \t\r\n" else ord("x") for b in range(256))
+#: digits -> "0", e and E -> "e", what ends a number -> ",", anything else -> "x" ("+" is deleted)
+_CANON = bytes(ord("0") if 48 <= b <= 57 else ord("e") if b in b"eE" else ord(",") if b in b",}] \t\r\n"
+               else ord(".") if b == 46 else ord("x") for b in range(256))
 _LONG = b"0" * 210
+_EXPONENT = re.compile(rb"e000+,")  # canonical: an exponent of three digits or more (a literal first: quick)
+#: a received_at on the calendar's first or last day may have no hour in a zone (a damaged line): as written
+#: without escapes, ASCII, its text starts with one of these (strptime's %m and %d take "1" for "01")
+_EDGE_DAYS = (b"0001-", b"9999-12-31")
+
+Run = tuple[list[Record] | None, list | None, bytes]
 
 
-def runs(block: bytes) -> Iterator[tuple[list[Record] | None, bytes]]:
-    """``block`` (whole lines, each ending with a newline) as runs of decoded records or of lines for the
-    reference, in order."""
+def runs(block: bytes) -> Iterator[Run]:
+    """``block`` (whole lines, each ending with a newline) as runs, in order: ``(records, received, text)``, one
+    record per non-empty line of ``text``, and ``received`` their ``received_at`` values when one might be on
+    the calendar's first or last day (else None); or ``(None, None, text)``: lines for the reference."""
     size, start = len(block), 0
     while start < size:
         end = size if size - start <= _RUN else block.rfind(b"\n", start, start + _RUN) + 1
@@ -79,27 +97,33 @@ def runs(block: bytes) -> Iterator[tuple[list[Record] | None, bytes]]:
             end = block.find(b"\n", start + _RUN) + 1 or size
         text = block[start:end] if start or end < size else block
         start = end
-        records = _decoded(text, text.count(b"\n"))
-        if records is not None:
-            yield records, text
+        found = _decoded(text, text.count(b"\n"))
+        if found is not None:
+            yield found
         else:
             yield from _line_by_line(text)
 
 
-def _decoded(text: bytes, lines: int) -> list[Record] | None:
-    """The records of ``text``, one per line, or None when msgspec might not read a line as orjson does."""
-    if not _clean(text):
+def _decoded(text: bytes, lines: int) -> Run | None:
+    """The run of ``text``, one record per line, or None when msgspec might not read a line as orjson does."""
+    ascii = text.isascii()
+    if not _clean(text, ascii):
         return None
     try:
         records = _DECODER.decode_lines(text)
+        if len(records) != lines:
+            return None
+        if ascii and b"\\" not in text and not any(day in text for day in _EDGE_DAYS):
+            return records, None, text
+        received = list(map(_AT, _RECEIVED.decode_lines(text)))
     except _ERROR:
         return None
-    return records if len(records) == lines else None
+    return (records, received, text) if len(received) == lines else None
 
 
-def _clean(text: bytes) -> bool:
+def _clean(text: bytes, ascii: bool) -> bool:
     """Valid UTF-8 without a number beyond a float (what msgspec would skip unchecked)."""
-    if not text.isascii():
+    if not ascii:
         try:
             text.decode()
         except UnicodeDecodeError:
@@ -110,22 +134,13 @@ def _clean(text: bytes) -> bool:
 def _huge_number(text: bytes) -> bool:
     """Whether ``text`` may hold a JSON number orjson refuses as infinite: 210 digits in a row, or an exponent of
     three digits or more (``e308``, ``E+0400``) ending where a number ends. A false alarm costs only speed."""
-    canon = text.translate(_CANON)
+    canon = text.translate(_CANON, b"+")
     if _LONG in canon:
         return True
-    for needle in (b"e000", b"e+000"):
-        at = canon.find(needle)
-        while at >= 0:
-            end = at + len(needle)
-            while end < len(canon) and canon[end] == 48:  # "0"
-                end += 1
-            if at and canon[at - 1] in b"0." and (end == len(canon) or canon[end] == 44):  # ","
-                return True
-            at = canon.find(needle, end)
-    return False
+    return b"e000" in canon and any(canon[m.start() - 1] in b"0." for m in _EXPONENT.finditer(canon, 1))
 
 
-def _line_by_line(text: bytes) -> Iterator[tuple[list[Record] | None, bytes]]:
+def _line_by_line(text: bytes) -> Iterator[Run]:
     """A run that did not decode whole: its non-empty lines in chunks, each line msgspec refuses (or might read
     otherwise) on its own for the reference, the lines around it decoded."""
     lines = [line for line in text.split(b"\n") if line]
@@ -133,28 +148,27 @@ def _line_by_line(text: bytes) -> Iterator[tuple[list[Record] | None, bytes]]:
         yield from _chunk(lines[at:at + _CHUNK])
 
 
-def _chunk(lines: list[bytes]) -> Iterator[tuple[list[Record] | None, bytes]]:
+def _chunk(lines: list[bytes]) -> Iterator[Run]:
     while lines:
         text = b"\n".join(lines) + b"\n"
-        if not _clean(text):
-            bad = next((i for i, line in enumerate(lines) if not _clean(line)), None)
+        bad = None
+        if not _clean(text, text.isascii()):
+            bad = next((i for i, line in enumerate(lines) if not _clean(line + b"\n", line.isascii())), None)
         else:
             try:
-                records = _DECODER.decode_lines(text)
+                _DECODER.decode_lines(text)
             except _ERROR as exc:
                 bad = _failed_line(exc, text, len(lines))
             else:
-                if len(records) == len(lines):
-                    yield records, text
-                else:  # a line msgspec skipped as blank, or a value over two lines: the reference decides
-                    yield None, text
+                found = _decoded(text, len(lines))
+                yield found if found is not None else (None, None, text)  # a blank line, a value over two lines
                 return
         if bad is None:
-            yield None, text
+            yield None, None, text
             return
         if bad:
             yield from _chunk(lines[:bad])
-        yield None, lines[bad] + b"\n"
+        yield None, None, lines[bad] + b"\n"
         lines = lines[bad + 1:]
 
 
@@ -172,7 +186,12 @@ def _failed_line(exc: Exception, text: bytes, lines: int) -> int | None:
         return None
     at = message.rfind("(byte ")
     if at >= 0 and message.endswith(")") and message[at + 6:-1].isdigit():
-        return min(text.count(b"\n", 0, int(message[at + 6:-1])), lines - 1)
+        byte = int(message[at + 6:-1])
+        line = min(text.count(b"\n", 0, byte), lines - 1)
+        start = text.rfind(b"\n", 0, byte) + 1
+        if line and not text[start:byte].strip() and not text[:start - 1].rstrip().endswith(b"}"):
+            line -= 1  # at the start of a line after one that did not end (a value left open)
+        return line
     if "truncated" in message:
         return lines - 1
     return None

@@ -132,11 +132,11 @@ def tally_day(directory: Path, day: date, day_shards: list[Shard], groupings: li
             if decoded is None:
                 _count_block(block, tally, targets, event, hours, needs_hour, needs_path, fold)
                 continue
-            for found, text in runs(block):
+            for found, received, text in runs(block):
                 if found is None:
                     _count_block(text, tally, targets, event, hours, needs_hour, needs_path, fold)
                 else:
-                    decoded.count(found, tally)
+                    decoded.count(found, received, tally)
         tally.add_damage(TOO_LONG, sum(tally.long_lines.values()))
         if decoded is not None:
             estimated = decoded.finish(tally, estimates)
@@ -167,35 +167,38 @@ def weight(c, s) -> tuple[float, bool] | None:
 
 class _Decoded:
     """Counting decoded records (:func:`metrics_ops.records.runs`) with the rules of :func:`_count_block`, for
-    groupings by event or none. One Counter (in C) counts the day's lines by (visitor, event, client_rate,
-    server_rate); what rates are worth is decided once per distinct pair (:func:`weight`), and :meth:`finish`
-    turns the distinct entries into the cells. Test traffic never decodes (its line is read the reference way)."""
+    groupings by event or none. One Counter (in C) counts the day's records themselves (visitor, event and rates:
+    hashable structs); what rates are worth is decided once per distinct pair (:func:`weight`), and
+    :meth:`finish` turns the distinct records into the cells. Test traffic never decodes (its line is read the
+    reference way)."""
 
     def __init__(self, event: str | None, hours: _Hours):
         self.event = event
         self.hours = hours
         self.counts: Counter = Counter()
 
-    def count(self, records: list, tally: DayTally) -> None:
-        """Add a run's records. A ``received_at`` outside [0002, 9999) (or no string) takes a loop over the run
-        (its hour may not exist in the zone: a damaged line, unless its rates already make it one)."""
+    def count(self, records: list, received: list | None, tally: DayTally) -> None:
+        """Add a run's records. With ``received`` (their received_at), one outside [0002, 9999) (or no string)
+        takes a loop over the run: its hour may not exist in the zone (a damaged line, unless its rates already
+        make it one)."""
         tally.lines += len(records)
-        at = list(map(_AT, records))
-        try:
-            usual = min(at) >= _SAFE_FROM and max(at) < _SAFE_UNTIL
-        except TypeError:  # not all strings
-            usual = False
-        if usual:
-            self.counts.update(map(_KEY, records))  # in C
-            return
+        if received is not None:
+            try:
+                usual = min(received) >= _SAFE_FROM and max(received) < _SAFE_UNTIL
+            except TypeError:  # not all strings
+                usual = False
+            if not usual:
+                self._count_edges(records, received, tally)
+                return
+        self.counts.update(records)  # in C
+
+    def _count_edges(self, records: list, received: list, tally: DayTally) -> None:
         counts = self.counts
-        for record in records:
-            key = _KEY(record)
-            when = record.received_at
+        for record, when in zip(records, received, strict=True):
             if type(when) is str and not _SAFE_FROM <= when < _SAFE_UNTIL and self.hours(when) is None:
-                tally.add_damage(TOO_RARE if weight(key[2], key[3]) is None else NO_SUCH_HOUR, 1)
+                tally.add_damage(NO_SUCH_HOUR if weight(*_RATES(record)) else TOO_RARE, 1)
             else:
-                counts[key] += 1
+                counts[record] += 1
 
     def finish(self, tally: DayTally, estimates: bool) -> set[tuple[str, ...]]:
         """Turn the day's counts into the cells: visitor clusters, or (``estimates``, grouping by event, when no
@@ -208,11 +211,11 @@ class _Decoded:
             found = weight(*rates)
             kind_of[rates] = -1 if found is None else classes.setdefault(found, len(classes))
         if -1 in kind_of.values():
-            rare = [key for key in counts if kind_of[key[2:]] < 0]
+            rare = [record for record in counts if kind_of[_RATES(record)] < 0]
             tally.add_damage(TOO_RARE, sum(map(counts.pop, rare)))
         if self.event is not None:
-            for key in [key for key in counts if key[1] != self.event]:
-                del counts[key]
+            for record in [record for record in counts if record.event != self.event]:
+                del counts[record]
         weights, units = [1.0] * len(classes), set()
         for (w, unit), kind in classes.items():
             weights[kind] = w
@@ -230,27 +233,27 @@ class _Decoded:
         return done
 
 
-_KEY = attrgetter("visitor_id", "event", "client_rate", "server_rate")
-_AT = attrgetter("received_at")
-_RATES = itemgetter(2, 3)
+_RATES = attrgetter("client_rate", "server_rate")
+_VISITOR_EVENT = attrgetter("visitor_id", "event")
+_EVENT = attrgetter("event")
 
 
 def _fold(counts: Counter, kinds: list[int], cells: dict, by_event: bool, weights: list[float]) -> None:
-    """Add counted ``(visitor, event, rates)`` entries (of class ``kinds``) to the visitor clusters of ``cells``."""
-    for (vid, ev, _, _), n, kind in zip(counts, counts.values(), kinds, strict=True):
-        key = ev if by_event else ()
+    """Add counted records (of class ``kinds``) to the visitor clusters of ``cells``."""
+    for record, n, kind in zip(counts, counts.values(), kinds, strict=True):
+        key = record.event if by_event else ()
         cell = cells.get(key)
         if cell is None:
             cells[key] = cell = {}
-        add_to_cluster(cell, vid, n * weights[kind], n)
+        add_to_cluster(cell, record.visitor_id, n * weights[kind], n)
 
 
 def _estimate_events(counts: Counter, kinds: list[int], cells: dict, weights: list[float]) -> bool:
-    """Each event's Estimate from counts of ``(visitor, event, rates)`` of class ``kinds``, by Counters (in C)
-    instead of a loop over visitors: when each visitor of an event has one entry there, its cluster is z = n w, so
-    the event's visitors, events, estimate and variance (:meth:`Estimate.of_visitors`) are sums over (weight, n) of
-    how many visitors stored n events at weight w. False (nothing done) when a visitor has two entries (two
-    pairs of rates) for one event."""
+    """Each event's Estimate from counted records of class ``kinds``, by Counters (in C) instead of a loop over
+    visitors: when each visitor of an event has one record there, its cluster is z = n w, so the event's visitors,
+    events, estimate and variance (:meth:`Estimate.of_visitors`) are sums over (weight, n) of how many visitors
+    stored n events at weight w. False (nothing done) when a visitor has two records (two pairs of rates) for
+    one event."""
     if len(set(map(_VISITOR_EVENT, counts))) != len(counts):
         return False
     spread = Counter(zip(map(_EVENT, counts), kinds, counts.values(), strict=True))
@@ -268,10 +271,6 @@ def _estimate_events(counts: Counter, kinds: list[int], cells: dict, weights: li
         part.variance = max(0.0, part.variance)
         cells[ev] = part
     return True
-
-
-_VISITOR_EVENT = itemgetter(0, 1)
-_EVENT = itemgetter(1)
 
 
 def _key_of(grouping: tuple[str, ...]):
