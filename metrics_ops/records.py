@@ -41,7 +41,7 @@ __all__ = ["UNSET", "Metadata", "Record", "runs"]
 
 UNSET = msgspec.UNSET
 _RUN = 1 << 18  # bytes decoded per call: a run stays in the CPU's cache while it is checked, decoded and counted
-_CHUNK = 256  # lines per decode once a run has failed: a refused line costs at most this many lines decoded again
+_CHUNK = 64  # lines per decode once a run has failed: a refused line costs at most this many lines decoded again
 
 
 class Metadata(msgspec.Struct, frozen=True, gc=False):
@@ -97,28 +97,36 @@ def runs(block: bytes) -> Iterator[Run]:
             end = block.find(b"\n", start + _RUN) + 1 or size
         text = block[start:end] if start or end < size else block
         start = end
-        found = _decoded(text, text.count(b"\n"))
+        ascii = text.isascii()
+        clean = _clean(text, ascii)
+        found = _decoded(text, text.count(b"\n"), ascii) if clean else None
         if found is not None:
             yield found
         else:
-            yield from _line_by_line(text)
+            lines = [line for line in text.split(b"\n") if line]
+            for at in range(0, len(lines), _CHUNK):
+                yield from _chunk(lines[at:at + _CHUNK], clean)
 
 
-def _decoded(text: bytes, lines: int) -> Run | None:
-    """The run of ``text``, one record per line, or None when msgspec might not read a line as orjson does."""
-    ascii = text.isascii()
-    if not _clean(text, ascii):
-        return None
+def _decoded(text: bytes, lines: int, ascii: bool) -> Run | None:
+    """The run of ``text`` (clean), one record per line, or None when it does not decode so."""
     try:
         records = _DECODER.decode_lines(text)
-        if len(records) != lines:
-            return None
-        if ascii and b"\\" not in text and not any(day in text for day in _EDGE_DAYS):
-            return records, None, text
+    except _ERROR:
+        return None
+    return _received(records, text, ascii) if len(records) == lines else None
+
+
+def _received(records: list[Record], text: bytes, ascii: bool) -> Run | None:
+    """The run, with the records' received_at when one might be on the calendar's first or last day: when the
+    text holds an escape, is not ASCII (a digit of another script), or holds one of :data:`_EDGE_DAYS`."""
+    if ascii and b"\\" not in text and not any(day in text for day in _EDGE_DAYS):
+        return records, None, text
+    try:
         received = list(map(_AT, _RECEIVED.decode_lines(text)))
     except _ERROR:
         return None
-    return (records, received, text) if len(received) == lines else None
+    return (records, received, text) if len(received) == len(records) else None
 
 
 def _clean(text: bytes, ascii: bool) -> bool:
@@ -140,34 +148,28 @@ def _huge_number(text: bytes) -> bool:
     return b"e000" in canon and any(canon[m.start() - 1] in b"0." for m in _EXPONENT.finditer(canon, 1))
 
 
-def _line_by_line(text: bytes) -> Iterator[Run]:
-    """A run that did not decode whole: its non-empty lines in chunks, each line msgspec refuses (or might read
+def _chunk(lines: list[bytes], clean: bool) -> Iterator[Run]:
+    """Lines of a run that did not decode whole (``clean``: known to be), each line msgspec refuses (or might read
     otherwise) on its own for the reference, the lines around it decoded."""
-    lines = [line for line in text.split(b"\n") if line]
-    for at in range(0, len(lines), _CHUNK):
-        yield from _chunk(lines[at:at + _CHUNK])
-
-
-def _chunk(lines: list[bytes]) -> Iterator[Run]:
     while lines:
         text = b"\n".join(lines) + b"\n"
         bad = None
-        if not _clean(text, text.isascii()):
+        if not clean:
             bad = next((i for i, line in enumerate(lines) if not _clean(line + b"\n", line.isascii())), None)
-        else:
+        if bad is None:
             try:
-                _DECODER.decode_lines(text)
+                records = _DECODER.decode_lines(text)
             except _ERROR as exc:
                 bad = _failed_line(exc, text, len(lines))
+                if bad is None:
+                    yield None, None, text
+                    return
             else:
-                found = _decoded(text, len(lines))
+                found = _received(records, text, text.isascii()) if len(records) == len(lines) else None
                 yield found if found is not None else (None, None, text)  # a blank line, a value over two lines
                 return
-        if bad is None:
-            yield None, None, text
-            return
         if bad:
-            yield from _chunk(lines[:bad])
+            yield from _chunk(lines[:bad], True)
         yield None, None, lines[bad] + b"\n"
         lines = lines[bad + 1:]
 

@@ -28,10 +28,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from operator import attrgetter, itemgetter
+from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from metrics_ops import lineshape
 from metrics_ops.estimate import MIN_INCLUSION, Estimate, add_to_cluster
 from metrics_ops.reading import MAX_LINE_TEXT, Problem, Shard, read_day
 from metrics_ops.records import runs
@@ -113,8 +115,10 @@ def tally_day(directory: Path, day: date, day_shards: list[Shard], groupings: li
 
     The loop is the cost of a cold report (about 3M lines a month). A block of lines of serve's own shape is
     taken apart by one regular expression and counted by a Counter, both in C (:mod:`metrics_ops.lineshape`);
-    any other block is parsed with orjson line by line. The cyclic garbage collector is paused meanwhile
-    (millions of small live lists made it rescan them again and again: 2x the time)."""
+    any other block is decoded by msgspec a run of lines at a time (:mod:`metrics_ops.records`,
+    :mod:`metrics_ops.recordcount`), and what msgspec might read otherwise is parsed with orjson line by line.
+    The cyclic garbage collector is paused meanwhile (millions of small live lists made it rescan them again
+    and again: 2x the time)."""
     import gc
 
     tally = DayTally(day, {g: {} for g in groupings})
@@ -123,23 +127,34 @@ def tally_day(directory: Path, day: date, day_shards: list[Shard], groupings: li
     needs_hour = any("hour" in g for g in groupings)
     needs_path = any("path" in g for g in groupings)
     # hours and paths: about as many distinct entries as lines, where counting them first gains nothing (measured)
-    decoded = _Decoded(event, hours) if not (needs_hour or needs_path or fold) else None
+    shaped = _Shaped(event) if not (needs_hour or needs_path or fold) else None
+    decoded = None
     estimated: set[tuple[str, ...]] = set()
     enabled = gc.isenabled()
     gc.disable()
     try:
         for block in read_day(directory, day_shards, tally.problems, tally.long_lines):
-            if decoded is None:
+            cols = lineshape.columns(block) if shaped is not None else None
+            if cols is not None and shaped.count(cols, tally):
+                continue
+            if shaped is None:
                 _count_block(block, tally, targets, event, hours, needs_hour, needs_path, fold)
                 continue
+            shaped.whole = False
+            if decoded is None:
+                from metrics_ops.recordcount import DecodedCounter
+
+                decoded = DecodedCounter(event, hours)
             for found, received, text in runs(block):
                 if found is None:
                     _count_block(text, tally, targets, event, hours, needs_hour, needs_path, fold)
                 else:
                     decoded.count(found, received, tally)
         tally.add_damage(TOO_LONG, sum(tally.long_lines.values()))
-        if decoded is not None:
-            estimated = decoded.finish(tally, estimates)
+        if decoded is not None:  # before the shortcut's counts are folded in: its Estimates need empty cells
+            estimated = decoded.finish(tally, estimates and not shaped.counts)
+        if shaped is not None:
+            estimated |= shaped.finish(tally, estimates)
     finally:
         if enabled:
             gc.enable()
@@ -165,99 +180,110 @@ def weight(c, s) -> tuple[float, bool] | None:
     return 1.0, True
 
 
-class _Decoded:
-    """Counting decoded records (:func:`metrics_ops.records.runs`) with the rules of :func:`_count_block`, for
-    groupings by event or none. One Counter (in C) counts the day's records themselves (visitor, event and rates:
-    hashable structs); what rates are worth is decided once per distinct pair (:func:`weight`), and
-    :meth:`finish` turns the distinct records into the cells. Test traffic never decodes (its line is read the
-    reference way)."""
+class _Shaped:
+    """Counting serve-shaped blocks (:func:`metrics_ops.lineshape.columns`) with the rules of
+    :func:`_count_block`, for groupings by event or none. Each distinct text of metadata and rates is parsed
+    once per day (:func:`metrics_ops.lineshape.members`) into a class: test traffic, or a weight (and whether
+    it counts as unweighted). One Counter (in C) counts the day's lines by (visitor and event, class);
+    :meth:`finish` turns its distinct entries into the cells."""
 
-    def __init__(self, event: str | None, hours: _Hours):
-        self.event = event
-        self.hours = hours
+    TEST = -1
+    DAMAGED = -2  # rates too small to weigh
+
+    def __init__(self, event: str | None):
+        self.event = None if event is None else lineshape.SEPARATOR + event.encode()
+        self.class_of: dict[bytes, int] = {}  # members text -> class
+        self.classes: dict[tuple[float, bool], int] = {}  # (weight, unweighted?) -> class
         self.counts: Counter = Counter()
+        self.whole = True  # every block of the day was counted here
 
-    def count(self, records: list, received: list | None, tally: DayTally) -> None:
-        """Add a run's records. With ``received`` (their received_at), one outside [0002, 9999) (or no string)
-        takes a loop over the run: its hour may not exist in the zone (a damaged line, unless its rates already
-        make it one)."""
-        tally.lines += len(records)
-        if received is not None:
-            try:
-                usual = min(received) >= _SAFE_FROM and max(received) < _SAFE_UNTIL
-            except TypeError:  # not all strings
-                usual = False
-            if not usual:
-                self._count_edges(records, received, tally)
-                return
-        self.counts.update(records)  # in C
+    def count(self, cols: list[list], tally: DayTally) -> bool:
+        """Add a block's columns to the day's counts; False (and nothing added) when its metadata or rates are
+        not what they seem (:func:`metrics_ops.lineshape.members`): the caller then reads the block line by
+        line."""
+        if not self._learn(cols[lineshape.MEMBERS]):
+            return False
+        firsts, kinds = cols[lineshape.VISITOR_EVENT], list(map(self.class_of.__getitem__, cols[lineshape.MEMBERS]))
+        lines = len(firsts)
+        if self.event is not None or min(kinds) < 0:  # one C pass over the classes
+            keep = [i for i, (f, k) in enumerate(zip(firsts, kinds, strict=True))
+                    if k >= 0 and (self.event is None or f.endswith(self.event))]
+            tally.test_lines += kinds.count(self.TEST)
+            tally.add_damage(TOO_RARE, kinds.count(self.DAMAGED))
+            firsts, kinds = [firsts[i] for i in keep], [kinds[i] for i in keep]
+        self.counts.update(zip(firsts, kinds, strict=True))  # in C
+        tally.lines += lines
+        return True
 
-    def _count_edges(self, records: list, received: list, tally: DayTally) -> None:
-        counts = self.counts
-        for record, when in zip(records, received, strict=True):
-            if type(when) is str and not _SAFE_FROM <= when < _SAFE_UNTIL and self.hours(when) is None:
-                tally.add_damage(NO_SUCH_HOUR if weight(*_RATES(record)) else TOO_RARE, 1)
-            else:
-                counts[record] += 1
+    def _learn(self, texts: list[bytes]) -> bool:
+        """Classify the texts of metadata and rates not seen yet; False when one is not valid."""
+        for text in set(texts).difference(self.class_of):
+            kind = _kind_of(text)
+            if kind is None:
+                return False
+            self.class_of[text] = (self.TEST if kind == "test" else self.DAMAGED if kind == "damaged"
+                                   else self.classes.setdefault(kind, len(self.classes)))
+        return True
 
     def finish(self, tally: DayTally, estimates: bool) -> set[tuple[str, ...]]:
-        """Turn the day's counts into the cells: visitor clusters, or (``estimates``, grouping by event, when no
-        line read the reference way was counted) a cell's :class:`Estimate` straight from the counts. The
-        groupings whose cells hold Estimates."""
-        counts, self.counts = self.counts, Counter()
-        classes: dict[tuple[float, bool], int] = {}
-        kind_of = {}  # (client_rate, server_rate) -> class (index into classes), or -1: too small to weigh
-        for rates in set(map(_RATES, counts)):
-            found = weight(*rates)
-            kind_of[rates] = -1 if found is None else classes.setdefault(found, len(classes))
-        if -1 in kind_of.values():
-            rare = [record for record in counts if kind_of[_RATES(record)] < 0]
-            tally.add_damage(TOO_RARE, sum(map(counts.pop, rare)))
-        if self.event is not None:
-            for record in [record for record in counts if record.event != self.event]:
-                del counts[record]
-        weights, units = [1.0] * len(classes), set()
-        for (w, unit), kind in classes.items():
+        """Turn the day's counts into the cells: visitor clusters, or (``estimates``, when the whole day was
+        counted here) a cell's :class:`Estimate` straight from the counts. The groupings whose cells hold
+        Estimates."""
+        weights = [1.0] * len(self.classes)
+        for (w, unit), kind in self.classes.items():
             weights[kind] = w
             if unit:
-                units.add(kind)
-        kinds = list(map(kind_of.__getitem__, map(_RATES, counts)))
-        if units:
-            tally.unweighted += sum(n for n, kind in zip(counts.values(), kinds, strict=True) if kind in units)
+                tally.unweighted += sum(n for (_, k), n in self.counts.items() if k == kind)
         done = set()
         for grouping, cells in tally.cells.items():
-            if grouping == ("event",) and estimates and not cells and _estimate_events(counts, kinds, cells, weights):
+            if grouping == ("event",) and estimates and self.whole and _estimate_events(self.counts, cells,
+                                                                                         weights):
                 done.add(grouping)
             else:
-                _fold(counts, kinds, cells, bool(grouping), weights)
+                _fold(self.counts, cells, bool(grouping), weights)
+        self.counts.clear()
         return done
 
 
-_RATES = attrgetter("client_rate", "server_rate")
-_VISITOR_EVENT = attrgetter("visitor_id", "event")
-_EVENT = attrgetter("event")
+@lru_cache(maxsize=1 << 16)
+def _kind_of(text: bytes) -> tuple[float, bool] | str | None:
+    """What a text of metadata and rates (:func:`metrics_ops.lineshape.members`) makes of its line: ``"test"``
+    (test traffic), ``"damaged"`` (rates too small to weigh), (weight, unweighted?), or None (not valid). Cached:
+    a worker counts day after day of the same few thousand texts."""
+    found = lineshape.members(text)
+    if found is None:
+        return None
+    meta = found.get("metadata")
+    if type(meta) is dict and MARK in meta:
+        return "test"
+    return weight(found["client_rate"], found["server_rate"]) or "damaged"
 
 
-def _fold(counts: Counter, kinds: list[int], cells: dict, by_event: bool, weights: list[float]) -> None:
-    """Add counted records (of class ``kinds``) to the visitor clusters of ``cells``."""
-    for record, n, kind in zip(counts, counts.values(), kinds, strict=True):
-        key = record.event if by_event else ()
+def _fold(counts: Counter, cells: dict, by_event: bool, weights: list[float]) -> None:
+    """Add counted ``(visitor and event, class)`` entries to the visitor clusters of ``cells``."""
+    for (first, kind), n in counts.items():
+        vid, ev = lineshape.visitor_event(first)
+        key = ev if by_event else ()
         cell = cells.get(key)
         if cell is None:
             cells[key] = cell = {}
-        add_to_cluster(cell, record.visitor_id, n * weights[kind], n)
+        add_to_cluster(cell, vid, n * weights[kind], n)
 
 
-def _estimate_events(counts: Counter, kinds: list[int], cells: dict, weights: list[float]) -> bool:
-    """Each event's Estimate from counted records of class ``kinds``, by Counters (in C) instead of a loop over
-    visitors: when each visitor of an event has one record there, its cluster is z = n w, so the event's visitors,
-    events, estimate and variance (:meth:`Estimate.of_visitors`) are sums over (weight, n) of how many visitors
-    stored n events at weight w. False (nothing done) when a visitor has two records (two pairs of rates) for
-    one event."""
-    if len(set(map(_VISITOR_EVENT, counts))) != len(counts):
-        return False
-    spread = Counter(zip(map(_EVENT, counts), kinds, counts.values(), strict=True))
-    parts: dict[str, Estimate] = {}
+def _estimate_events(counts: Counter, cells: dict, weights: list[float]) -> bool:
+    """Each event's Estimate from counts of ``(visitor and event, class of weight)``, by Counters (in C) instead
+    of a loop over visitors: when each visitor of an event has one weight there, its cluster is z = n w, so the
+    event's visitors, events, estimate and variance (:meth:`Estimate.of_visitors`) are sums over (weight, n) of
+    how many visitors stored n events at weight w. False (nothing done) when a visitor has two weights."""
+    from itertools import repeat
+
+    events = list(map(itemgetter(2), map(bytes.partition, map(itemgetter(0), counts), repeat(lineshape.SEPARATOR))))
+    spread = Counter(zip(events, map(itemgetter(1), counts), counts.values(), strict=True))
+    kind_of: dict[bytes, int] = {}
+    if any(kind_of.setdefault(ev, kind) != kind for ev, kind, _ in spread) and \
+            len(set(map(itemgetter(0), counts))) != len(counts):
+        return False  # an event with two weights, and a visitor with both
+    parts: dict[bytes, Estimate] = {}
     for (ev, kind, n), m in spread.items():
         z = n * weights[kind]  # m visitors, each with n events at this weight
         part = parts.get(ev)
@@ -269,7 +295,7 @@ def _estimate_events(counts: Counter, kinds: list[int], cells: dict, weights: li
         part.variance += z * (z - n) * m
     for ev, part in parts.items():
         part.variance = max(0.0, part.variance)
-        cells[ev] = part
+        cells[ev.decode()] = part
     return True
 
 

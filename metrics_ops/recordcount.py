@@ -1,0 +1,123 @@
+"""Counting the records msgspec decoded (:func:`metrics_ops.records.runs`) into a day's tally, with the rules of the
+reference (:func:`metrics_ops.tally._count_block`), for groupings by event or none.
+
+:mod:`metrics_ops.tally` hands this counter every block that is not of serve's exact shape (those take
+:mod:`metrics_ops.lineshape`'s quicker shortcut) and whose lines decode; the lines that do not decode are read the
+reference way, which decides what is damaged.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from operator import attrgetter
+
+from metrics_ops.estimate import Estimate, add_to_cluster
+from metrics_ops.tally import _SAFE_FROM, _SAFE_UNTIL, NO_SUCH_HOUR, TOO_RARE, DayTally, _Hours, weight
+
+
+class DecodedCounter:
+    """Counting decoded records (:func:`metrics_ops.records.runs`) with the rules of :func:`_count_block`, for
+    groupings by event or none. One Counter (in C) counts the day's records themselves (visitor, event and rates:
+    hashable structs); what rates are worth is decided once per distinct pair (:func:`weight`), and
+    :meth:`finish` turns the distinct records into the cells. Test traffic never decodes (its line is read the
+    reference way)."""
+
+    def __init__(self, event: str | None, hours: _Hours):
+        self.event = event
+        self.hours = hours
+        self.counts: Counter = Counter()
+
+    def count(self, records: list, received: list | None, tally: DayTally) -> None:
+        """Add a run's records. With ``received`` (their received_at), one outside [0002, 9999) (or no string)
+        takes a loop over the run: its hour may not exist in the zone (a damaged line, unless its rates already
+        make it one)."""
+        tally.lines += len(records)
+        if received is not None:
+            try:
+                usual = min(received) >= _SAFE_FROM and max(received) < _SAFE_UNTIL
+            except TypeError:  # not all strings
+                usual = False
+            if not usual:
+                self._count_edges(records, received, tally)
+                return
+        self.counts.update(records)  # in C
+
+    def _count_edges(self, records: list, received: list, tally: DayTally) -> None:
+        counts = self.counts
+        for record, when in zip(records, received, strict=True):
+            if type(when) is str and not _SAFE_FROM <= when < _SAFE_UNTIL and self.hours(when) is None:
+                tally.add_damage(NO_SUCH_HOUR if weight(*_RATES(record)) else TOO_RARE, 1)
+            else:
+                counts[record] += 1
+
+    def finish(self, tally: DayTally, estimates: bool) -> set[tuple[str, ...]]:
+        """Turn the day's counts into the cells: visitor clusters, or (``estimates``, grouping by event, when no
+        line counted another way is in the cells yet) a cell's :class:`Estimate` straight from the counts. The
+        groupings whose cells hold Estimates. Runs before the other counts of the day are folded in."""
+        counts, self.counts = self.counts, Counter()
+        classes: dict[tuple[float, bool], int] = {}
+        kind_of = {}  # (client_rate, server_rate) -> class (index into classes), or -1: too small to weigh
+        for rates in set(map(_RATES, counts)):
+            found = weight(*rates)
+            kind_of[rates] = -1 if found is None else classes.setdefault(found, len(classes))
+        if -1 in kind_of.values():
+            rare = [record for record in counts if kind_of[_RATES(record)] < 0]
+            tally.add_damage(TOO_RARE, sum(map(counts.pop, rare)))
+        if self.event is not None:
+            for record in [record for record in counts if record.event != self.event]:
+                del counts[record]
+        weights, units = [1.0] * len(classes), set()
+        for (w, unit), kind in classes.items():
+            weights[kind] = w
+            if unit:
+                units.add(kind)
+        kinds = list(map(kind_of.__getitem__, map(_RATES, counts)))
+        if units:
+            tally.unweighted += sum(n for n, kind in zip(counts.values(), kinds, strict=True) if kind in units)
+        done = set()
+        for grouping, cells in tally.cells.items():
+            if grouping == ("event",) and estimates and not cells and _estimate_records(counts, kinds, cells, weights):
+                done.add(grouping)
+            else:
+                _fold_records(counts, kinds, cells, bool(grouping), weights)
+        return done
+
+
+_RATES = attrgetter("client_rate", "server_rate")
+_VISITOR_EVENT = attrgetter("visitor_id", "event")
+_EVENT = attrgetter("event")
+
+
+def _fold_records(counts: Counter, kinds: list[int], cells: dict, by_event: bool, weights: list[float]) -> None:
+    """Add counted records (of class ``kinds``) to the visitor clusters of ``cells``."""
+    for record, n, kind in zip(counts, counts.values(), kinds, strict=True):
+        key = record.event if by_event else ()
+        cell = cells.get(key)
+        if cell is None:
+            cells[key] = cell = {}
+        add_to_cluster(cell, record.visitor_id, n * weights[kind], n)
+
+
+def _estimate_records(counts: Counter, kinds: list[int], cells: dict, weights: list[float]) -> bool:
+    """Each event's Estimate from counted records of class ``kinds``, by Counters (in C) instead of a loop over
+    visitors: when each visitor of an event has one record there, its cluster is z = n w, so the event's visitors,
+    events, estimate and variance (:meth:`Estimate.of_visitors`) are sums over (weight, n) of how many visitors
+    stored n events at weight w. False (nothing done) when a visitor has two records (two pairs of rates) for
+    one event."""
+    if len(set(map(_VISITOR_EVENT, counts))) != len(counts):
+        return False
+    spread = Counter(zip(map(_EVENT, counts), kinds, counts.values(), strict=True))
+    parts: dict[str, Estimate] = {}
+    for (ev, kind, n), m in spread.items():
+        z = n * weights[kind]  # m visitors, each with n events at this weight
+        part = parts.get(ev)
+        if part is None:
+            parts[ev] = part = Estimate(0, 0, 0.0, 0.0)
+        part.visitors += m
+        part.events += n * m
+        part.estimate += z * m
+        part.variance += z * (z - n) * m
+    for ev, part in parts.items():
+        part.variance = max(0.0, part.variance)
+        cells[ev] = part
+    return True
