@@ -9,7 +9,8 @@ reference way, which decides what is damaged.
 from __future__ import annotations
 
 from collections import Counter
-from operator import attrgetter
+from itertools import compress
+from operator import attrgetter, not_
 
 from metrics_ops.estimate import Estimate, add_to_cluster
 from metrics_ops.tally import _SAFE_FROM, _SAFE_UNTIL, NO_SUCH_HOUR, TOO_RARE, DayTally, _Hours, weight
@@ -61,10 +62,10 @@ class DecodedCounter:
             found = weight(*rates)
             kind_of[rates] = -1 if found is None else classes.setdefault(found, len(classes))
         if -1 in kind_of.values():
-            rare = [record for record in counts if kind_of[_RATES(record)] < 0]
+            rare = list(compress(counts, map((-1).__eq__, map(kind_of.__getitem__, map(_RATES, counts)))))
             tally.add_damage(TOO_RARE, sum(map(counts.pop, rare)))
         if self.event is not None:
-            for record in [record for record in counts if record.event != self.event]:
+            for record in list(compress(counts, map(self.event.__ne__, map(_EVENT, counts)))):
                 del counts[record]
         weights, units = [1.0] * len(classes), set()
         for (w, unit), kind in classes.items():
@@ -73,10 +74,11 @@ class DecodedCounter:
                 units.add(kind)
         kinds = list(map(kind_of.__getitem__, map(_RATES, counts)))
         if units:
-            tally.unweighted += sum(n for n, kind in zip(counts.values(), kinds, strict=True) if kind in units)
+            tally.unweighted += sum(compress(counts.values(), map(units.__contains__, kinds)))
         done = set()
         for grouping, cells in tally.cells.items():
-            if grouping == ("event",) and estimates and not cells and _estimate_records(counts, kinds, cells, weights):
+            if grouping == ("event",) and estimates and not cells:
+                _estimate_records(counts, kinds, cells, weights)
                 done.add(grouping)
             else:
                 _fold_records(counts, kinds, cells, bool(grouping), weights)
@@ -98,16 +100,27 @@ def _fold_records(counts: Counter, kinds: list[int], cells: dict, by_event: bool
         add_to_cluster(cell, record.visitor_id, n * weights[kind], n)
 
 
-def _estimate_records(counts: Counter, kinds: list[int], cells: dict, weights: list[float]) -> bool:
+def _estimate_records(counts: Counter, kinds: list[int], cells: dict, weights: list[float]) -> None:
     """Each event's Estimate from counted records of class ``kinds``, by Counters (in C) instead of a loop over
-    visitors: when each visitor of an event has one record there, its cluster is z = n w, so the event's visitors,
-    events, estimate and variance (:meth:`Estimate.of_visitors`) are sums over (weight, n) of how many visitors
-    stored n events at weight w. False (nothing done) when a visitor has two records (two pairs of rates) for
-    one event."""
-    if len(set(map(_VISITOR_EVENT, counts))) != len(counts):
-        return False
-    spread = Counter(zip(map(_EVENT, counts), kinds, counts.values(), strict=True))
+    visitors: when a visitor has one record for an event (one pair of rates), its cluster is z = n w, so the
+    event's visitors, events, estimate and variance (:meth:`Estimate.of_visitors`) are sums over (weight, n) of
+    how many visitors stored n events at weight w. The visitors with two records or more for an event (two pairs
+    of rates: lines of several shapes) are clustered one by one, and their part added (no visitor is in both)."""
+    pairs = list(map(_VISITOR_EVENT, counts))
+    per_pair = Counter(pairs)
     parts: dict[str, Estimate] = {}
+    records, ns = counts, counts.values()
+    if len(per_pair) != len(pairs):
+        twice = {pair for pair, m in per_pair.items() if m > 1}
+        shared = list(map(twice.__contains__, pairs))
+        clusters: dict[str, dict] = {}
+        for record, n, kind in zip(compress(counts, shared), compress(ns, shared), compress(kinds, shared),
+                                   strict=True):
+            add_to_cluster(clusters.setdefault(record.event, {}), record.visitor_id, n * weights[kind], n)
+        parts = {ev: Estimate.of_visitors(cluster) for ev, cluster in clusters.items()}
+        alone = list(map(not_, shared))
+        records, ns, kinds = list(compress(counts, alone)), list(compress(ns, alone)), list(compress(kinds, alone))
+    spread = Counter(zip(map(_EVENT, records), kinds, ns, strict=True))
     for (ev, kind, n), m in spread.items():
         z = n * weights[kind]  # m visitors, each with n events at this weight
         part = parts.get(ev)
@@ -120,4 +133,3 @@ def _estimate_records(counts: Counter, kinds: list[int], cells: dict, weights: l
     for ev, part in parts.items():
         part.variance = max(0.0, part.variance)
         cells[ev] = part
-    return True
