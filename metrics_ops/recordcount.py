@@ -12,58 +12,39 @@ from collections import Counter
 from itertools import compress
 from operator import attrgetter, not_
 
-from metrics_ops.estimate import Estimate, add_to_cluster
-from metrics_ops.tally import _SAFE_FROM, _SAFE_UNTIL, NO_SUCH_HOUR, TOO_RARE, DayTally, _Hours, weight
+from metrics_ops.estimate import Estimate, add_to_cluster, weight
 
 
 class DecodedCounter:
-    """Counting decoded records (:func:`metrics_ops.records.runs`) with the rules of :func:`_count_block`, for
-    groupings by event or none. One Counter (in C) counts the day's records themselves (visitor, event and rates:
-    hashable structs); what rates are worth is decided once per distinct pair (:func:`weight`), and
-    :meth:`finish` turns the distinct records into the cells. Test traffic never decodes (its line is read the
-    reference way)."""
+    """Counting decoded records (:func:`metrics_ops.records.runs`) with the rules of the reference
+    (:func:`metrics_ops.tally._count_block`), for groupings by event or none. One Counter (in C) counts the
+    day's records themselves (visitor, event and rates: hashable structs); what rates are worth is decided once
+    per distinct pair (:func:`weight`), and :meth:`finish` turns the distinct records into the cells. Test traffic
+    never decodes (its line is read the reference way); a run whose received_at may have no hour in the zone is
+    counted by the tally record by record (:func:`metrics_ops.tally._count_edges`) into :attr:`counts`."""
 
-    def __init__(self, event: str | None, hours: _Hours):
+    def __init__(self, event: str | None):
         self.event = event
-        self.hours = hours
         self.counts: Counter = Counter()
 
-    def count(self, records: list, received: list | None, tally: DayTally) -> None:
-        """Add a run's records. With ``received`` (their received_at), one outside [0002, 9999) (or no string)
-        takes a loop over the run: its hour may not exist in the zone (a damaged line, unless its rates already
-        make it one)."""
-        tally.lines += len(records)
-        if received is not None:
-            try:
-                usual = min(received) >= _SAFE_FROM and max(received) < _SAFE_UNTIL
-            except TypeError:  # not all strings
-                usual = False
-            if not usual:
-                self._count_edges(records, received, tally)
-                return
+    def count(self, records: list) -> None:
         self.counts.update(records)  # in C
 
-    def _count_edges(self, records: list, received: list, tally: DayTally) -> None:
-        counts = self.counts
-        for record, when in zip(records, received, strict=True):
-            if type(when) is str and not _SAFE_FROM <= when < _SAFE_UNTIL and self.hours(when) is None:
-                tally.add_damage(NO_SUCH_HOUR if weight(*_RATES(record)) else TOO_RARE, 1)
-            else:
-                counts[record] += 1
-
-    def finish(self, tally: DayTally, estimates: bool) -> set[tuple[str, ...]]:
-        """Turn the day's counts into the cells: visitor clusters, or (``estimates``, grouping by event, when no
-        line counted another way is in the cells yet) a cell's :class:`Estimate` straight from the counts. The
-        groupings whose cells hold Estimates. Runs before the other counts of the day are folded in."""
+    def finish(self, tally, estimates: bool) -> tuple[set[tuple[str, ...]], int]:
+        """Turn the day's counts into the cells of ``tally`` (a :class:`metrics_ops.tally.DayTally`): visitor
+        clusters, or (``estimates``, grouping by event, when no line counted another way is in the cells yet) a
+        cell's :class:`Estimate` straight from the counts. Runs before the other counts of the day are folded in.
+        The groupings whose cells hold Estimates, and the lines whose rates are too small to weigh (damaged)."""
         counts, self.counts = self.counts, Counter()
         classes: dict[tuple[float, bool], int] = {}
         kind_of = {}  # (client_rate, server_rate) -> class (index into classes), or -1: too small to weigh
         for rates in set(map(_RATES, counts)):
             found = weight(*rates)
             kind_of[rates] = -1 if found is None else classes.setdefault(found, len(classes))
+        too_rare = 0
         if -1 in kind_of.values():
             rare = list(compress(counts, map((-1).__eq__, map(kind_of.__getitem__, map(_RATES, counts)))))
-            tally.add_damage(TOO_RARE, sum(map(counts.pop, rare)))
+            too_rare = sum(map(counts.pop, rare))
         if self.event is not None:
             for record in list(compress(counts, map(self.event.__ne__, map(_EVENT, counts)))):
                 del counts[record]
@@ -82,7 +63,7 @@ class DecodedCounter:
                 done.add(grouping)
             else:
                 _fold_records(counts, kinds, cells, bool(grouping), weights)
-        return done
+        return done, too_rare
 
 
 _RATES = attrgetter("client_rate", "server_rate")

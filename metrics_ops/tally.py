@@ -34,8 +34,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from metrics_ops import lineshape
-from metrics_ops.estimate import MIN_INCLUSION, Estimate, add_to_cluster
+from metrics_ops.estimate import MIN_INCLUSION, Estimate, add_to_cluster, weight
 from metrics_ops.reading import MAX_LINE_TEXT, Problem, Shard, read_day
+from metrics_ops.recordcount import DecodedCounter
 from metrics_ops.records import runs
 from metrics_ops.testrun import MARK
 
@@ -145,17 +146,19 @@ def tally_day(directory: Path, day: date, day_shards: list[Shard], groupings: li
                 continue
             shaped.whole = False
             if decoded is None:
-                from metrics_ops.recordcount import DecodedCounter
-
-                decoded = DecodedCounter(event, hours)
+                decoded = DecodedCounter(event)
             for found, received, text in runs(block):
                 if found is None:
                     _count_block(text, tally, targets, event, hours, needs_hour, needs_path, fold)
+                elif received is None or _usual(received):
+                    tally.lines += len(found)
+                    decoded.count(found)
                 else:
-                    decoded.count(found, received, tally)
+                    _count_edges(decoded.counts, found, received, tally, hours)
         tally.add_damage(TOO_LONG, sum(tally.long_lines.values()))
         if decoded is not None:  # before the shortcut's counts are folded in: its Estimates need empty cells
-            estimated = decoded.finish(tally, estimates and not shaped.counts)
+            estimated, too_rare = decoded.finish(tally, estimates and not shaped.counts)
+            tally.add_damage(TOO_RARE, too_rare)
         if shaped is not None:
             estimated |= shaped.finish(tally, estimates)
     finally:
@@ -169,18 +172,23 @@ def tally_day(directory: Path, day: date, day_shards: list[Shard], groupings: li
     return tally
 
 
-def weight(c, s) -> tuple[float, bool] | None:
-    """A line's weight from its recorded rates (None: not recorded), and whether it counts as *unweighted*:
-    1 / (c x s) for numbers in (0, 1] (a missing one is 1); weight 1 without rates or with rates that cannot be.
-    None (a damaged line) when c x s is under :data:`metrics_ops.estimate.MIN_INCLUSION`."""
-    if c is None and s is None:
-        return 1.0, True
-    c = 1 if c is None else c
-    s = 1 if s is None else s
-    if type(c) in _NUMBER and type(s) in _NUMBER and 0 < c <= 1 and 0 < s <= 1:
-        p = c * s
-        return (1.0 / p, False) if p >= MIN_INCLUSION else None
-    return 1.0, True
+def _usual(received: list) -> bool:
+    """Whether every received_at of a decoded run is a string in [0002, 9999): each has an hour in any zone."""
+    try:
+        return min(received) >= _SAFE_FROM and max(received) < _SAFE_UNTIL
+    except TypeError:  # not all strings
+        return False
+
+
+def _count_edges(counts: Counter, records: list, received: list, tally: DayTally, hours: _Hours) -> None:
+    """A decoded run with a received_at that may have no hour in the zone, record by record (the reference's
+    order: rates too small to weigh first, then the hour)."""
+    tally.lines += len(records)
+    for record, when in zip(records, received, strict=True):
+        if type(when) is str and not _SAFE_FROM <= when < _SAFE_UNTIL and hours(when) is None:
+            tally.add_damage(NO_SUCH_HOUR if weight(record.client_rate, record.server_rate) else TOO_RARE, 1)
+        else:
+            counts[record] += 1
 
 
 class _Shaped:
