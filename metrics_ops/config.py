@@ -27,6 +27,7 @@ from pydantic_settings import (
 )
 
 from metrics_ops.events import MIN_RATE, usable_rate
+from metrics_ops.objectstore import Location, default_host_id, host_id_problem, parse_archive_url
 from metrics_ops.origins import (  # noqa: F401  (re-exported: the config layer's names for the commands)
     DEFAULT,
     DOTENV,
@@ -121,6 +122,13 @@ class Settings(BaseSettings):
         None, description="one-line status of the last pass, for health checks (default DIR/.metrics-ops.status)")
     health_textfile: Path | None = Field(
         None, description="Prometheus textfile each pass writes (node_exporter textfile collector; unset: none)")
+    # the archive (metrics_ops.objectstore): off while archive_url is unset
+    archive_url: str | None = Field(None, description=(
+        "s3://bucket[/prefix] to archive closed days to (unset: no archive); credentials the standard AWS ways"))
+    host_id: str = Field(default_factory=default_host_id, description=(
+        "names this host's objects in the archive (default: the host name, lowercased, a-z 0-9 - only)"))
+    archive_retention: int = Field(400, ge=1, le=MAX_DAYS,
+                                   description="delete archived objects whose day is at least this many days old")
     # serve
     host: str = Field("127.0.0.1", description="address serve listens on")
     port: int = Field(8001, ge=1, le=65535, description="port serve listens on")
@@ -160,10 +168,25 @@ class Settings(BaseSettings):
                 _TomlSource(settings_cls))
 
     @field_validator("max_mb", "jsonl", "state_file", "max_total_mb", "min_free_mb", "min_free_percent",
-                     "status_file", "health_textfile", "admin_token", mode="before")
+                     "status_file", "health_textfile", "admin_token", "archive_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value):
         return None if isinstance(value, str) and value.strip() == "" else value
+
+    @field_validator("archive_url")
+    @classmethod
+    def _archive_url(cls, value: str | None) -> str | None:
+        try:
+            return None if value is None else parse_archive_url(value).url
+        except ValueError as exc:
+            raise PydanticCustomError("archive_url", "{why}", {"why": str(exc)}) from None
+
+    @field_validator("host_id", mode="before")
+    @classmethod
+    def _host_id(cls, value):
+        if isinstance(value, str) and (why := host_id_problem(value)):
+            raise PydanticCustomError("host_id", "{why}", {"why": why})
+        return value
 
     @field_validator("dir", mode="before")
     @classmethod
@@ -327,6 +350,11 @@ class Settings(BaseSettings):
     @property
     def file_mode_bits(self) -> int:
         return int(self.file_mode, 8)
+
+    @property
+    def archive_location(self) -> Location | None:
+        """Where the archive lives, or None when archiving is off."""
+        return None if self.archive_url is None else parse_archive_url(self.archive_url)
 
     @property
     def max_bytes(self) -> int | None:

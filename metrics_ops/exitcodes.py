@@ -27,7 +27,8 @@ EXIT_STATUS_DOC = {
                       "other action was still done, and the status file says so), the disk budget cannot be met, "
                       "a result did not hold, or the data directory does not exist (rotate makes it only with "
                       "--create)",
-    ExitCode.USAGE: "bad usage or an invalid setting (flag, environment, .env or TOML file); nothing was changed",
+    ExitCode.USAGE: "bad usage or an invalid setting (flag, environment, .env or TOML file), or archive_url set "
+                    "without boto3 installed (pip install 'metrics-ops[s3]'); nothing was changed",
     ExitCode.LOCKED: "another maintenance pass held the lock longer than --lock-timeout; nothing was changed",
     ExitCode.INCONCLUSIVE: "sample-test: too few events to decide within --tolerance (it says how many would)",
     ExitCode.UNREACHABLE: "ratelimit-probe, sample-test --url: cannot connect to the URL, or no request was answered;"

@@ -78,3 +78,29 @@ def small_tmpfs(tmp_path):
 def tmpfs(small_tmpfs):
     """A real 8 MiB tmpfs (needs root: CI runs as root)."""
     return small_tmpfs("8m")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """One real SeaweedFS S3 server for the session (tests/s3server.py): .endpoint, .bucket, .env() (the AWS_*
+    variables a subprocess needs: pass env={**s3_server.env()} to helpers.cli)."""
+    from .s3server import S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("weed")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def archive_url(s3_server, monkeypatch):
+    """``s3://metrics/<a prefix of this test's own>``, with this process's AWS_* variables pointing at the
+    session's server (so in-process code and subprocesses inheriting os.environ reach it)."""
+    import uuid
+
+    from .s3server import S3Server
+
+    for key in S3Server.UNWANTED:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    return f"s3://{s3_server.bucket}/t-{uuid.uuid4().hex[:12]}"

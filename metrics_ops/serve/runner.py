@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import socket
 import threading
 from collections.abc import Callable
@@ -31,6 +32,8 @@ class ServeError(Exception):
 
 BACKPRESSURE = 4096  # connections per worker, idle ones included (see run())
 READY_TIMEOUT = 60.0  # seconds the workers get to accept a first connection
+#: seconds a worker gets to stop after SIGTERM before serve kills it (a graceful stop takes well under one)
+STOP_GRACE = 10
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -149,7 +152,11 @@ def run(settings: Settings, on_ready: Callable[[], object] | None = None) -> Non
         backpressure=BACKPRESSURE,
         http=HTTPModes.http1,  # nginx speaks HTTP/1.1 to its upstream; skipping protocol detection is faster
         websockets=False,
+        # A backstop: a worker that has not stopped STOP_GRACE seconds after SIGTERM is killed, so serve always
+        # ends (see _stop_signals_in_starting_workers for the case that used to hang).
+        workers_kill_timeout=STOP_GRACE,
     )
+    _stop_signals_in_starting_workers()
     watch = ReadyWatch(server, settings, on_ready)
     server.on_startup(watch.start)  # granian calls it after binding, before it starts the workers
     try:
@@ -164,6 +171,45 @@ def run(settings: Settings, on_ready: Callable[[], object] | None = None) -> Non
         watch.stop.set()
     if watch.timed_out:
         raise ServeError(watch.failure())
+
+
+def _stop_signals_in_starting_workers() -> None:
+    """A forked worker exits on SIGTERM or SIGINT until granian installs its own handlers.
+
+    It would otherwise inherit the main process's handler, which only sets a flag in the worker's copy of the
+    server: a stop that came while a worker was still building the app (the ready line comes as soon as one
+    worker accepts) was swallowed, the worker never stopped, and serve hung in its shutdown. The two signals are
+    blocked in the forking thread around fork() and unblocked in the child only once the exit handler is in
+    place, so a signal sent at any moment of the fork is delivered to it, never lost. Nothing has been served by
+    a worker that exits this way: granian installs its handlers before the worker accepts its first connection.
+    """
+    global _AT_FORK
+    if not _AT_FORK:
+        _AT_FORK = True
+        os.register_at_fork(before=_block_stop_signals, after_in_parent=_unblock_stop_signals,
+                            after_in_child=_exit_on_stop_signals)
+
+
+_AT_FORK = False
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def _block_stop_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+
+
+def _unblock_stop_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
+
+def _exit_on_stop_signals() -> None:
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, _exit_now)
+    _unblock_stop_signals()
+
+
+def _exit_now(signum, frame) -> None:
+    os._exit(128 + signum)
 
 
 class ReadyWatch:

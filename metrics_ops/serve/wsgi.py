@@ -17,11 +17,16 @@ import signal
 if os.environ.get("METRICS_SERVE_PARENT_PID"):  # (worker.PARENT_ENV, spelled out: nothing is imported yet)
     # A granian worker inherits the main process's SIGTERM handler, which only sets a flag in the main process's
     # copy of the server, until the worker installs its own after this module is loaded: a stop signal in that
-    # window was swallowed and the server never exited. Until then, the default action (exit) is right: this
-    # worker has taken no request yet. Done first, before the imports that make up most of a worker's start, and
-    # only in a worker that `metrics-ops serve` started.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    # window was swallowed and the server never exited. Until then, exiting is right: this worker has taken no
+    # request yet. Done first, before the imports that make up most of a worker's start, and only in a worker
+    # that `metrics-ops serve` started. (A forked worker has this handler from the moment it exists: see
+    # serve/runner.py; this line covers the spawn start method.) A Python handler, not SIG_DFL: a signal that
+    # arrived while the handler was being replaced runs the new handler instead of being dropped.
+    def _exit_now(signum, frame):
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit_now)
+    signal.signal(signal.SIGINT, _exit_now)
 
 
 class StartupError(SystemExit):
