@@ -36,8 +36,6 @@ from zoneinfo import ZoneInfo
 from metrics_ops import lineshape
 from metrics_ops.estimate import MIN_INCLUSION, Estimate, add_to_cluster, weight
 from metrics_ops.reading import MAX_LINE_TEXT, Problem, Shard, read_day
-from metrics_ops.recordcount import DecodedCounter
-from metrics_ops.records import runs
 from metrics_ops.testrun import MARK
 
 DIMENSIONS = ("event", "hour", "path")
@@ -145,7 +143,10 @@ def tally_day(directory: Path, day: date, day_shards: list[Shard], groupings: li
                 _count_block(block, tally, targets, event, hours, needs_hour, needs_path, fold)
                 continue
             shaped.whole = False
-            if decoded is None:
+            if decoded is None:  # msgspec is imported only here: a report from rollups never needs it (start-up)
+                from metrics_ops.recordcount import DecodedCounter
+                from metrics_ops.records import runs
+
                 decoded = DecodedCounter(event)
             for found, received, text in runs(block):
                 if found is None:
