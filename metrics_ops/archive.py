@@ -229,7 +229,7 @@ def rewrite_without(directory: Path, name: str, keep: Callable[[bytes], bool], l
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         st = os.fstat(fd)
-        count = _Filter(keep, touches)
+        count = LineFilter(keep, touches)
         for block in file_blocks(fd, name, count.problems, {}, through=count.long_line):
             count.block(block)
         count.finish()
@@ -248,7 +248,7 @@ def rewrite_without(directory: Path, name: str, keep: Callable[[bytes], bool], l
                 else:
                     sink = contextlib.nullcontext(raw)
                 with sink as dest:
-                    copy = _Filter(keep, touches, dest.write)
+                    copy = LineFilter(keep, touches, dest.write)
                     for block in file_blocks(fd, name, copy.problems, {}, through=copy.long_line):
                         copy.block(block)
             if copy.problems or copy.removed != count.removed:  # nothing writes under the lock; a disk may fail
@@ -261,7 +261,7 @@ def rewrite_without(directory: Path, name: str, keep: Callable[[bytes], bool], l
         os.close(fd)
 
 
-class _Filter:
+class LineFilter:
     """The lines ``keep`` keeps, block by block, to ``write`` (None: only count the others)."""
 
     def __init__(self, keep: Callable[[bytes], bool], touches: Callable[[bytes], bool] | None,

@@ -13,9 +13,10 @@ outside the grammar. It deletes:
 
 It never deletes a file of today or of a later day (every shard of it: serve may be writing any of them, and the
 Troubleshooting table promises it), the link's target, a plain file a writer holds open (serve's current file,
-whatever this pass's clock says), nor what this pass adopted. When that is not enough the pass reports, in one
+whatever this pass's clock says), nor what this pass adopted, nor (with ``archive_url`` set) a data file that is
+not safely archived: its object must exist and match (size and sha256). When that is not enough the pass reports, in one
 line, how far off the budget is and what it may not delete, instead of touching anything else; a floor larger
-than the file system itself deletes nothing.
+than the file system itself deletes nothing; files that wait for the archive are named as such.
 
 The plan is made from sizes on disk, so ``--dry-run`` shows it.
 """
@@ -29,7 +30,7 @@ from datetime import date
 
 from metrics_ops.diskspace import MIB, DiskUsage, disk_usage, readable
 from metrics_ops.inventory import measure, rollup_sizes
-from metrics_ops.layout import Listing, aside_day
+from metrics_ops.layout import DataFile, Listing, aside_day, parse_name
 
 #: once under the floor, free this much more: the pass's own status file and textfile, and a new day's first
 #: page, must not put the directory back under it (the next pass would delete another day)
@@ -122,13 +123,14 @@ class BudgetPlan:
 def plan_budget(directory, listing: Listing, budget: Budget, *, keep: dict[str, str],
                 in_use: Callable[[str], bool] = lambda name: False, gone: frozenset[str] = frozenset(),
                 today: date | None = None,
-                usage: Callable[[os.PathLike | str], DiskUsage] = disk_usage) -> BudgetPlan:
+                usage: Callable[[os.PathLike | str], DiskUsage] = disk_usage,
+                unarchived: Callable[[DataFile], str | None] | None = None) -> BudgetPlan:
     """Plan the deletions that bring ``directory`` back within ``budget``.
 
     ``keep`` maps names that must stay to the reason (the link's target, today's current file, adopted files);
     files of ``today`` or a later day always stay; ``in_use`` asks the kernel whether a writer holds a plain file
     open; ``gone`` are files (and rollups) an earlier step of a dry run plans to delete already (they count as
-    deleted).
+    deleted); ``unarchived`` says why a data file is not safely archived yet (None: it is), with archive_url set.
     """
     now = usage(directory)
     rollups = rollup_sizes(directory)
@@ -157,12 +159,17 @@ def plan_budget(directory, listing: Listing, budget: Budget, *, keep: dict[str, 
     target_free = plan.min_free + HEADROOM if plan.min_free is not None else None
     raw_days_left: set[date] = set()  # days whose data files stay: their rollups stay too
     never: list[Candidate] = []  # data files the budget may not delete
+    waiting: list[Candidate] = []  # ... of which: not archived yet
     for c in candidates:
         over = plan.max_total is not None and total > plan.max_total
         short = target_free is not None and free < target_free
         if not (over or short):
             break
         why = _kept_why(c, keep, in_use, today, raw_days_left)
+        if why is None and unarchived is not None and not c.rollup and (f := parse_name(c.name)) is not None \
+                and (not_yet := unarchived(f)):
+            why = f"{not_yet}; the disk budget deletes only what is safely archived"
+            waiting.append(c)
         if why is not None:
             plan.kept.append((c.name, why))
             if not c.rollup:
@@ -173,7 +180,7 @@ def plan_budget(directory, listing: Listing, budget: Budget, *, keep: dict[str, 
         total -= c.size
         free += c.frees
     if (plan.max_total is not None and total > plan.max_total) or (plan.min_free is not None and free < plan.min_free):
-        plan.shortfall = _shortfall(plan, total, free, never, today)
+        plan.shortfall = _shortfall(plan, total, free, never, today, waiting)
     return plan
 
 
@@ -193,7 +200,8 @@ def _kept_why(c: Candidate, keep: dict[str, str], in_use: Callable[[str], bool],
     return None
 
 
-def _shortfall(plan: BudgetPlan, total: int, free: int, never: list[Candidate], today: date | None) -> str:
+def _shortfall(plan: BudgetPlan, total: int, free: int, never: list[Candidate], today: date | None,
+               waiting: list[Candidate] = ()) -> str:
     """The budget not met, in one line a person can act on: how far off it is, and what it may not delete."""
     parts = []
     if plan.max_total is not None and total > plan.max_total:
@@ -201,10 +209,12 @@ def _shortfall(plan: BudgetPlan, total: int, free: int, never: list[Candidate], 
     if plan.min_free is not None and free < plan.min_free:
         parts.append(f"free space is {readable(free)}, under {plan._floor()}")
     todays = [c for c in never if today is not None and c.day >= today]
-    others = [c for c in never if c not in todays]
+    others = [c for c in never if c not in todays and c not in waiting]
     left = []
     if todays:
         left.append(f"today's files ({_files(todays)}), which it never deletes")
+    if waiting:
+        left.append(f"{_files(waiting)} not yet archived, which it deletes only once archived")
     if others:
         left.append(f"{_files(others)} it must keep (-v says why)")
     what = f"; left: {' and '.join(left)}" if left else ""
@@ -216,7 +226,8 @@ def _files(cs: list[Candidate]) -> str:
 
 
 def plan_for_pass(store, listing: Listing, today: date, budget: Budget | None, *, link_target: str | None,
-                  adopted: frozenset[str], gone: frozenset[str]) -> BudgetPlan | None:
+                  adopted: frozenset[str], gone: frozenset[str],
+                  unarchived: Callable[[DataFile], str | None] | None = None) -> BudgetPlan | None:
     """The budget step of a pass over ``store`` (a :class:`metrics_ops.store.Store`): what it never deletes and
     the plan; None when no budget is set."""
     if budget is None or not budget.active or not store.dir.is_dir():
@@ -225,5 +236,6 @@ def plan_for_pass(store, listing: Listing, today: date, budget: Budget | None, *
     keep[store.current_target(today, [f.name for f in listing.files])] = "today's current file"
     if link_target is not None:
         keep[link_target] = "the link points at it"
-    return plan_budget(store.dir, listing, budget, keep=keep, in_use=store.held_for_writing, gone=gone, today=today)
+    return plan_budget(store.dir, listing, budget, keep=keep, in_use=store.held_for_writing, gone=gone, today=today,
+                       unarchived=unarchived)
 

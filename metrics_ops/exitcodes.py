@@ -13,11 +13,12 @@ class ExitCode(IntEnum):
     LOCKED = 3
     #: sample-test: too few events to decide; the output says how many would
     INCONCLUSIVE = 4
-    #: ratelimit-probe, sample-test --url: the target cannot be connected to or answered nothing
+    #: ratelimit-probe, sample-test --url: the target cannot be connected to or answered nothing; report, export:
+    #: the archive cannot be read
     UNREACHABLE = 5
     #: rotate: the pass succeeded, but the disk budget deleted data before its retention (listed in the output)
     BUDGET = 6
-    #: status, rotate --check: something needs attention (each reason one line on stderr)
+    #: status, rotate --check: something needs attention (each reason one line on stderr); archive: a conflict
     ATTENTION = 7
 
 
@@ -32,9 +33,11 @@ EXIT_STATUS_DOC = {
     ExitCode.LOCKED: "another maintenance pass held the lock longer than --lock-timeout; nothing was changed",
     ExitCode.INCONCLUSIVE: "sample-test: too few events to decide within --tolerance (it says how many would)",
     ExitCode.UNREACHABLE: "ratelimit-probe, sample-test --url: cannot connect to the URL, or no request was answered;"
-                          " nothing was measured",
+                          " nothing was measured. report, export: the archive (archive_url) cannot be listed or "
+                          "read; nothing is reported (--no-archive reads the local files)",
     ExitCode.BUDGET: "rotate: the pass succeeded, but the disk budget (max_total_mb, min_free_mb, min_free_percent) "
                      "deleted data before its retention; the deleted files are listed",
     ExitCode.ATTENTION: "status, rotate --check: something needs attention (no successful pass in 2 intervals, the "
-                        "last pass failed, the disk budget crossed, serve unhealthy); one line per reason",
+                        "last pass failed, the disk budget crossed, files waiting for the archive, serve unhealthy); "
+                        "one line per reason; archive: a file is in conflict with its object (kept)",
 }

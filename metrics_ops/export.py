@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from metrics_ops.csvcells import SafeWriter
-from metrics_ops.reading import Problem, read_day, shards
+from metrics_ops.reading import Across, Problem, read_day, sources
 
 FORMATS = ("jsonl", "csv")
 FIXED_COLUMNS = ("received_at", "ts", "visitor_id", "event", "timestamp", "client_rate", "server_rate")
@@ -39,6 +39,8 @@ class ExportResult:
     event: str | None = None
     problems: list[str] = field(default_factory=list)
     long_lines: dict[str, int] = field(default_factory=dict)  # file -> lines over the reader's bound, left out
+    across: Across | None = None  # with archive_url: every picked host's lines, the archive's and this host's
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -47,12 +49,12 @@ class ExportResult:
     def to_dict(self) -> dict:
         return {"ok": self.ok, "since": self.since.isoformat(), "until": self.until.isoformat(),
                 "format": self.format, "event": self.event, "lines": self.lines, "skipped": self.skipped,
-                "too_long": sum(self.long_lines.values()), "problems": self.problems}
+                "too_long": sum(self.long_lines.values()), "problems": self.problems, "notes": self.notes}
 
 
 def _blocks(directory: Path, since: date, until: date, problems: list[Problem],
-            long_lines: dict[str, int] | None = None):
-    for day_shards in shards(directory, since, until).values():
+            long_lines: dict[str, int] | None = None, across: Across | None = None, notes: list[str] | None = None):
+    for day_shards in sources(directory, since, until, across=across, notes=notes).values():
         yield from read_day(directory, day_shards, problems, long_lines)
 
 
@@ -66,11 +68,11 @@ def _event_of(line: bytes) -> str | None:
     return rec.get("event") if isinstance(rec, dict) else None
 
 
-def metadata_keys(directory: Path, since: date, until: date) -> list[str]:
+def metadata_keys(directory: Path, since: date, until: date, across: Across | None = None) -> list[str]:
     import orjson
 
     keys: set[str] = set()
-    for block in _blocks(directory, since, until, []):
+    for block in _blocks(directory, since, until, [], across=across):
         if b'"metadata"' not in block:
             continue
         for line in block.split(b"\n"):
@@ -85,17 +87,20 @@ def metadata_keys(directory: Path, since: date, until: date) -> list[str]:
 
 
 def export(directory: Path, out: IO[bytes], *, since: date, until: date, fmt: str = "jsonl",
-           event: str | None = None, progress: Callable[[int], None] | None = None) -> ExportResult:
-    """Write the lines of [since, until] (of ``event`` only, when given) to ``out`` (a binary stream)."""
+           event: str | None = None, progress: Callable[[int], None] | None = None,
+           across: Across | None = None) -> ExportResult:
+    """Write the lines of [since, until] (of ``event`` only, when given) to ``out`` (a binary stream).
+    ``across``: every picked host's lines, the archive's and this host's, each once (ArchiveError, raised,
+    when the bucket cannot be read: the output is then incomplete)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
-    result = ExportResult(since, until, fmt, event=event)
+    result = ExportResult(since, until, fmt, event=event, across=across)
     problems: list[Problem] = []
     if fmt == "csv":
         _export_csv(directory, out, result, problems, progress)
     else:
         needle = None if event is None else json.dumps(event).encode()
-        for block in _blocks(directory, since, until, problems, result.long_lines):
+        for block in _blocks(directory, since, until, problems, result.long_lines, across, result.notes):
             if needle is not None:
                 kept = [line for line in block.split(b"\n") if line and needle in line and _event_of(line) == event]
                 block = b"".join(line + b"\n" for line in kept)
@@ -154,12 +159,13 @@ def _export_csv(directory: Path, out: IO[bytes], result: ExportResult, problems:
 
     import orjson
 
-    keys = metadata_keys(directory, result.since, result.until)
+    keys = metadata_keys(directory, result.since, result.until, result.across)
     known = set(keys)
     text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
     writer = SafeWriter(text)
     writer.writerow([*FIXED_COLUMNS, *(f"metadata.{k}" for k in keys), REST_COLUMN])
-    for block in _blocks(directory, result.since, result.until, problems, result.long_lines):
+    for block in _blocks(directory, result.since, result.until, problems, result.long_lines, result.across,
+                         result.notes):
         for line in block.split(b"\n"):
             if not line:
                 continue

@@ -36,21 +36,27 @@ class ForgetResult(PassResult):
     rollups_recounted: list[str] = field(default_factory=list)
     rollups_without_raw: list[str] = field(default_factory=list)
     min_visitors: int = rollups.DEFAULT_MIN_VISITORS
+    archive: object | None = None  # metrics_ops.erasure.ArchiveErasure: the bucket's part (archive_url set)
 
     @property
     def notes(self) -> list[str]:
-        if not self.rollups_without_raw:
-            return []
-        days = self.rollups_without_raw
-        span = days[0] if len(days) == 1 else f"{len(days)} days ({days[0]} .. {days[-1]})"
-        return [f"rollups of {span} not recounted: their raw data is gone, and a rollup holds no visitor ids to "
-                f"find; every event or path seen by fewer than {self.min_visitors} visitors that day is counted "
-                "in (other) there"]
+        notes = []
+        if days := self.rollups_without_raw:
+            span = days[0] if len(days) == 1 else f"{len(days)} days ({days[0]} .. {days[-1]})"
+            notes.append(f"rollups of {span} not recounted: their raw data is gone, and a rollup holds no visitor ids "
+                         f"to find; every event or path seen by fewer than {self.min_visitors} visitors that day is "
+                         "counted in (other) there")
+        others = sorted({o.host for o in getattr(self.archive, "objects", ()) if o.status == "rewritten"
+                         and o.host != self.archive.host_id})
+        if others and not self.dry_run:
+            notes.append(f"objects of {', '.join(others)} were rewritten: each of those hosts replaces its local copy "
+                         "and recounts that day's rollup on its next pass")
+        return notes
 
     def to_dict(self) -> dict:
         return {**super().to_dict(), "rollups": {"recounted": self.rollups_recounted,
                                                  "not_recounted_raw_gone": self.rollups_without_raw},
-                "notes": self.notes}
+                "notes": self.notes, "archive": self.archive.to_dict() if self.archive is not None else None}
 
 
 class VisitorRule:

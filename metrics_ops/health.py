@@ -42,6 +42,11 @@ class PassStatus:
     message: str = ""  # the first error, one line
     budget_deleted: int = 0  # files the disk budget deleted in this pass
     pid: int = 0
+    archive: bool = False  # the pass ran the archive step (archive_url set); then the counts below hold
+    archive_waiting_files: int = 0  # closed, compressed files not (yet) safely archived after the pass
+    archive_waiting_days: int = 0  # ... the days they belong to
+    archive_conflicts: int = 0  # files whose object changed behind our back: kept, a person must look
+    archive_oldest_waiting: str | None = None  # the oldest day that waits (YYYY-MM-DD)
 
     @property
     def ok(self) -> bool:
@@ -88,19 +93,27 @@ def _checked(status: PassStatus) -> PassStatus:
             and (status.last_success is None or number(status.last_success, 0, LAST_TIME))
             and number(status.interval, 0, MAX_INTERVAL) and status.interval > 0
             and type(status.result) is str and type(status.message) is str
-            and type(status.errors) is int and type(status.budget_deleted) is int and type(status.pid) is int):
+            and type(status.errors) is int and type(status.budget_deleted) is int and type(status.pid) is int
+            and type(status.archive) is bool and all(type(v) is int and v >= 0 for v in (
+                status.archive_waiting_files, status.archive_waiting_days, status.archive_conflicts))
+            and (status.archive_oldest_waiting is None or type(status.archive_oldest_waiting) is str)):
         raise ValueError("not a status line")
     return status
 
 
 def next_status(previous: PassStatus | None, *, started: float, ended: float, result: str, interval: float,
-                errors: list[str] = (), budget_deleted: int = 0) -> PassStatus:
-    """This pass's status line; the time of the last success carries over from ``previous`` when this one failed."""
+                errors: list[str] = (), budget_deleted: int = 0, archive: dict | None = None) -> PassStatus:
+    """This pass's status line; the time of the last success carries over from ``previous`` when this one failed.
+    ``archive``: what waits for the archive after the pass (:meth:`metrics_ops.offsite.Archive.backlog`)."""
     ok = result in ("ok", "budget")
     last_success = ended if ok else (previous.last_success if previous is not None else None)
     message = errors[0].splitlines()[0] if errors else ""
+    counts = {} if archive is None else {
+        "archive": True, "archive_waiting_files": archive["waiting_files"],
+        "archive_waiting_days": archive["waiting_days"], "archive_conflicts": archive["conflicts"],
+        "archive_oldest_waiting": archive["oldest_waiting_day"]}
     return PassStatus(ended, result, last_success, max(0.0, ended - started), interval, len(errors), message,
-                      budget_deleted, os.getpid())
+                      budget_deleted, os.getpid(), **counts)
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -185,6 +198,15 @@ def textfile(status: PassStatus, inventory: Inventory | None, usage: DiskUsage |
                 [("", usage.free)])
         _metric(lines, p + "filesystem_size_bytes", "gauge", "Size of the data directory's file system.",
                 [("", usage.total)])
+    _metric(lines, p + "archive_enabled", "gauge", "1 if the pass ran the archive step (archive_url set), else 0.",
+            [("", int(status.archive))])
+    # 0 without an archive, so that the alert rules always have series to read
+    _metric(lines, p + "archive_waiting_files", "gauge", "Closed, compressed files not yet safely archived "
+            "(prune and the budget keep them).", [("", status.archive_waiting_files)])
+    _metric(lines, p + "archive_waiting_dates", "gauge", "Days with files not yet safely archived (a count of days).",
+            [("", status.archive_waiting_days)])
+    _metric(lines, p + "archive_conflicts", "gauge", "Files whose object changed behind our back (kept; see "
+            "docs/operations.md).", [("", status.archive_conflicts)])
     _metric(lines, p + "min_free_bytes", "gauge", "The disk budget's free-space floor (0: none).",
             [("", min_free or 0)])
     _metric(lines, p + "max_total_bytes", "gauge", "The disk budget's ceiling on data files and rollups (0: none).",
@@ -220,7 +242,8 @@ def record_pass(store, settings, *, started: float, ended: float, result=None, e
     else:
         errors, kind = [error or "the pass failed"], "failed"
     status = next_status(previous, started=started, ended=ended, result=kind, interval=settings.interval,
-                         errors=errors, budget_deleted=budget_deleted[0])
+                         errors=errors, budget_deleted=budget_deleted[0],
+                         archive=getattr(result, "archive", None))
     write_atomically(settings.status_path, status.to_json() + "\n")
     if settings.health_textfile is not None:
         inventory = usage = None

@@ -10,6 +10,7 @@
     .metrics-2026-11-22.jsonl.gz.tmp          a compression in progress (or killed)
     .metrics-2026-11-24.jsonl.forget.tmp      a forget rewrite in progress (or killed)
     .metrics-2026-11-20.jsonl.gz.corrupt      an unreadable archive set aside
+    .metrics-ops.archived/metrics-2026-11-22.jsonl.gz.json   what was uploaded to the archive (metrics_ops.offsite)
 
 The tool's own temporary and set-aside versions of a data file start with a dot, so the reading glob
 ``metrics-*.jsonl*`` (DuckDB, ``zcat``) never matches them, whatever a killed pass left behind. The names
@@ -48,8 +49,9 @@ LINK_LOCK_NAME = ".metrics-ops.link.lock"  # link swaps and legacy adoption, acr
 STATE_NAME = ".metrics-ops.state"  # serve's shared ring and counters (metrics_ops.serve.shared)
 ROLLUP_DIR = "rollups"  # daily rollups (metrics_ops.rollups): a directory, so no data name can match
 STATUS_NAME = ".metrics-ops.status"  # the last pass's one-line status (metrics_ops.health; METRICS_STATUS_FILE)
+ARCHIVED_DIR = ".metrics-ops.archived"  # the archive record (metrics_ops.offsite): a directory, never data
 #: names in the data directory that belong to the tool, never data: a setting may not point the link at them
-RESERVED_NAMES = frozenset({LOCK_NAME, LINK_LOCK_NAME, STATE_NAME, STATUS_NAME, CHANGES_NAME})
+RESERVED_NAMES = frozenset({LOCK_NAME, LINK_LOCK_NAME, STATE_NAME, STATUS_NAME, CHANGES_NAME, ARCHIVED_DIR})
 DEFAULT_FILE_MODE = 0o640  # data files: owner and group read; everyone else nothing (METRICS_FILE_MODE)
 LINK_LOCK_TIMEOUT = 30.0  # seconds a link swap waits for another process's swap
 

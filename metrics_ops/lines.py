@@ -57,31 +57,49 @@ def raw(fd: int) -> Generator[bytes, None, None]:
         yield chunk
 
 
+def stream_blocks(stream, name: str, problems: list[Problem], long_lines: dict[str, int], *,
+                  through: Through = None) -> Iterator[bytes]:
+    """:func:`file_blocks` of a readable binary stream (an archived object as it downloads): the same lines, the
+    same bound, the same problems. A read error of the stream propagates."""
+    def chunks() -> Generator[bytes, None, None]:
+        while chunk := stream.read(_READ):
+            yield chunk
+
+    if name.endswith(".gz") or ".gz." in name:
+        return cut(inflate(chunks()), name, problems, long_lines, through)
+    return cut(chunks(), name, problems, long_lines, through)
+
+
 def inflated(fd: int) -> Generator[bytes, None, str | None]:
     """The decompressed data of a gzip file (every member) in pieces of at most 4 MiB (a highly compressed
     archive cannot balloon); returns why it stopped early, or None when it read to the end of the last member
     (zero bytes after it are padding, as gzip(1) reads them). Reconciling an archive with its source
     (:func:`metrics_ops.archive.compare_pair`) reads it the same way."""
+    return (yield from inflate(raw(fd)))
+
+
+def inflate(compressed: Iterator[bytes]) -> Generator[bytes, None, str | None]:
+    """:func:`inflated` of gzip data coming as chunks (a file's, or an object's as it downloads)."""
     from zlib_ng import zlib_ng
 
     inflater = zlib_ng.decompressobj(31)
     produced = offset = 0
-    while raw := os.pread(fd, _READ, offset):
-        offset += len(raw)
-        while raw:
+    for data in compressed:
+        offset += len(data)
+        while data:
             if inflater.eof:  # another gzip member follows (an archive extended by a reconcile), or padding
-                raw = raw.lstrip(b"\0")
-                if not raw:
+                data = data.lstrip(b"\0")
+                if not data:
                     break
                 inflater = zlib_ng.decompressobj(31)
             try:
-                out = inflater.decompress(raw, _READ)
+                out = inflater.decompress(data, _READ)
             except zlib_ng.error as exc:
                 return f"unreadable after {produced} bytes of data ({exc})"
             produced += len(out)
             if out:
                 yield out
-            raw = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
+            data = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
     while not inflater.eof and (out := inflater.decompress(b"", _READ)):  # output still held back at the end
         produced += len(out)
         yield out

@@ -13,7 +13,9 @@ from datetime import date
 
 from metrics_ops import rollups
 from metrics_ops.budget import Budget
+from metrics_ops.objectstore import ArchiveError
 from metrics_ops.plans import (  # noqa: F401  (re-exported: the pass's vocabulary for its callers)
+    ARCHIVE_ROTATE_STEPS,
     ROTATE_STEPS,
     STEPS,
     Action,
@@ -53,16 +55,20 @@ def run_pass(
     stop: threading.Event | None = None,
     on_plan: Callable[[list[Action]], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    archive=None,
 ) -> PassResult:
     """One maintenance pass over ``store``. The caller holds the maintenance lock (see :func:`locked`).
 
     ``budget`` (:class:`metrics_ops.budget.Budget`) is the budget step's limits (None: the step plans nothing).
     ``stop`` (set by a signal handler) ends the pass after the action in progress. ``on_plan`` sees the
     gzip actions before they run (a progress bar sizes itself from them); ``progress`` gets byte counts.
+    ``archive`` (:class:`metrics_ops.offsite.Archive`; None: archive_url unset) is the archive step's bucket and
+    what prune and the budget ask before deleting: only what is safely archived goes.
     """
     today = store.today(now)
     result = PassResult(tuple(steps), dry_run, today.isoformat())
-    run = _Run(store, today, level, threads or min(2, os.cpu_count() or 1), progress, stop, rollup_min_visitors)
+    run = _Run(store, today, level, threads or min(2, os.cpu_count() or 1), progress, stop, rollup_min_visitors,
+               archive)
     if not store.dir.is_dir():
         if "rotate" not in steps or store.dir.exists():  # a pass makes a missing directory, never replaces a file
             result.errors.append(store.unusable())
@@ -85,7 +91,7 @@ def run_pass(
             actions, kept = plan_step(step, store, listing, today, link_target=link_target, adopted=adopted,
                                        gzip_after=gzip_after, retention=retention, prune_follows="prune" in steps,
                                        budget=budget, result=result, rollup_retention=rollup_retention,
-                                       rollup_min_visitors=rollup_min_visitors)
+                                       rollup_min_visitors=rollup_min_visitors, archive=archive)
         except Exception as exc:  # noqa: BLE001  a step that cannot even plan: the other steps still run
             result.errors.append(f"{step}: the step could not run: {failure_reason(exc, '')}")
             continue
@@ -103,6 +109,8 @@ def run_pass(
         if actions:  # the next step plans from what is on disk now
             listing = store.scan()
             link_target = listing.link_target
+    if archive is not None and "archive" in steps and store.dir.is_dir():
+        result.archive = archive.backlog(store.dir, store.scan().files, today)
     return result
 
 
@@ -117,6 +125,7 @@ class _Run:
     progress: Callable[[int], None] | None
     stop: threading.Event | None
     rollup_min_visitors: int = rollups.DEFAULT_MIN_VISITORS
+    archive: object = None  # metrics_ops.offsite.Archive, for the archive step's actions
 
 
 def _execute_all(run: _Run, actions: list[Action]) -> None:
@@ -210,7 +219,12 @@ def _execute(run: _Run, a: Action, threads: int) -> None:
     """Carry out one action. Whatever goes wrong in it (a file operation, a lock, a line no reader foresaw) fails
     this action alone, in one line, and the pass goes on with every other action of every step."""
     try:
-        _HANDLERS[a.kind](run, a, threads)
+        if a.step == "archive":
+            from metrics_ops.archivestep import HANDLERS
+
+            HANDLERS[a.kind](run, a, threads)
+        else:
+            _HANDLERS[a.kind](run, a, threads)
         a.status = Status.DONE
     except Exception as exc:  # noqa: BLE001  one day's trouble never stops the rest of the pass
         a.status = Status.FAILED
@@ -230,7 +244,7 @@ def failure_reason(exc: Exception, name: str) -> str:
     other exception is a fault no reader or step foresaw: its type and where it was raised, for a bug report."""
     if isinstance(exc, OSError):
         text = failure_text(exc, name or exc.filename or "")
-    elif isinstance(exc, LockBusy):
+    elif isinstance(exc, LockBusy | ArchiveError):  # one line naming the lock, or the archive and the key
         text = str(exc)
     else:
         import traceback

@@ -5,6 +5,7 @@ and the one-line messages that name a bad value as the operator wrote it."""
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ class Origin:
 
     def describe(self, value: Any = None) -> str:
         shown = self.raw if self.raw is not None else value
+        if isinstance(shown, str):
+            shown = redact_userinfo(shown)
         if self.source == FLAG:
             if isinstance(shown, float):  # as typed: --client-rate 2, not 2.0
                 shown = f"{shown:g}"
@@ -54,6 +57,17 @@ class Origin:
         if self.source == TOML:
             return f"{self.spelled} = {shown!r} (from {self.file})"
         return f"{self.spelled}={shown} (default)"
+
+
+#: the user-info part of a URL (``s3://KEY:SECRET@bucket``, ``KEY:SECRET@bucket`` without a scheme): never shown
+_USERINFO = re.compile(r"^(\s*(?:[A-Za-z][A-Za-z0-9+.-]*://)?)\S*@")  # up to the last @: a secret may hold /
+REDACTED = "***"
+
+
+def redact_userinfo(text: str) -> str:
+    """``text`` with the user-info of a URL (a user, a password, an access key and its secret) replaced by
+    ``***``: a value that error lines and ``config show`` print back must not leak a credential typed into it."""
+    return _USERINFO.sub(lambda m: f"{m[1]}{REDACTED}@", text, count=1)
 
 
 def env_name(field: str) -> str:

@@ -14,11 +14,13 @@ from enum import StrEnum
 
 from metrics_ops import rollups
 from metrics_ops.budget import Budget, plan_for_pass
-from metrics_ops.store import Listing, Store, aside_day, file_name, is_old_name, parse_name
+from metrics_ops.store import DataFile, Listing, Store, aside_day, file_name, is_old_name, parse_name
 
 STEPS = ("rotate", "gzip", "prune", "budget")
 #: rotate's pass: the rollups of complete days are written before anything is compressed or deleted
 ROTATE_STEPS = ("rotate", "rollup", "gzip", "prune", "budget")
+#: rotate's pass with archive_url set: closed, compressed files go to the archive before prune may delete them
+ARCHIVE_ROTATE_STEPS = ("rotate", "rollup", "gzip", "archive", "prune", "budget")
 
 
 class Kind(StrEnum):
@@ -37,6 +39,11 @@ class Kind(StrEnum):
     REWRITE = "rewrite"  # forget
     ROLLUP = "rollup"  # a complete day's counts (metrics_ops.rollups)
     DROP_ROLLUP = "drop-rollup"  # a rollup past rollup_retention
+    UPLOAD = "upload"  # archive: a closed, compressed file to its object (metrics_ops.archivestep)
+    REUPLOAD = "reupload"  # archive: a file that changed since its upload, over its object (If-Match)
+    RECORD = "record"  # archive: the object holds the file's bytes already: recorded, nothing uploaded
+    RESTORE = "restore"  # archive: forget on another host rewrote the object: it replaces the local file
+    DROP_OBJECT = "drop-object"  # archive: an object past archive_retention (file: its key)
 
 
 class Status(StrEnum):
@@ -70,6 +77,7 @@ class PassResult:
     kept: list[tuple[str, str]] = field(default_factory=list)  # (file, why it was left alone)
     errors: list[str] = field(default_factory=list)
     interrupted: bool = False
+    archive: dict | None = None  # what waits for the archive after the pass (metrics_ops.offsite.Archive.backlog)
 
     @property
     def ok(self) -> bool:
@@ -86,6 +94,7 @@ class PassResult:
             "unknown": self.unknown,
             "kept": [{"file": f, "reason": r} for f, r in self.kept],
             "errors": self.errors,
+            **({"archive": self.archive} if self.archive is not None else {}),
         }
 
 
@@ -151,11 +160,13 @@ def plan_gzip(listing: Listing, today: date, gzip_after: int, *, link_target: st
 
 
 def plan_prune(listing: Listing, today: date, retention: int, *, link_target: str | None,
-               protected: frozenset[str] = frozenset(), in_use: Callable[[str], bool] = lambda name: False
+               protected: frozenset[str] = frozenset(), in_use: Callable[[str], bool] = lambda name: False,
+               unarchived: Callable[[DataFile], str | None] | None = None
                ) -> tuple[list[Action], list[tuple[str, str]]]:
     """Delete data files (plain, shards, archives, archives set aside) whose day is at least ``retention`` days
     old; never what this pass adopted (``protected``), never a plain file a writer holds open (``in_use``): that
-    is the file being written, whatever this pass's clock says its day is."""
+    is the file being written, whatever this pass's clock says its day is. With an archive, never a file that
+    ``unarchived`` gives a reason to keep (not safely archived: :meth:`metrics_ops.offsite.Archive.why_kept`)."""
     actions, kept = [], []
     for f in listing.files:
         age = _age(f.day, today)
@@ -174,6 +185,9 @@ def plan_prune(listing: Listing, today: date, retention: int, *, link_target: st
         if not f.gz and in_use(f.name):
             kept.append((f.name, f"{age} days old by this pass's clock, but a writer holds it open (serve's current "
                                  "file: is a clock or METRICS_TZ wrong?)"))
+            continue
+        if unarchived is not None and (why := unarchived(f)):
+            kept.append((f.name, f"{_old(age)}, {why}"))
             continue
         actions.append(Action("prune", Kind.DELETE, f.name, detail=_old(age)))
     for name in listing.aside:  # unreadable archives set aside by gzip: kept for inspection until retention
@@ -223,28 +237,40 @@ def plan_rollups(store: Store, listing: Listing, today: date, rollup_retention: 
 def plan_step(step: str, store: Store, listing: Listing, today: date, *, link_target: str | None,
                adopted: frozenset[str], gzip_after: int, retention: int, prune_follows: bool,
                budget: Budget | None, result: PassResult, rollup_retention: int = 400,
-               rollup_min_visitors: int = rollups.DEFAULT_MIN_VISITORS
+               rollup_min_visitors: int = rollups.DEFAULT_MIN_VISITORS, archive=None
                ) -> tuple[list[Action], list[tuple[str, str]]]:
+    """One step's plan. ``archive`` (:class:`metrics_ops.offsite.Archive`, None: archive_url unset) plans the
+    archive step and keeps prune and the budget off what is not safely archived."""
+    unarchived = None if archive is None else (lambda f: archive.why_kept(store.dir, f, today))
     if step == "rollup":
         return plan_rollups(store, listing, today, rollup_retention, rollup_min_visitors, result), []
     if step == "budget":
-        return _plan_budget(store, listing, today, budget, link_target, adopted, result)
+        return _plan_budget(store, listing, today, budget, link_target, adopted, result, unarchived)
     if step == "rotate":
         return plan_rotate(store, listing, today), []
-    if step == "gzip":
-        return plan_gzip(listing, today, gzip_after, link_target=link_target,
-                         retention=retention if prune_follows else None, protected=adopted)
+    if step == "gzip":  # with an archive, prune deletes old plain files only once compressed and archived
+        doomed = (archive.retention if archive is not None else retention) if prune_follows else None
+        return plan_gzip(listing, today, gzip_after, link_target=link_target, retention=doomed, protected=adopted)
+    if step == "archive":
+        from metrics_ops.archivestep import plan_archive
+
+        if archive is None:
+            return [], []
+        return plan_archive(store, listing, today, archive, result,
+                            lambda kind, file, **fields: Action("archive", Kind(kind), file, **fields))
     return plan_prune(listing, today, retention, link_target=link_target, protected=adopted,
-                      in_use=store.held_for_writing)
+                      in_use=store.held_for_writing, unarchived=unarchived)
 
 
 def _plan_budget(store: Store, listing: Listing, today: date, budget: Budget | None, link_target: str | None,
-                 adopted: frozenset[str], result: PassResult) -> tuple[list[Action], list[tuple[str, str]]]:
+                 adopted: frozenset[str], result: PassResult, unarchived=None
+                 ) -> tuple[list[Action], list[tuple[str, str]]]:
     """The budget step (:func:`metrics_ops.budget.plan_for_pass`): deletions like prune's; a shortfall is an error
     of the pass. In a dry run the files the prune step plans to delete count as gone already."""
     gone = frozenset(a.file for a in result.actions if a.kind in (Kind.DELETE, Kind.DROP_ROLLUP)
                      ) if result.dry_run else frozenset()
-    plan = plan_for_pass(store, listing, today, budget, link_target=link_target, adopted=adopted, gone=gone)
+    plan = plan_for_pass(store, listing, today, budget, link_target=link_target, adopted=adopted, gone=gone,
+                         unarchived=unarchived)
     if plan is None:
         return [], []
     result.errors.extend([plan.shortfall] if plan.shortfall else [])

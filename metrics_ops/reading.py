@@ -29,12 +29,14 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from metrics_ops import archive
+from metrics_ops import archive, remote
 from metrics_ops.layout import DataFile, StoreError, fd_held_for_writing, file_name, open_regular, scan
-from metrics_ops.lines import MAX_LINE, MAX_LINE_TEXT, Problem, cut, file_blocks, inflated, raw
+from metrics_ops.lines import MAX_LINE, MAX_LINE_TEXT, Problem, cut, file_blocks, inflate, inflated, raw
+from metrics_ops.objectstore import object_key
+from metrics_ops.remote import Across, Prefetch, Remote
 
-__all__ = ["MAX_LINE", "MAX_LINE_TEXT", "Problem", "Shard", "all_lines", "file_blocks", "iter_lines", "read_blocks",
-           "read_day", "shards"]
+__all__ = ["MAX_LINE", "MAX_LINE_TEXT", "Across", "Problem", "Remote", "Shard", "all_lines", "file_blocks",
+           "iter_lines", "read_blocks", "read_day", "shards", "sources"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class Shard:
     number: int
     plain: bool
     gz: bool
+    #: this host's object of the shard in the archive: read when the local files are gone when read (pruned)
+    archived: Remote | None = None
 
     @property
     def name(self) -> str:
@@ -65,12 +69,52 @@ def shards(directory: Path, since: date | None = None, until: date | None = None
     return days
 
 
-def read_blocks(directory: Path, shard: Shard, problems: list[Problem],
-                long_lines: dict[str, int] | None = None) -> Iterator[bytes]:
-    """The lines of one shard as blocks of whole lines (each block ends with ``\\n``); lines over
-    :data:`MAX_LINE` are left out and counted in ``long_lines`` (file name -> lines)."""
+def sources(directory: Path, since: date | None = None, until: date | None = None, link: Path | None = None,
+            across: Across | None = None, notes: list[str] | None = None) -> dict[date, list[Shard | Remote]]:
+    """The shards of each day in [since, until] in read order: :func:`shards` without ``across``; with it, every
+    picked host's objects too (:func:`metrics_ops.remote.listing`), each line once: this host's local files
+    first (a local file and its own object are one file: the local one is read), then its objects whose local
+    files are gone, then the other hosts' objects, by host id and shard. The local files are listed before the
+    bucket: a file archived and pruned meanwhile is in the listing. ArchiveError when the bucket cannot be
+    listed."""
+    if across is None:
+        return shards(directory, since, until, link)
+    mine = across.picks(across.host_id)
+    local = shards(directory, since, until, link) if mine else {}
+    objects = remote.listing(across, since, until, notes)
+    days: dict[date, list[Shard | Remote]] = {}
+    for day in sorted(set(local) | set(objects)):
+        here = {s.number: s for s in local.get(day, ())}
+        hosts = objects.get(day, {})
+        own = hosts.get(across.host_id, {}) if mine else {}
+        found: list[Shard | Remote] = []
+        for number in sorted(set(here) | set(own)):
+            if number in here:  # its own object, if any, holds the same lines: the local file is read
+                s = here[number]
+                key = object_key(across.location, day, across.host_id, s.name + ".gz")
+                found.append(Shard(s.day, s.number, s.plain, s.gz,
+                                   Remote(across.location, day, across.host_id, number, key)))
+            else:
+                found.append(own[number])
+        for host in sorted(h for h in hosts if h != across.host_id):
+            found.extend(hosts[host][n] for n in sorted(hosts[host]))
+        days[day] = found
+    if across.hosts is not None and notes is not None:
+        found_hosts = {s.host if isinstance(s, Remote) else across.host_id for ss in days.values() for s in ss}
+        notes.extend(f"--host {h}: no lines of this host in the range" for h in sorted(across.hosts - found_hosts))
+    return days
+
+
+def read_blocks(directory: Path, shard: Shard | Remote, problems: list[Problem],
+                long_lines: dict[str, int] | None = None, prefetch: Prefetch | None = None) -> Iterator[bytes]:
+    """The lines of one shard (a local one, or an object of the archive) as blocks of whole lines (each block
+    ends with ``\\n``); lines over :data:`MAX_LINE` are left out and counted in ``long_lines`` (file name ->
+    lines). ``prefetch``: where the day's objects are being fetched ahead."""
     directory = Path(directory)
     long_lines = {} if long_lines is None else long_lines
+    if isinstance(shard, Remote):
+        yield from cut(inflate(remote.compressed(shard, problems, prefetch)), shard.name, problems, long_lines)
+        return
     if shard.plain and shard.gz:
         yield from _pair(directory, shard, problems, long_lines)
         return
@@ -89,14 +133,21 @@ def read_blocks(directory: Path, shard: Shard, problems: list[Problem],
             finally:
                 os.close(fd)
             return
-    yield from _archive(directory, name + ".gz", problems, long_lines)
+    yield from _archive(directory, name + ".gz", problems, long_lines, shard.archived)
 
 
-def read_day(directory: Path, day_shards: Iterable[Shard], problems: list[Problem],
+def read_day(directory: Path, day_shards: Iterable[Shard | Remote], problems: list[Problem],
              long_lines: dict[str, int] | None = None) -> Iterator[bytes]:
+    """The lines of a day's shards in order; its objects are fetched ahead (:class:`metrics_ops.remote.Prefetch`)."""
     long_lines = {} if long_lines is None else long_lines
-    for shard in day_shards:
-        yield from read_blocks(directory, shard, problems, long_lines)
+    day_shards = list(day_shards)
+    prefetch = Prefetch(day_shards) if any(isinstance(s, Remote) for s in day_shards) else None
+    try:
+        for shard in day_shards:
+            yield from read_blocks(directory, shard, problems, long_lines, prefetch)
+    finally:
+        if prefetch is not None:
+            prefetch.close()
 
 
 def iter_lines(directory: Path, since: date | None = None, until: date | None = None, *,
@@ -122,11 +173,16 @@ def _plain(fd: int, name: str, problems: list[Problem], long_lines: dict[str, in
     yield from cut(raw(fd), name, problems, long_lines, tail_written=lambda: fd_held_for_writing(fd))
 
 
-def _archive(directory: Path, gz_name: str, problems: list[Problem], long_lines: dict[str, int]) -> Iterator[bytes]:
+def _archive(directory: Path, gz_name: str, problems: list[Problem], long_lines: dict[str, int],
+             archived: Remote | None = None) -> Iterator[bytes]:
     try:
         fd = open_regular(directory, gz_name)
     except StoreError as exc:
         why = "vanished while reading (pruned?)" if exc.errno == errno.ENOENT else str(exc)
+        if archived is not None and exc.errno == errno.ENOENT:  # pruned once archived: its object has the lines
+            chunks = remote.compressed(archived, problems, missing=f"{gz_name} {why}, and its object is gone too")
+            yield from cut(inflate(chunks), archived.name, problems, long_lines)
+            return
         problems.append(Problem(gz_name, why))
         return
     try:

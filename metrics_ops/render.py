@@ -254,6 +254,10 @@ def _status_rows(report) -> list[tuple[str, str, str]]:
         rows += [("last pass", "when", f"{when(last.time, zone)} ({ago:.0f} s ago)"),
                  ("last pass", "result", last.result + (f": {last.message}" if last.message else "")),
                  ("last pass", "last success", when(last.last_success, zone) if last.last_success else "never")]
+        if last.archive:
+            waiting = f"{_files(last.archive_waiting_files)} of {last.archive_waiting_days} day(s)" + (
+                f", the oldest {last.archive_oldest_waiting}" if last.archive_oldest_waiting else "")
+            rows += [("archive", "waiting", waiting), ("archive", "conflicts", str(last.archive_conflicts))]
     else:
         rows.append(("last pass", "when", "none recorded"))
     nxt = report.next_pass

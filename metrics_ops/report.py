@@ -19,10 +19,10 @@ from datetime import date, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from metrics_ops import rollups
+from metrics_ops import remote, rollups
 from metrics_ops.estimate import Estimate, merge_clusters
 from metrics_ops.folding import OTHER, TOP
-from metrics_ops.reading import Shard, shards
+from metrics_ops.reading import Across, Shard, sources
 from metrics_ops.tally import DIMENSIONS, TOO_LONG, DayTally, tally_day
 
 BY_CHOICES = ("day", "hour", "event", "path")
@@ -63,6 +63,8 @@ class ReportResult:
     long_lines: dict[str, int] = field(default_factory=dict)  # file -> lines over the reader's bound
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    hosts: list[str] | None = None  # read across hosts (archive_url): the hosts whose lines were read
+    mixed_days: list[date] = field(default_factory=list)  # this host's rollup + other hosts' raw lines
 
     @property
     def damaged(self) -> int:
@@ -102,6 +104,7 @@ class ReportResult:
             "test_lines": self.test_lines, "unweighted": self.unweighted, "damaged": self.damaged,
             "damage": self.damage,
             "problems": self.problems, "notes": self.notes,
+            **({"hosts": self.hosts, "mixed_days": iso(self.mixed_days)} if self.hosts is not None else {}),
             "interval": "95 %, Horvitz-Thompson with visitors as the sampled clusters",
         }
 
@@ -148,14 +151,23 @@ class _Cell:
 
 
 def _tally_worker(args) -> DayTally:
-    directory, day, day_shards, dims, zone, event, reduce = args
+    directory, day, day_shards, dims, zone, event, reduce, following = args
+    remote.warm(following)  # the objects of this worker's next day are fetched while this one is counted
     # reduce: the day is a row key: the parent needs the day's counts, not its visitors
     return tally_day(directory, day, day_shards, [dims], zone, event, estimates=reduce)
 
 
 def _tally_days(directory: Path, days: dict[date, list[Shard]], dims: tuple[str, ...], zone: ZoneInfo,
                 event: str | None, reduce: bool, workers: int) -> list[DayTally]:
-    jobs = [(directory, day, s, dims, zone, event, reduce) for day, s in sorted(days.items())]
+    ordered = sorted(days.items())
+    # objects in the bucket: a worker takes runs of `chunk` days (each worker one at least); each day names the next
+    # of its run, whose objects it fetches ahead. Local files only: one day at a time, as they come.
+    chunk = 1
+    if workers > 1 and any(isinstance(s, remote.Remote) for _, found in ordered for s in found):
+        chunk = min(max(2, len(ordered) // (4 * workers)), -(-len(ordered) // workers))
+    jobs = [(directory, day, s, dims, zone, event, reduce,
+             ordered[i + 1][1] if i + 1 < len(ordered) and (i + 1) % chunk else ())
+            for i, (day, s) in enumerate(ordered)]
     if workers <= 1 or len(jobs) <= 1:
         return [_tally_worker(j) for j in jobs]
     import multiprocessing
@@ -163,7 +175,7 @@ def _tally_days(directory: Path, days: dict[date, list[Shard]], dims: tuple[str,
 
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs)),
                              mp_context=multiprocessing.get_context("fork")) as pool:
-        return list(pool.map(_tally_worker, jobs))
+        return list(pool.map(_tally_worker, jobs, chunksize=chunk))
 
 
 @dataclass
@@ -196,16 +208,19 @@ def _folded_day(r: rollups.Rollup, dims: tuple[str, ...], by: tuple[str, ...], e
 
 
 def _rollup_days(directory: Path, since: date, until: date, tz: str, dims: tuple[str, ...], raw: dict,
-                 result: ReportResult) -> dict[date, rollups.Rollup]:
+                 result: ReportResult, across: Across | None = None) -> dict[date, rollups.Rollup]:
     """The days of the range answered by their rollup: one exists for the zone, and either the raw lines are gone
-    or the rollup's view is exact (folds nothing): a day whose raw lines exist is reported as they say."""
+    or the rollup's view is exact (folds nothing): a day whose raw lines exist is reported as they say. Across
+    hosts a rollup is this host's alone: it answers a day with other hosts' raw lines only added to them, where
+    this host's raw lines are gone (a mixed day)."""
+    own, others = remote.host_days(raw, across)
     out: dict[date, rollups.Rollup] = {}
     try:
         for day in sorted(rollups.existing(directory)):
             if since <= day <= until and (r := rollups.read(directory, day, dims)) is not None:
                 if r.tz != tz:
                     result.notes.append(f"the rollup of {day} counts hours in {r.tz}, not {tz}: not used")
-                elif day not in raw or r.exact(dims):
+                elif day not in raw or r.exact(dims) and day not in others or day not in own:
                     out[day] = r
     except rollups.RollupDirError as exc:
         result.notes.append(f"{exc}; rollups not used")
@@ -215,17 +230,22 @@ def _rollup_days(directory: Path, since: date, until: date, tz: str, dims: tuple
 
 def run_report(directory: Path, *, since: date, until: date, today: date, zone: ZoneInfo, tz: str,
                by: Sequence[str] = ("day",), event: str | None = None, top: int = 10, use_rollups: bool = True,
-               workers: int | None = None, link: Path | None = None) -> ReportResult:
-    """The report of [since, until]; ``today`` (the caller's clock, in ``zone``) marks a day still written."""
+               workers: int | None = None, link: Path | None = None, across: Across | None = None) -> ReportResult:
+    """The report of [since, until]; ``today`` (the caller's clock, in ``zone``) marks a day still written.
+    ``across``: every picked host's lines, from the archive and this host's files (ArchiveError when the bucket
+    cannot be read)."""
     by = tuple(by)
     result = ReportResult(since, until, by, event)
     dims = tuple(d for d in DIMENSIONS if d in by or d == "event" and event is not None)
-    raw = shards(directory, since, until, link)
+    raw = sources(directory, since, until, link, across, result.notes)
     from_rollup: dict[date, rollups.Rollup] = {}
-    if use_rollups and dims in rollups.VIEWS:
-        from_rollup = _rollup_days(directory, since, until, tz, dims, raw, result)
+    if use_rollups and dims in rollups.VIEWS and (across is None or across.picks(across.host_id)):
+        from_rollup = _rollup_days(directory, since, until, tz, dims, raw, result, across)
     pruned = sorted(d for d in from_rollup if d not in raw)  # only a rollup is left: --no-rollups cannot help
-    raw = {d: s for d, s in raw.items() if d not in from_rollup}
+    result.mixed_days = sorted(d for d in from_rollup if d in raw and d in remote.host_days(raw, across)[1])
+    if across is not None:
+        result.hosts = remote.hosts_read(raw, across)
+    raw = {d: s for d, s in raw.items() if d not in from_rollup or d in result.mixed_days}
     # a day's counts suffice (not its visitors) when no row adds up days: grouped by day, or one day in all
     reduce = ("day" in by or len(raw) == 1 and not from_rollup) and "path" not in by
     tallies = _tally_days(directory, raw, dims, zone, event, reduce, workers or min(2, os.cpu_count() or 1))
@@ -266,6 +286,7 @@ def run_report(directory: Path, *, since: date, until: date, today: date, zone: 
         result.notes.extend(f"the rollup of {day} was counted from a damaged file: {p}" for p in r.problems)
     result.raw_days = sorted(t.day for t in tallies)
     result.rollup_days = sorted(from_rollup)
+    result.notes[:0] = remote.rollup_notes(across, result.hosts or [], pruned, result.mixed_days)
     result.folded_days = [date.fromisoformat(f.day) for f in folded]
     result.empty_days = [d for d in _days(since, until) if d not in raw and d not in from_rollup]
     result.partial_days = [d for d in _days(since, until) if d >= today and d in raw]
@@ -365,7 +386,7 @@ def _notes(result: ReportResult, folded: list[_Folded], pruned: list[date]) -> N
         whys = [f"{n} {why}" + (f" ({', '.join(sorted(result.long_lines))})" if why == TOO_LONG else "")
                 for why, n in sorted(result.damage.items(), key=lambda item: -item[1])]
         result.notes.append(f"{result.damaged} damaged line(s) left out: {'; '.join(whys)}")
-    if any(r.est.visitors is None for r in result.rows):
+    if any(r.est.visitors is None for r in result.rows) and not result.mixed_days:
         result.notes.append(_unknown_visitors_hint(pruned))
     if result.partial_days:
         result.notes.append(f"partial: {', '.join(d.isoformat() for d in result.partial_days)} is still being "

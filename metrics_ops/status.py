@@ -4,7 +4,8 @@ The data directory (days, files and bytes by state), the disk (free space, the b
 the last pass (from the status file the passes write), what the next pass will compress and delete and when (a
 dry run of that pass, at its time: the same planning code, nothing changed), and with a URL serve's ``/healthz``
 and counters. Every problem found is one line in ``attention``; the command exits 7 when there is any.
-Reads names and sizes only (no file is opened), so a year of files takes milliseconds.
+Reads names and sizes only (no file is opened), so a year of files takes milliseconds; with archive_url set, the
+next pass's prune asks the bucket (a digest and a HEAD per file it would delete), as the pass itself does.
 """
 
 from __future__ import annotations
@@ -153,13 +154,29 @@ def _disk_problems(report: StatusReport) -> list[str]:
     return out
 
 
+def _archive_problems(last: PassStatus | None) -> list[str]:
+    """What the last pass found waiting for the archive, or in conflict with it (docs/operations.md says what to
+    do for each)."""
+    if last is None or not last.archive:
+        return []
+    out = []
+    if last.archive_conflicts:
+        out.append(f"{last.archive_conflicts} file(s) in conflict with their object in the archive: kept, never "
+                   "uploaded over nor deleted (metrics-ops archive --dry-run -v names them)")
+    if last.archive_waiting_files:
+        out.append(f"{last.archive_waiting_files} file(s) of {last.archive_waiting_days} day(s) wait for the archive "
+                   f"(the oldest {last.archive_oldest_waiting}): prune and the budget keep them")
+    return out
+
+
 def _next_pass(store, settings, last: PassStatus | None, now: float) -> NextPass:
     """A dry run of the next pass at the time it is due: what it will compress and delete."""
     from metrics_ops.maintenance import run_pass
+    from metrics_ops.offsite import Archive
 
     due = max(now, last.time + expected_interval(settings, last)) if last is not None else now
     plan = run_pass(store, now=due, gzip_after=settings.gzip_after, retention=settings.retention, dry_run=True,
-                    budget=Budget.from_settings(settings))
+                    budget=Budget.from_settings(settings), archive=Archive.from_settings(settings))
     nxt = NextPass(due)
     for a in plan.actions:
         if a.kind in ("gzip", "reconcile"):
@@ -195,6 +212,7 @@ def build_status(settings, *, now: float, url: str | None = None,
     report.max_total, report.min_free = budget.max_total, budget.min_free(report.usage.total)
     report.attention += _disk_problems(report)
     report.next_pass = _next_pass(store, settings, report.last_pass, now)
+    report.attention += _archive_problems(report.last_pass)
     stale = check(report.last_pass, now=now, interval=expected_interval(settings, report.last_pass),
                   zone=settings.zone)
     report.attention += stale if unreadable is None else []  # one line: a file is there, it cannot be read

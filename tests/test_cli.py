@@ -170,8 +170,8 @@ def test_top_level_help_says_what_each_command_is_for_at_80_columns():
     commands = r.stdout.split("Commands:\n", 1)[1].splitlines()
     listed = {line.split()[0]: line.split(None, 1)[1] for line in commands if line.strip()}
     # probe is the alias, not a second command
-    assert set(listed) == {"client", "completion", "config", "export", "forget", "gzip", "prune", "ratelimit-probe",
-                           "report", "rotate", "sample-test", "serve", "status"}
+    assert set(listed) == {"archive", "client", "completion", "config", "export", "forget", "gzip", "prune",
+                           "ratelimit-probe", "report", "rotate", "sample-test", "serve", "status"}
     assert "alias: probe" in listed["ratelimit-probe"]
     assert not [line for line in commands if line.endswith("...") or len(line) > 80]  # nothing cut off
     assert run_probe_alias_help() == cli("ratelimit-probe", "--help").stdout.replace("ratelimit-probe", "probe")
@@ -214,6 +214,7 @@ DATA_DIR_COMMANDS = {
     ("rotate", "--check"): "; rotate --create makes it",
     ("gzip",): "; rotate --create makes it",
     ("prune",): "; rotate --create makes it",
+    ("archive",): "; rotate --create makes it",
     ("status",): "; rotate --create makes it",
     ("forget", "v1"): "",
     ("report",): "",

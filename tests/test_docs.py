@@ -265,8 +265,9 @@ def test_the_architecture_section_names_the_owner_of_every_module():
 
 
 def test_what_a_pass_does_lists_the_steps_numbered_in_the_order_a_pass_runs_them():
-    from metrics_ops.plans import ROTATE_STEPS
+    from metrics_ops.plans import ARCHIVE_ROTATE_STEPS, ROTATE_STEPS
 
     section = doc_section("operations.md", "What a pass does")
     steps = re.findall(r"^(\d+)\. \*\*(\w+)\*\*", section, re.M)
-    assert steps == [(str(n), step) for n, step in enumerate(ROTATE_STEPS, 1)]
+    assert steps == [(str(n), step) for n, step in enumerate(ARCHIVE_ROTATE_STEPS, 1)]  # archive: archive_url set
+    assert [s for s in ARCHIVE_ROTATE_STEPS if s != "archive"] == list(ROTATE_STEPS)

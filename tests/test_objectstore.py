@@ -150,7 +150,9 @@ def test_a_bad_archive_url_is_one_line_naming_the_setting(value, why):
     with pytest.raises(ConfigError) as caught:
         load_settings(env_file=None, flags={"archive_url": value})
     [line] = caught.value.lines
-    assert line.startswith(f"archive_url {value} (from the command line): ") and why in line, line
+    shown = value.replace("key:secret@", "***@")  # the user-info of a URL is never echoed
+    assert line.startswith(f"archive_url {shown} (from the command line): ") and why in line, line
+    assert "secret" not in line
 
 
 def test_a_bad_setting_from_the_environment_exits_2(run, data_dir):
@@ -180,3 +182,28 @@ def test_the_archive_settings_default_off_with_the_host_name():
 def test_the_default_host_id_is_the_host_name_made_valid(name, host_id):
     assert default_host_id(name) == host_id
     assert load_settings({"host_id": host_id}).host_id == host_id
+
+
+def test_extra_metadata_is_stored_and_head_reads_forgotten_from(tmp_path, archive_url):
+    """forget's rewrite carries forgotten-from = the sha256 of the version it replaced (the contract's point 2)."""
+    bucket = opened(archive_url)
+    first, second = a_file(tmp_path, b"first\n", "a.gz"), a_file(tmp_path, b"second\n", "b.gz")
+    key = object_key(bucket.location, DAY, "web-1", "metrics-2026-11-24.jsonl.gz")
+    old = bucket.put_file(key, first, sha256=file_digest(first)[0], size=file_digest(first)[1])
+    assert old.forgotten_from is None
+    new = bucket.put_file(key, second, sha256=file_digest(second)[0], size=file_digest(second)[1], if_match=old.etag,
+                          extra_metadata={"forgotten-from": old.sha256})
+    assert new.forgotten_from == old.sha256 == file_digest(first)[0]
+    assert bucket.head(key) == new and new.matches(*file_digest(second))
+
+
+def test_open_stream_if_match_reads_only_that_version(tmp_path, archive_url):
+    bucket = opened(archive_url)
+    first, second = a_file(tmp_path, b"first\n", "a.gz"), a_file(tmp_path, b"second\n", "b.gz")
+    key = object_key(bucket.location, DAY, "web-1", "metrics-2026-11-24.jsonl.gz")
+    old = bucket.put_file(key, first, sha256=file_digest(first)[0], size=file_digest(first)[1])
+    with bucket.open_stream(key, if_match=old.etag) as stream:
+        assert stream.read() == b"first\n"
+    bucket.put_file(key, second, sha256=file_digest(second)[0], size=file_digest(second)[1])
+    with pytest.raises(PreconditionFailed, match="412"):
+        bucket.open_stream(key, if_match=old.etag)

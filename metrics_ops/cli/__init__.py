@@ -39,7 +39,7 @@ from metrics_ops.cli.completion import completion  # noqa: E402
 from metrics_ops.cli.config_cmd import config  # noqa: E402
 from metrics_ops.cli.export import export  # noqa: E402
 from metrics_ops.cli.forget import forget  # noqa: E402
-from metrics_ops.cli.maintenance import gzip_cmd, prune, rotate  # noqa: E402
+from metrics_ops.cli.maintenance import archive, gzip_cmd, prune, rotate  # noqa: E402
 from metrics_ops.cli.probe import ratelimit_probe  # noqa: E402
 from metrics_ops.cli.report import report  # noqa: E402
 from metrics_ops.cli.sampletest import sample_test  # noqa: E402
@@ -49,6 +49,7 @@ from metrics_ops.cli.status import status  # noqa: E402
 cli.add_command(serve)
 cli.add_command(rotate)
 cli.add_command(gzip_cmd)
+cli.add_command(archive)
 cli.add_command(prune)
 cli.add_command(forget)
 cli.add_command(report)

@@ -330,3 +330,41 @@ def day_range(since: str | None, until: str | None, today, default_days: int = 7
     if first > last:
         raise Failure(f"--since {first} is after --until {last}", ExitCode.USAGE)
     return first, last
+
+
+def archive_options(fn):
+    """--host / --no-archive: which hosts a reading command reads, and whether the archive is read at all."""
+    fn = click.option("--no-archive", is_flag=True,
+                      help="Read this host's local files only, even with archive_url set.")(fn)
+    return click.option("--host", "hosts", multiple=True, metavar="HOST",
+                        help="With archive_url: only these hosts' lines (repeat it, or a comma list; a host id as "
+                             "METRICS_HOST_ID). Default: every host in the archive and this one.")(fn)
+
+
+def reading_across(s, hosts: tuple[str, ...], no_archive: bool):
+    """What --host/--no-archive and the settings ask to read: a :class:`metrics_ops.remote.Across`, or None for this
+    host's local files. A bad --host, or another host without the archive, is exit 2."""
+    from metrics_ops.remote import Across, parse_hosts
+
+    try:
+        picked = parse_hosts(hosts)
+    except ValueError as exc:
+        raise Failure(str(exc), ExitCode.USAGE) from None
+    location = s.archive_location
+    if location is None or no_archive:
+        if picked is not None and picked != {s.host_id}:
+            why = "--no-archive is given" if location is not None else "archive_url (METRICS_ARCHIVE_URL) is not set"
+            raise Failure(f"--host {','.join(sorted(picked))}: only this host ({s.host_id}) can be read: {why}",
+                          ExitCode.USAGE)
+        return None
+    return Across(location, s.host_id, picked)
+
+
+def archive_failure(exc) -> Failure:
+    """The one line for an archive that cannot be read: exit 2 when boto3 is missing, else 5 (nothing reported)."""
+    from metrics_ops.objectstore import Boto3Missing
+
+    if isinstance(exc, Boto3Missing):
+        return Failure(str(exc), ExitCode.USAGE)
+    return Failure(f"{exc}; nothing is reported (add --no-archive to read this host's local files only)",
+                   ExitCode.UNREACHABLE)

@@ -6,12 +6,15 @@ import click
 
 from metrics_ops.cli.common import (
     Failure,
+    archive_failure,
+    archive_options,
     complete_zone,
     day_range,
     declares,
     existing_store,
     pass_invocation,
     range_options,
+    reading_across,
     shared_options,
 )
 from metrics_ops.exitcodes import ExitCode
@@ -54,7 +57,7 @@ class _Progress:
                        f"{path}", end="\n")
 
 
-@declares(exits=(ExitCode.FAILURE,), settings=("dir", "jsonl"))
+@declares(exits=(ExitCode.FAILURE, ExitCode.UNREACHABLE), settings=("dir", "jsonl", "archive_url", "host_id"))
 @click.command(short_help="Stream the stored lines of a day range as JSONL or CSV.")
 @range_options
 @click.option("--event", default=None, metavar="NAME", help="Only this event name.")
@@ -66,16 +69,20 @@ class _Progress:
               "METRICS_FILE_MODE (default 0640: never world-readable).")
 @click.option("--tz", default=None, metavar="ZONE", shell_complete=complete_zone,
               help="IANA time zone of the days (default UTC; env METRICS_TZ).")
+@archive_options
 @shared_options
 @pass_invocation
-def export(run, since, until, event, fmt, output_file, tz):
+def export(run, since, until, event, fmt, output_file, tz, hosts, no_archive):
     """Write every stored line of the days in the range, in stored order, across plain, shard and .gz files.
 
     CSV columns: received_at, ts, visitor_id, event, timestamp, client_rate, server_rate, then metadata.KEY for
     every top-level metadata key in the range (objects and lists as JSON), and metadata._rest. A text cell
     starting with = + - @, tab or CR gets a leading ' so no spreadsheet runs it as a formula (OWASP); numbers
     stay numbers. Test traffic is exported too (metadata.test_run marks it). With --json, a summary document
-    goes to stdout (needs --output).
+    goes to stdout (needs --output). With archive_url set, every host's lines are read: the archive's objects
+    and this host's files not yet archived, each line once, by day, this host first, then by host id (--host
+    picks hosts, --no-archive reads the local files only); a bucket that cannot be read is one line and exit 5
+    (with --output nothing is written; on stdout what came before it is incomplete).
 
     \b
     Examples:
@@ -89,12 +96,14 @@ def export(run, since, until, event, fmt, output_file, tz):
     from metrics_ops.export import export as run_export
     from metrics_ops.export import export_to_file
     from metrics_ops.lines import MAX_LINE_TEXT
+    from metrics_ops.objectstore import ArchiveError
 
     out = run.output()
     if out.json and output_file is None:
         raise Failure("--json prints a summary on stdout: give --output FILE for the lines", ExitCode.USAGE)
     s = run.settings(tz=tz)
     store = existing_store(s)
+    across = reading_across(s, hosts, no_archive)
     if output_file is not None:
         _outside_the_data(output_file, s.dir)
     first, last = day_range(since, until, store.today(time.time()))
@@ -103,19 +112,23 @@ def export(run, since, until, event, fmt, output_file, tz):
     try:
         if output_file is None:
             result = run_export(store.dir, sys.stdout.buffer, since=first, until=last, fmt=fmt, event=event,
-                                progress=progress)
+                                progress=progress, across=across)
             sys.stdout.flush()
         else:
             result = export_to_file(output_file, s.file_mode_bits, store.dir, since=first, until=last, fmt=fmt,
-                                    event=event, progress=progress)
+                                    event=event, progress=progress, across=across)
     except BrokenPipeError:  # `| head`: the reader has enough
         raise click.exceptions.Exit(ExitCode.OK) from None
+    except ArchiveError as exc:
+        raise archive_failure(exc) from None
     except OSError as exc:
         raise Failure(f"cannot export: {exc.strerror or exc} ({exc.filename or output_file or 'stdout'})") from None
     if output_file is not None:
         progress.done(result.lines, output_file)
     for line in result.problems:
         out.error(f"damaged: {line}")
+    for line in result.notes:
+        out.warn(line)
     if out.json:
         out.document(result.to_dict())
     else:

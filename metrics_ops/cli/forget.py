@@ -17,14 +17,15 @@ from metrics_ops.exitcodes import ExitCode
 
 
 @declares(exits=(ExitCode.FAILURE, ExitCode.LOCKED), env=("NO_COLOR",),
-          settings=("dir", "jsonl", "tz", "gzip_level", "rollup_min_visitors"))
+          settings=("dir", "jsonl", "tz", "gzip_level", "rollup_min_visitors", "archive_url", "host_id"))
 @click.command(short_help="Delete visitors' events from every file (on request).")
 @click.argument("visitor_ids", metavar="[VISITOR_ID]...", nargs=-1)
 @click.option("--prefix", "prefixes", multiple=True, metavar="PREFIX",
               help="Also remove every visitor id that starts with PREFIX (one test run: probe-RUNID-, st-RUNID-).")
 @click.option("--include-current", is_flag=True, hidden=True,
               help="Accepted for compatibility: every file, the current one included, is always covered.")
-@click.option("--dry-run", is_flag=True, help="List the files and line counts, change nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="List the files (and with archive_url, the objects of every host) and line counts, change nothing.")
 @click.option("--lock-timeout", type=float, default=None, metavar="SECONDS",
               help="Wait this long for a maintenance pass to finish (default 10; env METRICS_LOCK_TIMEOUT).")
 @shared_options
@@ -38,6 +39,12 @@ def forget(run, visitor_ids, prefixes, include_current, dry_run, lock_timeout):
     raw data was rewritten is recounted; rollups whose raw data is gone cannot be (they hold no ids, and fold
     what fewer than rollup_min_visitors visitors saw into (other)): their days are named. The debug ring keeps
     its last events until newer ones push them out.
+
+    With archive_url set, every archived object of every host is searched too, and each one holding these
+    visitors' lines is rewritten in the bucket (a conditional write, verified; this host's own objects become
+    its rewritten local files). Each object that could not be rewritten (it kept changing, it is damaged, the
+    bucket did not answer) is named on stderr and the exit status is 1; run forget again then. Other hosts
+    replace their local copies, and recount those days' rollups, on their next pass.
 
     \b
     Examples:
@@ -65,13 +72,38 @@ def forget(run, visitor_ids, prefixes, include_current, dry_run, lock_timeout):
     s = run.settings(lock_timeout=lock_timeout)
     store = existing_store(s)
     keep = visitor_rule(frozenset(visitor_ids), frozenset(prefixes))
+    bucket, unopened = _bucket(s)
 
     try:
         with locked(store, s.lock_timeout, dry_run):
             result = run_forget(store, keep, now=time.time(), level=s.gzip_level, dry_run=dry_run,
                                 min_visitors=s.rollup_min_visitors)
+            if s.archive_location is not None:
+                from metrics_ops.erasure import ArchiveErasure, erase_archive, into_result, local_rewrites
+
+                if bucket is None:
+                    erasure = ArchiveErasure(s.archive_location.url, s.host_id, errors=[unopened])
+                else:
+                    erasure = erase_archive(bucket, keep, host_id=s.host_id, store=store, level=s.gzip_level,
+                                            dry_run=dry_run, rewritten_local=local_rewrites(result.actions))
+                into_result(result, erasure)
     except LockBusy as exc:
         raise Failure(maintenance_lock_busy(exc), ExitCode.LOCKED) from None
     except OSError as exc:
         raise Failure(f"cannot process {store.dir}: {exc.strerror or exc}") from None
     render_outcome(out, result)
+
+
+def _bucket(s):
+    """The archive's bucket (None, None without archive_url; None and why when it cannot be set up): opened
+    before anything changes, so a missing boto3 exits 2 with nothing rewritten."""
+    if s.archive_location is None:
+        return None, None
+    from metrics_ops.objectstore import ArchiveError, Boto3Missing, Bucket
+
+    try:
+        return Bucket(s.archive_location), None
+    except Boto3Missing as exc:
+        raise Failure(str(exc), ExitCode.USAGE) from None
+    except ArchiveError as exc:
+        return None, f"{exc}; no archived object was searched"

@@ -1,4 +1,4 @@
-"""rotate, gzip and prune: the maintenance pass and its steps alone."""
+"""rotate, gzip, archive and prune: the maintenance pass and its steps alone."""
 
 from __future__ import annotations
 
@@ -43,10 +43,12 @@ def _run(run, steps: tuple[str, ...], flags: dict, *, dry_run: bool, loop: bool 
     import signal
     import threading
 
-    from metrics_ops.maintenance import ROTATE_STEPS, LockBusy, failure_reason, run_loop
+    from metrics_ops.maintenance import ARCHIVE_ROTATE_STEPS, ROTATE_STEPS, LockBusy, failure_reason, run_loop
 
     out = run.output()
     s = run.settings(interval=interval, **flags)
+    if steps == ROTATE_STEPS and s.archive_url is not None:
+        steps = ARCHIVE_ROTATE_STEPS
     store = _store_for(s, steps, dry_run=dry_run, create=create)
     stop = threading.Event()
 
@@ -60,7 +62,7 @@ def _run(run, steps: tuple[str, ...], flags: dict, *, dry_run: bool, loop: bool 
         return _one_pass(out, s, store, steps, dry_run, stop)
 
     health_failed: list[OSError] = []
-    if steps == ROTATE_STEPS and not dry_run:  # rotate's passes are recorded for monitoring
+    if steps[0] == "rotate" and not dry_run:  # rotate's passes are recorded for monitoring
         one_pass, health_failed = _recorded(one_pass, store, s, out)
     if loop and not dry_run:
         if not out.quiet:
@@ -75,6 +77,10 @@ def _run(run, steps: tuple[str, ...], flags: dict, *, dry_run: bool, loop: bool 
     except Exception as exc:  # noqa: BLE001  one line and exit 1, never a traceback; the status file says it too
         raise Failure(f"pass failed: {failure_reason(exc, '')}") from None
     render_outcome(out, result, failed=bool(health_failed))
+    if steps == ("archive",) and result.ok and result.archive and result.archive["conflicts"]:
+        out.warn(f"{result.archive['conflicts']} file(s) in conflict with their object, kept (see above); exit "
+                 "status 7")
+        raise click.exceptions.Exit(ExitCode.ATTENTION)
     if any(a.step == "budget" and a.status == "done" for a in result.actions):
         out.warn("the disk budget deleted data before its retention (see the budget actions above); exit status 6")
         raise click.exceptions.Exit(ExitCode.BUDGET)
@@ -140,13 +146,20 @@ def _store_for(s, steps: tuple[str, ...], *, dry_run: bool, create: bool):
     (cron's working directory is $HOME: ./data there is not the directory serve writes to); only --create
     makes it."""
     from metrics_ops.config import ConfigError, require_gzip_before_prune
+    from metrics_ops.objectstore import Boto3Missing
+    from metrics_ops.offsite import require_archive_retention, require_boto3
     from metrics_ops.store import Store
 
-    if "gzip" in steps and "prune" in steps:  # only a pass that does both needs the order of the two
-        try:
+    try:
+        if "gzip" in steps and "prune" in steps:  # only a pass that does both needs the order of the two
             require_gzip_before_prune(s)
-        except ConfigError as exc:
-            raise Failure(exc.lines, ExitCode.USAGE) from None
+        if s.archive_url is not None and ("prune" in steps or "archive" in steps or "budget" in steps):
+            require_archive_retention(s)
+            require_boto3()
+    except ConfigError as exc:
+        raise Failure(exc.lines, ExitCode.USAGE) from None
+    except Boto3Missing as exc:
+        raise Failure(str(exc), ExitCode.USAGE) from None
     store = Store.from_settings(s)
     problem = data_dir_problem(s, can_create="rotate" in steps)
     if problem is not None:
@@ -157,6 +170,9 @@ def _store_for(s, steps: tuple[str, ...], *, dry_run: bool, create: bool):
                 store.dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise Failure(f"cannot create data directory {store.dir}: {exc.strerror}") from None
+    if "archive" in steps and s.archive_url is None:
+        raise Failure("archive_url is not set (METRICS_ARCHIVE_URL=s3://bucket/prefix): there is no archive to "
+                      "upload to", ExitCode.USAGE)
     return store
 
 
@@ -165,6 +181,7 @@ def _one_pass(out, s, store, steps: tuple[str, ...], dry_run: bool, stop):
 
     from metrics_ops.budget import Budget
     from metrics_ops.maintenance import Kind, locked, run_pass
+    from metrics_ops.offsite import Archive
 
     with out.progress("compressing", enabled=not dry_run) as bar:  # a plan compresses nothing
         def on_plan(actions):
@@ -174,7 +191,8 @@ def _one_pass(out, s, store, steps: tuple[str, ...], dry_run: bool, stop):
             return run_pass(store, now=time.time(), steps=steps, gzip_after=s.gzip_after, retention=s.retention,
                             level=s.gzip_level, rollup_retention=s.rollup_retention,
                             rollup_min_visitors=s.rollup_min_visitors, dry_run=dry_run, stop=stop,
-                            on_plan=on_plan, progress=bar.advance, budget=Budget.from_settings(s))
+                            on_plan=on_plan, progress=bar.advance, budget=Budget.from_settings(s),
+                            archive=Archive.from_settings(s))
 
 
 def _budget_opts(fn):
@@ -191,7 +209,7 @@ def _budget_opts(fn):
 
 @declares(exits=(ExitCode.FAILURE, ExitCode.LOCKED, ExitCode.BUDGET, ExitCode.ATTENTION), env=("NO_COLOR",),
           settings=("dir", "jsonl", "rollup_retention", "rollup_min_visitors", "status_file", "health_textfile",
-                    "file_mode"))
+                    "file_mode", "archive_url", "host_id", "archive_retention"))
 @click.command(short_help="Keep the data dir bounded: link, shard, gzip, prune.")
 @click.option("--once", is_flag=True, help="Run one pass and exit; the exit status says whether it succeeded.")
 @click.option("--interval", type=float, default=None, metavar="SECONDS",
@@ -267,7 +285,8 @@ def _check(run, *, interval: float | None, tz: str | None) -> None:
         raise click.exceptions.Exit(ExitCode.ATTENTION)
 
 
-@declares(exits=(ExitCode.FAILURE, ExitCode.LOCKED), settings=("dir", "jsonl"), env=("NO_COLOR",))
+@declares(exits=(ExitCode.FAILURE, ExitCode.LOCKED), env=("NO_COLOR",),
+          settings=("dir", "jsonl", "archive_url", "host_id", "archive_retention"))
 @click.command("gzip", short_help="Compress the day files older than --gzip-after days.")
 @_gzip_opts
 @_common
@@ -286,7 +305,8 @@ def gzip_cmd(run, gzip_after, gzip_level, tz, lock_timeout, dry_run):
          dry_run=dry_run)
 
 
-@declares(exits=(ExitCode.FAILURE, ExitCode.LOCKED), settings=("dir", "jsonl"), env=("NO_COLOR",))
+@declares(exits=(ExitCode.FAILURE, ExitCode.LOCKED), env=("NO_COLOR",),
+          settings=("dir", "jsonl", "archive_url", "host_id", "archive_retention"))
 @click.command(short_help="Delete the data files older than --retention days.")
 @_retention_opt
 @_common
@@ -302,3 +322,25 @@ def prune(run, retention, tz, lock_timeout, dry_run):
       metrics-ops prune --retention 30 -q
     """
     _run(run, ("prune",), dict(retention=retention, tz=tz, lock_timeout=lock_timeout), dry_run=dry_run)
+
+
+@declares(exits=(ExitCode.FAILURE, ExitCode.USAGE, ExitCode.LOCKED, ExitCode.ATTENTION), env=("NO_COLOR",),
+          settings=("dir", "jsonl", "archive_url", "host_id", "archive_retention", "retention"))
+@click.command(short_help="Upload closed days to the archive (archive_url).")
+@_common
+@pass_invocation
+def archive(run, tz, lock_timeout, dry_run):
+    """Upload each closed, compressed file to the archive (archive_url), verified, and drop this host's objects
+    past archive_retention: the step rotate runs after gzip and before prune when archive_url is set.
+
+    Each file goes to <prefix>/day=YYYY-MM-DD/host=<host_id>/<file name>; a rerun uploads nothing twice. Local
+    files are never deleted here (prune and the budget delete only what is safely archived). Exit 1 when the
+    bucket cannot be reached or an upload failed (one line naming the archive), 7 when a file is in conflict
+    with its object (kept; see docs/operations.md).
+
+    \b
+    Examples:
+      metrics-ops archive --dry-run   # what it would upload
+      metrics-ops archive -q          # cron: mail only on trouble
+    """
+    _run(run, ("archive",), dict(tz=tz, lock_timeout=lock_timeout), dry_run=dry_run)

@@ -6,18 +6,22 @@ import click
 
 from metrics_ops.cli.common import (
     Failure,
+    archive_failure,
+    archive_options,
     complete_zone,
     day_range,
     declares,
     existing_store,
     pass_invocation,
     range_options,
+    reading_across,
     shared_options,
 )
 from metrics_ops.exitcodes import ExitCode
 
 
-@declares(exits=(ExitCode.FAILURE,), settings=("dir", "jsonl"), env=("NO_COLOR",))
+@declares(exits=(ExitCode.FAILURE, ExitCode.UNREACHABLE), settings=("dir", "jsonl", "archive_url", "host_id"),
+          env=("NO_COLOR",))
 @click.command(short_help="Count events and visitors; estimate the real totals.")
 @range_options
 @click.option("--by", "by_", default="day", metavar="LIST", show_default=True,
@@ -31,9 +35,10 @@ from metrics_ops.exitcodes import ExitCode
 @click.option("--no-rollups", is_flag=True, help="Read raw lines only, even where a day's rollup exists.")
 @click.option("--tz", default=None, metavar="ZONE", shell_complete=complete_zone,
               help="IANA time zone of the days and hours (default UTC; env METRICS_TZ).")
+@archive_options
 @shared_options
 @pass_invocation
-def report(run, since, until, by_, event, top, csv_, no_rollups, tz):
+def report(run, since, until, by_, event, top, csv_, no_rollups, tz, hosts, no_archive):
     """Count events and distinct visitors, and estimate the events that really happened under sampling.
 
     Each stored line weighs 1 / (client rate x server rate) as recorded in it (lines without rates weigh 1;
@@ -42,7 +47,9 @@ def report(run, since, until, by_, event, top, csv_, no_rollups, tz):
     it, else from the raw files, plain, shards and .gz alike; a day still being written is marked partial.
     A day whose raw files are gone comes from its rollup even where it folds events and paths into (other):
     rows that may count too few are marked ~ and a ranking that may be wrong says so. Test traffic is left
-    out.
+    out. With archive_url set, every host's lines are read: the archive's objects and this host's files not yet
+    archived, each line once (--host picks hosts, --no-archive reads the local files only); a bucket that
+    cannot be read is one line and exit 5.
 
     \b
     Examples:
@@ -53,6 +60,7 @@ def report(run, since, until, by_, event, top, csv_, no_rollups, tz):
     """
     import time
 
+    from metrics_ops.objectstore import ArchiveError
     from metrics_ops.render import render_report
     from metrics_ops.report import parse_by, run_report
 
@@ -63,11 +71,14 @@ def report(run, since, until, by_, event, top, csv_, no_rollups, tz):
         raise Failure(f"--by {by_}: {exc}", ExitCode.USAGE) from None
     s = run.settings(tz=tz)
     store = existing_store(s)
+    across = reading_across(s, hosts, no_archive)
     today = store.today(time.time())
     first, last = day_range(since, until, today)
     try:
         result = run_report(store.dir, since=first, until=last, today=today, zone=s.zone, tz=s.tz, by=by,
-                            event=event, top=top, use_rollups=not no_rollups, link=store.link)
+                            event=event, top=top, use_rollups=not no_rollups, link=store.link, across=across)
+    except ArchiveError as exc:
+        raise archive_failure(exc) from None
     except OSError as exc:
         raise Failure(f"cannot read {store.dir}: {exc.strerror or exc}") from None
     render_report(out, result, csv_format=csv_ and not out.json)

@@ -17,7 +17,7 @@ from metrics_ops.exitcodes import ExitCode
 
 @declares(exits=(ExitCode.FAILURE, ExitCode.ATTENTION), env=("NO_COLOR",), settings=(
     "dir", "jsonl", "gzip_after", "retention", "max_total_mb", "min_free_mb", "min_free_percent", "serve_min_free_mb",
-    "status_file", "admin_token"))
+    "status_file", "admin_token", "archive_url", "host_id", "archive_retention"))
 @click.command(short_help="Is everything fine? Data, disk, passes, serve.")
 @click.option("--url", default=None, metavar="URL",
               help="Also ask serve at URL (its base, e.g. http://127.0.0.1:8001) for /healthz and its counters.")
