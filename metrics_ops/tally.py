@@ -133,29 +133,31 @@ def tally_day(directory: Path, day: date, day_shards: list[Shard], groupings: li
     gc.disable()
     try:
         missed = 0  # blocks the shortcut refused: after two, it is tried on one block in 16 (a day of other lines)
+        tried = refused = 0  # blocks decoded, and of them those with lines msgspec refused (damaged lines)
         for at, block in enumerate(read_day(directory, day_shards, tally.problems, tally.long_lines)):
             try_shape = shaped is not None and (missed < 2 or at % 16 == 0)
             cols = lineshape.columns(block) if try_shape else None
             if cols is not None and shaped.count(cols, tally):
                 continue
             missed += try_shape
-            if shaped is None:
+            if shaped is None or refused > 2 and 2 * refused > tried:  # damage everywhere: the reference is quicker
                 _count_block(block, tally, targets, event, hours, needs_hour, needs_path, fold)
                 continue
-            shaped.whole = False
+            shaped.whole, tried, hit = False, tried + 1, False
             if decoded is None:  # msgspec is imported only here: a report from rollups never needs it (start-up)
                 from metrics_ops.recordcount import DecodedCounter
                 from metrics_ops.records import runs
-
                 decoded = DecodedCounter(event)
             for found, received, text in runs(block):
                 if found is None:
                     _count_block(text, tally, targets, event, hours, needs_hour, needs_path, fold)
+                    hit = True
                 elif received is None or _usual(received):
                     tally.lines += len(found)
                     decoded.count(found)
                 else:
                     _count_edges(decoded.counts, found, received, tally, hours)
+            refused += hit
         tally.add_damage(TOO_LONG, sum(tally.long_lines.values()))
         if decoded is not None:  # before the shortcut's counts are folded in: its Estimates need empty cells
             estimated, too_rare = decoded.finish(tally, estimates and not shaped.counts)
@@ -182,8 +184,7 @@ def _usual(received: list) -> bool:
 
 
 def _count_edges(counts: Counter, records: list, received: list, tally: DayTally, hours: _Hours) -> None:
-    """A decoded run with a received_at that may have no hour in the zone, record by record (the reference's
-    order: rates too small to weigh first, then the hour)."""
+    """A decoded run with a received_at that may have no hour in the zone, record by record (as the reference)."""
     tally.lines += len(records)
     for record, when in zip(records, received, strict=True):
         if type(when) is str and not _SAFE_FROM <= when < _SAFE_UNTIL and hours(when) is None:
