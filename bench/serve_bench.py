@@ -1,6 +1,7 @@
 """Ingestion benchmark: wrk against `metrics-ops serve` (defaults) and the existing FastAPI endpoint, same run.
 
 Usage: python bench/serve_bench.py [--duration 8] [--connections 32] [--rounds 2] [--json] [--also LABEL=PYTHON]
+                                   [--batch 50]
 
 ``--also before=/path/to/venv/bin/python`` adds another install of metrics-ops (an earlier commit, say) to the
 same alternating rounds, so a change is measured before and after in one run.
@@ -33,9 +34,9 @@ from pathlib import Path
 
 CEILING = "ceiling: granian, 2 workers, an app that does nothing"
 BODY = '{"visitor_id":"v0123456789ab","event":"page_view","metadata":{"path":"/pricing","w":1280}}'
-PLAIN_LUA = f"""
+PLAIN_LUA = """
 wrk.method = "POST"
-wrk.body = '{BODY}'
+wrk.body = '{body}'
 wrk.headers["Content-Type"] = "application/json"
 """
 LUA = PLAIN_LUA + """
@@ -43,7 +44,8 @@ local threads = {}
 function setup(thread) table.insert(threads, thread) end
 function init(args) stored = 0 end
 function response(status, headers, body)
-  if status == 202 and string.find(body, '"stored":1', 1, true) then stored = stored + 1 end
+  local n = string.match(body, '"stored":(%d+)')  -- the first: the batch's total, or the event's 0 or 1
+  if status == 202 and n then stored = stored + tonumber(n) end
 end
 function done(summary, latency, requests)
   local total = 0
@@ -53,19 +55,27 @@ end
 """
 
 
+def batch_body(n: int) -> str:
+    """``n`` events as metrics.js sends them, one JSON array."""
+    return "[" + ",".join(
+        f'{{"visitor_id":"{(i + 1) * 0x9E3779B97F4A7C15 % 2**128:032x}","event":"{"page_view" if i % 3 else "click"}",'
+        f'"timestamp":{1764072000123 + i * 97},"sample_rate":1,"metadata":{{"path":"/p/{i % 40}"}}}}'
+        for i in range(n)) + "]"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def wait_up(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
+def wait_up(url: str, proc: subprocess.Popen, body: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"server exited early ({proc.returncode})")
         try:
-            req = urllib.request.Request(url, data=BODY.encode(), headers={"Content-Type": "application/json"})
+            req = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": "application/json"})
             with urllib.request.urlopen(req, timeout=2) as r:
                 if r.status == 202:
                     return
@@ -102,7 +112,7 @@ def run_one(kind: str, root: Path, lua: Path, args) -> dict:
     if kind.startswith("metrics-ops serve"):
         python = args.also.get(kind, sys.executable)
         cmd = [python, "-m", "metrics_ops", "serve", "--port", str(port)]
-        url = f"http://127.0.0.1:{port}/api/metrics/event"
+        url = f"http://127.0.0.1:{port}/api/metrics/event{'s' if args.batch else ''}"
     elif kind.startswith("ceiling"):
         cmd = [sys.executable, "-m", "granian", "--interface", "wsgi", "--workers", "2", "--blocking-threads", "1",
                "--http", "1", "--no-ws", "--port", str(port), "--log-level", "warning", "ceiling_wsgi:app"]
@@ -114,7 +124,7 @@ def run_one(kind: str, root: Path, lua: Path, args) -> dict:
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             cwd=Path(__file__).parent)
     try:
-        wait_up(url, proc)
+        wait_up(url, proc, batch_body(args.batch) if args.batch else BODY)
         warm = lines_in(data)
         out = subprocess.run(["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s", "--latency", "-s",
                               str(lua), url], capture_output=True, text=True, check=True).stdout
@@ -141,6 +151,7 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--batch", type=int, default=0, metavar="N", help="post N-event batches (metrics-ops only)")
     ap.add_argument("--also", action="append", default=[], metavar="LABEL=PYTHON",
                     help="another metrics-ops install to measure in the same rounds (e.g. before=venv/bin/python)")
     args = ap.parse_args()
@@ -154,10 +165,12 @@ def main() -> None:
         raise SystemExit("the baseline needs fastapi and uvicorn: pip install -e '.[bench]'") from None
     root = Path(tempfile.mkdtemp(prefix="metrics-ops-serve-bench-"))
     plain, counting = root / "post.lua", root / "count.lua"
-    plain.write_text(PLAIN_LUA)
-    counting.write_text(LUA)
-    rounds = {"metrics-ops serve": [], **{kind: [] for kind in args.also},
-              "baseline (FastAPI + uvicorn, 1 worker)": []}
+    body = batch_body(args.batch) if args.batch else BODY
+    plain.write_text(PLAIN_LUA.replace("{body}", body))
+    counting.write_text(LUA.replace("{body}", body))
+    rounds = {"metrics-ops serve": [], **{kind: [] for kind in args.also}}
+    if not args.batch:
+        rounds["baseline (FastAPI + uvicorn, 1 worker)"] = []
     verify = {}
     try:
         for _ in range(args.rounds):
@@ -165,6 +178,8 @@ def main() -> None:
                 rounds[kind].append(run_one(kind, root, plain, args))
         for kind in rounds:
             verify[kind] = run_one(kind, root, counting, args)
+        if args.batch:
+            return batch_summary(rounds, verify, args)
         ceiling = max((run_one(CEILING, root, plain, args) for _ in range(args.rounds)), key=lambda r: r["rps"])
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -190,6 +205,28 @@ def main() -> None:
           f"lost events in the verification rounds: {summary['lost_events']}")
     for kind, ratio in summary["ratio_to"].items():
         print(f"metrics-ops serve / {kind}: {ratio}x")
+
+
+def batch_summary(rounds: dict, verify: dict, args) -> None:
+    n = args.batch
+    best = {kind: max(rs, key=lambda r: r["rps"]) for kind, rs in rounds.items()}
+    ours = best["metrics-ops serve"]
+    summary = {"rounds": rounds, "best": best, "verify": verify, "batch": n,
+               "ratio_to": {kind: round(ours["rps"] / best[kind]["rps"], 3) for kind in args.also},
+               "lost_events": sum(v["lost"] for v in verify.values())}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    print(f"| server ({n}-event batches, wrk -t1 -c{args.connections} -d{args.duration}s, best of {args.rounds}) "
+          "| req/s | events/s | p50 | p99 | verification round: stored events | lines on disk | lost |")
+    print("|---|---|---|---|---|---|---|---|")
+    for kind, r in best.items():
+        v = verify[kind]
+        print(f"| {kind} | {r['rps']:,.0f} | {r['rps'] * n:,.0f} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | "
+              f"{v['stored_responses']:,} | {v['lines_on_disk']:,} | {v['lost']} |")
+    print(f"\nlost events in the verification rounds: {summary['lost_events']}")
+    for kind, ratio in summary["ratio_to"].items():
+        print(f"metrics-ops serve / {kind}: {ratio}x events/s")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from metrics_ops.archive import replace_atomically
 from metrics_ops.changes import record_change
 from metrics_ops.layout import FORGET_SUFFIX, Listing, StoreError, open_regular, parse_name, temp_name
 from metrics_ops.objectstore import ArchiveError, PreconditionFailed, day_prefix, file_digest
-from metrics_ops.offsite import Archive, State
+from metrics_ops.offsite import Archive, State, damage, drop_record, recorded_names
 
 #: the actions of the archive step, by state
 _KINDS = {State.NEW: "upload", State.ADOPT: "record", State.CHANGED: "reupload", State.FORGOTTEN: "restore"}
@@ -55,6 +55,10 @@ def plan_archive(store, listing: Listing, today: date, archive: Archive, result,
             kind = _KINDS[state.state]
             detail = state.why if state.state == State.NEW and state.record is not None else _DETAILS[kind]
             actions.append(action(kind, f.name, bytes_before=state.size, detail=detail, target=state.key))
+    present = {f.name for f in listing.files}
+    actions += [action("drop-record", name, detail="its local file is gone (deleted by hand?): its record goes, so "
+                       "that a later file of this name is never taken for it and uploaded over its object")
+                for name in recorded_names(store.dir) if name not in present]
     if archive.unreachable is None:
         actions += _plan_retention(archive, today, action)
     if archive.unreachable is not None:
@@ -75,7 +79,7 @@ def _plan_retention(archive: Archive, today: date, action) -> list:
                 out.append(action("drop-object", obj.key, bytes_before=obj.size,
                                   detail=f"{age} days old: archive_retention {archive.retention}"))
     except ArchiveError as exc:
-        archive.unreachable = str(exc)
+        archive.failed(exc)
     return out
 
 
@@ -88,6 +92,10 @@ def upload(run, a, threads: int) -> None:
     if (sha256, size) != (state.sha256, state.size):
         raise ArchiveError(f"{a.file} changed while the pass ran; the next pass archives it")
     if_match = state.record.etag if a.kind == "reupload" else None
+    if if_match is not None and (why := damage(path)):
+        raise ArchiveError(f"{a.file} is damaged since its upload ({why}): not uploaded over its object "
+                           f"s3://{archive.location.bucket}/{state.key}, the good copy, and kept; restore the file "
+                           "from the object, or delete the file")
     try:
         info = archive.bucket.put_file(state.key, path, sha256=sha256, size=size, if_match=if_match,
                                        if_none_match=if_match is None)
@@ -159,10 +167,17 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+def forget_record(run, a, threads: int) -> None:
+    """The record of a local file that is gone (a.file): dropped."""
+    drop_record(run.store.dir, a.file)
+    a.bytes_after = 0
+
+
 def drop_object(run, a, threads: int) -> None:
     """archive retention: delete one of this host's objects (a.file is its key)."""
     run.archive.bucket.delete(a.file)
     a.bytes_after = 0
 
 
-HANDLERS = {"upload": upload, "reupload": upload, "record": record, "restore": restore, "drop-object": drop_object}
+HANDLERS = {"upload": upload, "reupload": upload, "record": record, "restore": restore, "drop-object": drop_object,
+            "drop-record": forget_record}

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from metrics_ops.archive import LineFilter
 from metrics_ops.lines import MAX_LINE_TEXT, inflated, raw, stream_blocks
 from metrics_ops.objectstore import (
+    FORGOTTEN_CHAIN,
     META_FORGOTTEN_FROM,
     ArchiveError,
     Bucket,
@@ -202,19 +203,20 @@ class _Job:
         head = self.bucket.head(key)
         if record is None or head is None or not record.same_object(head):
             return False
-        self._upload_local(key, name, head.etag, head.sha256, head.size, outcome)
+        self._upload_local(key, name, head.etag, head.sha256, head.size, outcome, head.forgotten_from)
         return True
 
     def _upload_local(self, key: str, name: str, etag: str, old_sha256: str, old_size: int,
-                      outcome: ObjectErasure) -> None:
+                      outcome: ObjectErasure, earlier: str | None) -> None:
         """The rewritten local file over its object (If-Match ``etag``), verified, and the archive record."""
         from metrics_ops.offsite import write_record
 
         path = self.store.dir / name
         sha256, size = file_digest(path)
+        chain = _chain(old_sha256, earlier)
         new = self.bucket.put_file(key, path, sha256=sha256, size=size, if_match=etag,
-                                   extra_metadata={META_FORGOTTEN_FROM: old_sha256})
-        _verify(new, old_sha256, key)
+                                   extra_metadata={META_FORGOTTEN_FROM: chain})
+        _verify(new, chain, key)
         try:
             write_record(self.store, name, new)
         except OSError as exc:
@@ -248,18 +250,29 @@ class _Job:
                                    "second time")
             if self.between is not None:
                 self.between(key)
+            earlier = self._earlier(key, etag)
             if (outcome.host == self.host_id and name in self.rewritten_local
                     and content == _content_digest(self.store.dir / name)):
                 # this host's object holds what its rewritten local file holds (no record said so, or the
                 # object was uploaded anew): the local file's very bytes go, so that the two stay one file
-                self._upload_local(key, name, etag, old, source.size, outcome)
+                self._upload_local(key, name, etag, old, source.size, outcome, earlier)
                 return True
             sha256, size = file_digest(path)
+            chain = _chain(old, earlier)
             new = self.bucket.put_file(key, path, sha256=sha256, size=size, if_match=etag,
-                                       extra_metadata={META_FORGOTTEN_FROM: old})
-        _verify(new, old, key)
+                                       extra_metadata={META_FORGOTTEN_FROM: chain})
+        _verify(new, chain, key)
         outcome.bytes_after, outcome.forgotten_from = size, old
         return True
+
+    def _earlier(self, key: str, etag: str) -> str | None:
+        """The ``forgotten-from`` of the version read (ETag ``etag``): an earlier forget's, carried on."""
+        head = self.bucket.head(key)
+        if head is None:
+            raise ObjectMissing(f"archive s3://{self.bucket.location.bucket}/{key}: gone since it was read")
+        if head.etag != etag:
+            raise PreconditionFailed(f"archive s3://{self.bucket.location.bucket}/{key}: changed since it was read")
+        return head.forgotten_from
 
     def _read(self, key: str, name: str, etag: str, out: str | None = None) -> tuple[LineFilter, _Hashing, bytes]:
         """Stream the object (this ETag only) through the local forget's filter; into ``out`` when given. Also
@@ -311,10 +324,18 @@ def _content_digest(path) -> bytes | None:
         os.close(fd)
 
 
-def _verify(new: ObjectInfo, old_sha256: str, key: str) -> None:
-    if new.forgotten_from != old_sha256:
+def _chain(old_sha256: str, earlier: str | None) -> str:
+    """``forgotten-from`` of a rewrite: the replaced version's sha256, then the versions that one was made from
+    (newest first, at most FORGOTTEN_CHAIN): a host whose pass has not run since several forgets still finds
+    the version it uploaded there, and replaces its local copy."""
+    shas = [old_sha256] + [s for s in (earlier or "").split() if s != old_sha256]
+    return " ".join(shas[:FORGOTTEN_CHAIN])
+
+
+def _verify(new: ObjectInfo, want: str, key: str) -> None:
+    if new.forgotten_from != want:
         raise ArchiveError(f"archive {key}: the rewrite did not verify: forgotten-from is {new.forgotten_from}, "
-                           f"want {old_sha256}")
+                           f"want {want}")
 
 
 def _tail(exc: ArchiveError, key: str) -> str:

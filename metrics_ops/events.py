@@ -39,7 +39,7 @@ MAX_DEPTH = 4  # metadata itself is depth 1
 MAX_ITEMS = 50  # keys and list items in metadata, all levels together
 MAX_STRING = 1024  # bytes of UTF-8, keys and values
 MAX_SAFE_INT = 2**53  # integers beyond this lose precision in browsers and most JSON readers
-_TIMESTAMP_MS = (946684800000, 4102444800000)  # 2000-01-01 .. 2100-01-01, as epoch milliseconds
+TIMESTAMP_MS = (946684800000, 4102444800000)  # 2000-01-01 .. 2100-01-01, as epoch milliseconds
 #: the smallest sampling rate accepted anywhere (the event's sample_rate, METRICS_SAMPLE_RATE(S) when not 0): a line
 #: then stands for at most 1 / MIN_RATE^2 events. 5e-324 would make the weight infinite; 1e-300 overflows sums.
 MIN_RATE = 1e-6
@@ -59,6 +59,8 @@ class Problem(Exception):
         self.status = status
         self.code = code
         self.message = message
+        if field is not None and not field.isascii():  # a key with a lone surrogate: named as \ud800, not a 500
+            field = field.encode("utf-8", "backslashreplace").decode("utf-8")
         self.field = field
 
     def to_dict(self) -> dict:
@@ -187,7 +189,7 @@ def _sub(field: str, key: str | int) -> str:
     return f"{field}.{key[:64]}" if type(key) is str else f"{field}[{key}]"
 
 
-def _check_timestamp(value: Any, field: str) -> str:
+def check_timestamp(value: Any, field: str) -> str:
     """A valid client timestamp -> the same instant as ISO-8601 UTC with microseconds (``ts``)."""
     if isinstance(value, str):
         if len(value) > 40:
@@ -204,7 +206,8 @@ def _check_timestamp(value: Any, field: str) -> str:
             raise Problem(422, "bad_timestamp", "timestamp outside the years 2000-2099", field)
         micro = when.microsecond
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        if not (math.isfinite(value) and _TIMESTAMP_MS[0] <= value < _TIMESTAMP_MS[1]):
+        # (an integer is finite: math.isfinite would raise OverflowError on one beyond a double)
+        if not ((type(value) is int or math.isfinite(value)) and TIMESTAMP_MS[0] <= value < TIMESTAMP_MS[1]):
             raise Problem(422, "bad_timestamp", "epoch milliseconds outside the years 2000-2099", field)
         seconds, micro = divmod(round(value * 1000), 1_000_000)
         when = datetime.fromtimestamp(seconds, UTC)
@@ -234,7 +237,7 @@ def validate_event(obj: Any, prefix: str = "", keep_query: bool = False) -> dict
     out = {"visitor_id": visitor, "event": event}
     timestamp = obj.get("timestamp")
     if timestamp is not None:
-        ts = _check_timestamp(timestamp, prefix + "timestamp")
+        ts = check_timestamp(timestamp, prefix + "timestamp")
         out["timestamp"] = timestamp
         out["ts"] = ts
     rate = obj.get("sample_rate")

@@ -25,6 +25,8 @@ BOTO3_MISSING = "archive_url is set but boto3 is not installed: pip install 'met
 META_SHA256, META_SIZE = "sha256", "size"
 #: metadata of an object rewritten by forget: the sha256 of the version it replaced (x-amz-meta-forgotten-from)
 META_FORGOTTEN_FROM = "forgotten-from"
+#: how many replaced versions ``forgotten-from`` lists (newest first): 8 forgets between two passes of a host
+FORGOTTEN_CHAIN = 8
 #: bounded waiting: an unreachable endpoint fails after ATTEMPTS tries of CONNECT_TIMEOUT seconds at most
 CONNECT_TIMEOUT, READ_TIMEOUT, ATTEMPTS = 3, 60, 3
 
@@ -40,6 +42,10 @@ class ArchiveError(Exception):
 
 class PreconditionFailed(ArchiveError):
     """A conditional write (If-Match / If-None-Match) did not hold: HTTP 412."""
+
+
+class ClockSkewed(ArchiveError):
+    """The server refused the request's signed time (RequestTimeTooSkewed): this host's clock is wrong."""
 
 
 class ObjectMissing(ArchiveError):
@@ -164,6 +170,12 @@ class ObjectInfo:
         """Is this our intact upload of a file with this digest and size?"""
         return self.size == size and self.recorded_size == size and self.sha256 == sha256
 
+    def forgotten(self, sha256: str) -> bool:
+        """Did forget make this object out of the version with ``sha256`` (or out of one made from it)?
+        ``forgotten-from`` lists the sha256 of each version forget replaced, newest first (several forgets may
+        come before a host's next pass looks)."""
+        return sha256 in (self.forgotten_from or "").split()
+
 
 def file_digest(path: str | Path) -> tuple[str, int]:
     """(sha256 hex, size) of a file, streamed."""
@@ -181,8 +193,14 @@ def _boto3():
     return boto3, botocore.config
 
 
+#: the user-info of a URL in a message (``http://user:secret@host``): never shown
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s\"'@]*@")
+
+
 def _one_line(text: str, limit: int = 300) -> str:
-    line = " ".join(str(text).split())
+    """A client's message in one line, at most ``limit`` characters, without any URL's user-info (an
+    AWS_ENDPOINT_URL such as http://user:secret@host shows as http://***@host)."""
+    line = _USERINFO.sub(r"\1***@", " ".join(str(text).split()))
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
@@ -217,7 +235,8 @@ class Bucket:
             code = error.get("Code") or str(status)
             detail = f"{code} (HTTP {status})" + (f": {_one_line(error['Message'])}" if error.get("Message") else "")
             kind = (PreconditionFailed if status == 412 or code == "PreconditionFailed"
-                    else ObjectMissing if code == "NoSuchKey" else ArchiveError)
+                    else ObjectMissing if code == "NoSuchKey"
+                    else ClockSkewed if code == "RequestTimeTooSkewed" else ArchiveError)
             return kind(f"archive {where}: {what} failed: {detail}")
         return ArchiveError(f"archive {where}: {what} failed: {_one_line(exc)}")
 

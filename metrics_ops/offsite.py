@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 from dataclasses import asdict, dataclass
 from datetime import date
@@ -18,9 +19,22 @@ from enum import StrEnum
 from pathlib import Path
 
 from metrics_ops.layout import ARCHIVED_DIR, DataFile, fsync_dir, parse_name
-from metrics_ops.objectstore import ArchiveError, Boto3Missing, Bucket, Location, ObjectInfo, file_digest, object_key
+from metrics_ops.objectstore import (
+    ArchiveError,
+    Boto3Missing,
+    Bucket,
+    ClockSkewed,
+    Location,
+    ObjectInfo,
+    file_digest,
+    object_key,
+)
 
 _RECORD_SUFFIX = ".json"
+#: seconds status waits for a reply of the bucket (a pass waits objectstore.READ_TIMEOUT, 3 times)
+QUICK_READ_TIMEOUT = 10
+#: a record is a few hundred bytes; anything larger is not one of ours
+_RECORD_MAX = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -64,9 +78,18 @@ def read_record(store, name: str) -> Record | None:
     the next archive step looks at the object again)."""
     path = _record_path(store, name)
     try:
-        raw = json.loads(path.read_bytes())
+        # never through a symlink, never a FIFO or a device (a record is a small regular file we wrote)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > _RECORD_MAX:
+                return None
+            data = os.read(fd, _RECORD_MAX + 1)
+        finally:
+            os.close(fd)
+        raw = json.loads(data)
         return Record(str(raw["key"]), str(raw["sha256"]), int(raw["size"]), str(raw["etag"]), float(raw["time"]))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
@@ -112,6 +135,26 @@ def recorded_names(store) -> list[str]:
                   if n.endswith(_RECORD_SUFFIX) and not n.startswith(".") and parse_name(n[: -len(_RECORD_SUFFIX)]))
 
 
+def damage(path: Path) -> str | None:
+    """Why the compressed file ``path`` cannot be read whole (empty, truncated, corrupt), or None: read through
+    once, in constant memory. A file that changed since its upload is uploaded over its object only when whole:
+    a disk that damages a file must not reach the archive, its good copy."""
+    from metrics_ops.lines import inflated
+
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if os.fstat(fd).st_size == 0:
+            return "empty (0 bytes)"
+        reader = inflated(fd)
+        while True:
+            try:
+                next(reader)
+            except StopIteration as stop:
+                return stop.value
+    finally:
+        os.close(fd)
+
+
 # ----------------------------------------------------------------------------------------------- states
 class State(StrEnum):
     """Where a closed, compressed local file stands against its object (str-valued: ``--json`` prints it)."""
@@ -147,6 +190,12 @@ def judge(name: str, key: str, sha256: str, size: int, record: Record | None, ob
     """The state of local file ``name`` (``sha256``, ``size``) from its record and its object's HEAD (None: no
     object) -- contract point 4, and: an object deleted behind our back is simply uploaded again."""
     state = FileState(name, key, State.NEW, sha256, size, record, obj)
+    if record is not None and record.key != key:
+        state.state = State.CONFLICT
+        state.why = (f"conflict: archived as {record.key}, not {key} (host_id or archive_url changed?): kept and "
+                     "not uploaded again, which would count it twice; set host_id (or archive_url) back, or delete "
+                     f"its record {ARCHIVED_DIR}/{name}{_RECORD_SUFFIX} to archive it anew under the new key")
+        return state
     if obj is None:
         state.why = "not in the archive yet" if record is None else "its object is gone: uploaded again"
         return state
@@ -159,7 +208,7 @@ def judge(name: str, key: str, sha256: str, size: int, record: Record | None, ob
         state.state, state.why = State.CHANGED, "changed since its upload (a late writer, a forget)"
         return state
     was = record.sha256 if record is not None else sha256
-    if getattr(obj, "forgotten_from", None) == was and (record is None or record.matches(sha256, size)):
+    if obj.forgotten(was) and (record is None or record.matches(sha256, size)):
         state.state, state.why = State.FORGOTTEN, "forget on another host rewrote its object"
         return state
     state.state = State.CONFLICT
@@ -181,11 +230,18 @@ class Archive:
         self._bucket = bucket
         self.states: dict[str, FileState] = {}
         self.unreachable: str | None = None
+        self.skewed: str | None = None  # the bucket said this host's clock is wrong: no day's age is trusted
+        self._asked = False
 
     @classmethod
-    def from_settings(cls, settings) -> Archive | None:
+    def from_settings(cls, settings, *, quick: bool = False) -> Archive | None:
+        """``quick``: for a command that only looks (status): a bucket that does not answer within a few seconds
+        counts as unreachable at once, instead of after 3 tries of a 60 s read timeout."""
         location = settings.archive_location
-        return None if location is None else cls(location, settings.host_id, settings.archive_retention)
+        if location is None:
+            return None
+        bucket = Bucket(location, connect_timeout=3, read_timeout=QUICK_READ_TIMEOUT, attempts=1) if quick else None
+        return cls(location, settings.host_id, settings.archive_retention, bucket=bucket)
 
     @property
     def url(self) -> str:
@@ -215,12 +271,27 @@ class Archive:
             state = FileState(f.name, key, State.UNREACHABLE, sha256, size, record, why=self.unreachable)
         else:
             try:
-                state = judge(f.name, key, sha256, size, record, self.bucket.head(key))
-            except ArchiveError as exc:
-                self.unreachable = str(exc)
+                state = judge(f.name, key, sha256, size, record, self._head(key))
+            except ArchiveError:
                 state = FileState(f.name, key, State.UNREACHABLE, sha256, size, record, why=self.unreachable)
         self.states[f.name] = state
         return state
+
+    def _head(self, key: str) -> ObjectInfo | None:
+        """HEAD ``key``; the first failure is kept in :attr:`unreachable` (and :attr:`skewed` when the bucket
+        refused this host's clock) and raised."""
+        self._asked = True
+        try:
+            return self.bucket.head(key)
+        except ArchiveError as exc:
+            self.failed(exc)
+            raise
+
+    def failed(self, exc: ArchiveError) -> None:
+        """The bucket could not be asked: every file counts as not archived from now on."""
+        self.unreachable = str(exc)
+        if isinstance(exc, ClockSkewed):
+            self.skewed = str(exc)
 
     def mark(self, name: str, info: ObjectInfo, sha256: str, size: int, directory: Path) -> None:
         """``name`` is archived now as ``info``: record it."""
@@ -231,6 +302,14 @@ class Archive:
         """Why prune or the budget must keep data file ``f`` (None: it may go). Only a file whose object exists
         and matches (size and sha256) may go, or one past archive_retention (no archive keeps its day)."""
         if self.expired(f, today):
+            if not self._asked and self.unreachable is None:  # a clock years ahead makes every day look expired
+                try:
+                    self._head(self.key(f))
+                except ArchiveError:
+                    pass
+            if self.skewed is not None:
+                return (f"kept: the archive refused this host's clock ({self.skewed}): no day's age can be "
+                        "trusted; set the clock right")
             return None
         if not f.gz:
             return f"not archived: compressed and archived first ({self.url})"

@@ -44,6 +44,7 @@ class Kind(StrEnum):
     RECORD = "record"  # archive: the object holds the file's bytes already: recorded, nothing uploaded
     RESTORE = "restore"  # archive: forget on another host rewrote the object: it replaces the local file
     DROP_OBJECT = "drop-object"  # archive: an object past archive_retention (file: its key)
+    DROP_RECORD = "drop-record"  # archive: the record of a local file that is gone (deleted by hand)
 
 
 class Status(StrEnum):
@@ -192,7 +193,10 @@ def plan_prune(listing: Listing, today: date, retention: int, *, link_target: st
         actions.append(Action("prune", Kind.DELETE, f.name, detail=_old(age)))
     for name in listing.aside:  # unreadable archives set aside by gzip: kept for inspection until retention
         age = _age(aside_day(name), today)
-        if age >= retention:
+        if age >= retention and unarchived is not None and unarchived(DataFile(aside_day(name), 0, False, name)):
+            kept.append((name, f"{_old(age)}, an unreadable archive set aside by gzip: never archived (it cannot "
+                               "be read whole), so kept until archive_retention; repair it or delete it"))
+        elif age >= retention:
             actions.append(Action("prune", Kind.DELETE, name, detail=f"{_old(age)}; set aside as unreadable"))
         else:
             kept.append((name, "an unreadable archive set aside by gzip; deleted with its day"))

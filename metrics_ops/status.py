@@ -176,7 +176,7 @@ def _next_pass(store, settings, last: PassStatus | None, now: float) -> NextPass
 
     due = max(now, last.time + expected_interval(settings, last)) if last is not None else now
     plan = run_pass(store, now=due, gzip_after=settings.gzip_after, retention=settings.retention, dry_run=True,
-                    budget=Budget.from_settings(settings), archive=Archive.from_settings(settings))
+                    budget=Budget.from_settings(settings), archive=Archive.from_settings(settings, quick=True))
     nxt = NextPass(due)
     for a in plan.actions:
         if a.kind in ("gzip", "reconcile"):

@@ -138,8 +138,8 @@ class Store:
 
     # ----------------------------------------------------------------- appending
     def append(self, line: bytes, now: float | None = None) -> str:
-        """Append one complete line to the current file of the receive day (:meth:`metrics_ops.writer.Writer.append`);
-        return its name."""
+        """Append one complete line (or several, in one write: a batch) to the current file of the receive day
+        (:meth:`metrics_ops.writer.Writer.append`); return its name."""
         return self._writer.append(line, self.clock() if now is None else now)
 
     def close(self) -> None:

@@ -1,9 +1,9 @@
 """The append contract: serve's writer, the one way a line reaches a data file.
 
-One ``write()`` per line on an ``O_APPEND`` descriptor while holding ``flock(LOCK_SH)`` on that file. The lock is
-what makes compression, deletion and forget safe against a writer that picked its file a moment before midnight:
-they take the same lock exclusively, and a writer that then finds its file unlinked (``st_nlink == 0``) reopens
-the current one.
+One ``write()`` per line (per batch of complete lines on serve's batch route) on an ``O_APPEND`` descriptor while
+holding ``flock(LOCK_SH)`` on that file. The lock is what makes compression, deletion and forget safe against a
+writer that picked its file a moment before midnight: they take the same lock exclusively, and a writer that then
+finds its file unlinked (``st_nlink == 0``) reopens the current one.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ class Writer:
         return None
 
     def append(self, line: bytes, now: float) -> str:
-        """Append one complete line (ending in ``\\n``) to the current file of ``now``'s day; return its name.
+        """Append one complete line (ending in ``\\n``), or several in one write (serve's batch: all or none), to the
+        current file of ``now``'s day; return its name.
 
         The writer's contract, whatever other processes' clocks, zones and shard limits say:
 

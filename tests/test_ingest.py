@@ -395,3 +395,58 @@ def test_only_a_string_path_of_metadata_is_cut(app, data_dir):
     metadata = {"path": ["/a?b"], "nested": {"path": "/n?x"}}
     assert call(app, "POST", EVENT, json.dumps({**GOOD, "metadata": metadata})).status == 202
     assert stored_lines(data_dir)[0]["metadata"] == metadata
+
+
+@pytest.mark.parametrize("digits", ["1" + "0" * 400, "-1" + "0" * 400])
+def test_an_epoch_timestamp_beyond_a_double_is_422_not_a_crash(app, data_dir, digits):
+    """74df433 raised OverflowError here (a 500 from a server): math.isfinite of an integer beyond a double."""
+    body = '{"visitor_id":"v1","event":"e","timestamp":' + digits + '}'
+    r = call(app, "POST", EVENT, body)
+    assert r.status == 422 and r.json["error"]["code"] == "bad_timestamp"
+    assert r.json["error"]["message"] == "epoch milliseconds outside the years 2000-2099"
+    r = call(app, "POST", BATCH, f"[{body}]")
+    assert r.status == 422 and r.json["results"][0]["error"]["field"] == "[0].timestamp"
+    assert stored_lines(data_dir) == []
+
+
+BATCH_WRITE_FAILS = """
+import json, resource, signal, sys
+sys.path.insert(0, sys.argv[2])
+from wsgi_client import call
+from metrics_ops.config import load_settings
+from metrics_ops.serve import make_app
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+app = make_app(load_settings({"dir": sys.argv[1]}))
+event = {"visitor_id": "v1", "event": "page_view", "metadata": {"pad": "x" * 200}}
+call(app, "GET", "/api/metrics/snapshot")  # the state file is laid out before the limit
+resource.setrlimit(resource.RLIMIT_FSIZE, (500, 500))  # room for one line of the batch, not for two
+r = call(app, "POST", "/api/metrics/events", json.dumps([event, event]))
+print(json.dumps([r.status, r.json, call(app, "GET", "/api/metrics/snapshot").json["counters"]]))
+"""
+
+
+def test_a_batch_is_written_all_or_none(data_dir):
+    """The kept events of a batch go in one write: a write that fails stores none of them (74df433 stored the
+    first and refused the second), and leaves nothing partial."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", BATCH_WRITE_FAILS, str(data_dir), os.path.dirname(__file__)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    status, reply, counters = json.loads(r.stdout)
+    assert status == 202 and (reply["accepted"], reply["stored"]) == (2, 0)
+    assert [x["stored"] for x in reply["results"]] == [0, 0]
+    assert (counters["write_errors"], counters["received"], counters["stored"]) == (2, 2, 0)
+    assert stored_lines(data_dir) == [] and all(p.stat().st_size == 0 for p in data_dir.glob("metrics-*.jsonl"))
+
+
+def test_a_key_with_a_lone_surrogate_is_named_escaped_not_a_crash(app, data_dir):
+    """74df433 answered with a TypeError (a 500): the field naming the key could not be written as UTF-8."""
+    body = '{"visitor_id":"v1","event":"e","metadata":{"a":{"k\\ud800":1}}}'
+    r = call(app, "POST", EVENT, body)
+    assert r.status == 422 and (r.json["error"]["code"], r.json["error"]["field"]) == ("bad_string",
+                                                                                     "metadata.a.k\\ud800")
+    r = call(app, "POST", BATCH, f"[{body}]")
+    assert r.status == 422 and r.json["results"][0]["error"]["field"] == "[0].metadata.a.k\\ud800"
+    assert stored_lines(data_dir) == []

@@ -285,6 +285,5 @@ def test_a_stop_right_after_the_ready_line_ends_serve_while_a_worker_is_still_st
         for pid in children(serve.proc.pid):
             os.kill(pid, signal.SIGKILL)
     assert serve.stop() == 0, serve.lines
-    # The starting worker ended on the signal, in its sleep: it was not left to wake up, serve and be killed
-    # after the grace period (runner.STOP_GRACE, the backstop).
+    # The starting worker ended on the signal, in its sleep: it was not left to wake up and serve.
     assert not (tmp_path / "flag.woke").exists()

@@ -78,8 +78,11 @@ def _run(run, steps: tuple[str, ...], flags: dict, *, dry_run: bool, loop: bool 
         raise Failure(f"pass failed: {failure_reason(exc, '')}") from None
     render_outcome(out, result, failed=bool(health_failed))
     if steps == ("archive",) and result.ok and result.archive and result.archive["conflicts"]:
-        out.warn(f"{result.archive['conflicts']} file(s) in conflict with their object, kept (see above); exit "
-                 "status 7")
+        conflicts = [(name, why) for name, why in result.kept if why.startswith("conflict")]
+        for name, why in conflicts[:3]:  # named without -v: the operator has something to do for each
+            out.warn(f"{name}: {why}")
+        more = f" ({len(conflicts) - 3} more with -v)" if len(conflicts) > 3 else ""
+        out.warn(f"{result.archive['conflicts']} file(s) in conflict with their object, kept{more}; exit status 7")
         raise click.exceptions.Exit(ExitCode.ATTENTION)
     if any(a.step == "budget" and a.status == "done" for a in result.actions):
         out.warn("the disk budget deleted data before its retention (see the budget actions above); exit status 6")

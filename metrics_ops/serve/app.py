@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 import orjson
 
+from metrics_ops import eventschema
 from metrics_ops.client import ClientFile, answer, client_file
 from metrics_ops.diskspace import MIB, SpaceFloor
 from metrics_ops.events import Problem, encode_record, parse_body, validate_event
@@ -100,60 +101,109 @@ class Endpoint:
         self.quiet_errors = _QuietLog()
         self.floor = SpaceFloor(store.dir, int(settings.serve_min_free_mb * MIB))  # never fill the disk
         self.script, self.module = client_file("script"), client_file("module")
+        self.rate_for = sampler.rate_for
+        self.answers: dict[tuple[bool, str], bytes] = {}  # the 202 bodies of single events, by (stored, file)
 
     def count_refusal(self, problem: Problem) -> None:
         self.state.update(requests=1, **{rejected_counter(problem.code, problem.status): 1})
 
-    def keep_and_store(self, event: dict, now: float) -> tuple[bytes, bool, str, str]:
-        """-> (record, stored, file, counter)"""
-        name = event["event"]
-        record = encode_record(event, _utc_iso(now), self.sampler.rate_for(name))
-        if not self.sampler.keep(event["visitor_id"], name):
-            return record, False, self.store.current_file(now), "sampled_out"
+    def refusal_of(self, line: eventschema.Line) -> str | None:
+        """Why a valid event is not stored (the counter: sampled_out, low_space), None: store it."""
+        if not self.sampler.keep(line[0], line[1]):
+            return "sampled_out"
         if self.floor.reason() is not None:  # room stays for gzip's temp files and the pass
-            return record, False, self.store.current_file(now), "low_space"
+            return "low_space"
+        return None
+
+    def write(self, records: bytes, now: float) -> tuple[bool, str, str]:
+        """Append complete lines in one write -> (stored, file, counter)."""
         try:
-            return record, True, self.store.append(record, now), "stored"
+            return True, self.store.append(records, now), "stored"
         except (StoreError, OSError) as exc:
             self.state.note_write_error(str(exc))
             self.quiet_errors.log(str(exc))
-            return record, False, self.store.current_file(now), "write_errors"
+            return False, self.store.current_file(now), "write_errors"
 
-    def accept(self, environ) -> dict:
-        """One event: validated, sampled, stored -> the body of the 202 (a Problem for a refusal)."""
-        event = validate_event(parse_body(read_body(environ, self.max_body)), "", self.keep_query)
-        record, stored, file, counter = self.keep_and_store(event, self.clock())
-        self.state.record_event(record, stored, INDEX[counter])
-        return {"ok": True, "stored": int(stored), "file": file}
+    def keep_and_store(self, line: eventschema.Line, now: float) -> tuple[bool, str, str]:
+        """(visitor, event, stored line) -> (stored, file, counter); refusal_of spelled out: the hot path"""
+        if not self.sampler.keep(line[0], line[1]):
+            why = "sampled_out"
+        elif self.floor.reason() is not None:
+            why = "low_space"
+        else:
+            return self.write(line[2], now)
+        return False, self.store.current_file(now), why
+
+    def line_of(self, event: dict, received_at: str) -> eventschema.Line:
+        """A validated event of the reference path -> (visitor, event, stored line)."""
+        name = event["event"]
+        return event["visitor_id"], name, encode_record(event, received_at, self.rate_for(name))
+
+    def accept(self, environ) -> bytes:
+        """One event: validated, sampled, stored -> the body of the 202 (a Problem for a refusal).
+
+        The schema's fast path takes a valid body in C; any other body goes the reference way, which names
+        the refusal (and takes the valid bodies the schema leaves out): the same answers either way."""
+        body = read_body(environ, self.max_body)
+        now = self.clock()
+        received_at = _utc_iso(now)
+        line = eventschema.one(body, self.keep_query, received_at, self.rate_for)
+        if line is None:
+            line = self.line_of(validate_event(parse_body(body), "", self.keep_query), received_at)
+        stored, file, counter = self.keep_and_store(line, now)
+        self.state.record_event(line[2], stored, INDEX[counter])
+        if (answer := self.answers.get((stored, file))) is None:  # one of a few: made once
+            if len(self.answers) > 64:
+                self.answers.clear()
+            answer = self.answers[stored, file] = orjson.dumps({"ok": True, "stored": int(stored), "file": file})
+        return answer
 
     def one_event(self, environ) -> Reply:
         return Reply(202, self.accept(environ))
 
-    def batch(self, environ) -> Reply:
-        items = parse_body(read_body(environ, self.max_body))
+    def batch_lines(self, body: bytes, received_at: str) -> list[eventschema.Line | Problem]:
+        """A stored line or the refusal of each event of a batch (a Problem for the whole batch)."""
+        lines = eventschema.batch(body, self.max_batch, self.keep_query, received_at, self.rate_for)
+        if lines is not None:
+            return lines
+        items = parse_body(body)
         if not isinstance(items, list):
             raise Problem(422, "not_array", "a batch must be a JSON array of events")
         if not items:
             raise Problem(422, "empty_batch", "the batch is empty")
         if len(items) > self.max_batch:
             raise Problem(413, "batch_too_large", f"{len(items)} events in one batch; the limit is {self.max_batch}")
-        now = self.clock()
-        results, entries, counts = [], [], {"requests": 1}
+        out: list[eventschema.Line | Problem] = []
         for i, item in enumerate(items):
             try:
-                event = validate_event(item, f"[{i}].", self.keep_query)
+                out.append(self.line_of(validate_event(item, f"[{i}].", self.keep_query), received_at))
             except Problem as problem:
-                results.append({"ok": False, "error": problem.to_dict()})
+                out.append(problem)
+        return out
+
+    def batch(self, environ) -> Reply:
+        """Every event of a batch validated, sampled; the kept ones appended in one write (all or none)."""
+        body = read_body(environ, self.max_body)
+        now = self.clock()
+        lines = self.batch_lines(body, _utc_iso(now))
+        whys = [line if isinstance(line, Problem) else self.refusal_of(line) for line in lines]
+        kept = [line[2] for line, why in zip(lines, whys, strict=True) if why is None]
+        if kept:
+            wrote = self.write(b"".join(kept), now)
+        results, entries, counts = [], [], {"requests": 1}
+        for line, why in zip(lines, whys, strict=True):
+            if isinstance(why, Problem):
+                results.append({"ok": False, "error": why.to_dict()})
                 counts["rejected_invalid"] = counts.get("rejected_invalid", 0) + 1
                 continue
-            record, stored, file, counter = self.keep_and_store(event, now)
-            entries.append((record, stored))
+            stored, file, counter = wrote if why is None else (False, self.store.current_file(now), why)
+            entries.append((line[2], stored))
             counts["received"] = counts.get("received", 0) + 1
             counts[counter] = counts.get(counter, 0) + 1
             results.append({"ok": True, "stored": int(stored), "file": file})
         self.state.update(entries, **counts)
         accepted = len(entries)
-        body = {"ok": accepted > 0, "accepted": accepted, "rejected": len(items) - accepted,
+        body = {"ok": accepted > 0, "accepted": accepted, "rejected": len(lines) - accepted,
                 "stored": counts.get("stored", 0), "results": results}
         return Reply(202 if accepted else 422, body)
 
@@ -226,24 +276,26 @@ def make_app(settings, *, store: Store | None = None, state: SharedState | None 
     cross_origin = bool(settings.cors_origins)
 
     def app(environ, start_response):
-        started = time.perf_counter()
+        timed = access_log.isEnabledFor(logging.INFO)
+        started = time.perf_counter() if timed else 0.0
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "") or "/"
         if path == EVENT_PATH and method == "POST" and not (cross_origin and "HTTP_ORIGIN" in environ):
             status = 202  # the hot path: one event, no CORS in play, no Reply object
             try:
-                payload = accept(environ)
+                body = accept(environ)
             except Problem as problem:
                 count_refusal(problem)
                 status, payload = _refused(problem)[:2]
+                body = orjson.dumps(payload)
             except OSError as exc:
                 status, payload = _unavailable(exc)[:2]
-            body = orjson.dumps(payload)
+                body = orjson.dumps(payload)
             start_response(STATUS[status], [("Content-Length", str(len(body))), *_JSON_HEADERS])
         else:
             reply, headers = dispatch(environ, method, path)
             status, body = reply.status, _respond(start_response, reply, headers, method)
-        if access_log.isEnabledFor(logging.INFO):
+        if timed:
             access_log.info("%s %s %d %d %.2fms", method[:10], path[:100], status, len(body),
                             (time.perf_counter() - started) * 1e3)
         return [body]

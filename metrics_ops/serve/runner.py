@@ -32,8 +32,6 @@ class ServeError(Exception):
 
 BACKPRESSURE = 4096  # connections per worker, idle ones included (see run())
 READY_TIMEOUT = 60.0  # seconds the workers get to accept a first connection
-#: seconds a worker gets to stop after SIGTERM before serve kills it (a graceful stop takes well under one)
-STOP_GRACE = 10
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -152,9 +150,6 @@ def run(settings: Settings, on_ready: Callable[[], object] | None = None) -> Non
         backpressure=BACKPRESSURE,
         http=HTTPModes.http1,  # nginx speaks HTTP/1.1 to its upstream; skipping protocol detection is faster
         websockets=False,
-        # A backstop: a worker that has not stopped STOP_GRACE seconds after SIGTERM is killed, so serve always
-        # ends (see _stop_signals_in_starting_workers for the case that used to hang).
-        workers_kill_timeout=STOP_GRACE,
     )
     _stop_signals_in_starting_workers()
     watch = ReadyWatch(server, settings, on_ready)
