@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from metrics_ops.events import MAX_WEIGHT, MIN_RATE
 
-__all__ = ["MAX_WEIGHT", "MIN_INCLUSION", "Estimate", "Z95", "add_to_cluster", "merge_clusters"]
+__all__ = ["MAX_WEIGHT", "MIN_INCLUSION", "Estimate", "Z95", "add_to_cluster", "merge_clusters", "weight"]
 
 Z95 = 1.959964
 #: the largest weight a stored line may carry, 1 / (client_rate x server_rate), from serve's smallest accepted
@@ -84,6 +84,21 @@ class Estimate:
     def from_list(cls, values: list) -> Estimate:
         events, visitors, est, var = values
         return cls(int(events), None if visitors is None else int(visitors), float(est), float(var))
+
+
+def weight(c, s) -> tuple[float, bool] | None:
+    """A line's weight from its recorded rates (None: not recorded), and whether it counts as *unweighted*:
+    1 / (c x s) for numbers in (0, 1] (a missing one is 1); weight 1 without rates or with rates that cannot be.
+    None (a damaged line) when c x s is under :data:`MIN_INCLUSION`. The one rule of every reader
+    (:mod:`metrics_ops.tally` inlines it in its loop)."""
+    if c is None and s is None:
+        return 1.0, True
+    c = 1 if c is None else c
+    s = 1 if s is None else s
+    if type(c) in (int, float) and type(s) in (int, float) and 0 < c <= 1 and 0 < s <= 1:
+        p = c * s
+        return (1.0 / p, False) if p >= MIN_INCLUSION else None
+    return 1.0, True
 
 
 def add_to_cluster(clusters: dict[str, list], vid: str, z: float, n: int) -> None:

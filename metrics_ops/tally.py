@@ -34,7 +34,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from metrics_ops import lineshape
-from metrics_ops.estimate import MIN_INCLUSION, Estimate, add_to_cluster
+from metrics_ops.estimate import MIN_INCLUSION, Estimate, add_to_cluster, weight
 from metrics_ops.reading import MAX_LINE_TEXT, Problem, Shard, read_day
 from metrics_ops.testrun import MARK
 
@@ -114,8 +114,10 @@ def tally_day(directory: Path, day: date, day_shards: list[Shard], groupings: li
 
     The loop is the cost of a cold report (about 3M lines a month). A block of lines of serve's own shape is
     taken apart by one regular expression and counted by a Counter, both in C (:mod:`metrics_ops.lineshape`);
-    any other block is parsed with orjson line by line. The cyclic garbage collector is paused meanwhile
-    (millions of small live lists made it rescan them again and again: 2x the time)."""
+    any other block is decoded by msgspec a run of lines at a time (:mod:`metrics_ops.records`,
+    :mod:`metrics_ops.recordcount`), and what msgspec might read otherwise is parsed with orjson line by line.
+    The cyclic garbage collector is paused meanwhile (millions of small live lists made it rescan them again
+    and again: 2x the time)."""
     import gc
 
     tally = DayTally(day, {g: {} for g in groupings})
@@ -125,19 +127,43 @@ def tally_day(directory: Path, day: date, day_shards: list[Shard], groupings: li
     needs_path = any("path" in g for g in groupings)
     # hours and paths: about as many distinct entries as lines, where counting them first gains nothing (measured)
     shaped = _Shaped(event) if not (needs_hour or needs_path or fold) else None
+    decoded = None
     estimated: set[tuple[str, ...]] = set()
     enabled = gc.isenabled()
     gc.disable()
     try:
-        for block in read_day(directory, day_shards, tally.problems, tally.long_lines):
-            cols = lineshape.columns(block) if shaped is not None else None
-            if cols is None or not shaped.count(cols, tally):
-                if shaped is not None:
-                    shaped.whole = False
+        missed = 0  # blocks the shortcut refused: after two, it is tried on one block in 16 (a day of other lines)
+        tried = refused = 0  # blocks decoded, and of them those with lines msgspec refused (damaged lines)
+        for at, block in enumerate(read_day(directory, day_shards, tally.problems, tally.long_lines)):
+            try_shape = shaped is not None and (missed < 2 or at % 16 == 0)
+            cols = lineshape.columns(block) if try_shape else None
+            if cols is not None and shaped.count(cols, tally):
+                continue
+            missed += try_shape
+            if shaped is None or refused > 2 and 2 * refused > tried:  # damage everywhere: the reference is quicker
                 _count_block(block, tally, targets, event, hours, needs_hour, needs_path, fold)
+                continue
+            shaped.whole, tried, hit = False, tried + 1, False
+            if decoded is None:  # msgspec is imported only here: a report from rollups never needs it (start-up)
+                from metrics_ops.recordcount import DecodedCounter
+                from metrics_ops.records import runs
+                decoded = DecodedCounter(event)
+            for found, received, text in runs(block):
+                if found is None:
+                    _count_block(text, tally, targets, event, hours, needs_hour, needs_path, fold)
+                    hit = True
+                elif received is None or _usual(received):
+                    tally.lines += len(found)
+                    decoded.count(found)
+                else:
+                    _count_edges(decoded.counts, found, received, tally, hours)
+            refused += hit
         tally.add_damage(TOO_LONG, sum(tally.long_lines.values()))
+        if decoded is not None:  # before the shortcut's counts are folded in: its Estimates need empty cells
+            estimated, too_rare = decoded.finish(tally, estimates and not shaped.counts)
+            tally.add_damage(TOO_RARE, too_rare)
         if shaped is not None:
-            estimated = shaped.finish(tally, estimates)
+            estimated |= shaped.finish(tally, estimates)
     finally:
         if enabled:
             gc.enable()
@@ -149,18 +175,22 @@ def tally_day(directory: Path, day: date, day_shards: list[Shard], groupings: li
     return tally
 
 
-def weight(c, s) -> tuple[float, bool] | None:
-    """A line's weight from its recorded rates (None: not recorded), and whether it counts as *unweighted*:
-    1 / (c x s) for numbers in (0, 1] (a missing one is 1); weight 1 without rates or with rates that cannot be.
-    None (a damaged line) when c x s is under :data:`metrics_ops.estimate.MIN_INCLUSION`."""
-    if c is None and s is None:
-        return 1.0, True
-    c = 1 if c is None else c
-    s = 1 if s is None else s
-    if type(c) in _NUMBER and type(s) in _NUMBER and 0 < c <= 1 and 0 < s <= 1:
-        p = c * s
-        return (1.0 / p, False) if p >= MIN_INCLUSION else None
-    return 1.0, True
+def _usual(received: list) -> bool:
+    """Whether every received_at of a decoded run is a string in [0002, 9999): each has an hour in any zone."""
+    try:
+        return min(received) >= _SAFE_FROM and max(received) < _SAFE_UNTIL
+    except TypeError:  # not all strings
+        return False
+
+
+def _count_edges(counts: Counter, records: list, received: list, tally: DayTally, hours: _Hours) -> None:
+    """A decoded run with a received_at that may have no hour in the zone, record by record (as the reference)."""
+    tally.lines += len(records)
+    for record, when in zip(records, received, strict=True):
+        if type(when) is str and not _SAFE_FROM <= when < _SAFE_UNTIL and hours(when) is None:
+            tally.add_damage(NO_SUCH_HOUR if weight(record.client_rate, record.server_rate) else TOO_RARE, 1)
+        else:
+            counts[record] += 1
 
 
 class _Shaped:
