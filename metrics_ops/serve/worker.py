@@ -61,14 +61,17 @@ STOP_GRACE = 10.0
 
 
 def guard_stop_signals() -> None:
-    """A worker always ends within STOP_GRACE seconds of a stop signal.
+    """A stop signal always reaches a worker's main thread, and the worker ends within STOP_GRACE seconds of it.
 
-    granian's worker installs its signal handler, then registers the callback that ends its main loop: a signal
-    that falls between the two stops the server core but never the loop, and the worker (and serve, waiting for
-    it) hung; seen about once in 30 stops sent right after the ready line. Wrapped here, before granian's worker
-    calls it: once a stop signal has come, a watchdog thread ends the worker STOP_GRACE seconds later if the
-    graceful stop has not (it takes milliseconds). The signals are blocked while the handlers are replaced, so
-    none falls between granian's handler and this one."""
+    granian's worker waits for its stop in the main thread, in a lock wait with no timeout, and its signal handler
+    (Python's, so the main thread runs it) is what ends that wait. The kernel may deliver a process's SIGTERM to
+    any of its threads, one of granian's Rust threads included: the handler was then due but the main thread
+    never woke to run it, and the worker (and serve, waiting for it) hung; seen about once in 100 stops under
+    load. So the signals also wake a watch thread (Python's wakeup fd), which pokes the main thread with a
+    signal of its own (SIGWINCH, handled by doing nothing): the main thread wakes, and runs the due handler.
+    And once a stop signal has been handled, a second watchdog ends the worker STOP_GRACE seconds later if the
+    graceful stop has not (it takes milliseconds). Installed around granian's own ``set_sync_signals``, before
+    its worker calls it; the stop signals are blocked meanwhile, so none falls between two handlers."""
     try:
         import granian._signals as signals
     except ImportError:
@@ -79,6 +82,7 @@ def guard_stop_signals() -> None:
     import threading
 
     started = threading.Lock()
+    stops = {signal.SIGTERM, signal.SIGINT}
 
     def exit_after_grace() -> None:
         if started.acquire(blocking=False):
@@ -88,8 +92,21 @@ def guard_stop_signals() -> None:
 
             threading.Thread(target=watch, name="metrics-ops-stop-grace", daemon=True).start()
 
+    def wake_main_on_stop(read_fd: int, main: int) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # this thread never takes a stop signal itself
+        while True:
+            try:
+                got = os.read(read_fd, 64)
+            except InterruptedError:
+                continue
+            except OSError:
+                return
+            if not got:
+                return
+            if any(b in (signal.SIGTERM, signal.SIGINT) for b in got):
+                signal.pthread_kill(main, signal.SIGWINCH)
+
     def set_sync_signals(*args, **kwargs):
-        stops = {signal.SIGTERM, signal.SIGINT}
         signal.pthread_sigmask(signal.SIG_BLOCK, stops)
         try:
             event = original(*args, **kwargs)
@@ -102,6 +119,12 @@ def guard_stop_signals() -> None:
                         inner(signum, frame)
 
                 signal.signal(sig, handler)
+            signal.signal(signal.SIGWINCH, lambda signum, frame: None)
+            read_fd, write_fd = os.pipe()
+            os.set_blocking(write_fd, False)
+            signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+            threading.Thread(target=wake_main_on_stop, args=(read_fd, threading.get_ident()),
+                             name="metrics-ops-stop-wake", daemon=True).start()
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
         return event
