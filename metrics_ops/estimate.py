@@ -115,3 +115,19 @@ def merge_clusters(into: dict[str, list], part: dict[str, list]) -> None:
     """Add ``part``'s visitor clusters to ``into`` (the same visitor in both: one cluster)."""
     for vid, (z, n) in part.items():
         add_to_cluster(into, vid, z, n)
+
+
+def add_spread(parts: dict, spread, weights) -> None:
+    """Add to ``parts`` (event -> Estimate) a day's visitors grouped as ``spread``: (event, weight kind, n) -> m,
+    m visitors who each sent n events of that event at weight ``weights[kind]``; variances floored at 0."""
+    for (ev, kind, n), m in spread.items():
+        z = n * weights[kind]  # m visitors, each with n events at this weight
+        part = parts.get(ev)
+        if part is None:
+            parts[ev] = part = Estimate(0, 0, 0.0, 0.0)
+        part.visitors += m
+        part.events += n * m
+        part.estimate += z * m
+        part.variance += z * (z - n) * m
+    for part in parts.values():
+        part.variance = max(0.0, part.variance)

@@ -12,7 +12,7 @@ from collections import Counter
 from itertools import compress
 from operator import attrgetter, not_
 
-from metrics_ops.estimate import Estimate, add_to_cluster, weight
+from metrics_ops.estimate import Estimate, add_spread, add_to_cluster, weight
 
 
 class DecodedCounter:
@@ -102,15 +102,5 @@ def _estimate_records(counts: Counter, kinds: list[int], cells: dict, weights: l
         alone = list(map(not_, shared))
         records, ns, kinds = list(compress(counts, alone)), list(compress(ns, alone)), list(compress(kinds, alone))
     spread = Counter(zip(map(_EVENT, records), kinds, ns, strict=True))
-    for (ev, kind, n), m in spread.items():
-        z = n * weights[kind]  # m visitors, each with n events at this weight
-        part = parts.get(ev)
-        if part is None:
-            parts[ev] = part = Estimate(0, 0, 0.0, 0.0)
-        part.visitors += m
-        part.events += n * m
-        part.estimate += z * m
-        part.variance += z * (z - n) * m
-    for ev, part in parts.items():
-        part.variance = max(0.0, part.variance)
-        cells[ev] = part
+    add_spread(parts, spread, weights)
+    cells.update(parts)

@@ -34,7 +34,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from metrics_ops import lineshape
-from metrics_ops.estimate import MIN_INCLUSION, Estimate, add_to_cluster, weight
+from metrics_ops.estimate import MIN_INCLUSION, Estimate, add_spread, add_to_cluster, weight
 from metrics_ops.reading import MAX_LINE_TEXT, Problem, Shard, read_day
 from metrics_ops.testrun import MARK
 
@@ -297,18 +297,8 @@ def _estimate_events(counts: Counter, cells: dict, weights: list[float]) -> bool
             len(set(map(itemgetter(0), counts))) != len(counts):
         return False  # an event with two weights, and a visitor with both
     parts: dict[bytes, Estimate] = {}
-    for (ev, kind, n), m in spread.items():
-        z = n * weights[kind]  # m visitors, each with n events at this weight
-        part = parts.get(ev)
-        if part is None:
-            parts[ev] = part = Estimate(0, 0, 0.0, 0.0)
-        part.visitors += m
-        part.events += n * m
-        part.estimate += z * m
-        part.variance += z * (z - n) * m
-    for ev, part in parts.items():
-        part.variance = max(0.0, part.variance)
-        cells[ev.decode()] = part
+    add_spread(parts, spread, weights)
+    cells.update((ev.decode(), part) for ev, part in parts.items())
     return True
 
 
