@@ -17,6 +17,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #define MAX_DEPTH 64
 #define MAX_DIGITS 18
@@ -55,7 +58,7 @@ typedef struct {
     size_t arena_len, arena_cap;
     Entry *entries;
     size_t n_entries, cap_entries;
-    uint32_t *index; /* open addressing: entry index + 1, 0 empty */
+    uint64_t *index; /* open addressing: (high half of the hash << 32) | (entry index + 1); 0 empty */
     size_t index_cap;
     Slot *extra;
     size_t n_extra, cap_extra;
@@ -73,11 +76,20 @@ typedef struct {
 } CounterObject;
 
 static uint64_t hash_bytes(const char *p, size_t n, uint64_t h) {
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 1099511628211ULL;
+    const uint64_t m = 0x9E3779B97F4A7C15ULL;
+    h ^= n * m;
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ w) * m;
+        h ^= h >> 29;
+        p += 8;
+        n -= 8;
     }
-    return h;
+    uint64_t w = 0;
+    memcpy(&w, p, n);
+    h = (h ^ w) * m;
+    return h ^ (h >> 32);
 }
 
 static int grow(void **buf, size_t *cap, size_t need, size_t item) {
@@ -148,16 +160,17 @@ static long pair_id(CounterObject *self, int c_has, double c, int s_has, double 
 
 static int rehash(CounterObject *self) {
     size_t cap = self->index_cap ? self->index_cap * 2 : 1024;
-    uint32_t *index = calloc(cap, sizeof(uint32_t));
+    uint64_t *index = calloc(cap, sizeof(uint64_t));
     if (index == NULL) {
         PyErr_NoMemory();
         return -1;
     }
     for (size_t i = 0; i < self->n_entries; i++) {
-        size_t at = self->entries[i].hash & (cap - 1);
+        uint64_t h = self->entries[i].hash;
+        size_t at = h & (cap - 1);
         while (index[at])
             at = (at + 1) & (cap - 1);
-        index[at] = (uint32_t)(i + 1);
+        index[at] = (h & 0xFFFFFFFF00000000ULL) | (uint64_t)(i + 1);
     }
     free(self->index);
     self->index = index;
@@ -165,40 +178,47 @@ static int rehash(CounterObject *self) {
     return 0;
 }
 
+static int add_slot(CounterObject *self, size_t entry, uint32_t pair) {
+    Entry *e = &self->entries[entry];
+    int32_t *link = &e->first.next;
+    while (*link >= 0) {
+        Slot *s = &self->extra[*link];
+        if (s->pair == pair) {
+            s->n++;
+            return 0;
+        }
+        link = &s->next;
+    }
+    if (grow((void **)&self->extra, &self->cap_extra, self->n_extra + 1, sizeof(Slot)) < 0)
+        return -1;
+    self->extra[self->n_extra] = (Slot){pair, 1, -1};
+    link = &e->first.next; /* it may have pointed into the old array */
+    while (*link >= 0)
+        link = &self->extra[*link].next;
+    *link = (int32_t)self->n_extra++;
+    return 0;
+}
+
 static int add_line(CounterObject *self, const char *vid, size_t vlen, uint32_t ev, uint32_t pair) {
     if ((self->n_entries + 1) * 2 > self->index_cap && rehash(self) < 0)
         return -1;
     uint64_t h = hash_bytes(vid, vlen, 14695981039346656037ULL ^ ((uint64_t)ev * 0x9E3779B97F4A7C15ULL));
+    uint64_t tag = h & 0xFFFFFFFF00000000ULL;
     size_t mask = self->index_cap - 1, at = h & mask;
     for (;;) {
-        uint32_t slot = self->index[at];
+        uint64_t slot = self->index[at];
         if (slot == 0)
             break;
-        Entry *e = &self->entries[slot - 1];
-        if (e->hash == h && e->event == ev && e->vlen == vlen && memcmp(self->arena + e->key, vid, vlen) == 0) {
-            if (e->first.pair == pair) {
-                e->first.n++;
-                return 0;
-            }
-            int32_t *link = &e->first.next;
-            while (*link >= 0) {
-                Slot *s = &self->extra[*link];
-                if (s->pair == pair) {
-                    s->n++;
+        if ((slot & 0xFFFFFFFF00000000ULL) == tag) {
+            size_t i = (size_t)(slot & 0xFFFFFFFFULL) - 1;
+            Entry *e = &self->entries[i];
+            if (e->hash == h && e->event == ev && e->vlen == vlen && memcmp(self->arena + e->key, vid, vlen) == 0) {
+                if (e->first.pair == pair) {
+                    e->first.n++;
                     return 0;
                 }
-                link = &s->next;
+                return add_slot(self, i, pair);
             }
-            if (grow((void **)&self->extra, &self->cap_extra, self->n_extra + 1, sizeof(Slot)) < 0)
-                return -1;
-            e = &self->entries[slot - 1];
-            self->extra[self->n_extra] = (Slot){pair, 1, -1};
-            /* link may point into the old extra array: find the end again */
-            link = &e->first.next;
-            while (*link >= 0)
-                link = &self->extra[*link].next;
-            *link = (int32_t)self->n_extra++;
-            return 0;
         }
         at = (at + 1) & mask;
     }
@@ -208,7 +228,7 @@ static int add_line(CounterObject *self, const char *vid, size_t vlen, uint32_t 
     if (key == (size_t)-1)
         return -1;
     self->entries[self->n_entries] = (Entry){h, key, (uint32_t)vlen, ev, {pair, 1, -1}};
-    self->index[at] = (uint32_t)(++self->n_entries);
+    self->index[at] = tag | (uint64_t)(++self->n_entries);
     return 0;
 }
 
@@ -229,6 +249,21 @@ static int string(Cursor *c, const char **s, size_t *n) {
     const unsigned char *p = (const unsigned char *)c->p + 1, *end = (const unsigned char *)c->end;
     const unsigned char *start = p;
     for (;;) {
+#ifdef __SSE2__
+        /* 16 bytes at a time while none is a quote, a backslash, a control character or not ASCII */
+        const __m128i quote = _mm_set1_epi8('"'), slash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
+        while (end - p >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)p);
+            __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, slash)),
+                                       _mm_cmplt_epi8(v, space)); /* signed: bytes >= 0x80 too */
+            int bits = _mm_movemask_epi8(hit);
+            if (bits) {
+                p += __builtin_ctz((unsigned)bits);
+                break;
+            }
+            p += 16;
+        }
+#endif
         while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
             p++;
         if (p >= end)
@@ -417,13 +452,26 @@ static int rate(Cursor *c, int *has, double *v) {
     const char *start = c->p;
     if (!number(c))
         return 0;
-    char buf[64];
+    /* the texts of rates repeat: the last few read are kept */
+    static char seen[4][32];
+    static size_t seen_len[4];
+    static double seen_value[4];
+    static unsigned next;
     size_t n = (size_t)(c->p - start);
-    if (n >= sizeof buf)
+    if (n >= sizeof seen[0])
         return 0;
-    memcpy(buf, start, n);
-    buf[n] = 0;
-    *v = strtod(buf, NULL);
+    for (int i = 0; i < 4; i++) {
+        if (seen_len[i] == n && memcmp(seen[i], start, n) == 0) {
+            *v = seen_value[i];
+            *has = 1;
+            return 1;
+        }
+    }
+    unsigned at = next++ & 3;
+    memcpy(seen[at], start, n);
+    seen[at][n] = 0;
+    seen_len[at] = n;
+    seen_value[at] = *v = strtod(seen[at], NULL);
     *has = 1;
     return 1;
 }
