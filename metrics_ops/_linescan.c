@@ -1,11 +1,13 @@
 /* metrics_ops._linescan: a day's stored lines counted at C speed (see metrics_ops/linecount.py).
  *
  * Counter.scan(block) reads each line of a block of whole lines with a strict subset of JSON: a line it is not
- * sure orjson reads the same way (any backslash escape, invalid UTF-8, a control character, a number with more
- * than 18 digits or an exponent of 3 digits or more, nesting deeper than MAX_DEPTH, a line that is not one object,
- * visitor_id or event not a plain string, a rate that is not a number or null, a metadata object with a top-level
- * "test_run" key, a received_at string outside ["0002", "9999")) is handed back, whole, in the bytes it returns:
- * the caller reads those the reference way (metrics_ops.tally._count_block), which decides every damaged line.
+ * sure orjson reads the same way (an escape in a key of the line or of metadata, in visitor_id, event or
+ * received_at; an invalid escape or a lone surrogate anywhere; invalid UTF-8, a control character, a number with
+ * more than 18 digits or an exponent of 3 digits or more, nesting deeper than MAX_DEPTH, a line that is not one
+ * object, visitor_id or event not a string, a rate that is not a number or null, a metadata object with a
+ * top-level "test_run" key, a received_at string outside ["0002", "9999")) is handed back, whole, in the bytes
+ * it returns: the caller reads those the reference way (metrics_ops.tally._count_block), which decides every
+ * damaged line.
  * Duplicate keys: the last one counts, as in orjson. Rates are read by strtod (correctly rounded, as orjson).
  *
  * Every other line is counted in a hash table keyed by (visitor_id, event), each entry holding its count per
@@ -66,6 +68,8 @@ typedef struct {
     size_t n_pairs, cap_pairs;
     Event *events;
     size_t n_events, cap_events;
+    uint32_t *event_index; /* open addressing: event id + 1, 0 empty */
+    size_t event_cap;
     char *filter;
     Py_ssize_t filter_len;
     int has_filter;
@@ -117,19 +121,42 @@ static size_t arena_add(CounterObject *self, const char *p, size_t n) {
     return at;
 }
 
+static int rehash_events(CounterObject *self) {
+    size_t cap = self->event_cap ? self->event_cap * 2 : 64;
+    uint32_t *index = calloc(cap, sizeof(uint32_t));
+    if (index == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < self->n_events; i++) {
+        size_t at = self->events[i].hash & (cap - 1);
+        while (index[at])
+            at = (at + 1) & (cap - 1);
+        index[at] = (uint32_t)(i + 1);
+    }
+    free(self->event_index);
+    self->event_index = index;
+    self->event_cap = cap;
+    return 0;
+}
+
 static long event_id(CounterObject *self, const char *p, size_t n) {
+    if ((self->n_events + 1) * 2 > self->event_cap && rehash_events(self) < 0)
+        return -1;
     uint64_t h = hash_bytes(p, n, 14695981039346656037ULL);
-    for (size_t i = 0; i < self->n_events; i++) { /* a day has a few dozen events */
-        Event *e = &self->events[i];
+    size_t mask = self->event_cap - 1, at = h & mask;
+    for (; self->event_index[at]; at = (at + 1) & mask) {
+        Event *e = &self->events[self->event_index[at] - 1];
         if (e->hash == h && e->len == n && memcmp(self->arena + e->key, p, n) == 0)
-            return (long)i;
+            return (long)(self->event_index[at] - 1);
     }
     if (grow((void **)&self->events, &self->cap_events, self->n_events + 1, sizeof(Event)) < 0)
         return -1;
-    size_t at = arena_add(self, p, n);
-    if (at == (size_t)-1)
+    size_t key = arena_add(self, p, n);
+    if (key == (size_t)-1)
         return -1;
-    self->events[self->n_events] = (Event){at, (uint32_t)n, h};
+    self->events[self->n_events] = (Event){key, (uint32_t)n, h};
+    self->event_index[at] = (uint32_t)(self->n_events + 1);
     return (long)self->n_events++;
 }
 
@@ -243,11 +270,53 @@ static inline void ws(Cursor *c) {
         c->p++;
 }
 
-/* A string without escapes or control characters, valid UTF-8 (no surrogates, nothing beyond U+10FFFF).
- * At the opening quote; on success the cursor is past the closing quote and *s, *n its contents. */
+static int hex4(const unsigned char *p, unsigned *v) {
+    *v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned char h = p[i];
+        unsigned d = (h >= '0' && h <= '9') ? h - '0' : (h >= 'a' && h <= 'f') ? h - 'a' + 10
+                   : (h >= 'A' && h <= 'F') ? h - 'A' + 10 : 16;
+        if (d == 16)
+            return 0;
+        *v = *v * 16 + d;
+    }
+    return 1;
+}
+
+/* An escape of JSON at *pp (the backslash), past it on success: a surrogate only as a pair (high, then low). */
+static int escape(const unsigned char **pp, const unsigned char *end) {
+    const unsigned char *p = *pp;
+    if (end - p < 2)
+        return 0;
+    switch (p[1]) {
+    case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+        *pp = p + 2;
+        return 1;
+    case 'u':
+        break;
+    default:
+        return 0;
+    }
+    unsigned v, w;
+    if (end - p < 6 || !hex4(p + 2, &v))
+        return 0;
+    if (v < 0xD800 || v > 0xDFFF) {
+        *pp = p + 6;
+        return 1;
+    }
+    if (v > 0xDBFF || end - p < 12 || p[6] != '\\' || p[7] != 'u' || !hex4(p + 8, &w) || w < 0xDC00 || w > 0xDFFF)
+        return 0; /* a lone surrogate */
+    *pp = p + 12;
+    return 1;
+}
+
+/* A string without control characters, valid UTF-8 (no surrogates, nothing beyond U+10FFFF), its escapes valid.
+ * At the opening quote; on success the cursor is past the closing quote and *s, *n its contents (as written).
+ * 1: a plain string (its bytes are its text), 2: it holds an escape, 0: not sure it is a valid string. */
 static int string(Cursor *c, const char **s, size_t *n) {
     const unsigned char *p = (const unsigned char *)c->p + 1, *end = (const unsigned char *)c->end;
     const unsigned char *start = p;
+    int escaped = 0;
     for (;;) {
 #ifdef __SSE2__
         /* 16 bytes at a time while none is a quote, a backslash, a control character or not ASCII */
@@ -271,7 +340,14 @@ static int string(Cursor *c, const char **s, size_t *n) {
         unsigned char b = *p;
         if (b == '"')
             break;
-        if (b < 0x80) /* control character or backslash */
+        if (b == '\\') {
+            int got = escape(&p, end);
+            if (!got)
+                return 0;
+            escaped = 1;
+            continue;
+        }
+        if (b < 0x80) /* a control character */
             return 0;
         if (b >= 0xC2 && b <= 0xDF) {
             if (end - p < 2 || (p[1] & 0xC0) != 0x80)
@@ -300,7 +376,7 @@ static int string(Cursor *c, const char **s, size_t *n) {
     *s = (const char *)start;
     *n = (size_t)(p - start);
     c->p = (const char *)p + 1;
-    return 1;
+    return 1 + escaped;
 }
 
 /* A number of the JSON grammar with at most MAX_DIGITS digits and an exponent of at most 2 digits. */
@@ -369,7 +445,8 @@ static int object(Cursor *c, int depth, int *test_run) {
     for (;;) {
         const char *k;
         size_t kn;
-        if (c->p >= c->end || *c->p != '"' || !string(c, &k, &kn))
+        int got = c->p < c->end && *c->p == '"' ? string(c, &k, &kn) : 0;
+        if (!got || (got == 2 && test_run != NULL))
             return 0;
         if (test_run != NULL && kn == 8 && memcmp(k, "test_run", 8) == 0)
             *test_run = 1;
@@ -427,7 +504,7 @@ static int value(Cursor *c, int depth) {
     size_t n;
     switch (*c->p) {
     case '"':
-        return string(c, &s, &n);
+        return string(c, &s, &n) != 0;
     case '{':
         return object(c, depth, NULL);
     case '[':
@@ -476,6 +553,12 @@ static int rate(Cursor *c, int *has, double *v) {
     return 1;
 }
 
+/* Whether the string s (n bytes) sorts before the 4 bytes of edge, as Python compares str. */
+static int below(const char *s, size_t n, const char *edge) {
+    int order = memcmp(s, edge, n < 4 ? n : 4);
+    return order < 0 || (order == 0 && n < 4);
+}
+
 #define KEY(lit) (kn == sizeof(lit) - 1 && memcmp(k, lit, sizeof(lit) - 1) == 0)
 
 /* One line (without its newline): 1 counted, 0 handed back, -1 error (memory). */
@@ -495,7 +578,7 @@ static int line(CounterObject *self, const char *p, const char *end) {
     for (;;) {
         const char *k, *s;
         size_t kn, n;
-        if (c->p >= c->end || *c->p != '"' || !string(c, &k, &kn))
+        if (c->p >= c->end || *c->p != '"' || string(c, &k, &kn) != 1)
             return 0;
         ws(c);
         if (c->p >= c->end || *c->p != ':')
@@ -505,10 +588,10 @@ static int line(CounterObject *self, const char *p, const char *end) {
         if (c->p >= c->end)
             return 0;
         if (KEY("visitor_id")) {
-            if (*c->p != '"' || !string(c, &vid, &vlen))
+            if (*c->p != '"' || string(c, &vid, &vlen) != 1)
                 return 0;
         } else if (KEY("event")) {
-            if (*c->p != '"' || !string(c, &ev, &elen))
+            if (*c->p != '"' || string(c, &ev, &elen) != 1)
                 return 0;
         } else if (KEY("client_rate")) {
             if (!rate(c, &c_has, &cr))
@@ -521,10 +604,10 @@ static int line(CounterObject *self, const char *p, const char *end) {
             if (!object(c, 1, &test_run) || test_run)
                 return 0;
         } else if (KEY("received_at") && *c->p == '"') {
-            if (!string(c, &s, &n))
+            if (string(c, &s, &n) != 1)
                 return 0;
             /* Python compares str by code point: the same order as their UTF-8 bytes */
-            if (n < 4 || memcmp(s, "0002", 4) < 0 || memcmp(s, "9999", 4) >= 0)
+            if (below(s, n, "0002") || !below(s, n, "9999"))
                 return 0;
         } else if (!value(c, 1)) {
             return 0;
@@ -591,6 +674,7 @@ static void Counter_dealloc(CounterObject *self) {
     free(self->extra);
     free(self->pairs);
     free(self->events);
+    free(self->event_index);
     free(self->filter);
     free(self->back);
     Py_TYPE(self)->tp_free((PyObject *)self);

@@ -4,12 +4,14 @@ none: the cold report's hot loop, on any line shape (serve's, the ones from befo
 system's, keys in any order with other fields).
 
 The C counter reads each line with a strict subset of JSON and counts it by (visitor_id, event) and pair of
-rates, or hands it back whole when it is not sure orjson reads it the same way: any backslash escape, invalid
-UTF-8 (lone surrogates included), a control character, a number of more than 18 digits or with an exponent of
-three digits or more, nesting deeper than 64, a line that is not one object, a ``visitor_id`` or ``event`` that is
-no plain string, a rate that is not a number or null, a ``metadata`` object with a top-level ``test_run`` key
-(test traffic), a ``received_at`` string outside ["0002", "9999") (it may have no hour in the zone). Duplicate
-keys: the last one counts, as in orjson; rates are read by ``strtod``, correctly rounded as orjson reads them.
+rates, or hands it back whole when it is not sure orjson reads it the same way: an escape in a key of the line or
+of its metadata, in ``visitor_id``, ``event`` or ``received_at`` (escapes elsewhere are checked, not decoded: an
+unknown escape or a lone surrogate is handed back); invalid UTF-8 (surrogates written raw included), a control
+character, a number of more than 18 digits or with an exponent of three digits or more, nesting deeper than 64, a
+line that is not one object, a ``visitor_id`` or ``event`` that is no string, a rate that is not a number or null,
+a ``metadata`` object with a top-level ``test_run`` key (test traffic), a ``received_at`` string outside ["0002",
+"9999") (it may have no hour in the zone). Duplicate keys: the last one counts, as in orjson; rates are read by
+``strtod``, correctly rounded as orjson reads them.
 The lines handed back are read the reference way, which decides every damaged line and all test traffic.
 
 What a pair of rates is worth is decided once per distinct pair (:func:`metrics_ops.estimate.weight`);

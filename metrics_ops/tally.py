@@ -7,11 +7,11 @@ A cell keeps one cluster per visitor, ``{visitor_id: [sum of weights, stored eve
 visitors, the estimate and its variance (:mod:`metrics_ops.estimate`); or, when the caller only needs those
 (``estimates``), the cell's :class:`~metrics_ops.estimate.Estimate`.
 
-Two ways to count, one answer: for groupings by event (or none), a block whose lines all have serve's own shape
-is taken apart by one regular expression and counted by a Counter, both in C (:mod:`metrics_ops.lineshape`,
-:class:`_Shaped`); every other block, and every block of an hour or path grouping (as many distinct entries as
-lines: counting them first gained nothing), is parsed with orjson line by line (:func:`_count_block`), the
-reference that tests/test_lineshape.py holds the shortcut to.
+Two ways to count, one answer: for groupings by event (or none), each block is counted in C
+(:mod:`metrics_ops.linecount`, any line shape), and the lines the C reader is not sure of are handed back to
+the reference: orjson line by line (:func:`_count_block`), which decides every damaged line and all test traffic
+(tests/test_records.py and tests/test_lineshape.py hold the C way to it). Every block of an hour or path grouping
+(as many distinct entries as lines: counting them first gained nothing) takes the reference.
 
 Test traffic (lines with ``metadata.test_run``, see :mod:`metrics_ops.testrun`) is counted apart and left out.
 A *damaged* line is left out and counted by what is wrong with it (:data:`DAMAGE`): not a JSON object with string
