@@ -817,14 +817,63 @@ fail:
     return NULL;
 }
 
+/* The spread of a day as it is counted: m visitors per (event, kind, n). */
+typedef struct {
+    int64_t n, m;
+    uint32_t event;
+    int32_t kind; /* -1: an empty cell */
+} Spread;
+
+typedef struct {
+    Spread *cells;
+    size_t cap, used;
+} SpreadTable;
+
+static int spread_add(SpreadTable *t, uint32_t event, int32_t kind, int64_t n) {
+    if ((t->used + 1) * 2 > t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 256;
+        Spread *cells = malloc(cap * sizeof(Spread));
+        if (cells == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (size_t i = 0; i < cap; i++)
+            cells[i].kind = -1;
+        for (size_t i = 0; i < t->cap; i++) {
+            if (t->cells[i].kind < 0)
+                continue;
+            Spread *c = &t->cells[i];
+            size_t at = ((uint64_t)c->n * 0x9E3779B97F4A7C15ULL ^ c->event * 31u ^ (uint32_t)c->kind) & (cap - 1);
+            while (cells[at].kind >= 0)
+                at = (at + 1) & (cap - 1);
+            cells[at] = *c;
+        }
+        free(t->cells);
+        t->cells = cells;
+        t->cap = cap;
+    }
+    size_t at = ((uint64_t)n * 0x9E3779B97F4A7C15ULL ^ event * 31u ^ (uint32_t)kind) & (t->cap - 1);
+    for (; t->cells[at].kind >= 0; at = (at + 1) & (t->cap - 1)) {
+        Spread *c = &t->cells[at];
+        if (c->n == n && c->event == event && c->kind == kind) {
+            c->m++;
+            return 0;
+        }
+    }
+    t->cells[at] = (Spread){n, 1, event, kind};
+    t->used++;
+    return 0;
+}
+
 /* spread(kinds): ({(event, kind, n): m}, [(visitor, event, kind, n)]): m visitors who each sent n events of
  * that event, all of one kind; and the entries of the visitors with two kinds or more for an event. */
 static PyObject *Counter_spread(CounterObject *self, PyObject *arg) {
     long *kinds = read_kinds(self, arg);
     if (kinds == NULL)
         return NULL;
-    PyObject *names = event_names(self), *spread = names ? PyDict_New() : NULL;
-    PyObject *shared = spread ? PyList_New(0) : NULL;
+    SpreadTable table = {NULL, 0, 0};
+    PyObject *names = event_names(self), *spread = NULL;
+    PyObject *shared = names ? PyList_New(0) : NULL;
     if (shared == NULL)
         goto fail;
     for (size_t i = 0; i < self->n_entries; i++) {
@@ -845,34 +894,39 @@ static PyObject *Counter_spread(CounterObject *self, PyObject *arg) {
         }
         if (kind < 0)
             continue;
-        if (mixed) {
-            for (Slot *s = &e->first;; s = &self->extra[s->next]) {
-                if (kinds[s->pair] >= 0 && append_entry(shared, self, e, names, kinds[s->pair], s->n) < 0)
-                    goto fail;
-                if (s->next < 0)
-                    break;
-            }
+        if (!mixed) {
+            if (spread_add(&table, e->event, (int32_t)kind, n) < 0)
+                goto fail;
             continue;
         }
-        PyObject *key = Py_BuildValue("(OlL)", PyList_GET_ITEM(names, e->event), kind, (long long)n);
-        if (key == NULL)
-            goto fail;
-        PyObject *m = PyDict_GetItemWithError(spread, key);
-        if (m == NULL && PyErr_Occurred()) {
-            Py_DECREF(key);
-            goto fail;
+        for (Slot *s = &e->first;; s = &self->extra[s->next]) {
+            if (kinds[s->pair] >= 0 && append_entry(shared, self, e, names, kinds[s->pair], s->n) < 0)
+                goto fail;
+            if (s->next < 0)
+                break;
         }
-        PyObject *m2 = PyLong_FromLongLong(m ? PyLong_AsLongLong(m) + 1 : 1);
-        int r = m2 ? PyDict_SetItem(spread, key, m2) : -1;
-        Py_DECREF(key);
-        Py_XDECREF(m2);
+    }
+    spread = PyDict_New();
+    if (spread == NULL)
+        goto fail;
+    for (size_t i = 0; i < table.cap; i++) {
+        Spread *c = &table.cells[i];
+        if (c->kind < 0)
+            continue;
+        PyObject *key = Py_BuildValue("(OiL)", PyList_GET_ITEM(names, c->event), (int)c->kind, (long long)c->n);
+        PyObject *m = key ? PyLong_FromLongLong(c->m) : NULL;
+        int r = m ? PyDict_SetItem(spread, key, m) : -1;
+        Py_XDECREF(key);
+        Py_XDECREF(m);
         if (r < 0)
             goto fail;
     }
+    free(table.cells);
     free(kinds);
     Py_DECREF(names);
     return Py_BuildValue("(NN)", spread, shared);
 fail:
+    free(table.cells);
     free(kinds);
     Py_XDECREF(names);
     Py_XDECREF(spread);
