@@ -54,6 +54,16 @@ typedef struct {
     uint64_t hash;
 } Event;
 
+/* A line read, waiting to be counted: lines are counted a batch at a time, the table's memory fetched ahead. */
+typedef struct {
+    uint64_t hash;
+    const char *vid;
+    uint32_t vlen, event, pair;
+} Pending;
+
+#define BATCH 128
+#define AHEAD 8
+
 typedef struct {
     PyObject_HEAD
     char *arena;
@@ -74,6 +84,8 @@ typedef struct {
     Py_ssize_t filter_len;
     int has_filter;
     long long lines;
+    Pending queue[BATCH];
+    size_t queued;
     /* the hand-back buffer of one scan */
     char *back;
     size_t back_len, back_cap;
@@ -226,11 +238,13 @@ static int add_slot(CounterObject *self, size_t entry, uint32_t pair) {
     return 0;
 }
 
-static int add_line(CounterObject *self, const char *vid, size_t vlen, uint32_t ev, uint32_t pair) {
-    if ((self->n_entries + 1) * 2 > self->index_cap && rehash(self) < 0)
-        return -1;
-    uint64_t h = hash_bytes(vid, vlen, 14695981039346656037ULL ^ ((uint64_t)ev * 0x9E3779B97F4A7C15ULL));
-    uint64_t tag = h & 0xFFFFFFFF00000000ULL;
+static uint64_t key_hash(const char *vid, size_t vlen, uint32_t ev) {
+    return hash_bytes(vid, vlen, 14695981039346656037ULL ^ ((uint64_t)ev * 0x9E3779B97F4A7C15ULL));
+}
+
+/* Count one line; the index has room (see flush). */
+static int add_line(CounterObject *self, const Pending *line) {
+    uint64_t h = line->hash, tag = h & 0xFFFFFFFF00000000ULL;
     size_t mask = self->index_cap - 1, at = h & mask;
     for (;;) {
         uint64_t slot = self->index[at];
@@ -239,23 +253,47 @@ static int add_line(CounterObject *self, const char *vid, size_t vlen, uint32_t 
         if ((slot & 0xFFFFFFFF00000000ULL) == tag) {
             size_t i = (size_t)(slot & 0xFFFFFFFFULL) - 1;
             Entry *e = &self->entries[i];
-            if (e->hash == h && e->event == ev && e->vlen == vlen && memcmp(self->arena + e->key, vid, vlen) == 0) {
-                if (e->first.pair == pair) {
+            if (e->hash == h && e->event == line->event && e->vlen == line->vlen &&
+                memcmp(self->arena + e->key, line->vid, line->vlen) == 0) {
+                if (e->first.pair == line->pair) {
                     e->first.n++;
                     return 0;
                 }
-                return add_slot(self, i, pair);
+                return add_slot(self, i, line->pair);
             }
         }
         at = (at + 1) & mask;
     }
     if (grow((void **)&self->entries, &self->cap_entries, self->n_entries + 1, sizeof(Entry)) < 0)
         return -1;
-    size_t key = arena_add(self, vid, vlen);
+    size_t key = arena_add(self, line->vid, line->vlen);
     if (key == (size_t)-1)
         return -1;
-    self->entries[self->n_entries] = (Entry){h, key, (uint32_t)vlen, ev, {pair, 1, -1}};
+    self->entries[self->n_entries] = (Entry){h, key, line->vlen, line->event, {line->pair, 1, -1}};
     self->index[at] = tag | (uint64_t)(++self->n_entries);
+    return 0;
+}
+
+/* Count the lines waiting: the index slot of a line AHEAD lines on, and the entry of one AHEAD / 2 on, are
+ * fetched into the cache while a line is counted (a day's table is larger than the cache: a miss per line). */
+static int flush(CounterObject *self) {
+    size_t n = self->queued;
+    self->queued = 0;
+    while ((self->n_entries + n) * 2 > self->index_cap)
+        if (rehash(self) < 0)
+            return -1;
+    size_t mask = self->index_cap - 1;
+    for (size_t i = 0; i < n; i++) {
+        if (i + AHEAD < n)
+            __builtin_prefetch(&self->index[self->queue[i + AHEAD].hash & mask]);
+        if (i + AHEAD / 2 < n) {
+            uint64_t slot = self->index[self->queue[i + AHEAD / 2].hash & mask];
+            if (slot)
+                __builtin_prefetch(&self->entries[(slot & 0xFFFFFFFFULL) - 1]);
+        }
+        if (add_line(self, &self->queue[i]) < 0)
+            return -1;
+    }
     return 0;
 }
 
@@ -639,7 +677,9 @@ static int line(CounterObject *self, const char *p, const char *end) {
     long id = event_id(self, ev, elen);
     if (id < 0)
         return -1;
-    return add_line(self, vid, vlen, (uint32_t)id, (uint32_t)pair) < 0 ? -1 : 1;
+    self->queue[self->queued++] = (Pending){key_hash(vid, vlen, (uint32_t)id), vid, (uint32_t)vlen, (uint32_t)id,
+                                            (uint32_t)pair};
+    return self->queued == BATCH && flush(self) < 0 ? -1 : 1;
 }
 
 /* ---------------------------------------------------------------------------------------------- the type */
@@ -708,6 +748,9 @@ static PyObject *Counter_scan(CounterObject *self, PyObject *arg) {
         }
         p = nl ? nl + 1 : end;
     }
+    if (!failed && flush(self) < 0) /* before the block is released: the lines waiting point into it */
+        failed = 1;
+    self->queued = 0;
     PyBuffer_Release(&view);
     if (failed)
         return PyErr_NoMemory();
