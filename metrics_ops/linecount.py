@@ -34,7 +34,8 @@ class LineCounter:
     block the caller must read the reference way."""
 
     def __init__(self, event: str | None):
-        self.counter = Counter(None if event is None else event.encode())
+        # surrogatepass: an --event from undecodable argv bytes matches no line (the C reader takes valid UTF-8 only)
+        self.counter = Counter(None if event is None else event.encode("utf-8", "surrogatepass"))
 
     def count(self, block: bytes) -> bytes:
         """Count a block of whole lines; the lines handed back (each ending with a newline), or b""."""

@@ -183,6 +183,20 @@ def test_every_shape_with_odd_lines_counts_as_the_reference(data_dir, zone, even
     assert zone.key == "UTC" or want["damage"]["a received_at with no hour in the time zone"] > 0
 
 
+@pytest.mark.parametrize("event", [None, "click", "\udcff"])
+def test_clean_lines_of_every_shape_count_as_the_reference(data_dir, event):
+    """No line for the reference: each event's estimate comes from the C counter's spread, visitors with lines of
+    two weights (shape a's rates, shape b's none) clustered apart."""
+    rng = random.Random(9)
+    lines = [shaped(rng.choice("abcd"), rng, f"v{rng.randint(0, 300)}", rng.choice(["click", "scroll"]), AT)
+             for _ in range(4000)]
+    (data_dir / file_name(DAY, 0)).write_bytes(b"".join(line for line in lines if b"\\" not in line))
+    zone = ZoneInfo("Europe/Berlin")
+    got, want = fast(data_dir, zone, event), reference(data_dir, zone, event)
+    assert got == want
+    assert event == "\udcff" or len(want["rows"]) >= 1 and want["unweighted"] > 0
+
+
 def test_a_report_over_every_shape_answers_as_before(data_dir):
     """The whole report (two worker processes) over mixed files: rows equal the reference's."""
     for n in range(3):
