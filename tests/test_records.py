@@ -306,3 +306,41 @@ def test_property_fast_equals_reference(drawn, zone, estimates):
         directory = Path(tmp)
         (directory / file_name(DAY, 0)).write_bytes(b"\n".join(body) + b"\n")
         assert fast(directory, zone, estimates=estimates) == reference(directory, zone)
+
+
+mutations = st.lists(st.tuples(st.integers(0, 2), st.integers(0, 10**6), st.binary(min_size=1, max_size=3)),
+                     max_size=3)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(event_dicts, st.integers(0, 2), mutations)
+def test_property_a_line_read_in_c_is_read_so_by_orjson(ev, how, changes):
+    """Line by line, bytes inserted, replaced or deleted anywhere: a line the C reader counts is one orjson reads,
+    with the same visitor, event and rates (None for null or missing); any other line is handed back whole."""
+    line = bytearray(encode(ev, how))
+    for kind, at, data in changes:
+        at %= len(line) + 1
+        if kind == 0:
+            line[at:at] = data
+        elif kind == 1:
+            line[at:at + len(data)] = data
+        else:
+            del line[at:at + len(data)]
+    line = bytes(line).replace(b"\n", b" ")
+    counter = LineCounter(None)
+    back = counter.count(line + b"\n")
+    if back:
+        assert back == line + b"\n"
+        return
+    if not line:
+        return  # an empty line is no line
+    rec = orjson.loads(line)  # raises if the C reader took what orjson refuses
+    assert type(rec) is dict and type(rec["visitor_id"]) is str and type(rec["event"]) is str
+    [(c, s, counted, _)] = counter.counter.pairs()
+    assert (c, s) == tuple(None if rec.get(k) is None else float(rec[k]) for k in ("client_rate", "server_rate"))
+    assert type(rec.get("client_rate")) is not bool and type(rec.get("server_rate")) is not bool
+    assert counter.counter.entries([0]) == [(rec["visitor_id"], rec["event"], 0, 1)]
+    meta = rec.get("metadata")
+    assert not (type(meta) is dict and "test_run" in meta)
+    at = rec.get("received_at")
+    assert type(at) is not str or "0002" <= at < "9999"
