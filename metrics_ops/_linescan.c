@@ -105,10 +105,14 @@ static PyObject *Counter_pairs(CounterObject *self, PyObject *Py_UNUSED(ignored)
     for (size_t i = 0; i < self->n_pairs; i++) {
         Pair *q = &self->pairs[i];
         PyObject *c = rate_object(q->c_has, q->c), *s = rate_object(q->s_has, q->s);
-        PyObject *t = (c && s) ? Py_BuildValue("(NNLL)", c, s, (long long)q->counted, (long long)q->other) : NULL;
-        if (t == NULL) {
+        PyObject *t = NULL;
+        if (c && s) /* "N" hands both over, on failure too */
+            t = Py_BuildValue("(NNLL)", c, s, (long long)q->counted, (long long)q->other);
+        else {
             Py_XDECREF(c);
             Py_XDECREF(s);
+        }
+        if (t == NULL) {
             Py_DECREF(out);
             return NULL;
         }
