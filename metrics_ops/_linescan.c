@@ -199,46 +199,119 @@ fail:
     return NULL;
 }
 
-/* The spread of a day as it is counted: m visitors per (event, kind, n). */
+/* An entry's kind over its pairs of a kind >= 0 and its lines (*n): -1 none, -2 two kinds or more. */
+static long entry_kind(CounterObject *self, Entry *e, const long *kinds, int64_t *n) {
+    long kind = -1;
+    *n = 0;
+    for (Slot *s = &e->first;; s = &self->extra[s->next]) {
+        long k = kinds[s->pair];
+        if (k >= 0) {
+            kind = kind >= 0 && k != kind ? -2 : kind == -2 ? -2 : k;
+            *n += s->n;
+        }
+        if (s->next < 0)
+            return kind;
+    }
+}
 
-static PyObject *Counter_spread(CounterObject *self, PyObject *arg) {
+static int append_slots(PyObject *list, CounterObject *self, Entry *e, PyObject *names, const long *kinds) {
+    for (Slot *s = &e->first;; s = &self->extra[s->next]) {
+        if (kinds[s->pair] >= 0 && append_entry(list, self, e, names, kinds[s->pair], s->n) < 0)
+            return -1;
+        if (s->next < 0)
+            return 0;
+    }
+}
+
+/* A visitor's lines over all events, for a spread by visitor: its kind (-1 none yet, -2 two or more). */
+typedef struct {
+    size_t key;
+    uint32_t vlen, used;
+    long kind;
+    int64_t n;
+} Visitor;
+
+static Visitor *visitor_of(CounterObject *self, Visitor *table, size_t cap, Entry *e) {
+    const char *vid = self->arena + e->key;
+    size_t at = ls_key_hash(vid, e->vlen, 0) & (cap - 1);
+    for (; table[at].used; at = (at + 1) & (cap - 1)) {
+        Visitor *v = &table[at];
+        if (v->vlen == e->vlen && memcmp(self->arena + v->key, vid, e->vlen) == 0)
+            return v;
+    }
+    table[at] = (Visitor){e->key, e->vlen, 1, -1, 0};
+    return &table[at];
+}
+
+/* The spread by visitor (grouped by nothing): visitors' kinds over all their events; the spread's event is the
+ * empty key. Those of two kinds or more go to shared, entry by entry. */
+static int spread_by_visitor(CounterObject *self, const long *kinds, SpreadTable *spread, PyObject *shared,
+                             PyObject *names) {
+    size_t cap = 16;
+    while (cap < self->n_entries * 2)
+        cap *= 2;
+    Visitor *table = calloc(cap, sizeof(Visitor));
+    if (table == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int64_t n;
+    for (size_t i = 0; i < self->n_entries; i++) {
+        long k = entry_kind(self, &self->entries[i], kinds, &n);
+        if (k == -1)
+            continue;
+        Visitor *v = visitor_of(self, table, cap, &self->entries[i]);
+        v->kind = v->kind == -1 ? k : v->kind != k ? -2 : k;
+        v->n += n;
+    }
+    int r = 0;
+    for (size_t i = 0; i < cap && r == 0; i++)
+        if (table[i].used && table[i].kind >= 0)
+            r = ls_spread_add(spread, 0, (int32_t)table[i].kind, table[i].n);
+    for (size_t i = 0; i < self->n_entries && r == 0; i++) {
+        Entry *e = &self->entries[i];
+        if (entry_kind(self, e, kinds, &n) != -1 && visitor_of(self, table, cap, e)->kind == -2)
+            r = append_slots(shared, self, e, names, kinds);
+    }
+    free(table);
+    return r;
+}
+
+/* spread(kinds, by_event): ({(event, kind, n): m}, [(visitor, event, kind, n)]): m visitors who each sent n
+ * events of that event, all of one kind; and the entries of the visitors with two kinds or more for an event.
+ * Not by event: the same by visitor over all events, the event the empty key (). */
+static PyObject *Counter_spread(CounterObject *self, PyObject *args) {
+    PyObject *arg;
+    int by_event = 1;
+    if (!PyArg_ParseTuple(args, "O|p", &arg, &by_event))
+        return NULL;
     long *kinds = read_kinds(self, arg);
     if (kinds == NULL)
         return NULL;
     SpreadTable table = {NULL, 0, 0};
-    PyObject *names = event_names(self), *spread = NULL;
+    PyObject *names = by_event ? event_names(self) : PyList_New(0), *spread = NULL;
     PyObject *shared = names ? PyList_New(0) : NULL;
     if (shared == NULL)
         goto fail;
-    for (size_t i = 0; i < self->n_entries; i++) {
+    if (!by_event) { /* every event's name is the empty key */
+        PyObject *unit = PyTuple_New(0);
+        for (size_t i = 0; unit != NULL && i < (self->n_events ? self->n_events : 1); i++)
+            if (PyList_Append(names, unit) < 0)
+                Py_CLEAR(unit);
+        if (unit == NULL)
+            goto fail;
+        Py_DECREF(unit);
+        if (spread_by_visitor(self, kinds, &table, shared, names) < 0)
+            goto fail;
+    }
+    for (size_t i = 0; by_event && i < self->n_entries; i++) {
         Entry *e = &self->entries[i];
-        long kind = -1;
-        int64_t n = 0;
-        int mixed = 0;
-        for (Slot *s = &e->first;; s = &self->extra[s->next]) {
-            long k = kinds[s->pair];
-            if (k >= 0) {
-                if (kind >= 0 && k != kind)
-                    mixed = 1;
-                kind = k;
-                n += s->n;
-            }
-            if (s->next < 0)
-                break;
-        }
-        if (kind < 0)
-            continue;
-        if (!mixed) {
-            if (ls_spread_add(&table, e->event, (int32_t)kind, n) < 0)
-                goto fail;
-            continue;
-        }
-        for (Slot *s = &e->first;; s = &self->extra[s->next]) {
-            if (kinds[s->pair] >= 0 && append_entry(shared, self, e, names, kinds[s->pair], s->n) < 0)
-                goto fail;
-            if (s->next < 0)
-                break;
-        }
+        int64_t n;
+        long kind = entry_kind(self, e, kinds, &n);
+        if (kind >= 0 && ls_spread_add(&table, e->event, (int32_t)kind, n) < 0)
+            goto fail;
+        if (kind == -2 && append_slots(shared, self, e, names, kinds) < 0)
+            goto fail;
     }
     spread = PyDict_New();
     if (spread == NULL)
@@ -280,8 +353,9 @@ static PyMethodDef Counter_methods[] = {
      "pairs() -> [(client_rate, server_rate, counted lines, lines of other events)], None for a missing rate"},
     {"entries", (PyCFunction)Counter_entries, METH_O,
      "entries(kinds) -> [(visitor, event, kind, n)]: the counts of the pairs of a kind >= 0"},
-    {"spread", (PyCFunction)Counter_spread, METH_O,
-     "spread(kinds) -> ({(event, kind, n): visitors}, [(visitor, event, kind, n)] of visitors with two kinds)"},
+    {"spread", (PyCFunction)Counter_spread, METH_VARARGS,
+     "spread(kinds, by_event=True) -> ({(event, kind, n): visitors}, [(visitor, event, kind, n)] of visitors with "
+     "two kinds); not by event: by visitor over all events, the event ()"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -43,8 +43,8 @@ class LineCounter:
 
     def finish(self, tally, estimates: bool) -> tuple[set[tuple[str, ...]], int]:
         """Add the day's counts to ``tally`` (a :class:`metrics_ops.tally.DayTally`): its lines, unweighted lines
-        and cells: visitor clusters, or (``estimates``, grouping by event, when no line counted another way is in
-        the cells yet) a cell's :class:`Estimate`. The groupings whose cells hold Estimates, and the lines whose
+        and cells: visitor clusters, or (``estimates``, when no line counted another way is in the cells yet) a
+        cell's :class:`Estimate`. The groupings whose cells hold Estimates, and the lines whose
         rates are too small to weigh (damaged)."""
         classes: dict[tuple[float, bool], int] = {}
         kinds, too_rare = [], 0
@@ -60,12 +60,12 @@ class LineCounter:
         tally.lines += self.counter.lines
         done = set()
         for grouping, cells in tally.cells.items():
-            if grouping == ("event",) and estimates and not cells:
-                spread, shared = self.counter.spread(kinds)
-                clusters: dict[str, dict] = {}
-                for vid, ev, kind, n in shared:  # a visitor with two weights for an event: clustered
-                    add_to_cluster(clusters.setdefault(ev, {}), vid, n * weights[kind], n)
-                parts = {ev: Estimate.of_visitors(cluster) for ev, cluster in clusters.items()}
+            if estimates and not cells:
+                spread, shared = self.counter.spread(kinds, bool(grouping))  # keys: the event, or ()
+                clusters: dict = {}
+                for vid, key, kind, n in shared:  # a visitor with two weights in a cell: clustered
+                    add_to_cluster(clusters.setdefault(key, {}), vid, n * weights[kind], n)
+                parts = {key: Estimate.of_visitors(cluster) for key, cluster in clusters.items()}
                 add_spread(parts, spread, weights)
                 cells.update(parts)
                 done.add(grouping)

@@ -197,6 +197,28 @@ def test_clean_lines_of_every_shape_count_as_the_reference(data_dir, event):
     assert event == "\udcff" or len(want["rows"]) >= 1 and want["unweighted"] > 0
 
 
+@pytest.mark.parametrize("event", [None, "click"])
+@pytest.mark.parametrize("estimates", [True, False])
+def test_a_day_grouped_by_nothing_counts_as_the_reference(data_dir, event, estimates):
+    """Grouped by nothing (report --by day): each visitor one cluster over all its events, from the C counter's
+    spread by visitor (a visitor with lines of two weights clustered apart) or its entries."""
+    rng = random.Random(11)
+    lines = [shaped(rng.choice("abcd"), rng, f"v{rng.randint(0, 300)}", rng.choice(["click", "scroll"]), AT)
+             for _ in range(4000)]
+    (data_dir / file_name(DAY, 0)).write_bytes(b"".join(line for line in lines if b"\\" not in line))
+    day_shards = shards(data_dir)[DAY]
+    tally = tally_day(data_dir, DAY, day_shards, [()], ZONES[1], event, estimates=estimates)
+    want = DayTally(DAY, {(): {}})
+    for block in read_day(data_dir, day_shards, want.problems, want.long_lines):
+        _count_block(block, want, [(want.cells[()], _key_of(()))], event, _Hours(ZONES[1]), False, False)
+    [(key, cell)] = tally.cells[()].items()
+    got = cell if isinstance(cell, Estimate) else Estimate.of_visitors(cell)
+    ref = Estimate.of_visitors(want.cells[()][()])
+    assert key == () and (got.events, got.visitors) == (ref.events, ref.visitors) and ref.visitors > 250
+    assert (round(got.estimate, 6), round(got.variance, 6)) == (round(ref.estimate, 6), round(ref.variance, 6))
+    assert (tally.lines, tally.unweighted, tally.damage) == (want.lines, want.unweighted, want.damage)
+
+
 def test_a_report_over_every_shape_answers_as_before(data_dir):
     """The whole report (two worker processes) over mixed files: rows equal the reference's."""
     for n in range(3):
