@@ -7,11 +7,11 @@ A cell keeps one cluster per visitor, ``{visitor_id: [sum of weights, stored eve
 visitors, the estimate and its variance (:mod:`metrics_ops.estimate`); or, when the caller only needs those
 (``estimates``), the cell's :class:`~metrics_ops.estimate.Estimate`.
 
-Two ways to count, one answer: for groupings by event (or none), a block whose lines all have serve's own shape
-is taken apart by one regular expression and counted by a Counter, both in C (:mod:`metrics_ops.lineshape`,
-:class:`_Shaped`); every other block, and every block of an hour or path grouping (as many distinct entries as
-lines: counting them first gained nothing), is parsed with orjson line by line (:func:`_count_block`), the
-reference that tests/test_lineshape.py holds the shortcut to.
+Two ways to count, one answer: for groupings by event (or none), each block is counted in C
+(:mod:`metrics_ops.linecount`, any line shape), and the lines the C reader is not sure of are handed back to
+the reference: orjson line by line (:func:`_count_block`), which decides every damaged line and all test traffic
+(tests/test_records.py and tests/test_lineshape.py hold the C way to it). Every block of an hour or path grouping
+(as many distinct entries as lines: counting them first gained nothing) takes the reference.
 
 Test traffic (lines with ``metadata.test_run``, see :mod:`metrics_ops.testrun`) is counted apart and left out.
 A *damaged* line is left out and counted by what is wrong with it (:data:`DAMAGE`): not a JSON object with string
@@ -24,17 +24,14 @@ time at all has no hour (``--``), like a line without one.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from metrics_ops import lineshape
-from metrics_ops.estimate import MIN_INCLUSION, Estimate, add_spread, add_to_cluster, weight
+from metrics_ops.estimate import MIN_INCLUSION, Estimate
 from metrics_ops.reading import MAX_LINE_TEXT, Problem, Shard, read_day
 from metrics_ops.testrun import MARK
 
@@ -112,12 +109,12 @@ def tally_day(directory: Path, day: date, day_shards: list[Shard], groupings: li
     each line's (event, hour, path) before it is counted (a rollup counts the values beyond its top N as
     ``(other)``, in bounded memory: :func:`metrics_ops.folding.folder`).
 
-    The loop is the cost of a cold report (about 3M lines a month). A block of lines of serve's own shape is
-    taken apart by one regular expression and counted by a Counter, both in C (:mod:`metrics_ops.lineshape`);
-    any other block is decoded by msgspec a run of lines at a time (:mod:`metrics_ops.records`,
-    :mod:`metrics_ops.recordcount`), and what msgspec might read otherwise is parsed with orjson line by line.
-    The cyclic garbage collector is paused meanwhile (millions of small live lists made it rescan them again
-    and again: 2x the time)."""
+    The loop is the cost of a cold report (about 3M lines a month). For groupings by event or none, each block
+    is counted in C (:mod:`metrics_ops.linecount`) and the lines it is not sure of are handed back to the
+    reference (:func:`_count_block`, orjson line by line); hour and path groupings (about as many distinct
+    entries as lines: counting them first gains nothing) take the reference for every line. The cyclic garbage
+    collector is paused meanwhile (millions of small live lists made it rescan them again and again: 2x the
+    time)."""
     import gc
 
     tally = DayTally(day, {g: {} for g in groupings})
@@ -125,45 +122,24 @@ def tally_day(directory: Path, day: date, day_shards: list[Shard], groupings: li
     targets = [(tally.cells[g], _key_of(g)) for g in groupings]
     needs_hour = any("hour" in g for g in groupings)
     needs_path = any("path" in g for g in groupings)
-    # hours and paths: about as many distinct entries as lines, where counting them first gains nothing (measured)
-    shaped = _Shaped(event) if not (needs_hour or needs_path or fold) else None
-    decoded = None
+    counter = None
+    if not (needs_hour or needs_path or fold):
+        from metrics_ops.linecount import LineCounter  # only here: a report from rollups never needs it
+
+        counter = LineCounter(event)
     estimated: set[tuple[str, ...]] = set()
     enabled = gc.isenabled()
     gc.disable()
     try:
-        missed = 0  # blocks the shortcut refused: after two, it is tried on one block in 16 (a day of other lines)
-        tried = refused = 0  # blocks decoded, and of them those with lines msgspec refused (damaged lines)
-        for at, block in enumerate(read_day(directory, day_shards, tally.problems, tally.long_lines)):
-            try_shape = shaped is not None and (missed < 2 or at % 16 == 0)
-            cols = lineshape.columns(block) if try_shape else None
-            if cols is not None and shaped.count(cols, tally):
-                continue
-            missed += try_shape
-            if shaped is None or refused > 2 and 2 * refused > tried:  # damage everywhere: the reference is quicker
+        for block in read_day(directory, day_shards, tally.problems, tally.long_lines):
+            if counter is not None:
+                block = counter.count(block)
+            if block:
                 _count_block(block, tally, targets, event, hours, needs_hour, needs_path, fold)
-                continue
-            shaped.whole, tried, hit = False, tried + 1, False
-            if decoded is None:  # msgspec is imported only here: a report from rollups never needs it (start-up)
-                from metrics_ops.recordcount import DecodedCounter
-                from metrics_ops.records import runs
-                decoded = DecodedCounter(event)
-            for found, received, text in runs(block):
-                if found is None:
-                    _count_block(text, tally, targets, event, hours, needs_hour, needs_path, fold)
-                    hit = True
-                elif received is None or _usual(received):
-                    tally.lines += len(found)
-                    decoded.count(found)
-                else:
-                    _count_edges(decoded.counts, found, received, tally, hours)
-            refused += hit
         tally.add_damage(TOO_LONG, sum(tally.long_lines.values()))
-        if decoded is not None:  # before the shortcut's counts are folded in: its Estimates need empty cells
-            estimated, too_rare = decoded.finish(tally, estimates and not shaped.counts)
+        if counter is not None:
+            estimated, too_rare = counter.finish(tally, estimates)
             tally.add_damage(TOO_RARE, too_rare)
-        if shaped is not None:
-            estimated |= shaped.finish(tally, estimates)
     finally:
         if enabled:
             gc.enable()
@@ -173,133 +149,6 @@ def tally_day(directory: Path, day: date, day_shards: list[Shard], groupings: li
         if estimates and g not in estimated:
             tally.cells[g] = {k: Estimate.of_visitors(c) for k, c in tally.cells[g].items()}
     return tally
-
-
-def _usual(received: list) -> bool:
-    """Whether every received_at of a decoded run is a string in [0002, 9999): each has an hour in any zone."""
-    try:
-        return min(received) >= _SAFE_FROM and max(received) < _SAFE_UNTIL
-    except TypeError:  # not all strings
-        return False
-
-
-def _count_edges(counts: Counter, records: list, received: list, tally: DayTally, hours: _Hours) -> None:
-    """A decoded run with a received_at that may have no hour in the zone, record by record (as the reference)."""
-    tally.lines += len(records)
-    for record, when in zip(records, received, strict=True):
-        if type(when) is str and not _SAFE_FROM <= when < _SAFE_UNTIL and hours(when) is None:
-            tally.add_damage(NO_SUCH_HOUR if weight(record.client_rate, record.server_rate) else TOO_RARE, 1)
-        else:
-            counts[record] += 1
-
-
-class _Shaped:
-    """Counting serve-shaped blocks (:func:`metrics_ops.lineshape.columns`) with the rules of
-    :func:`_count_block`, for groupings by event or none. Each distinct text of metadata and rates is parsed
-    once per day (:func:`metrics_ops.lineshape.members`) into a class: test traffic, or a weight (and whether
-    it counts as unweighted). One Counter (in C) counts the day's lines by (visitor and event, class);
-    :meth:`finish` turns its distinct entries into the cells."""
-
-    TEST = -1
-    DAMAGED = -2  # rates too small to weigh
-
-    def __init__(self, event: str | None):
-        self.event = None if event is None else lineshape.SEPARATOR + event.encode()
-        self.class_of: dict[bytes, int] = {}  # members text -> class
-        self.classes: dict[tuple[float, bool], int] = {}  # (weight, unweighted?) -> class
-        self.counts: Counter = Counter()
-        self.whole = True  # every block of the day was counted here
-
-    def count(self, cols: list[list], tally: DayTally) -> bool:
-        """Add a block's columns to the day's counts; False (and nothing added) when its metadata or rates are
-        not what they seem (:func:`metrics_ops.lineshape.members`): the caller then reads the block line by
-        line."""
-        if not self._learn(cols[lineshape.MEMBERS]):
-            return False
-        firsts, kinds = cols[lineshape.VISITOR_EVENT], list(map(self.class_of.__getitem__, cols[lineshape.MEMBERS]))
-        lines = len(firsts)
-        if self.event is not None or min(kinds) < 0:  # one C pass over the classes
-            keep = [i for i, (f, k) in enumerate(zip(firsts, kinds, strict=True))
-                    if k >= 0 and (self.event is None or f.endswith(self.event))]
-            tally.test_lines += kinds.count(self.TEST)
-            tally.add_damage(TOO_RARE, kinds.count(self.DAMAGED))
-            firsts, kinds = [firsts[i] for i in keep], [kinds[i] for i in keep]
-        self.counts.update(zip(firsts, kinds, strict=True))  # in C
-        tally.lines += lines
-        return True
-
-    def _learn(self, texts: list[bytes]) -> bool:
-        """Classify the texts of metadata and rates not seen yet; False when one is not valid."""
-        for text in set(texts).difference(self.class_of):
-            kind = _kind_of(text)
-            if kind is None:
-                return False
-            self.class_of[text] = (self.TEST if kind == "test" else self.DAMAGED if kind == "damaged"
-                                   else self.classes.setdefault(kind, len(self.classes)))
-        return True
-
-    def finish(self, tally: DayTally, estimates: bool) -> set[tuple[str, ...]]:
-        """Turn the day's counts into the cells: visitor clusters, or (``estimates``, when the whole day was
-        counted here) a cell's :class:`Estimate` straight from the counts. The groupings whose cells hold
-        Estimates."""
-        weights = [1.0] * len(self.classes)
-        for (w, unit), kind in self.classes.items():
-            weights[kind] = w
-            if unit:
-                tally.unweighted += sum(n for (_, k), n in self.counts.items() if k == kind)
-        done = set()
-        for grouping, cells in tally.cells.items():
-            if grouping == ("event",) and estimates and self.whole and _estimate_events(self.counts, cells,
-                                                                                         weights):
-                done.add(grouping)
-            else:
-                _fold(self.counts, cells, bool(grouping), weights)
-        self.counts.clear()
-        return done
-
-
-@lru_cache(maxsize=1 << 16)
-def _kind_of(text: bytes) -> tuple[float, bool] | str | None:
-    """What a text of metadata and rates (:func:`metrics_ops.lineshape.members`) makes of its line: ``"test"``
-    (test traffic), ``"damaged"`` (rates too small to weigh), (weight, unweighted?), or None (not valid). Cached:
-    a worker counts day after day of the same few thousand texts."""
-    found = lineshape.members(text)
-    if found is None:
-        return None
-    meta = found.get("metadata")
-    if type(meta) is dict and MARK in meta:
-        return "test"
-    return weight(found["client_rate"], found["server_rate"]) or "damaged"
-
-
-def _fold(counts: Counter, cells: dict, by_event: bool, weights: list[float]) -> None:
-    """Add counted ``(visitor and event, class)`` entries to the visitor clusters of ``cells``."""
-    for (first, kind), n in counts.items():
-        vid, ev = lineshape.visitor_event(first)
-        key = ev if by_event else ()
-        cell = cells.get(key)
-        if cell is None:
-            cells[key] = cell = {}
-        add_to_cluster(cell, vid, n * weights[kind], n)
-
-
-def _estimate_events(counts: Counter, cells: dict, weights: list[float]) -> bool:
-    """Each event's Estimate from counts of ``(visitor and event, class of weight)``, by Counters (in C) instead
-    of a loop over visitors: when each visitor of an event has one weight there, its cluster is z = n w, so the
-    event's visitors, events, estimate and variance (:meth:`Estimate.of_visitors`) are sums over (weight, n) of
-    how many visitors stored n events at weight w. False (nothing done) when a visitor has two weights."""
-    from itertools import repeat
-
-    events = list(map(itemgetter(2), map(bytes.partition, map(itemgetter(0), counts), repeat(lineshape.SEPARATOR))))
-    spread = Counter(zip(events, map(itemgetter(1), counts), counts.values(), strict=True))
-    kind_of: dict[bytes, int] = {}
-    if any(kind_of.setdefault(ev, kind) != kind for ev, kind, _ in spread) and \
-            len(set(map(itemgetter(0), counts))) != len(counts):
-        return False  # an event with two weights, and a visitor with both
-    parts: dict[bytes, Estimate] = {}
-    add_spread(parts, spread, weights)
-    cells.update((ev.decode(), part) for ev, part in parts.items())
-    return True
 
 
 def _key_of(grouping: tuple[str, ...]):

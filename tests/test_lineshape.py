@@ -1,6 +1,6 @@
-"""The shortcut for serve-shaped lines (metrics_ops/lineshape.py, tally's Counter path) never changes an answer:
-report's counts over real files equal an independent orjson count line by line, whatever odd lines sit among
-the serve-shaped ones, and a block takes the shortcut only when every line has serve's shape."""
+"""The C counter (metrics_ops/linecount.py, _linescan.c) never changes an answer on serve's own lines: report's
+counts over real files equal an independent orjson count line by line, whatever odd lines sit among the
+serve-shaped ones; serve's lines are all counted in C and only the odd ones go the reference way."""
 
 import gzip
 from collections import defaultdict
@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
-from metrics_ops import lineshape
 from metrics_ops.events import encode_record
+from metrics_ops.linecount import LineCounter
 from metrics_ops.report import run_report
 from metrics_ops.store import file_name
 
@@ -125,16 +125,19 @@ def mixed(data_dir):
     return lines
 
 
-def test_serve_lines_take_the_shortcut_and_odd_ones_do_not():
-    block = b"".join(clean_day(DAYS[0], 50, 1))
-    cols = lineshape.columns(block)
-    assert cols is not None and len(cols[0]) == 50
-    assert lineshape.visitor_event(cols[0][0]) == ("v1", "click")
-    shaped = {0, 1, 2, 3, 4, 9, 13, 14}  # of serve's shape; 0 and 1 are then refused by the JSON check of tally
-    assert {i for i, odd in enumerate(ODD) if lineshape.columns(block + odd + b"\n") is not None} == shaped
-    assert lineshape.columns(block + b"\n") is None  # an empty line
-    assert lineshape.columns(block.replace(b"\n", b"\r\n", 1)) is None
-    assert lineshape.columns(b"") is None
+def test_serve_lines_are_counted_in_c_and_odd_ones_handed_back():
+    lines = clean_day(DAYS[0], 50, 1)
+    counter = LineCounter(None)
+    # test traffic (metadata.test_run) goes the reference way, which decides it; every other serve line is read
+    # in C, and so is every odd line the C reader is sure of: a valid JSON event of plain strings, rates numbers
+    assert counter.count(b"".join(lines)) == b"".join(lines[i] for i in range(0, 50, 13))
+    assert counter.counter.lines == 50 - len(range(0, 50, 13))
+    counted_in_c = {11}  # the others hold a received_at of "x", which sorts after "9999": the reference decides
+    for i, odd in enumerate(ODD):
+        counter = LineCounter(None)
+        back = counter.count(odd + b"\n")
+        assert (back == b"") == (i in counted_in_c), (i, odd)
+        assert back in (b"", odd + b"\n")
 
 
 @pytest.mark.parametrize("by", [("day", "event"), ("event",), ("day",)])

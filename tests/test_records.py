@@ -1,7 +1,8 @@
-"""The msgspec way to count (metrics_ops/records.py, recordcount.py) never changes an answer: over real files of
-every line shape with odd lines mixed in, a day's totals equal the reference's (orjson line by line,
+"""The C way to count (metrics_ops/linecount.py, _linescan.c) never changes an answer: over real files of every
+line shape with odd lines mixed in, a day's totals equal the reference's (orjson line by line,
 tally._count_block) exactly, damaged lines by reason included; a property test does the same over generated
-lines; and lines of the other shapes are really decoded, not all sent the reference way."""
+lines; the extension is really built and used, lines of every shape are counted in C, and each odd line is
+either read in C as orjson reads it or handed back whole to the reference."""
 
 import gzip
 import json
@@ -16,9 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metrics_ops import records
+from metrics_ops import _linescan
 from metrics_ops.estimate import Estimate
 from metrics_ops.events import encode_record
+from metrics_ops.linecount import LineCounter
 from metrics_ops.reading import read_day, shards
 from metrics_ops.report import run_report
 from metrics_ops.store import file_name
@@ -92,6 +94,34 @@ ODD = [
     b'{"visitor_id": "vcut", "event": "click", "metadata": {"path": "/p/1"',
     b"\xef\xbb\xbf{\"visitor_id\": \"vbom\", \"event\": \"click\"}",
     b'{"visitor_id": "vws", "event": "click"}\t \r',
+    b'{"visitor_id": "vesc", "event": "click", "x": "\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\\u0000"}',
+    b'{"visitor_id": "vesc2", "event": "click", "x": "\\ude00"}',  # a lone low surrogate
+    b'{"visitor_id": "vesc3", "event": "click", "x": "\\ud83d\\u0041"}',  # a high surrogate, no low one
+    b'{"visitor_id": "vesc4", "event": "click", "x": "\\x41"}',  # no such escape
+    b'{"visitor_id": "vesc5", "event": "click", "metadata": {"a": {"test_\\u0072un": 1}}, "x": "\\u12"}',
+    b'{"visitor_id": "vesc6", "event": "click", "metadata": {"a": {"k\\u00e9y": "\\/"}}}',
+    b'{"visitor_id": "vcrlf", "event": "click", "client_rate": 0.5}\r',  # CRLF: the \r is whitespace
+    b'{"visitor_id": "vsur", "event": "click", "x": "\xed\xa0\x80"}',  # a surrogate written raw: invalid UTF-8
+    b'{"visitor_id": "vover", "event": "click", "x": "\xc0\xaf"}',  # overlong UTF-8
+    b'{"visitor_id": "vmax", "event": "click", "x": "\xf4\x90\x80\x80"}',  # beyond U+10FFFF
+    b'{"visitor_id": "v\xf0\x9f\x98\x80", "event": "cl\xc3\xafck", "x": "\xe2\x82\xac"}',  # valid UTF-8, raw
+    b'{"visitor_id": "vneg", "event": "click", "client_rate": -0, "server_rate": 1E-2}',
+    b'{"visitor_id": "vexp", "event": "click", "client_rate": 5e-1, "server_rate": 2.5E+0, "x": 1e99}',
+    b'{"visitor_id": "vd18", "event": "click", "client_rate": 100000000000000000, "x": 123456789012345678}',
+    b'{"visitor_id": "vd19", "event": "click", "x": 1234567890123456789, "y": 0.1234567890123456789}',
+    b'{"visitor_id": "vdupr", "event": "click", "client_rate": 1e-9, "client_rate": null, "server_rate": 0.5}',
+    b'{"visitor_id": "vdupm", "event": "click", "metadata": {"test_run": "x"}, "metadata": {"path": "/"}}',
+    b'{"visitor_id": "vdupm2", "event": "click", "metadata": {"path": "/"}, "metadata": {"test_run": "x"}}',
+    b'{"visitor_id": "vdeep2", "event": "click", "metadata": {"a": ' + b"[" * 60 + b"]" * 60 + b"}}",
+    b'{"visitor_id": "vdeep3", "event": "click", "metadata": {"a": ' + b"[" * 80 + b"]" * 80 + b"}}",
+    b'{"visitor_id": "vshort", "event": "click", "received_at": "999"}',
+    b'{"visitor_id": "vempty", "event": "click", "received_at": ""}',
+    b'{"visitor_id": "vfirst", "event": "click", "received_at": "0002-01-01T00:00:00Z"}',
+    b'{"visitor_id": "vnan", "event": "click", "client_rate": NaN}',
+    b'{"visitor_id": "vlead", "event": "click", "x": 01}',
+    b'{"visitor_id": "vtrail", "event": "click",}',
+    b'{"visitor_id": "vcolon", "event" "click"}',
+    b"{}",
     b"",  # an empty line: not a line at all
 ]
 
@@ -153,6 +183,42 @@ def test_every_shape_with_odd_lines_counts_as_the_reference(data_dir, zone, even
     assert zone.key == "UTC" or want["damage"]["a received_at with no hour in the time zone"] > 0
 
 
+@pytest.mark.parametrize("event", [None, "click", "\udcff"])
+def test_clean_lines_of_every_shape_count_as_the_reference(data_dir, event):
+    """No line for the reference: each event's estimate comes from the C counter's spread, visitors with lines of
+    two weights (shape a's rates, shape b's none) clustered apart."""
+    rng = random.Random(9)
+    lines = [shaped(rng.choice("abcd"), rng, f"v{rng.randint(0, 300)}", rng.choice(["click", "scroll"]), AT)
+             for _ in range(4000)]
+    (data_dir / file_name(DAY, 0)).write_bytes(b"".join(line for line in lines if b"\\" not in line))
+    zone = ZoneInfo("Europe/Berlin")
+    got, want = fast(data_dir, zone, event), reference(data_dir, zone, event)
+    assert got == want
+    assert event == "\udcff" or len(want["rows"]) >= 1 and want["unweighted"] > 0
+
+
+@pytest.mark.parametrize("event", [None, "click"])
+@pytest.mark.parametrize("estimates", [True, False])
+def test_a_day_grouped_by_nothing_counts_as_the_reference(data_dir, event, estimates):
+    """Grouped by nothing (report --by day): each visitor one cluster over all its events, from the C counter's
+    spread by visitor (a visitor with lines of two weights clustered apart) or its entries."""
+    rng = random.Random(11)
+    lines = [shaped(rng.choice("abcd"), rng, f"v{rng.randint(0, 300)}", rng.choice(["click", "scroll"]), AT)
+             for _ in range(4000)]
+    (data_dir / file_name(DAY, 0)).write_bytes(b"".join(line for line in lines if b"\\" not in line))
+    day_shards = shards(data_dir)[DAY]
+    tally = tally_day(data_dir, DAY, day_shards, [()], ZONES[1], event, estimates=estimates)
+    want = DayTally(DAY, {(): {}})
+    for block in read_day(data_dir, day_shards, want.problems, want.long_lines):
+        _count_block(block, want, [(want.cells[()], _key_of(()))], event, _Hours(ZONES[1]), False, False)
+    [(key, cell)] = tally.cells[()].items()
+    got = cell if isinstance(cell, Estimate) else Estimate.of_visitors(cell)
+    ref = Estimate.of_visitors(want.cells[()][()])
+    assert key == () and (got.events, got.visitors) == (ref.events, ref.visitors) and ref.visitors > 250
+    assert (round(got.estimate, 6), round(got.variance, 6)) == (round(ref.estimate, 6), round(ref.variance, 6))
+    assert (tally.lines, tally.unweighted, tally.damage) == (want.lines, want.unweighted, want.damage)
+
+
 def test_a_report_over_every_shape_answers_as_before(data_dir):
     """The whole report (two worker processes) over mixed files: rows equal the reference's."""
     for n in range(3):
@@ -167,18 +233,43 @@ def test_a_report_over_every_shape_answers_as_before(data_dir):
         want["lines"], sum(want["damage"].values()), want["test"], want["unweighted"])
 
 
-def test_other_shapes_are_decoded_and_odd_lines_go_the_reference_way():
+def test_the_extension_is_built_and_every_shape_is_counted_in_c():
+    assert _linescan.__file__.endswith(".so")  # built, not some stand-in
     rng = random.Random(5)
-    for shape in "bcd":
-        block = b"".join(shaped(shape, rng, f"v{i}", "click", AT) for i in range(500))
-        found = list(records.runs(block))
-        assert all(recs is not None for recs, _, _ in found), shape
-        assert sum(len(recs) for recs, _, _ in found) == 500
-    clean = b"".join(shaped("b", rng, f"v{i}", "click", AT) for i in range(200))
+    for shape in "abcd":
+        counter = LineCounter(None)
+        assert isinstance(counter.counter, _linescan.Counter)
+        block = b"".join(shaped(shape, rng, f"v{i % 50}", "click", AT) for i in range(500))
+        assert b"\\u00fc" in block or shape != "c"  # escapes in skipped strings are read in C too
+        assert counter.count(block) == b"", shape  # nothing handed back: every line read in C
+        assert counter.counter.lines == 500
+
+
+#: odd lines the C reader is sure of (counted in C); every other odd line is handed back whole
+READ_IN_C = {b"vnull", b"vlist", b"vnest", b"vrare", b"vshort", b"vat", b"vcrlf", b"vneg", b"vexp", b"vd18",
+             b"vdupr", b"vdeep2", b"vesc", b"vesc6", b"vfirst", b"vws", b"v\xf0\x9f\x98\x80"}
+
+
+def test_each_odd_line_is_read_in_c_or_handed_back_whole():
+    clean = b"".join(shaped("b", random.Random(6), f"v{i}", "click", AT) for i in range(200))
     for odd in ODD[:-1]:
-        found = list(records.runs(clean + odd + b"\n" + clean))
-        decoded = sum(len(recs) for recs, _, _ in found if recs is not None)
-        assert 400 - 64 <= decoded <= 400 + 1, odd  # the lines around it are still decoded
+        counter = LineCounter(None)
+        back = counter.count(clean + odd + b"\n" + clean)
+        assert counter.counter.lines + back.count(b"\n") == 401, odd  # each line once, one way or the other
+        vid = odd.split(b'"visitor_id": "')[-1].split(b'"')[0] if b'"visitor_id": "' in odd else None
+        assert (back == b"") == (vid in READ_IN_C), odd
+        assert back in (b"", odd + b"\n")
+    assert LineCounter(None).count(b'{"visitor_id": "v", "event": "e"}') == b""  # no newline at the end: a line
+
+
+def test_rates_are_read_as_orjson_reads_them():
+    """strtod, correctly rounded like orjson: the counter's pairs of rates are orjson's floats."""
+    texts = [b"0.1", b"0.3333333333333333", b"1e-7", b"4.9406564584124654e-32", b"2.2250738585072014e-99",
+             b"0.99999999999999999", b"1", b"-0", b"0.5E+00", b"123456789012345678"]
+    for text in texts:
+        counter = LineCounter(None)
+        assert counter.count(b'{"visitor_id": "v", "event": "e", "client_rate": %s, "server_rate": null}' % text) == b""
+        assert counter.counter.pairs() == [(float(orjson.loads(text)), None, 1, 0)], text
 
 
 # ---------------------------------------------------------------------------------------------- property test
@@ -217,10 +308,11 @@ def damage(line: bytes, how: int, at: int) -> bytes:
     at = at % (len(line) + 1)
     return [line[:at], line[:at] + b"\xff" + line[at:], line[:at] + b"\n" + line[at:],
             line[:-1] + b', "big": 1e400}', line[:-1] + b', "visitor_id": "vdup"}', line + b"\n",
-            line[:at] + b"\\" + line[at:], line[:-1] + b', "n": 1' + b"0" * 320 + b"}"][how % 8]
+            line[:at] + b"\\" + line[at:], line[:-1] + b', "n": 1' + b"0" * 320 + b"}", line + b"\r",
+            line[:-1] + b', "m": {"test_run": 1}, "r": "\xe2\x82\xac"}'][how % 10]
 
 
-lines = st.lists(st.tuples(event_dicts, st.integers(0, 2), st.one_of(st.none(), st.tuples(st.integers(0, 7),
+lines = st.lists(st.tuples(event_dicts, st.integers(0, 2), st.one_of(st.none(), st.tuples(st.integers(0, 9),
                                                                                            st.integers(0, 400)))),
                  min_size=1, max_size=40)
 
@@ -236,3 +328,41 @@ def test_property_fast_equals_reference(drawn, zone, estimates):
         directory = Path(tmp)
         (directory / file_name(DAY, 0)).write_bytes(b"\n".join(body) + b"\n")
         assert fast(directory, zone, estimates=estimates) == reference(directory, zone)
+
+
+mutations = st.lists(st.tuples(st.integers(0, 2), st.integers(0, 10**6), st.binary(min_size=1, max_size=3)),
+                     max_size=3)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(event_dicts, st.integers(0, 2), mutations)
+def test_property_a_line_read_in_c_is_read_so_by_orjson(ev, how, changes):
+    """Line by line, bytes inserted, replaced or deleted anywhere: a line the C reader counts is one orjson reads,
+    with the same visitor, event and rates (None for null or missing); any other line is handed back whole."""
+    line = bytearray(encode(ev, how))
+    for kind, at, data in changes:
+        at %= len(line) + 1
+        if kind == 0:
+            line[at:at] = data
+        elif kind == 1:
+            line[at:at + len(data)] = data
+        else:
+            del line[at:at + len(data)]
+    line = bytes(line).replace(b"\n", b" ")
+    counter = LineCounter(None)
+    back = counter.count(line + b"\n")
+    if back:
+        assert back == line + b"\n"
+        return
+    if not line:
+        return  # an empty line is no line
+    rec = orjson.loads(line)  # raises if the C reader took what orjson refuses
+    assert type(rec) is dict and type(rec["visitor_id"]) is str and type(rec["event"]) is str
+    [(c, s, counted, _)] = counter.counter.pairs()
+    assert (c, s) == tuple(None if rec.get(k) is None else float(rec[k]) for k in ("client_rate", "server_rate"))
+    assert type(rec.get("client_rate")) is not bool and type(rec.get("server_rate")) is not bool
+    assert counter.counter.entries([0]) == [(rec["visitor_id"], rec["event"], 0, 1)]
+    meta = rec.get("metadata")
+    assert not (type(meta) is dict and "test_run" in meta)
+    at = rec.get("received_at")
+    assert type(at) is not str or "0002" <= at < "9999"
