@@ -1,0 +1,49 @@
+"""Attacks on the C line counter (metrics_ops/_linescan.c via metrics_ops/linecount.py): the real report over real
+files answers as the reference (orjson line by line, tally._count_block), to the digit it prints."""
+
+import json
+from datetime import date
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from metrics_ops.estimate import Estimate
+from metrics_ops.reading import read_day, shards
+from metrics_ops.store import file_name
+from metrics_ops.tally import DayTally, _count_block, _Hours, _key_of
+from tests.helpers import cli
+
+DAY = date(2026, 11, 25)
+
+
+def reference_rows(directory, grouping: tuple[str, ...]) -> list[dict]:
+    """The day's rows as the reference counts them (every line through _count_block), rounded as --json prints."""
+    tally = DayTally(DAY, {grouping: {}})
+    for block in read_day(directory, shards(directory)[DAY], tally.problems, tally.long_lines):
+        _count_block(block, tally, [(tally.cells[grouping], _key_of(grouping))], None, _Hours(ZoneInfo("UTC")),
+                     False, False)
+    rows = []
+    for cell in tally.cells[grouping].values():
+        est = Estimate.of_visitors(cell)
+        rows.append({"events": est.events, "visitors": est.visitors, "estimate": round(est.estimate, 1),
+                     "low": round(est.low, 1), "high": round(est.high, 1)})
+    return rows
+
+
+@pytest.mark.parametrize("by", ["event", "day"])
+def test_a_large_weight_then_many_small_ones_estimate_as_the_reference(data_dir, by):
+    """One line of weight 10^12 (rates 1e-6 x 1e-6, the smallest weighed) then 3000 visitors at 1 / (0.3 x 0.7):
+    the reference adds each visitor's weight to the running sum in file order (each addition rounded at the
+    10^12 scale), the C counter's spread multiplies the 3000 equal weights first: 1000000014285.9 against
+    1000000014285.7 in the printed estimate and interval."""
+    lines = [{"visitor_id": "big", "event": "e", "client_rate": 1e-6, "server_rate": 1e-6,
+              "received_at": "2026-11-25T12:00:00Z"}]
+    lines += [{"visitor_id": f"v{i}", "event": "e", "client_rate": 0.3, "server_rate": 0.7,
+               "received_at": "2026-11-25T12:00:00Z"} for i in range(3000)]
+    (data_dir / file_name(DAY, 0)).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    got = cli("report", "--data-dir", data_dir, "--since", DAY, "--until", DAY, "--no-rollups", "--json",
+              "--by", by)
+    assert got.returncode == 0, got.stderr
+    rows = [{k: row[k] for k in ("events", "visitors", "estimate", "low", "high")}
+            for row in json.loads(got.stdout)["rows"]]
+    assert rows == reference_rows(data_dir, ("event",) if by == "event" else ())
