@@ -47,3 +47,52 @@ def test_a_large_weight_then_many_small_ones_estimate_as_the_reference(data_dir,
     rows = [{k: row[k] for k in ("events", "visitors", "estimate", "low", "high")}
             for row in json.loads(got.stdout)["rows"]]
     assert rows == reference_rows(data_dir, ("event",) if by == "event" else ())
+
+
+def report_rows(directory, by: str = "event") -> dict:
+    """report --no-rollups --json over the day (a hang stops at the runner's 120 s): {key: (events, visitors,
+    estimate)}, and the lines read."""
+    got = cli("report", "--data-dir", directory, "--since", DAY, "--until", DAY, "--no-rollups", "--json",
+              "--by", by)
+    assert got.returncode == 0, got.stderr
+    doc = json.loads(got.stdout)
+    return {row[by]: (row["events"], row["visitors"], row["estimate"]) for row in doc["rows"]}, doc["lines"]
+
+
+def assert_as_the_reference(directory, got: dict) -> None:
+    tally = DayTally(DAY, {("event",): {}})
+    for block in read_day(directory, shards(directory)[DAY], tally.problems, tally.long_lines):
+        _count_block(block, tally, [(tally.cells[("event",)], _key_of(("event",)))], None,
+                     _Hours(ZoneInfo("UTC")), False, False)
+    want = {ev: Estimate.of_visitors(cell) for ev, cell in tally.cells[("event",)].items()}
+    assert got.keys() == want.keys()
+    for ev, (events, visitors, estimate) in got.items():
+        assert (events, visitors) == (want[ev].events, want[ev].visitors)
+        assert abs(estimate - want[ev].estimate) <= 0.05 + 1e-9 * want[ev].estimate  # printed to 0.1
+
+
+@pytest.mark.slow
+def test_one_visitor_with_a_distinct_pair_of_rates_per_line_is_counted_in_linear_time(data_dir):
+    """300,000 lines of one visitor, each with its own client_rate (an old client, or anyone posting to serve):
+    each line searched every pair seen (past the last 64) and walked the visitor's list of pairs: quadratic, 40 s
+    for 80,000 lines, about 10 minutes here; a hash of the pairs and of (entry, pair) takes a second."""
+    n = 300_000
+    (data_dir / file_name(DAY, 0)).write_bytes(b"".join(
+        b'{"visitor_id":"v","event":"e","client_rate":0.%06d,"server_rate":0.5}\n' % (i + 1) for i in range(n)))
+    got, lines = report_rows(data_dir)
+    assert lines == n and got["e"][:2] == (n, 1)
+    assert_as_the_reference(data_dir, got)
+
+
+@pytest.mark.slow
+def test_many_events_times_many_weights_spread_in_linear_time(data_dir):
+    """600,000 visitors, one line each, over 500 events and 1,200 client rates: the spread's cells (event, weight,
+    n) were placed by n * c ^ event * 31 ^ kind, a few thousand places for all of them: quadratic (28 s for
+    200,000), minutes here; mixed, well under a second."""
+    n = 600_000
+    (data_dir / file_name(DAY, 0)).write_bytes(b"".join(
+        b'{"visitor_id":"v%d","event":"e%d","client_rate":0.%06d}\n' % (i, i % 500, i // 500 + 1)
+        for i in range(n)))
+    got, lines = report_rows(data_dir)
+    assert lines == n and len(got) == 500 and sum(v[0] for v in got.values()) == n
+    assert_as_the_reference(data_dir, got)
