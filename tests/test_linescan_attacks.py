@@ -49,6 +49,27 @@ def test_a_large_weight_then_many_small_ones_estimate_as_the_reference(data_dir,
     assert rows == reference_rows(data_dir, ("event",) if by == "event" else ())
 
 
+
+def test_a_day_from_its_rollup_and_from_its_raw_lines_print_one_estimate(data_dir):
+    """The same day as above after rotate --once wrote its rollup (counted the reference way, folding): report
+    from the rollup and report --no-rollups from the raw lines (the C counter) must print one answer."""
+    lines = [{"visitor_id": "big", "event": "e", "client_rate": 1e-6, "server_rate": 1e-6,
+              "received_at": "2026-11-25T12:00:00Z"}]
+    lines += [{"visitor_id": f"v{i}", "event": "e", "client_rate": 0.3, "server_rate": 0.7,
+               "received_at": "2026-11-25T12:00:00Z"} for i in range(3000)]
+    (data_dir / file_name(DAY, 0)).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert cli("rotate", "--once", "-q", "--data-dir", data_dir).returncode == 0
+    answers = []
+    for flags in ([], ["--no-rollups"]):
+        got = cli("report", "--data-dir", data_dir, "--since", DAY, "--until", DAY, "--json", "--by", "event",
+                  *flags)
+        assert got.returncode == 0, got.stderr
+        doc = json.loads(got.stdout)
+        answers.append([{k: row[k] for k in ("events", "visitors", "estimate", "low", "high")} for row in doc["rows"]])
+    assert doc["days"]["raw"] == [str(DAY)]
+    assert answers[0] == answers[1]
+
+
 def report_rows(directory, by: str = "event") -> dict:
     """report --no-rollups --json over the day (a hang stops at the runner's 120 s): {key: (events, visitors,
     estimate)}, and the lines read."""
