@@ -47,7 +47,9 @@ static void Counter_dealloc(CounterObject *self) {
     free(self->entries);
     free(self->index);
     free(self->extra);
+    free(self->slot_index);
     free(self->pairs);
+    free(self->pair_index);
     free(self->events);
     free(self->event_index);
     free(self->filter);

@@ -12,6 +12,7 @@ typedef struct {
     uint32_t pair;
     int64_t n;
     int32_t next; /* index into extra, -1: none */
+    uint32_t entry; /* in extra: the entry it belongs to */
 } Slot;
 
 typedef struct {
@@ -54,8 +55,12 @@ typedef struct {
     size_t index_cap;
     Slot *extra;
     size_t n_extra, cap_extra;
+    uint32_t *slot_index; /* open addressing over extra by (entry, pair): slot + 1, 0 empty */
+    size_t slot_cap;
     Pair *pairs;
     size_t n_pairs, cap_pairs;
+    uint32_t *pair_index; /* open addressing: pair id + 1, 0 empty (a day may hold a million distinct pairs) */
+    size_t pair_cap, last_pair;
     Event *events;
     size_t n_events, cap_events;
     uint32_t *event_index; /* open addressing: event id + 1, 0 empty */
