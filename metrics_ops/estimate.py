@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 from metrics_ops.events import MAX_WEIGHT, MIN_RATE
 
-__all__ = ["MAX_WEIGHT", "MIN_INCLUSION", "Estimate", "Z95", "add_to_cluster", "merge_clusters", "weight"]
+__all__ = ["MAX_WEIGHT", "MIN_INCLUSION", "Estimate", "Z95", "add_to_cluster", "merge_clusters", "repeated",
+           "spread_estimates", "weight"]
 
 Z95 = 1.959964
 #: the largest weight a stored line may carry, 1 / (client_rate x server_rate), from serve's smallest accepted
@@ -50,12 +51,13 @@ class Estimate:
 
     @classmethod
     def of_visitors(cls, clusters: dict[str, list]) -> Estimate:
-        """From ``{visitor: [sum of weights, stored events]}``."""
-        events, est, var = 0, 0.0, 0.0
-        for z, n in clusters.values():
-            events += n
-            est += z
-            var += z * (z - n)
+        """From ``{visitor: [sum of weights, stored events]}``: the sums exact, rounded once (:func:`math.fsum`),
+        so the same visitors give the same figures in whatever order or grouping they are added
+        (:func:`spread_estimates`)."""
+        values = clusters.values()
+        events = sum(n for _, n in values)
+        est = math.fsum(z for z, _ in values)
+        var = math.fsum(z * (z - n) for z, n in values)
         return cls(events, len(clusters), est, max(0.0, var))
 
     def add(self, other: Estimate, *, disjoint: bool) -> None:
@@ -117,17 +119,50 @@ def merge_clusters(into: dict[str, list], part: dict[str, list]) -> None:
         add_to_cluster(into, vid, z, n)
 
 
-def add_spread(parts: dict, spread, weights) -> None:
-    """Add to ``parts`` (event -> Estimate) a day's visitors grouped as ``spread``: (event, weight kind, n) -> m,
-    m visitors who each sent n events of that event at weight ``weights[kind]``; variances floored at 0."""
-    for (ev, kind, n), m in spread.items():
-        z = n * weights[kind]  # m visitors, each with n events at this weight
-        part = parts.get(ev)
+def repeated(w: float, n: int, memo: dict | None = None) -> float:
+    """The weights of ``n`` lines of weight ``w`` summed as a reader adds a visitor's lines, one by one
+    (``w + w + ...``: not always ``n * w`` in floating point), so that counting the lines first gives the same
+    cluster as the line-by-line reference. ``memo`` caches it by (w, n)."""
+    if memo is not None and (found := memo.get((w, n))) is not None:
+        return found
+    z = w
+    for _ in range(n - 1):
+        z += w
+    if memo is not None:
+        memo[w, n] = z
+    return z
+
+
+def _times(x: float, m: int) -> list[float]:
+    """``m`` copies of ``x`` as a few exact terms (``x * 2^k`` for each bit k of m), for :func:`math.fsum`."""
+    terms, k = [], 0
+    while m:
+        if m & 1:
+            terms.append(math.ldexp(x, k))
+        m >>= 1
+        k += 1
+    return terms
+
+
+def spread_estimates(clusters: dict, spread, weights) -> dict:
+    """Each key's :class:`Estimate` from visitor ``clusters`` (key -> {visitor: [z, n]}) and a day's visitors
+    grouped as ``spread``: (key, weight kind, n) -> m, m visitors who each sent n lines at weight
+    ``weights[kind]``. The sums are exact and rounded once, so the figures equal :meth:`Estimate.of_visitors`
+    over the same visitors one by one (the reference), whatever the grouping."""
+    parts: dict = {}
+    for key, cluster in clusters.items():
+        values = cluster.values()
+        parts[key] = [sum(n for _, n in values), len(cluster), [z for z, _ in values],
+                      [z * (z - n) for z, n in values]]
+    memo: dict = {}
+    for (key, kind, n), m in spread.items():
+        z = repeated(weights[kind], n, memo)  # m visitors, each with n lines at this weight
+        part = parts.get(key)
         if part is None:
-            parts[ev] = part = Estimate(0, 0, 0.0, 0.0)
-        part.visitors += m
-        part.events += n * m
-        part.estimate += z * m
-        part.variance += z * (z - n) * m
-    for part in parts.values():
-        part.variance = max(0.0, part.variance)
+            parts[key] = part = [0, 0, [], []]
+        part[0] += n * m
+        part[1] += m
+        part[2] += _times(z, m)
+        part[3] += _times(z * (z - n), m)
+    return {key: Estimate(events, visitors, math.fsum(est), max(0.0, math.fsum(var)))
+            for key, (events, visitors, est, var) in parts.items()}

@@ -17,14 +17,14 @@ The lines handed back are read the reference way, which decides every damaged li
 What a pair of rates is worth is decided once per distinct pair (:func:`metrics_ops.estimate.weight`);
 :meth:`LineCounter.finish` turns the distinct (visitor, event) counts into the cells: an event's
 :class:`~metrics_ops.estimate.Estimate` straight from how many visitors sent n events at one weight
-(:func:`metrics_ops.estimate.add_spread`), or visitor clusters when the caller needs them.
+(:func:`metrics_ops.estimate.spread_estimates`), or visitor clusters when the caller needs them.
 tests/test_records.py holds this counter to the reference over files of odd lines and generated ones.
 """
 
 from __future__ import annotations
 
 from metrics_ops._linescan import Counter
-from metrics_ops.estimate import Estimate, add_spread, add_to_cluster, weight
+from metrics_ops.estimate import add_to_cluster, repeated, spread_estimates, weight
 
 __all__ = ["LineCounter"]
 
@@ -58,16 +58,14 @@ class LineCounter:
             tally.unweighted += counted if found[1] else 0
         weights = [w for w, _ in classes]
         tally.lines += self.counter.lines
-        done = set()
+        done, memo = set(), {}
         for grouping, cells in tally.cells.items():
             if estimates and not cells:
                 spread, shared = self.counter.spread(kinds, bool(grouping))  # keys: the event, or ()
                 clusters: dict = {}
                 for vid, key, kind, n in shared:  # a visitor with two weights in a cell: clustered
-                    add_to_cluster(clusters.setdefault(key, {}), vid, n * weights[kind], n)
-                parts = {key: Estimate.of_visitors(cluster) for key, cluster in clusters.items()}
-                add_spread(parts, spread, weights)
-                cells.update(parts)
+                    add_to_cluster(clusters.setdefault(key, {}), vid, repeated(weights[kind], n, memo), n)
+                cells.update(spread_estimates(clusters, spread, weights))
                 done.add(grouping)
             else:
                 by_event = bool(grouping)
@@ -76,5 +74,5 @@ class LineCounter:
                     cell = cells.get(key)
                     if cell is None:
                         cells[key] = cell = {}
-                    add_to_cluster(cell, vid, n * weights[kind], n)
+                    add_to_cluster(cell, vid, repeated(weights[kind], n, memo), n)
         return done, too_rare
