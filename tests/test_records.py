@@ -366,3 +366,30 @@ def test_property_a_line_read_in_c_is_read_so_by_orjson(ev, how, changes):
     assert not (type(meta) is dict and "test_run" in meta)
     at = rec.get("received_at")
     assert type(at) is not str or "0002" <= at < "9999"
+
+
+def test_a_checkout_whose_extension_is_not_built_says_so_in_one_line(tmp_path, data_dir):
+    """A source tree without its built C extension (run with PYTHONPATH, never installed): one line naming the
+    module and the command that builds it, exit 1; not a ModuleNotFoundError traceback."""
+    import shutil
+    import subprocess
+    import sys
+
+    package = Path(_linescan.__file__).parent
+    shutil.copytree(package, tmp_path / "src" / "metrics_ops", ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    day = date(2026, 11, 2)
+    line = encode_record({"visitor_id": "v1", "event": "click"}, "2026-11-02T12:00:00.000Z")
+    (data_dir / file_name(day)).write_bytes(line)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path / "src"), "HOME": str(tmp_path)}
+    # the test venv's editable install would still find the built module: run as if metrics-ops were not installed
+    launch = ("import runpy, sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f)]; "
+              "import metrics_ops, metrics_ops.cli; assert metrics_ops.__file__.startswith(sys.argv[1]), "
+              "metrics_ops.__file__; del sys.argv[1]; runpy.run_module('metrics_ops', run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", launch, str(tmp_path / "src"), "--data-dir", str(data_dir),
+                           "report", "--since", "2026-11-02", "--until", "2026-11-02", "--no-rollups"],
+                          env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "metrics-ops: the C extension metrics_ops._linescan is not built: run pip install -e . in the checkout "
+        "(it needs gcc and Python's headers, python3-dev)"]

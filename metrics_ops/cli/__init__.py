@@ -74,4 +74,16 @@ def main() -> None:
         from metrics_ops.shell_completion import register
 
         register()
-    cli(prog_name="metrics-ops")
+    try:
+        cli(prog_name="metrics-ops")
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("metrics_ops._"):
+            raise
+        # a source checkout run without building its C extensions (pip install -e . builds them)
+        import sys
+
+        from metrics_ops.exitcodes import ExitCode
+
+        click.echo(f"metrics-ops: the C extension {exc.name} is not built: run pip install -e . in the checkout "
+                   "(it needs gcc and Python's headers, python3-dev)", err=True)
+        sys.exit(ExitCode.FAILURE)
