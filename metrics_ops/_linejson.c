@@ -179,17 +179,39 @@ static int literal(Cursor *c, const char *word, size_t n) {
     return 1;
 }
 
-/* An object's members, at the '{'. test_run: set when a top-level key is "test_run" (NULL: not looked for). */
-static int object(Cursor *c, int depth, int *test_run) {
+/* The steps objects and arrays share; each returns 0 (not this subset), 1 (closed, past the close) or 2 (an item
+ * follows, at its first byte). opened: at the '{' or '['; next_item: after an item's value. */
+static int opened(Cursor *c, int depth, char close) {
     if (depth > MAX_DEPTH)
         return 0;
     c->p++;
     ws(c);
-    if (c->p < c->end && *c->p == '}') {
+    if (c->p < c->end && *c->p == close) {
         c->p++;
         return 1;
     }
-    for (;;) {
+    return 2;
+}
+
+static int next_item(Cursor *c, char close) {
+    ws(c);
+    if (c->p >= c->end)
+        return 0;
+    if (*c->p == close) {
+        c->p++;
+        return 1;
+    }
+    if (*c->p != ',')
+        return 0;
+    c->p++;
+    ws(c);
+    return 2;
+}
+
+/* An object's members, at the '{'. test_run: set when a top-level key is "test_run" (NULL: not looked for). */
+static int object(Cursor *c, int depth, int *test_run) {
+    int at = opened(c, depth, '}');
+    while (at == 2) {
         const char *k;
         size_t kn;
         int got = c->p < c->end && *c->p == '"' ? string(c, &k, &kn) : 0;
@@ -202,46 +224,16 @@ static int object(Cursor *c, int depth, int *test_run) {
             return 0;
         c->p++;
         ws(c);
-        if (!value(c, depth + 1))
-            return 0;
-        ws(c);
-        if (c->p >= c->end)
-            return 0;
-        if (*c->p == '}') {
-            c->p++;
-            return 1;
-        }
-        if (*c->p != ',')
-            return 0;
-        c->p++;
-        ws(c);
+        at = value(c, depth + 1) ? next_item(c, '}') : 0;
     }
+    return at;
 }
 
 static int array(Cursor *c, int depth) {
-    if (depth > MAX_DEPTH)
-        return 0;
-    c->p++;
-    ws(c);
-    if (c->p < c->end && *c->p == ']') {
-        c->p++;
-        return 1;
-    }
-    for (;;) {
-        if (!value(c, depth + 1))
-            return 0;
-        ws(c);
-        if (c->p >= c->end)
-            return 0;
-        if (*c->p == ']') {
-            c->p++;
-            return 1;
-        }
-        if (*c->p != ',')
-            return 0;
-        c->p++;
-        ws(c);
-    }
+    int at = opened(c, depth, ']');
+    while (at == 2)
+        at = value(c, depth + 1) ? next_item(c, ']') : 0;
+    return at;
 }
 
 static int value(Cursor *c, int depth) {
