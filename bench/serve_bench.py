@@ -1,7 +1,7 @@
 """Ingestion benchmark: wrk against `metrics-ops serve` (defaults) and the existing FastAPI endpoint, same run.
 
 Usage: python bench/serve_bench.py [--duration 8] [--connections 32] [--rounds 2] [--json] [--also LABEL=PYTHON]
-                                   [--batch 50]
+                                   [--batch 50 | --mix 5]
 
 ``--also before=/path/to/venv/bin/python`` adds another install of metrics-ops (an earlier commit, say) to the
 same alternating rounds, so a change is measured before and after in one run.
@@ -14,6 +14,11 @@ that counts responses saying "stored":1 (the hook costs wrk CPU, which on 2 core
 req/s are not the ones reported); afterwards the lines on disk are counted: lost = stored=1 responses missing
 from disk (must be 0); in flight = lines of requests wrk had sent when it stopped (at most the connection
 count). Targets (issue 3): >= 10x the baseline's req/s, p99 <= 10 ms at 32 connections, zero lost events.
+
+``--batch N`` posts N-event batches; ``--mix N`` alternates one event and one N-event batch, the way metrics.js
+sends them (page views at once, other events queued), and reports events/s from the lines on disk. Both measure
+metrics-ops only. serve's settings come from the environment: ``METRICS_WORKERS=1 python bench/serve_bench.py``
+measures every install with one worker.
 """
 
 from __future__ import annotations
@@ -51,6 +56,16 @@ function done(summary, latency, requests)
   local total = 0
   for _, t in ipairs(threads) do total = total + t:get("stored") end
   io.write("STORED " .. total .. "\\n")
+end
+"""
+
+
+MIX_LUA = """
+local i, json = 0, {["Content-Type"] = "application/json"}
+request = function()
+  i = i + 1
+  if i % 2 == 0 then return wrk.format("POST", "/api/metrics/event", json, '{single}') end
+  return wrk.format("POST", "/api/metrics/events", json, '{batch}')
 end
 """
 
@@ -112,7 +127,7 @@ def run_one(kind: str, root: Path, lua: Path, args) -> dict:
     if kind.startswith("metrics-ops serve"):
         python = args.also.get(kind, sys.executable)
         cmd = [python, "-m", "metrics_ops", "serve", "--port", str(port)]
-        url = f"http://127.0.0.1:{port}/api/metrics/event{'s' if args.batch else ''}"
+        url = f"http://127.0.0.1:{port}/api/metrics/event{'s' if args.batch else ''}"  # --mix: the Lua's paths
     elif kind.startswith("ceiling"):
         cmd = [sys.executable, "-m", "granian", "--interface", "wsgi", "--workers", "2", "--blocking-threads", "1",
                "--http", "1", "--no-ws", "--port", str(port), "--log-level", "warning", "ceiling_wsgi:app"]
@@ -152,6 +167,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--batch", type=int, default=0, metavar="N", help="post N-event batches (metrics-ops only)")
+    ap.add_argument("--mix", type=int, default=0, metavar="N",
+                    help="alternate one event and one N-event batch, as metrics.js sends them (metrics-ops only)")
     ap.add_argument("--also", action="append", default=[], metavar="LABEL=PYTHON",
                     help="another metrics-ops install to measure in the same rounds (e.g. before=venv/bin/python)")
     args = ap.parse_args()
@@ -168,8 +185,12 @@ def main() -> None:
     body = batch_body(args.batch) if args.batch else BODY
     plain.write_text(PLAIN_LUA.replace("{body}", body))
     counting.write_text(LUA.replace("{body}", body))
+    if args.mix:
+        mixed = MIX_LUA.replace("{single}", BODY).replace("{batch}", batch_body(args.mix))
+        plain.write_text(mixed)
+        counting.write_text(mixed + LUA.replace(PLAIN_LUA, "").replace("{body}", body))
     rounds = {"metrics-ops serve": [], **{kind: [] for kind in args.also}}
-    if not args.batch:
+    if not args.batch and not args.mix:
         rounds["baseline (FastAPI + uvicorn, 1 worker)"] = []
     verify = {}
     try:
@@ -180,6 +201,8 @@ def main() -> None:
             verify[kind] = run_one(kind, root, counting, args)
         if args.batch:
             return batch_summary(rounds, verify, args)
+        if args.mix:
+            return mix_summary(rounds, verify, args)
         ceiling = max((run_one(CEILING, root, plain, args) for _ in range(args.rounds)), key=lambda r: r["rps"])
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -224,6 +247,33 @@ def batch_summary(rounds: dict, verify: dict, args) -> None:
         v = verify[kind]
         print(f"| {kind} | {r['rps']:,.0f} | {r['rps'] * n:,.0f} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | "
               f"{v['stored_responses']:,} | {v['lines_on_disk']:,} | {v['lost']} |")
+    print(f"\nlost events in the verification rounds: {summary['lost_events']}")
+    for kind, ratio in summary["ratio_to"].items():
+        print(f"metrics-ops serve / {kind}: {ratio}x events/s")
+
+
+def mix_summary(rounds: dict, verify: dict, args) -> None:
+    """--mix: events/s from the lines each round left on disk (a request holds 1 or N events)."""
+    for rs in rounds.values():
+        for r in rs:
+            r["events_per_s"] = r["lines_on_disk"] / args.duration
+    best = {kind: max(rs, key=lambda r: r["events_per_s"]) for kind, rs in rounds.items()}
+    ours = best["metrics-ops serve"]
+    summary = {"rounds": rounds, "best": best, "verify": verify, "mix": args.mix,
+               "workers": os.environ.get("METRICS_WORKERS", "default"),
+               "ratio_to": {kind: round(ours["events_per_s"] / best[kind]["events_per_s"], 3) for kind in args.also},
+               "lost_events": sum(v["lost"] for v in verify.values())}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    print(f"| server (one event, then a {args.mix}-event batch; workers: {summary['workers']}; wrk -t1 "
+          f"-c{args.connections} -d{args.duration}s, best of {args.rounds}) | req/s | events/s | p50 | p99 "
+          "| verification round: stored events | lines on disk | lost |")
+    print("|---|---|---|---|---|---|---|---|")
+    for kind, r in best.items():
+        v = verify[kind]
+        print(f"| {kind} | {r['rps']:,.0f} | {r['events_per_s']:,.0f} | {r['p50_ms']:.2f} ms | "
+              f"{r['p99_ms']:.2f} ms | {v['stored_responses']:,} | {v['lines_on_disk']:,} | {v['lost']} |")
     print(f"\nlost events in the verification rounds: {summary['lost_events']}")
     for kind, ratio in summary["ratio_to"].items():
         print(f"metrics-ops serve / {kind}: {ratio}x events/s")
