@@ -8,23 +8,15 @@ wrote it, the value and its source: ``METRICS_SAMPLE_RATE=1.5 (from the environm
 
 from __future__ import annotations
 
-import contextvars
 import os
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
-from pydantic_settings import (
-    BaseSettings,
-    NoDecode,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    SettingsError,  # the top-level name: pydantic_settings.exceptions only exists from 2.8
-)
 
 from metrics_ops.events import MIN_RATE, usable_rate
 from metrics_ops.objectstore import Location, default_host_id, host_id_problem, parse_archive_url
@@ -37,13 +29,12 @@ from metrics_ops.origins import (  # noqa: F401  (re-exported: the config layer'
     HIDDEN,
     TOML,
     ConfigError,
-    ExactDotEnvSource,
-    ExactEnvSource,
     Origin,
-    check_dotenv,
     env_name,
+    env_values,
     format_errors,
     is_secret_field,
+    read_dotenv,
     read_toml,
     warn_env_typos,
 )
@@ -67,25 +58,13 @@ MIN_INTERVAL, MAX_INTERVAL = 0.1, 7 * 86_400
 MAX_LOCK_TIMEOUT = 86_400
 MAX_MIB = 1 << 30
 
-_toml_values: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("toml_values", default=None)
+class Settings(BaseModel):
+    """Every setting of every command. Field name = TOML key = env name without METRICS_, lower-cased.
 
+    A plain model: :func:`load_settings` reads the layers (flags, environment, .env, TOML) and validates what they
+    give; a value from the environment or .env arrives as its text, and the validators below parse it."""
 
-class _TomlSource(PydanticBaseSettingsSource):
-    """The values of the --config file, parsed and checked by :func:`read_toml` before construction."""
-
-    def get_field_value(self, field, field_name):  # pragma: no cover - __call__ is used instead
-        return (_toml_values.get() or {}).get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(_toml_values.get() or {})
-
-
-class Settings(BaseSettings):
-    """Every setting of every command. Field name = TOML key = env name without METRICS_, lower-cased."""
-
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", case_sensitive=False, validate_default=True
-    )
+    model_config = ConfigDict(extra="ignore", validate_default=True)
 
     dir: Path = Field(Path("data"), description="data directory holding the JSONL files")
     jsonl: Path | None = Field(
@@ -137,7 +116,7 @@ class Settings(BaseSettings):
         "warning", description="serve's log level; info adds one access line per request (never an IP)")
     max_body: int = Field(65536, ge=256, le=16 * 1024 * 1024, description="largest request body in bytes")
     max_batch: int = Field(100, ge=1, le=10_000, description="most events in one batch request")
-    cors_origins: Annotated[list[str], NoDecode] = Field(
+    cors_origins: list[str] = Field(
         default_factory=list, description="origins allowed by CORS: comma-separated or a JSON list; * for any")
     state_file: Path | None = Field(
         None, description="shared ring and counters of serve's workers (default DIR/.metrics-ops.state)")
@@ -150,22 +129,13 @@ class Settings(BaseSettings):
     # sampling
     sample_mode: Literal["random", "visitor"] = Field(
         "random", description="random: each event on its own; visitor: whole visitors, by a keyed hash")
-    sample_rates: Annotated[dict[str, float], NoDecode] = Field(
+    sample_rates: dict[str, float] = Field(
         default_factory=dict, description='per-event-name rates over sample_rate: JSON or "name=rate,..."')
     client_sample_rate: float = Field(
         1.0, ge=0, le=1, allow_inf_nan=False,
         description="the browser's sampling rate (VITE_METRICS_SAMPLE_RATE), for sample-test")
     sample_key: str = Field("", description="key of the visitor hash; set the same key wherever visitors are hashed",
                             json_schema_extra={"secret": True})
-
-    @classmethod
-    def settings_customise_sources(
-        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
-    ):
-        return (init_settings, ExactEnvSource(settings_cls),
-                ExactDotEnvSource(settings_cls, env_file=dotenv_settings.env_file,
-                                   env_file_encoding=dotenv_settings.env_file_encoding),
-                _TomlSource(settings_cls))
 
     @field_validator("max_mb", "jsonl", "state_file", "max_total_mb", "min_free_mb", "min_free_percent",
                      "status_file", "health_textfile", "admin_token", "archive_url", mode="before")
@@ -395,12 +365,9 @@ def require_gzip_before_prune(settings: Settings) -> None:
                            "files would be deleted before they are compressed"])
 
 
-def _origins(flags: dict[str, Any], spelled: dict[str, str], toml_data: dict[str, Any], toml_file: str | None,
-             env_file) -> dict:
-    env_found = ExactEnvSource(Settings)()
-    dotenv_found = ExactDotEnvSource(Settings, env_file=env_file)() if env_file else {}
-    # DotEnvSettingsSource also reports the process environment; keep what only the file says.
-    dotenv_found = {k: v for k, v in dotenv_found.items() if k not in env_found}
+def _origins(flags: dict[str, Any], spelled: dict[str, str], env_found: dict[str, str], dotenv_found: dict[str, str],
+             env_file, toml_data: dict[str, Any], toml_file: str | None) -> dict[str, Origin]:
+    """The layer each setting's value comes from, highest first: flag, environment, .env, TOML, default."""
     origins = {}
     for field in Settings.model_fields:
         if field in flags:
@@ -435,25 +402,22 @@ def load_settings(
     toml_data = read_toml(config_file, Settings.model_fields, config_spelled) if config_file is not None else {}
     toml_file = str(config_file) if config_file is not None else None
     if env_file is not None and not Path(env_file).is_file():
-        env_file = None
-    if env_file is not None:
-        check_dotenv(env_file, Settings.model_fields)
-    origins = _origins(flags, spelled or {}, toml_data, toml_file, env_file)
+        env_file = None  # no .env (or not a regular file): nothing to read
+    dotenv_found = read_dotenv(env_file, Settings.model_fields) if env_file is not None else {}
+    env_found = env_values(Settings.model_fields)
+    origins = _origins(flags, spelled or {}, env_found, dotenv_found, env_file, toml_data, toml_file)
+    # each layer over the ones below it; a value from the environment or .env is its text, as the operator wrote it
+    values = {**toml_data, **dotenv_found, **env_found, **flags}
     # METRICS_JSONL alone (the existing system's habit) implies the data directory it sits in.
     if origins["dir"].source == DEFAULT and origins["jsonl"].source != DEFAULT and origins["jsonl"].raw:
-        flags["dir"] = str(Path(str(origins["jsonl"].raw)).parent)
+        values["dir"] = str(Path(str(origins["jsonl"].raw)).parent)
         origins["dir"] = Origin(origins["jsonl"].source, origins["jsonl"].spelled + " (its directory)",
-                                flags["dir"], origins["jsonl"].file)
-    token = _toml_values.set(toml_data)
+                                values["dir"], origins["jsonl"].file)
     try:
-        settings = Settings(_env_file=env_file, **flags)
+        settings = Settings.model_validate(values)
     except ValidationError as exc:
         raise ConfigError(format_errors(exc, origins, {f: i.default for f, i in Settings.model_fields.items()},
                                         secret_fields())) from None
-    except SettingsError as exc:  # a source could not be read at all
-        raise ConfigError([f"settings: {exc}"]) from None
-    finally:
-        _toml_values.reset(token)
     object.__setattr__(settings, "_origins", origins)
     return settings
 

@@ -1,9 +1,10 @@
-"""Where each setting's value came from, and how to say it: the sources a settings model reads besides the
-environment (the TOML file of --config, the .env file, checked before use), the :class:`Origin` of every value,
-and the one-line messages that name a bad value as the operator wrote it."""
+"""Where each setting's value came from, and how to say it: the sources the settings are read from (the process
+environment and the .env file by exact name, the TOML file of --config, each checked before use), the
+:class:`Origin` of every value, and the one-line messages that name a bad value as the operator wrote it."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import tomllib
@@ -14,7 +15,6 @@ from typing import Any
 
 from pydantic import SecretBytes, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
-from pydantic_settings import DotEnvSettingsSource, EnvSettingsSource
 
 ENV_PREFIX = "METRICS_"
 
@@ -74,27 +74,18 @@ def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
-def _exact_names(settings_cls, found) -> dict[str, str | None]:
+def exact_names(fields: Iterable[str], found: Mapping[str, str | None]) -> dict[str, str]:
     """The variables of ``found`` named exactly as a setting (METRICS_DIR, never metrics_dir or Metrics_Dir:
-    names are case-sensitive, as on every Unix tool), keyed the way pydantic-settings looks them up."""
-    names = {env_name(field) for field in settings_cls.model_fields}
-    return {key.lower(): value for key, value in found.items() if key in names}
+    names are case-sensitive, as on every Unix tool), keyed by the setting's name, their text as it is (an empty
+    value is kept: the setting's validators decide what it means). A .env key without ``=`` (value None) sets
+    nothing."""
+    names = {env_name(field): field for field in fields}
+    return {names[key]: value for key, value in found.items() if key in names and value is not None}
 
 
-class ExactEnvSource(EnvSettingsSource):
-    """The process environment, by exact name."""
-
-    def _load_env_vars(self):
-        return _exact_names(self.settings_cls, os.environ)
-
-
-class ExactDotEnvSource(DotEnvSettingsSource):
-    """The .env file, by exact name (:func:`check_dotenv` refuses a near miss such as metrics_dir)."""
-
-    def _read_env_file(self, file_path):
-        from dotenv import dotenv_values
-
-        return _exact_names(self.settings_cls, dotenv_values(file_path, encoding=self.env_file_encoding or "utf-8"))
+def env_values(fields: Iterable[str]) -> dict[str, str]:
+    """The settings the process environment gives, by exact name."""
+    return exact_names(fields, os.environ)
 
 
 def is_secret_field(field: FieldInfo) -> bool:
@@ -158,28 +149,33 @@ def read_toml(path: str | os.PathLike, known: Iterable[str], spelled: str = "--c
 OTHER_ENV = frozenset({"METRICS_CONFIG", "METRICS_SERVE_PARENT_PID", "METRICS_SERVE_SETTINGS"})
 
 
-def check_dotenv(path: str | os.PathLike, fields: Iterable[str]) -> None:
-    """A .env file must be UTF-8 and may not hold an unknown METRICS_* key (a typo such as METRICS_RETENSION
-    would otherwise be ignored in silence, while the same typo in TOML is an error)."""
+def read_dotenv(path: str | os.PathLike, fields: Iterable[str]) -> dict[str, str]:
+    """The settings a .env file gives, by exact name (python-dotenv's syntax, ``${VAR}`` expanded). The file is
+    read once; it must be UTF-8 and may not hold an unknown METRICS_* key (a typo such as METRICS_RETENSION would
+    otherwise be ignored in silence, while the same typo in TOML is an error). Every problem is a ConfigError."""
     from dotenv import dotenv_values
 
     try:
         raw = Path(path).read_bytes()
-        raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[:exc.start].count(b"\n") + 1
         raise ConfigError([f"{path} line {line}: not UTF-8 text; save the file as UTF-8"]) from None
     except OSError as exc:
-        raise ConfigError([f"{path}: cannot read it: {exc.strerror}"]) from None
+        raise ConfigError([f"{path}: cannot read it: {exc.strerror or exc}"]) from None
+    fields = list(fields)
+    # newline=None: the line ends of a file opened as text (\r\n and \r read as \n), as dotenv_values(path) reads
+    found = dotenv_values(stream=io.StringIO(text, newline=None))
     known = {env_name(f) for f in fields} | OTHER_ENV
     lines = []
-    for key in dotenv_values(path):
+    for key in found:
         if key.upper().startswith(ENV_PREFIX) and key not in known:  # metrics_dir is not METRICS_DIR
             close = close_name(key, known, prefix=ENV_PREFIX, cutoff=0.6)
             hint = f"; did you mean {close}?" if close else ""
             lines.append(f"{key} (from {path}): unknown setting{hint}")
     if lines:
         raise ConfigError(lines)
+    return exact_names(fields, found)
 
 
 def close_name(name: str, known: Iterable[str], prefix: str = "", cutoff: float = 0.75) -> str | None:

@@ -30,7 +30,7 @@ def settings_from_json(text: str) -> Settings:
     doc = json.loads(text)
     origins = {name: Origin(*o) for name, o in doc["origins"].items()}
     try:
-        settings = Settings(_env_file=None, **doc["values"])  # every field given: no source is consulted
+        settings = Settings.model_validate(doc["values"])  # every field given, nothing read from anywhere
     except ValidationError as exc:  # the file system changed under the main process's checks
         raise ConfigError(format_errors(exc, origins, {f: i.default for f, i in Settings.model_fields.items()},
                                         secret_fields())) from None
