@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from metrics_ops.events import MIN_RATE, usable_rate
@@ -38,6 +47,7 @@ from metrics_ops.origins import (  # noqa: F401  (re-exported: the config layer'
     read_toml,
     warn_env_typos,
 )
+from metrics_ops.settingvalues import origin_list, rate_names, raw_value_problem
 
 
 def _json_value(text: str):
@@ -137,6 +147,12 @@ class Settings(BaseModel):
     sample_key: str = Field("", description="key of the visitor hash; set the same key wherever visitors are hashed",
                             json_schema_extra={"secret": True})
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _raw_value(cls, value, info: ValidationInfo):
+        raw_value_problem(cls.model_fields[info.field_name].annotation, value)
+        return value
+
     @field_validator("max_mb", "jsonl", "state_file", "max_total_mb", "min_free_mb", "min_free_percent",
                      "status_file", "health_textfile", "admin_token", "archive_url", mode="before")
     @classmethod
@@ -171,26 +187,23 @@ class Settings(BaseModel):
     def _origin_list(cls, value):
         if isinstance(value, str):
             text = value.strip()
-            if text.startswith("["):
-                return _json_value(text)
-            return [part.strip().rstrip("/") for part in text.split(",") if part.strip()]
-        return value
+            value = _json_value(text) if text.startswith("[") else [p for p in text.split(",") if p.strip()]
+        return origin_list(value)  # every form: each origin as a browser sends it
 
     @field_validator("sample_rates", mode="before")
     @classmethod
     def _rate_map(cls, value):
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("{"):
-                return _json_value(text)
-            rates = {}
+        text = value.strip() if isinstance(value, str) else None
+        if text is not None and text.startswith("{"):
+            value = _json_value(text)
+        elif text is not None:
+            value = {}
             for part in filter(None, (p.strip() for p in text.split(","))):
                 name, sep, rate = part.partition("=")
                 if not sep:
                     raise PydanticCustomError("rate_map", 'want JSON or "event=rate,event=rate"')
-                rates[name.strip()] = rate.strip()
-            return rates
-        return value
+                value[name.strip()] = rate.strip()
+        return rate_names(value)
 
     @field_validator("sample_rates")
     @classmethod

@@ -29,8 +29,27 @@ class ConfigError(Exception):
     """Invalid settings; ``lines`` holds one self-contained message per problem."""
 
     def __init__(self, lines: list[str]):
+        lines = [printable(line) for line in lines]  # a value with a line break must not split its line
         super().__init__("\n".join(lines))
         self.lines = lines
+
+
+def printable(text: str) -> str:
+    """``text`` as one line that shows what it holds: a byte that is not UTF-8 (the environment holds bytes; Python
+    keeps such a byte as a lone surrogate) as ``\\xNN``, a line break, tab or other invisible character escaped
+    (``\\n``, ``\\u2028``). A value printed back can neither split its error line in two, forge another line,
+    nor hide what is wrong with it."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+        elif 0xDC80 <= ord(ch) <= 0xDCFF:  # a byte os.environ could not decode (surrogateescape)
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
 
 
 @dataclass(frozen=True)
@@ -43,9 +62,9 @@ class Origin:
     file: str | None = None
 
     def describe(self, value: Any = None) -> str:
-        shown = self.raw if self.raw is not None else value
+        shown = _redacted(self.raw if self.raw is not None else value)
         if isinstance(shown, str):
-            shown = redact_userinfo(shown)
+            shown = printable(shown)
         if self.source == FLAG:
             if isinstance(shown, float):  # as typed: --client-rate 2, not 2.0
                 shown = f"{shown:g}"
@@ -55,7 +74,7 @@ class Origin:
         if self.source == DOTENV:
             return f"{self.spelled}={shown} (from {self.file or '.env'})"
         if self.source == TOML:
-            return f"{self.spelled} = {shown!r} (from {self.file})"
+            return f"{self.spelled} = {toml_text(shown)} (from {self.file})"
         return f"{self.spelled}={shown} (default)"
 
 
@@ -68,6 +87,32 @@ def redact_userinfo(text: str) -> str:
     """``text`` with the user-info of a URL (a user, a password, an access key and its secret) replaced by
     ``***``: a value that error lines and ``config show`` print back must not leak a credential typed into it."""
     return _USERINFO.sub(lambda m: f"{m[1]}{REDACTED}@", text, count=1)
+
+
+def toml_text(value: Any) -> str:
+    """A value of a TOML file written back as TOML (``true``, ``2024-01-01``, ``{ a = 2 }``), not as Python
+    (``True``, ``datetime.date(2024, 1, 1)``); a string quoted, its invisible characters escaped."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_text(v)}" for k, v in value.items()) + " }"
+    if hasattr(value, "isoformat"):  # date, time, datetime
+        return value.isoformat()
+    return repr(value)
+
+
+def _redacted(value: Any) -> Any:
+    """``value`` with the user-info of every URL in it redacted: a string, or the strings of a TOML array or table
+    (``archive_url = ["s3://KEY:SECRET@bucket"]`` is a wrong type, and is printed back)."""
+    if isinstance(value, str):
+        return redact_userinfo(value)
+    if isinstance(value, list | tuple):
+        return type(value)(_redacted(v) for v in value)
+    if isinstance(value, dict):
+        return {_redacted(k): _redacted(v) for k, v in value.items()}
+    return value
 
 
 def env_name(field: str) -> str:
@@ -219,15 +264,23 @@ def env_typos(environ: Mapping[str, str], fields: Iterable[str]) -> list[str]:
 
 def format_errors(exc: ValidationError, origins: dict[str, Origin], defaults: dict[str, Any],
                   secrets: Iterable[str] = ()) -> list[str]:
-    """A pydantic ValidationError -> one line per problem, naming each setting as the operator spelled it, its
-    value and its source (``defaults``: the default of each field, for a default that fails a relation). The
-    value of a setting in ``secrets`` is never shown."""
+    """A pydantic ValidationError -> one line per bad setting (or relation), naming each setting as the operator
+    spelled it, its value and its source (``defaults``: the default of each field, for a default that fails a
+    relation); the problems of one setting's items (``[1, 2]`` for a list of strings) share its line, each named
+    by its place. The value of a setting in ``secrets`` is never shown."""
     secrets = set(secrets)
-    lines = []
+    grouped: dict[tuple, tuple[str, list[str]]] = {}
     for err in exc.errors(include_url=False):
         msg = err["msg"]
         msg = msg[:1].lower() + msg[1:]
-        fields = (err.get("ctx") or {}).get("fields") or err["loc"][:1]
+        fields = tuple((err.get("ctx") or {}).get("fields") or err["loc"][:1])
+        place = [p for p in err["loc"][1:] if p != "[key]"] if len(err["loc"]) > 1 and len(fields) == 1 else []
+        if place:  # an item of a list or table: say which
+            msg = ", ".join(f"item {p + 1}" if isinstance(p, int) else repr(p) for p in place) + ": " + msg
+        if fields in grouped:
+            if msg not in grouped[fields][1]:
+                grouped[fields][1].append(msg)
+            continue
         parts = []
         for field in fields:
             origin = origins.get(field) or Origin(DEFAULT, env_name(str(field)))
@@ -237,5 +290,5 @@ def format_errors(exc: ValidationError, origins: dict[str, Origin], defaults: di
             if field in secrets:
                 origin, value = Origin(origin.source, origin.spelled, HIDDEN, origin.file), HIDDEN
             parts.append(origin.describe(value))
-        lines.append(f"{' with '.join(parts)}: {msg}")
-    return lines
+        grouped[fields] = (" with ".join(parts), [msg])
+    return [f"{named}: {'; '.join(msgs)}" for named, msgs in grouped.values()]
