@@ -218,6 +218,10 @@ def read_dotenv(path: str | os.PathLike, fields: Iterable[str]) -> dict[str, str
             close = close_name(key, known, prefix=ENV_PREFIX, cutoff=0.6)
             hint = f"; did you mean {close}?" if close else ""
             lines.append(f"{key} (from {path}): unknown setting{hint}")
+        elif key in OTHER_ENV and found[key]:  # known, but no setting: it would be ignored in silence
+            why = ("the TOML file is not named in .env: give --config, or set METRICS_CONFIG in the environment"
+                   if key == "METRICS_CONFIG" else "serve sets it for its workers; it is not a setting")
+            lines.append(f"{key}={found[key]} (from {path}): {why}")
     if lines:
         raise ConfigError(lines)
     return exact_names(fields, found)

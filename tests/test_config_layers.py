@@ -189,3 +189,15 @@ def test_a_sample_rate_without_an_event_name_is_refused(value):
     line = _one_error(cli("config", "show", env={"METRICS_SAMPLE_RATES": value}))
     assert line == (f"METRICS_SAMPLE_RATES={value} (from the environment): an event name cannot be empty (=rate "
                     "with no name)")
+
+
+@pytest.mark.parametrize("line", ["METRICS_CONFIG=site.toml", "METRICS_SERVE_SETTINGS={}"])
+def test_a_dotenv_naming_the_config_file_is_refused_not_ignored(isolated_env, line):
+    """METRICS_CONFIG is read from the environment only: in .env it named a TOML file that was never read (its
+    settings silently missing); empty, it is nothing, as in the environment."""
+    (isolated_env / "site.toml").write_text("retention = 77\n")
+    (isolated_env / ".env").write_text(line + "\n")
+    name = line.partition("=")[0]
+    assert _one_error(cli("config", "show")).startswith(f"{line} (from .env): ")
+    (isolated_env / ".env").write_text(name + "=\n")
+    assert cli("config", "show").returncode == 0
