@@ -47,7 +47,7 @@ from metrics_ops.origins import (  # noqa: F401  (re-exported: the config layer'
     read_toml,
     warn_env_typos,
 )
-from metrics_ops.settingvalues import origin_list, rate_names, raw_value_problem
+from metrics_ops.settingvalues import home_path, is_path, origin_list, rate_names, raw_value_problem
 
 
 def _json_value(text: str):
@@ -150,8 +150,9 @@ class Settings(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _raw_value(cls, value, info: ValidationInfo):
-        raw_value_problem(cls.model_fields[info.field_name].annotation, value)
-        return value
+        annotation = cls.model_fields[info.field_name].annotation
+        raw_value_problem(annotation, value)
+        return home_path(value) if is_path(annotation) else value
 
     @field_validator("max_mb", "jsonl", "state_file", "max_total_mb", "min_free_mb", "min_free_percent",
                      "status_file", "health_textfile", "admin_token", "archive_url", mode="before")

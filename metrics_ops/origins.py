@@ -182,9 +182,10 @@ def read_toml(path: str | os.PathLike, known: Iterable[str], spelled: str = "--c
             lines.append(f"{named}: unknown key {key!r}{hint}")
         raise ConfigError(lines)
     base = path.parent
-    # paths in a config file are relative to that file, not to the CWD
+    # paths in a config file are relative to that file, not to the CWD (~ is the home directory: Settings expands it)
     for key in ("dir", "jsonl", "state_file", "status_file", "health_textfile"):
-        if isinstance(data.get(key), str) and data[key] and not os.path.isabs(data[key]):
+        value = data.get(key)
+        if isinstance(value, str) and value and not os.path.isabs(value) and not value.startswith("~"):
             data[key] = str(base / data[key])
     return data
 

@@ -5,6 +5,7 @@ the setting's one error line."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, get_args
@@ -12,7 +13,7 @@ from typing import Any, get_args
 from pydantic_core import PydanticCustomError
 
 
-def _is_path(annotation: Any) -> bool:
+def is_path(annotation: Any) -> bool:
     return annotation is Path or Path in get_args(annotation)
 
 
@@ -29,14 +30,27 @@ def raw_value_problem(annotation: Any, value: Any) -> None:
     - a path that is no string (``dir = 5`` in TOML);
     - true or false (a TOML boolean) for a number: ``retention = true`` would be a retention of one day.
     """
-    if isinstance(value, str) and not _is_path(annotation) and _undecodable(value):
+    if isinstance(value, str) and not is_path(annotation) and _undecodable(value):
         raise PydanticCustomError("utf8", "not UTF-8 text: the value holds bytes that are no character; set it "
                                           "again as UTF-8 text")
-    if _is_path(annotation) and value is not None and not isinstance(value, str | Path):
+    if is_path(annotation) and value is not None and not isinstance(value, str | Path):
         raise PydanticCustomError("path", "want a path, as a string")
     if isinstance(value, bool) and not _is_bool(annotation):
         raise PydanticCustomError("bool_for_number", "want a number, not {value}",
                                   {"value": "true" if value else "false"})
+
+
+def home_path(value: Any) -> Any:
+    """A path setting's ``~`` or ``~user`` at its start is that home directory, whichever layer gave it: the shell
+    expands it only in an unquoted word, and a ``~/metrics`` from .env, TOML, quotes or ``--data-dir=~/metrics``
+    was a directory named ``~`` in the working directory."""
+    if isinstance(value, str) and value.startswith("~"):
+        expanded = os.path.expanduser(value)
+        if expanded.startswith("~"):
+            raise PydanticCustomError("home", "{user} is no user with a home directory",
+                                      {"user": value.partition("/")[0]})
+        return expanded
+    return value
 
 
 def _undecodable(text: str) -> bool:

@@ -201,3 +201,28 @@ def test_a_dotenv_naming_the_config_file_is_refused_not_ignored(isolated_env, li
     assert _one_error(cli("config", "show")).startswith(f"{line} (from .env): ")
     (isolated_env / ".env").write_text(name + "=\n")
     assert cli("config", "show").returncode == 0
+
+
+def test_a_path_starting_with_a_tilde_is_in_the_home_directory_from_every_layer(tmp_path, monkeypatch):
+    """The shell expands ~ only in an unquoted word: from .env, TOML, quotes or --data-dir=~/x it was a directory
+    named ~ in the working directory. A TOML path with ~ is not relative to the file."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    home = tmp_path / "home"
+    monkeypatch.setenv("METRICS_DIR", "~/metrics")
+    assert load_settings().dir == home / "metrics"
+    monkeypatch.delenv("METRICS_DIR")
+    (tmp_path / "cwd" / ".env").write_text("METRICS_JSONL=~/site/metrics.jsonl\n")
+    s = load_settings()
+    assert (s.dir, s.link_path) == (home / "site", home / "site" / "metrics.jsonl")
+    (tmp_path / "cwd" / ".env").unlink()
+    cfg = tmp_path / "etc" / "m.toml"
+    cfg.parent.mkdir()
+    cfg.write_text('dir = "~/d"\nhealth_textfile = "~/prom/metrics.prom"\n')
+    s = load_settings(config_file=cfg)
+    assert (s.dir, s.health_textfile) == (home / "d", home / "prom" / "metrics.prom")
+    assert load_settings({"dir": "~/flag"}).dir == home / "flag"
+    cfg.write_text('status_file = "~no-such-user-here/s"\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings(config_file=cfg)
+    assert err.value.lines == [f"status_file = '~no-such-user-here/s' (from {cfg}): ~no-such-user-here is no user "
+                               "with a home directory"]
