@@ -200,6 +200,7 @@ def read_dotenv(path: str | os.PathLike, fields: Iterable[str]) -> dict[str, str
     read once; it must be UTF-8 and may not hold an unknown METRICS_* key (a typo such as METRICS_RETENSION would
     otherwise be ignored in silence, while the same typo in TOML is an error). Every problem is a ConfigError."""
     from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
 
     try:
         raw = Path(path).read_bytes()
@@ -210,6 +211,11 @@ def read_dotenv(path: str | os.PathLike, fields: Iterable[str]) -> dict[str, str
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read it: {exc.strerror or exc}"]) from None
     fields = list(fields)
+    # a line python-dotenv cannot parse is skipped with a warning of its own: its setting would be lost in silence
+    bad = [b.original.line for b in parse_stream(io.StringIO(text, newline=None)) if b.error]
+    if bad:
+        raise ConfigError([f"{path} line {n}: cannot read it as NAME=value (nothing on it would be read); fix or "
+                           "remove it" for n in bad])
     # newline=None: the line ends of a file opened as text (\r\n and \r read as \n), as dotenv_values(path) reads
     found = dotenv_values(stream=io.StringIO(text, newline=None))
     known = {env_name(f) for f in fields} | OTHER_ENV
@@ -263,7 +269,7 @@ def env_typos(environ: Mapping[str, str], fields: Iterable[str]) -> list[str]:
             continue
         close = close_name(key, known - OTHER_ENV, prefix=ENV_PREFIX)
         if close is not None:
-            lines.append(f"ignoring {key}; did you mean {close}?")
+            lines.append(f"ignoring {printable(key)}; did you mean {close}?")
     return lines
 
 

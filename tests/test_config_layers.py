@@ -226,3 +226,22 @@ def test_a_path_starting_with_a_tilde_is_in_the_home_directory_from_every_layer(
         load_settings(config_file=cfg)
     assert err.value.lines == [f"status_file = '~no-such-user-here/s' (from {cfg}): ~no-such-user-here is no user "
                                "with a home directory"]
+
+
+@pytest.mark.parametrize("text, lines", [("METRICS_RETENTION 5\n", [1]),
+                                         ("METRICS_TZ=UTC\nMETRICS_ADMIN_TOKEN='s3cr3t-s3cr3t-s3cr3t\n==x\n", [2, 3]),
+                                         ('METRICS_RETENTION="5" days\n', [1])])
+def test_a_dotenv_line_that_cannot_be_parsed_is_refused_not_skipped(isolated_env, text, lines):
+    """python-dotenv skips such a line with a warning of its own and the setting on it was lost (exit 0 with the
+    default retention); each is one line naming where it is, never what it holds (it may be a secret)."""
+    (isolated_env / ".env").write_text(text)
+    r = cli("config", "show")
+    assert r.returncode == 2
+    assert r.stderr == "".join(f"metrics-ops: .env line {n}: cannot read it as NAME=value (nothing on it would be "
+                               "read); fix or remove it\n" for n in lines)
+
+
+def test_a_misspelt_variable_name_with_a_byte_that_is_not_utf8_is_named_as_sent():
+    r = cli("config", "show", env={b"METRICS_RETENTON\xff": b"3"})
+    assert r.returncode == 0
+    assert r.stderr == "metrics-ops: ignoring METRICS_RETENTON\\xff; did you mean METRICS_RETENTION?\n"
