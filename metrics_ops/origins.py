@@ -177,7 +177,8 @@ def read_toml(path: str | os.PathLike, known: Iterable[str], spelled: str = "--c
     if unknown:
         lines = []
         for key in unknown:
-            close = close_name(key, known)
+            # METRICS_RETENTION is the variable's name; in TOML the key is retention
+            close = close_name(key[len(ENV_PREFIX):] if key.upper().startswith(ENV_PREFIX) else key, known)
             hint = f"; did you mean {close!r}?" if close else "; see `config show`"
             lines.append(f"{named}: unknown key {key!r}{hint}")
         raise ConfigError(lines)

@@ -245,3 +245,11 @@ def test_a_misspelt_variable_name_with_a_byte_that_is_not_utf8_is_named_as_sent(
     r = cli("config", "show", env={b"METRICS_RETENTON\xff": b"3"})
     assert r.returncode == 0
     assert r.stderr == "metrics-ops: ignoring METRICS_RETENTON\\xff; did you mean METRICS_RETENTION?\n"
+
+
+def test_a_toml_key_spelled_as_its_variable_names_the_key(tmp_path):
+    cfg = tmp_path / "m.toml"
+    cfg.write_text("METRICS_RETENTION = 5\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(config_file=cfg)
+    assert err.value.lines == [f"--config {cfg}: unknown key 'METRICS_RETENTION'; did you mean 'retention'?"]
