@@ -15,16 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from metrics_ops.events import MIN_RATE, usable_rate
@@ -149,7 +140,7 @@ class Settings(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _raw_value(cls, value, info: ValidationInfo):
+    def _raw_value(cls, value, info):  # info: pydantic's ValidationInfo
         annotation = cls.model_fields[info.field_name].annotation
         raw_value_problem(annotation, value)
         return home_path(value) if is_path(annotation) else value
