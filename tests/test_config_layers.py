@@ -253,3 +253,18 @@ def test_a_toml_key_spelled_as_its_variable_names_the_key(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_settings(config_file=cfg)
     assert err.value.lines == [f"--config {cfg}: unknown key 'METRICS_RETENTION'; did you mean 'retention'?"]
+
+
+def test_serve_refuses_a_sample_key_that_is_not_utf8_before_binding(data_dir):
+    """Its workers hashed the first visitor with it and died with a traceback each; now serve stops at start, in
+    one line, and the port was never bound."""
+    import socket
+
+    from .helpers import free_port
+
+    port = free_port()
+    r = cli("--data-dir", data_dir, "serve", "--port", port, "--sample-mode", "visitor",
+            env={b"METRICS_SAMPLE_KEY": b"\xffkey"}, timeout=60)
+    assert _one_error(r).startswith("METRICS_SAMPLE_KEY=(hidden) (from the environment): not UTF-8 text")
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0
