@@ -268,3 +268,11 @@ def test_serve_refuses_a_sample_key_that_is_not_utf8_before_binding(data_dir):
     assert _one_error(r).startswith("METRICS_SAMPLE_KEY=(hidden) (from the environment): not UTF-8 text")
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_config_show_keeps_a_value_with_a_line_break_or_an_escape_on_its_row():
+    """A value is printed escaped: its line break cannot split its row, an escape sequence never reaches the
+    terminal (the row of a value from the environment, which nothing else checks: serve's host)."""
+    r = cli("config", "show", env={"METRICS_HOST": "a\nb\x1b[31mred"})
+    assert r.returncode == 0 and "\x1b" not in r.stdout
+    assert "host\ta\\nb\\x1b[31mred\tenvironment\tMETRICS_HOST\n" in r.stdout
