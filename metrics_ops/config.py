@@ -38,7 +38,7 @@ from metrics_ops.origins import (  # noqa: F401  (re-exported: the config layer'
     read_toml,
     warn_env_typos,
 )
-from metrics_ops.settingvalues import home_path, is_path, origin_list, rate_names, raw_value_problem
+from metrics_ops.settingvalues import home_path, is_path, mode_text, origin_list, rate_names, raw_value_problem
 
 
 def _json_value(text: str):
@@ -221,6 +221,11 @@ class Settings(BaseModel):
             raise PydanticCustomError("token", "the admin token must be 16 to 256 characters of A-Z a-z 0-9 - . _ ~ "
                                       "+ / = (what a bearer header carries), e.g. from: openssl rand -hex 32")
         return value
+
+    @field_validator("file_mode", mode="before")
+    @classmethod
+    def _mode_as_text(cls, value):
+        return mode_text(value)
 
     @field_validator("file_mode")
     @classmethod

@@ -87,6 +87,14 @@ def origin_list(items: Any) -> Any:
     return origins
 
 
+def mode_text(value: Any) -> Any:
+    """A file mode is text (``"0640"``): a TOML number has lost its spelling (``0o640`` is 416, ``640`` is no octal
+    number at all), so it is refused with the form to use, not guessed."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise PydanticCustomError("mode", 'want the mode as text, such as "0640" (a number loses its octal digits)')
+    return value
+
+
 def rate_names(rates: Any) -> Any:
     """The per-event rates: every event name a name (not empty), every rate a number (not true or false)."""
     if not isinstance(rates, dict):

@@ -276,3 +276,15 @@ def test_config_show_keeps_a_value_with_a_line_break_or_an_escape_on_its_row():
     r = cli("config", "show", env={"METRICS_HOST": "a\nb\x1b[31mred"})
     assert r.returncode == 0 and "\x1b" not in r.stdout
     assert "host\ta\\nb\\x1b[31mred\tenvironment\tMETRICS_HOST\n" in r.stdout
+
+
+@pytest.mark.parametrize("toml, shown", [("file_mode = 0o640", "416"), ("file_mode = 640", "640")])
+def test_a_file_mode_from_toml_must_be_text(tmp_path, toml, shown):
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(toml + "\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(config_file=cfg)
+    assert err.value.lines == [f'file_mode = {shown} (from {cfg}): want the mode as text, such as "0640" (a number '
+                               "loses its octal digits)"]
+    cfg.write_text('file_mode = "0640"\n')
+    assert load_settings(config_file=cfg).file_mode_bits == 0o640
