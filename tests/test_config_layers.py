@@ -288,3 +288,30 @@ def test_a_file_mode_from_toml_must_be_text(tmp_path, toml, shown):
                                "loses its octal digits)"]
     cfg.write_text('file_mode = "0640"\n')
     assert load_settings(config_file=cfg).file_mode_bits == 0o640
+
+
+def test_serve_hands_its_workers_a_directory_name_that_is_not_utf8_and_origins_as_sent(tmp_path):
+    """A path may hold any byte, as a file name may: serve's ready line shows it as \\xff (it was a traceback) and
+    the worker stores into exactly that directory; the JSON list's https://a.example/ allows https://a.example."""
+    import urllib.request
+
+    from .helpers import CLI, free_port, wait_healthy
+
+    data = os.fsencode(tmp_path) + b"/d\xff"
+    os.mkdir(data)
+    port = free_port()
+    env = {**os.environb, b"METRICS_DIR": data, b"METRICS_WORKERS": b"1",
+           b"METRICS_CORS_ORIGINS": b'["https://a.example/"]'}
+    proc = subprocess.Popen([*CLI, "serve", "--port", str(port)], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_healthy(port, proc)
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/metrics/event", method="POST",
+                                     data=json.dumps({"event": "page_view", "visitor_id": "v1"}).encode(),
+                                     headers={"Content-Type": "application/json", "Origin": "https://a.example"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 202 and resp.headers["Access-Control-Allow-Origin"] == "https://a.example"
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=30)
+    assert f"(data directory {tmp_path}/d\\xff, 1 worker)" in stderr and "Traceback" not in stderr
+    assert [n for n in os.listdir(data) if n.startswith(b"metrics-")]
