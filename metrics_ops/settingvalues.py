@@ -1,7 +1,7 @@
 """Checks of a setting's value as a layer gives it, before its type is parsed (used by the validators of
 :class:`metrics_ops.config.Settings`): text that is not UTF-8, true/false where a number is meant, the items of
-the CORS origin list and of the per-event rate map. Each problem is a PydanticCustomError whose message becomes
-the setting's one error line."""
+the CORS origin list and of the per-event rate map, ``~`` in a path, a file mode given as a number. Each problem
+is a PydanticCustomError whose message becomes the setting's one error line."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ def is_path(annotation: Any) -> bool:
     return annotation is Path or Path in get_args(annotation)
 
 
-def _is_bool(annotation: Any) -> bool:
-    return annotation is bool or bool in get_args(annotation)
+def _is_number(annotation: Any) -> bool:
+    return bool({int, float} & {annotation, *get_args(annotation)})
 
 
 def raw_value_problem(annotation: Any, value: Any) -> None:
@@ -35,7 +35,7 @@ def raw_value_problem(annotation: Any, value: Any) -> None:
                                           "again as UTF-8 text")
     if is_path(annotation) and value is not None and not isinstance(value, str | Path):
         raise PydanticCustomError("path", "want a path, as a string")
-    if isinstance(value, bool) and not _is_bool(annotation):
+    if isinstance(value, bool) and _is_number(annotation):
         raise PydanticCustomError("bool_for_number", "want a number, not {value}",
                                   {"value": "true" if value else "false"})
 

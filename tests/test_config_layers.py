@@ -150,6 +150,8 @@ def test_a_toml_value_of_the_wrong_type_never_shows_a_credential(tmp_path):
                                           "must be a number, not true"),
     ("tz = 2024-01-01", "tz = 2024-01-01 (from {cfg}): input should be a valid string"),
     ("dir = 5", "dir = 5 (from {cfg}): want a path, as a string"),
+    ("tz = true", "tz = true (from {cfg}): input should be a valid string"),
+    ("max_mb = true", "max_mb = true (from {cfg}): want a number, not true"),
 ])
 def test_toml_types_are_kept_and_named_as_toml(tmp_path, toml, expected):
     """TOML has booleans: `retention = true` is no retention of 1 day. A value is written back as TOML."""
