@@ -63,19 +63,28 @@ class Origin:
 
     def describe(self, value: Any = None) -> str:
         shown = _redacted(self.raw if self.raw is not None else value)
-        if isinstance(shown, str):
-            shown = printable(shown)
+        if self.source == FLAG and isinstance(shown, float):  # as typed: --client-rate 2, not 2.0
+            shown = f"{shown:g}"
+        # TOML's values as TOML (its strings quoted and escaped), every other as it is, escaped
+        shown = _clipped(toml_text(shown) if self.source == TOML else printable(str(shown)))
         if self.source == FLAG:
-            if isinstance(shown, float):  # as typed: --client-rate 2, not 2.0
-                shown = f"{shown:g}"
             return f"{self.spelled} {shown} (from the command line)"
         if self.source == ENV:
             return f"{self.spelled}={shown} (from the environment)"
         if self.source == DOTENV:
             return f"{self.spelled}={shown} (from {self.file or '.env'})"
         if self.source == TOML:
-            return f"{self.spelled} = {toml_text(shown)} (from {self.file})"
+            return f"{self.spelled} = {shown} (from {self.file})"
         return f"{self.spelled}={shown} (default)"
+
+
+#: the longest value an error line prints whole: a longer one (a variable of 100,000 characters) is cut, its length
+#: given, so that the line stays one line where logs split long ones (journald at 48 KiB)
+MAX_SHOWN = 1024
+
+
+def _clipped(text: str) -> str:
+    return text if len(text) <= MAX_SHOWN else f"{text[:256]}... ({len(text):,} characters)"
 
 
 #: the user-info part of a URL (``s3://KEY:SECRET@bucket``, ``KEY:SECRET@bucket`` without a scheme): never shown

@@ -317,3 +317,15 @@ def test_serve_hands_its_workers_a_directory_name_that_is_not_utf8_and_origins_a
         _, stderr = proc.communicate(timeout=30)
     assert f"(data directory {tmp_path}/d\\xff, 1 worker)" in stderr and "Traceback" not in stderr
     assert [n for n in os.listdir(data) if n.startswith(b"metrics-")]
+
+
+def test_a_huge_value_is_cut_in_its_error_line(tmp_path):
+    """100,000 characters printed back made a 100 kB line, which journald splits (48 KiB): the line shows the start
+    and the length. A TOML string is shown quoted, its line break escaped once."""
+    line = _one_error(cli("config", "show", env={"METRICS_RETENTION": "9" * 100_000}))
+    assert line == (f"METRICS_RETENTION={'9' * 256}... (100,000 characters) (from the environment): unable to parse "
+                    "input string as an integer, exceeded maximum size")
+    cfg = tmp_path / "m.toml"
+    cfg.write_text('tz = "Europe/Berlin\\nx"\n')
+    line = _one_error(cli("--config", cfg, "config", "show"))
+    assert line.startswith(f"tz = 'Europe/Berlin\\nx' (from {cfg}): unknown time zone")
