@@ -163,14 +163,38 @@ def plain_value(value: Any) -> Any:
 
 
 
+#: the largest settings file read: a TOML file of every setting is a few kB; a far larger one (a log given by
+#: mistake, /dev/zero) is none, and would be read into memory whole
+MAX_TOML_BYTES = 1 << 20
+
+
+def _settings_file_bytes(path: Path, named: str) -> bytes:
+    """The bytes of a --config file: a regular file (or /dev/null, no settings) of at most MAX_TOML_BYTES. A FIFO
+    is refused, not waited on for a writer for ever; a device is not read without end."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once, to be refused
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(st.st_mode) and not os.path.samestat(st, os.stat(os.devnull)):
+            raise ConfigError([f"{named}: not a regular file (a FIFO, socket or device); give a TOML file"])
+        raw = os.read(fd, MAX_TOML_BYTES + 1) if st.st_size <= MAX_TOML_BYTES else b""
+    finally:
+        os.close(fd)
+    if st.st_size > MAX_TOML_BYTES or len(raw) > MAX_TOML_BYTES:
+        raise ConfigError([f"{named}: larger than {MAX_TOML_BYTES >> 20} MiB: not a settings file"])
+    return raw
+
+
 def read_toml(path: str | os.PathLike, known: Iterable[str], spelled: str = "--config") -> dict[str, Any]:
     """Parse a --config file; unknown keys and syntax errors are ConfigErrors naming the file as the operator gave
     it (``spelled``: ``--config`` or ``METRICS_CONFIG``)."""
     path = Path(path)
     named = f"{spelled}={path}" if spelled.startswith(ENV_PREFIX) else f"{spelled} {path}"
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+        data = tomllib.loads(_settings_file_bytes(path, named).decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError([f"{named}: the file does not exist"]) from None
     except IsADirectoryError:

@@ -329,3 +329,18 @@ def test_a_huge_value_is_cut_in_its_error_line(tmp_path):
     cfg.write_text('tz = "Europe/Berlin\\nx"\n')
     line = _one_error(cli("--config", cfg, "config", "show"))
     assert line.startswith(f"tz = 'Europe/Berlin\\nx' (from {cfg}): unknown time zone")
+
+
+def test_a_config_file_that_is_a_fifo_a_device_or_huge_is_one_line(tmp_path):
+    """A FIFO made --config wait for a writer for ever, /dev/zero read until memory ran out (a MemoryError
+    traceback); /dev/null stays the empty file it always was."""
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    for path in (fifo, "/dev/zero"):
+        assert _one_error(cli("--config", path, "config", "show", timeout=30)) == (
+            f"--config {path}: not a regular file (a FIFO, socket or device); give a TOML file")
+    big = tmp_path / "big.toml"
+    big.write_text("# " + "x" * (1 << 20) + "\nretention = 9\n")
+    assert _one_error(cli("config", "show", env={"METRICS_CONFIG": str(big)})) == (
+        f"METRICS_CONFIG={big}: larger than 1 MiB: not a settings file")
+    assert load_settings(config_file="/dev/null").retention == 30
