@@ -191,8 +191,8 @@ def _settings_file_bytes(path: Path, named: str) -> bytes:
 def read_toml(path: str | os.PathLike, known: Iterable[str], spelled: str = "--config") -> dict[str, Any]:
     """Parse a --config file; unknown keys and syntax errors are ConfigErrors naming the file as the operator gave
     it (``spelled``: ``--config`` or ``METRICS_CONFIG``)."""
-    path = Path(path)
     named = f"{spelled}={path}" if spelled.startswith(ENV_PREFIX) else f"{spelled} {path}"
+    path = Path(os.path.expanduser(path))  # ~/m.toml as every path setting reads it (see settingvalues.home_path)
     try:
         data = tomllib.loads(_settings_file_bytes(path, named).decode("utf-8"))
     except FileNotFoundError:

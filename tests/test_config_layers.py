@@ -344,3 +344,12 @@ def test_a_config_file_that_is_a_fifo_a_device_or_huge_is_one_line(tmp_path):
     assert _one_error(cli("config", "show", env={"METRICS_CONFIG": str(big)})) == (
         f"METRICS_CONFIG={big}: larger than 1 MiB: not a settings file")
     assert load_settings(config_file="/dev/null").retention == 30
+
+
+def test_the_config_file_may_start_with_a_tilde(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "m.toml").write_text('retention = 44\ndir = "d"\n')
+    r = cli("config", "show", "--json", env={"METRICS_CONFIG": "~/m.toml"})
+    assert r.returncode == 0, r.stderr
+    shown = json.loads(r.stdout)
+    assert shown["retention"]["value"] == 44 and shown["dir"]["value"] == str(tmp_path / "d")
