@@ -375,9 +375,11 @@ def require_gzip_before_prune(settings: Settings) -> None:
                            "files would be deleted before they are compressed"])
 
 
-def _origins(flags: dict[str, Any], spelled: dict[str, str], env_found: dict[str, str], dotenv_found: dict[str, str],
-             env_file, toml_data: dict[str, Any], toml_file: str | None) -> dict[str, Origin]:
+def _origins(flags: dict[str, Any], spelled: dict[str, str], env_found: dict[str, str],
+             dotenv: tuple[dict[str, str], dict[str, str]], env_file, toml_data: dict[str, Any],
+             toml_file: str | None) -> dict[str, Origin]:
     """The layer each setting's value comes from, highest first: flag, environment, .env, TOML, default."""
+    dotenv_found, dotenv_written = dotenv
     origins = {}
     for field in Settings.model_fields:
         if field in flags:
@@ -385,7 +387,8 @@ def _origins(flags: dict[str, Any], spelled: dict[str, str], env_found: dict[str
         elif field in env_found:
             origins[field] = Origin(ENV, env_name(field), env_found[field])
         elif field in dotenv_found:
-            origins[field] = Origin(DOTENV, env_name(field), dotenv_found[field], str(env_file))
+            origins[field] = Origin(DOTENV, env_name(field), dotenv_found[field], str(env_file),
+                                    dotenv_written.get(field))
         elif field in toml_data:
             origins[field] = Origin(TOML, field, toml_data[field], toml_file)
         else:
@@ -413,9 +416,9 @@ def load_settings(
     toml_file = str(config_file) if config_file is not None else None
     if env_file is not None and not Path(env_file).is_file():
         env_file = None  # no .env (or not a regular file): nothing to read
-    dotenv_found = read_dotenv(env_file, Settings.model_fields) if env_file is not None else {}
+    dotenv_found, dotenv_written = read_dotenv(env_file, Settings.model_fields) if env_file is not None else ({}, {})
     env_found = env_values(Settings.model_fields)
-    origins = _origins(flags, spelled or {}, env_found, dotenv_found, env_file, toml_data, toml_file)
+    origins = _origins(flags, spelled or {}, env_found, (dotenv_found, dotenv_written), env_file, toml_data, toml_file)
     # each layer over the ones below it; a value from the environment or .env is its text, as the operator wrote it
     values = {**toml_data, **dotenv_found, **env_found, **flags}
     # METRICS_JSONL alone (the existing system's habit) implies the data directory it sits in.

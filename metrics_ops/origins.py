@@ -60,6 +60,7 @@ class Origin:
     spelled: str  # e.g. "METRICS_SAMPLE_RATE", "--sample-rate", "sample_rate"
     raw: Any = None
     file: str | None = None
+    written: str | None = None  # a .env value's text before ${VAR} was expanded, when that changed it
 
     def describe(self, value: Any = None) -> str:
         shown = _redacted(self.raw if self.raw is not None else value)
@@ -72,6 +73,9 @@ class Origin:
         if self.source == ENV:
             return f"{self.spelled}={shown} (from the environment)"
         if self.source == DOTENV:
+            if self.written is not None and self.raw is not None and self.raw != HIDDEN:
+                written = _clipped(printable(self.written))
+                return f"{self.spelled}={written} (which gave \"{shown}\"; from {self.file or '.env'})"
             return f"{self.spelled}={shown} (from {self.file or '.env'})"
         if self.source == TOML:
             return f"{self.spelled} = {shown} (from {self.file})"
@@ -229,8 +233,9 @@ def read_toml(path: str | os.PathLike, known: Iterable[str], spelled: str = "--c
 OTHER_ENV = frozenset({"METRICS_CONFIG", "METRICS_SERVE_PARENT_PID", "METRICS_SERVE_SETTINGS"})
 
 
-def read_dotenv(path: str | os.PathLike, fields: Iterable[str]) -> dict[str, str]:
-    """The settings a .env file gives, by exact name (python-dotenv's syntax, ``${VAR}`` expanded). The file is
+def read_dotenv(path: str | os.PathLike, fields: Iterable[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The settings a .env file gives, by exact name (python-dotenv's syntax, ``${VAR}`` expanded), and the text
+    written for each whose value a ``${VAR}`` changed (for messages: ``${KEEP_DAYS}`` that gave ""). The file is
     read once; it must be UTF-8 and may not hold an unknown METRICS_* key (a typo such as METRICS_RETENSION would
     otherwise be ignored in silence, while the same typo in TOML is an error). Every problem is a ConfigError."""
     from dotenv import dotenv_values
@@ -265,7 +270,9 @@ def read_dotenv(path: str | os.PathLike, fields: Iterable[str]) -> dict[str, str
             lines.append(f"{key}={found[key]} (from {path}): {why}")
     if lines:
         raise ConfigError(lines)
-    return exact_names(fields, found)
+    values = exact_names(fields, found)
+    written = exact_names(fields, dotenv_values(stream=io.StringIO(text, newline=None), interpolate=False))
+    return values, {k: v for k, v in written.items() if k in values and v != values[k]}
 
 
 def close_name(name: str, known: Iterable[str], prefix: str = "", cutoff: float = 0.75) -> str | None:

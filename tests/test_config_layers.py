@@ -353,3 +353,19 @@ def test_the_config_file_may_start_with_a_tilde(tmp_path, monkeypatch):
     assert r.returncode == 0, r.stderr
     shown = json.loads(r.stdout)
     assert shown["retention"]["value"] == 44 and shown["dir"]["value"] == str(tmp_path / "d")
+
+
+def test_a_dotenv_value_from_a_variable_is_named_as_written_and_as_expanded(isolated_env, monkeypatch):
+    """`METRICS_RETENTION=${KEEP_DAYS}` with KEEP_DAYS unset was reported as `METRICS_RETENTION=`, a line the
+    operator never wrote; the line shows both. A secret stays hidden either way."""
+    (isolated_env / ".env").write_text("METRICS_RETENTION=${KEEP_DAYS}\nMETRICS_ADMIN_TOKEN=${TOKEN}\n")
+    monkeypatch.setenv("TOKEN", "t" * 20)
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert err.value.lines == ['METRICS_RETENTION=${KEEP_DAYS} (which gave ""; from .env): input should be a valid '
+                               "integer, unable to parse string as an integer"]
+    monkeypatch.setenv("KEEP_DAYS", "45")
+    monkeypatch.setenv("TOKEN", "short")
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert err.value.lines[0].startswith("METRICS_ADMIN_TOKEN=(hidden) (from .env): the admin token must be")
