@@ -38,6 +38,7 @@ from metrics_ops.origins import (  # noqa: F401  (re-exported: the config layer'
     read_toml,
     warn_env_typos,
 )
+from metrics_ops.settingvalues import home_path, is_path, mode_text, origin_list, rate_names, raw_value_problem
 
 
 def _json_value(text: str):
@@ -137,6 +138,13 @@ class Settings(BaseModel):
     sample_key: str = Field("", description="key of the visitor hash; set the same key wherever visitors are hashed",
                             json_schema_extra={"secret": True})
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _raw_value(cls, value, info):  # info: pydantic's ValidationInfo
+        annotation = cls.model_fields[info.field_name].annotation
+        raw_value_problem(annotation, value)
+        return home_path(value) if is_path(annotation) else value
+
     @field_validator("max_mb", "jsonl", "state_file", "max_total_mb", "min_free_mb", "min_free_percent",
                      "status_file", "health_textfile", "admin_token", "archive_url", mode="before")
     @classmethod
@@ -171,26 +179,23 @@ class Settings(BaseModel):
     def _origin_list(cls, value):
         if isinstance(value, str):
             text = value.strip()
-            if text.startswith("["):
-                return _json_value(text)
-            return [part.strip().rstrip("/") for part in text.split(",") if part.strip()]
-        return value
+            value = _json_value(text) if text.startswith("[") else [p for p in text.split(",") if p.strip()]
+        return origin_list(value)  # every form: each origin as a browser sends it
 
     @field_validator("sample_rates", mode="before")
     @classmethod
     def _rate_map(cls, value):
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("{"):
-                return _json_value(text)
-            rates = {}
+        text = value.strip() if isinstance(value, str) else None
+        if text is not None and text.startswith("{"):
+            value = _json_value(text)
+        elif text is not None:
+            value = {}
             for part in filter(None, (p.strip() for p in text.split(","))):
                 name, sep, rate = part.partition("=")
                 if not sep:
                     raise PydanticCustomError("rate_map", 'want JSON or "event=rate,event=rate"')
-                rates[name.strip()] = rate.strip()
-            return rates
-        return value
+                value[name.strip()] = rate.strip()
+        return rate_names(value)
 
     @field_validator("sample_rates")
     @classmethod
@@ -216,6 +221,11 @@ class Settings(BaseModel):
             raise PydanticCustomError("token", "the admin token must be 16 to 256 characters of A-Z a-z 0-9 - . _ ~ "
                                       "+ / = (what a bearer header carries), e.g. from: openssl rand -hex 32")
         return value
+
+    @field_validator("file_mode", mode="before")
+    @classmethod
+    def _mode_as_text(cls, value):
+        return mode_text(value)
 
     @field_validator("file_mode")
     @classmethod
@@ -365,9 +375,11 @@ def require_gzip_before_prune(settings: Settings) -> None:
                            "files would be deleted before they are compressed"])
 
 
-def _origins(flags: dict[str, Any], spelled: dict[str, str], env_found: dict[str, str], dotenv_found: dict[str, str],
-             env_file, toml_data: dict[str, Any], toml_file: str | None) -> dict[str, Origin]:
+def _origins(flags: dict[str, Any], spelled: dict[str, str], env_found: dict[str, str],
+             dotenv: tuple[dict[str, str], dict[str, str]], env_file, toml_data: dict[str, Any],
+             toml_file: str | None) -> dict[str, Origin]:
     """The layer each setting's value comes from, highest first: flag, environment, .env, TOML, default."""
+    dotenv_found, dotenv_written = dotenv
     origins = {}
     for field in Settings.model_fields:
         if field in flags:
@@ -375,7 +387,8 @@ def _origins(flags: dict[str, Any], spelled: dict[str, str], env_found: dict[str
         elif field in env_found:
             origins[field] = Origin(ENV, env_name(field), env_found[field])
         elif field in dotenv_found:
-            origins[field] = Origin(DOTENV, env_name(field), dotenv_found[field], str(env_file))
+            origins[field] = Origin(DOTENV, env_name(field), dotenv_found[field], str(env_file),
+                                    dotenv_written.get(field))
         elif field in toml_data:
             origins[field] = Origin(TOML, field, toml_data[field], toml_file)
         else:
@@ -403,9 +416,9 @@ def load_settings(
     toml_file = str(config_file) if config_file is not None else None
     if env_file is not None and not Path(env_file).is_file():
         env_file = None  # no .env (or not a regular file): nothing to read
-    dotenv_found = read_dotenv(env_file, Settings.model_fields) if env_file is not None else {}
+    dotenv_found, dotenv_written = read_dotenv(env_file, Settings.model_fields) if env_file is not None else ({}, {})
     env_found = env_values(Settings.model_fields)
-    origins = _origins(flags, spelled or {}, env_found, dotenv_found, env_file, toml_data, toml_file)
+    origins = _origins(flags, spelled or {}, env_found, (dotenv_found, dotenv_written), env_file, toml_data, toml_file)
     # each layer over the ones below it; a value from the environment or .env is its text, as the operator wrote it
     values = {**toml_data, **dotenv_found, **env_found, **flags}
     # METRICS_JSONL alone (the existing system's habit) implies the data directory it sits in.

@@ -29,8 +29,27 @@ class ConfigError(Exception):
     """Invalid settings; ``lines`` holds one self-contained message per problem."""
 
     def __init__(self, lines: list[str]):
+        lines = [printable(line) for line in lines]  # a value with a line break must not split its line
         super().__init__("\n".join(lines))
         self.lines = lines
+
+
+def printable(text: str) -> str:
+    """``text`` as one line that shows what it holds: a byte that is not UTF-8 (the environment holds bytes; Python
+    keeps such a byte as a lone surrogate) as ``\\xNN``, a line break, tab or other invisible character escaped
+    (``\\n``, ``\\u2028``). A value printed back can neither split its error line in two, forge another line,
+    nor hide what is wrong with it."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+        elif 0xDC80 <= ord(ch) <= 0xDCFF:  # a byte os.environ could not decode (surrogateescape)
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
 
 
 @dataclass(frozen=True)
@@ -41,22 +60,35 @@ class Origin:
     spelled: str  # e.g. "METRICS_SAMPLE_RATE", "--sample-rate", "sample_rate"
     raw: Any = None
     file: str | None = None
+    written: str | None = None  # a .env value's text before ${VAR} was expanded, when that changed it
 
     def describe(self, value: Any = None) -> str:
-        shown = self.raw if self.raw is not None else value
-        if isinstance(shown, str):
-            shown = redact_userinfo(shown)
+        shown = _redacted(self.raw if self.raw is not None else value)
+        if self.source == FLAG and isinstance(shown, float):  # as typed: --client-rate 2, not 2.0
+            shown = f"{shown:g}"
+        # TOML's values as TOML (its strings quoted and escaped), every other as it is, escaped
+        shown = _clipped(toml_text(shown) if self.source == TOML else printable(str(shown)))
         if self.source == FLAG:
-            if isinstance(shown, float):  # as typed: --client-rate 2, not 2.0
-                shown = f"{shown:g}"
             return f"{self.spelled} {shown} (from the command line)"
         if self.source == ENV:
             return f"{self.spelled}={shown} (from the environment)"
         if self.source == DOTENV:
+            if self.written is not None and self.raw is not None and self.raw != HIDDEN:
+                written = _clipped(printable(self.written))
+                return f"{self.spelled}={written} (which gave \"{shown}\"; from {self.file or '.env'})"
             return f"{self.spelled}={shown} (from {self.file or '.env'})"
         if self.source == TOML:
-            return f"{self.spelled} = {shown!r} (from {self.file})"
+            return f"{self.spelled} = {shown} (from {self.file})"
         return f"{self.spelled}={shown} (default)"
+
+
+#: the longest value an error line prints whole: a longer one (a variable of 100,000 characters) is cut, its length
+#: given, so that the line stays one line where logs split long ones (journald at 48 KiB)
+MAX_SHOWN = 1024
+
+
+def _clipped(text: str) -> str:
+    return text if len(text) <= MAX_SHOWN else f"{text[:256]}... ({len(text):,} characters)"
 
 
 #: the user-info part of a URL (``s3://KEY:SECRET@bucket``, ``KEY:SECRET@bucket`` without a scheme): never shown
@@ -68,6 +100,32 @@ def redact_userinfo(text: str) -> str:
     """``text`` with the user-info of a URL (a user, a password, an access key and its secret) replaced by
     ``***``: a value that error lines and ``config show`` print back must not leak a credential typed into it."""
     return _USERINFO.sub(lambda m: f"{m[1]}{REDACTED}@", text, count=1)
+
+
+def toml_text(value: Any) -> str:
+    """A value of a TOML file written back as TOML (``true``, ``2024-01-01``, ``{ a = 2 }``), not as Python
+    (``True``, ``datetime.date(2024, 1, 1)``); a string quoted, its invisible characters escaped."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_text(v)}" for k, v in value.items()) + " }"
+    if hasattr(value, "isoformat"):  # date, time, datetime
+        return value.isoformat()
+    return repr(value)
+
+
+def _redacted(value: Any) -> Any:
+    """``value`` with the user-info of every URL in it redacted: a string, or the strings of a TOML array or table
+    (``archive_url = ["s3://KEY:SECRET@bucket"]`` is a wrong type, and is printed back)."""
+    if isinstance(value, str):
+        return redact_userinfo(value)
+    if isinstance(value, list | tuple):
+        return type(value)(_redacted(v) for v in value)
+    if isinstance(value, dict):
+        return {_redacted(k): _redacted(v) for k, v in value.items()}
+    return value
 
 
 def env_name(field: str) -> str:
@@ -109,14 +167,38 @@ def plain_value(value: Any) -> Any:
 
 
 
+#: the largest settings file read: a TOML file of every setting is a few kB; a far larger one (a log given by
+#: mistake, /dev/zero) is none, and would be read into memory whole
+MAX_TOML_BYTES = 1 << 20
+
+
+def _settings_file_bytes(path: Path, named: str) -> bytes:
+    """The bytes of a --config file: a regular file (or /dev/null, no settings) of at most MAX_TOML_BYTES. A FIFO
+    is refused, not waited on for a writer for ever; a device is not read without end."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once, to be refused
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(st.st_mode) and not os.path.samestat(st, os.stat(os.devnull)):
+            raise ConfigError([f"{named}: not a regular file (a FIFO, socket or device); give a TOML file"])
+        raw = os.read(fd, MAX_TOML_BYTES + 1) if st.st_size <= MAX_TOML_BYTES else b""
+    finally:
+        os.close(fd)
+    if st.st_size > MAX_TOML_BYTES or len(raw) > MAX_TOML_BYTES:
+        raise ConfigError([f"{named}: larger than {MAX_TOML_BYTES >> 20} MiB: not a settings file"])
+    return raw
+
+
 def read_toml(path: str | os.PathLike, known: Iterable[str], spelled: str = "--config") -> dict[str, Any]:
     """Parse a --config file; unknown keys and syntax errors are ConfigErrors naming the file as the operator gave
     it (``spelled``: ``--config`` or ``METRICS_CONFIG``)."""
-    path = Path(path)
     named = f"{spelled}={path}" if spelled.startswith(ENV_PREFIX) else f"{spelled} {path}"
+    path = Path(os.path.expanduser(path))  # ~/m.toml as every path setting reads it (see settingvalues.home_path)
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+        data = tomllib.loads(_settings_file_bytes(path, named).decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError([f"{named}: the file does not exist"]) from None
     except IsADirectoryError:
@@ -132,14 +214,16 @@ def read_toml(path: str | os.PathLike, known: Iterable[str], spelled: str = "--c
     if unknown:
         lines = []
         for key in unknown:
-            close = close_name(key, known)
+            # METRICS_RETENTION is the variable's name; in TOML the key is retention
+            close = close_name(key[len(ENV_PREFIX):] if key.upper().startswith(ENV_PREFIX) else key, known)
             hint = f"; did you mean {close!r}?" if close else "; see `config show`"
             lines.append(f"{named}: unknown key {key!r}{hint}")
         raise ConfigError(lines)
     base = path.parent
-    # paths in a config file are relative to that file, not to the CWD
+    # paths in a config file are relative to that file, not to the CWD (~ is the home directory: Settings expands it)
     for key in ("dir", "jsonl", "state_file", "status_file", "health_textfile"):
-        if isinstance(data.get(key), str) and data[key] and not os.path.isabs(data[key]):
+        value = data.get(key)
+        if isinstance(value, str) and value and not os.path.isabs(value) and not value.startswith("~"):
             data[key] = str(base / data[key])
     return data
 
@@ -149,11 +233,13 @@ def read_toml(path: str | os.PathLike, known: Iterable[str], spelled: str = "--c
 OTHER_ENV = frozenset({"METRICS_CONFIG", "METRICS_SERVE_PARENT_PID", "METRICS_SERVE_SETTINGS"})
 
 
-def read_dotenv(path: str | os.PathLike, fields: Iterable[str]) -> dict[str, str]:
-    """The settings a .env file gives, by exact name (python-dotenv's syntax, ``${VAR}`` expanded). The file is
+def read_dotenv(path: str | os.PathLike, fields: Iterable[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The settings a .env file gives, by exact name (python-dotenv's syntax, ``${VAR}`` expanded), and the text
+    written for each whose value a ``${VAR}`` changed (for messages: ``${KEEP_DAYS}`` that gave ""). The file is
     read once; it must be UTF-8 and may not hold an unknown METRICS_* key (a typo such as METRICS_RETENSION would
     otherwise be ignored in silence, while the same typo in TOML is an error). Every problem is a ConfigError."""
     from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
 
     try:
         raw = Path(path).read_bytes()
@@ -164,6 +250,11 @@ def read_dotenv(path: str | os.PathLike, fields: Iterable[str]) -> dict[str, str
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read it: {exc.strerror or exc}"]) from None
     fields = list(fields)
+    # a line python-dotenv cannot parse is skipped with a warning of its own: its setting would be lost in silence
+    bad = [b.original.line for b in parse_stream(io.StringIO(text, newline=None)) if b.error]
+    if bad:
+        raise ConfigError([f"{path} line {n}: cannot read it as NAME=value (nothing on it would be read); fix or "
+                           "remove it" for n in bad])
     # newline=None: the line ends of a file opened as text (\r\n and \r read as \n), as dotenv_values(path) reads
     found = dotenv_values(stream=io.StringIO(text, newline=None))
     known = {env_name(f) for f in fields} | OTHER_ENV
@@ -173,9 +264,15 @@ def read_dotenv(path: str | os.PathLike, fields: Iterable[str]) -> dict[str, str
             close = close_name(key, known, prefix=ENV_PREFIX, cutoff=0.6)
             hint = f"; did you mean {close}?" if close else ""
             lines.append(f"{key} (from {path}): unknown setting{hint}")
+        elif key in OTHER_ENV and found[key]:  # known, but no setting: it would be ignored in silence
+            why = ("the TOML file is not named in .env: give --config, or set METRICS_CONFIG in the environment"
+                   if key == "METRICS_CONFIG" else "serve sets it for its workers; it is not a setting")
+            lines.append(f"{key}={found[key]} (from {path}): {why}")
     if lines:
         raise ConfigError(lines)
-    return exact_names(fields, found)
+    values = exact_names(fields, found)
+    written = exact_names(fields, dotenv_values(stream=io.StringIO(text, newline=None), interpolate=False))
+    return values, {k: v for k, v in written.items() if k in values and v != values[k]}
 
 
 def close_name(name: str, known: Iterable[str], prefix: str = "", cutoff: float = 0.75) -> str | None:
@@ -213,21 +310,29 @@ def env_typos(environ: Mapping[str, str], fields: Iterable[str]) -> list[str]:
             continue
         close = close_name(key, known - OTHER_ENV, prefix=ENV_PREFIX)
         if close is not None:
-            lines.append(f"ignoring {key}; did you mean {close}?")
+            lines.append(f"ignoring {printable(key)}; did you mean {close}?")
     return lines
 
 
 def format_errors(exc: ValidationError, origins: dict[str, Origin], defaults: dict[str, Any],
                   secrets: Iterable[str] = ()) -> list[str]:
-    """A pydantic ValidationError -> one line per problem, naming each setting as the operator spelled it, its
-    value and its source (``defaults``: the default of each field, for a default that fails a relation). The
-    value of a setting in ``secrets`` is never shown."""
+    """A pydantic ValidationError -> one line per bad setting (or relation), naming each setting as the operator
+    spelled it, its value and its source (``defaults``: the default of each field, for a default that fails a
+    relation); the problems of one setting's items (``[1, 2]`` for a list of strings) share its line, each named
+    by its place. The value of a setting in ``secrets`` is never shown."""
     secrets = set(secrets)
-    lines = []
+    grouped: dict[tuple, tuple[str, list[str]]] = {}
     for err in exc.errors(include_url=False):
         msg = err["msg"]
         msg = msg[:1].lower() + msg[1:]
-        fields = (err.get("ctx") or {}).get("fields") or err["loc"][:1]
+        fields = tuple((err.get("ctx") or {}).get("fields") or err["loc"][:1])
+        place = [p for p in err["loc"][1:] if p != "[key]"] if len(err["loc"]) > 1 and len(fields) == 1 else []
+        if place:  # an item of a list or table: say which
+            msg = ", ".join(f"item {p + 1}" if isinstance(p, int) else repr(p) for p in place) + ": " + msg
+        if fields in grouped:
+            if msg not in grouped[fields][1]:
+                grouped[fields][1].append(msg)
+            continue
         parts = []
         for field in fields:
             origin = origins.get(field) or Origin(DEFAULT, env_name(str(field)))
@@ -237,5 +342,5 @@ def format_errors(exc: ValidationError, origins: dict[str, Origin], defaults: di
             if field in secrets:
                 origin, value = Origin(origin.source, origin.spelled, HIDDEN, origin.file), HIDDEN
             parts.append(origin.describe(value))
-        lines.append(f"{' with '.join(parts)}: {msg}")
-    return lines
+        grouped[fields] = (" with ".join(parts), [msg])
+    return [f"{named}: {'; '.join(msgs)}" for named, msgs in grouped.values()]

@@ -33,7 +33,7 @@ def show(run):
       METRICS_RETENTION=60 metrics-ops config show   # what the variable does
     """
     from metrics_ops.config import HIDDEN, Settings, env_name, origins_of, secret_fields
-    from metrics_ops.origins import plain_value
+    from metrics_ops.origins import plain_value, printable
 
     out, s = run.output(), run.settings()
     origins, secrets = origins_of(s), secret_fields()
@@ -52,8 +52,12 @@ def show(run):
         return
     if out.quiet:
         return
-    rows = [(name, ("set " if v is not None and name in secrets else "") + ("unset" if v is None else str(v)),
-             origins[name].source + (f" ({origins[name].file})" if origins[name].file else ""), env_name(name))
+    # printable: a line break or escape sequence in a value or file name must not break its row or reach the
+    # terminal as is
+    rows = [(name, ("set " if v is not None and name in secrets else "") + ("unset" if v is None else
+                                                                             printable(str(v))),
+             printable(origins[name].source + (f" ({origins[name].file})" if origins[name].file else "")),
+             env_name(name))
             for name, v in values.items()]
     out.table("effective settings", ("setting", "value", "source", "environment"), rows,
               whole=("setting", "environment"),
