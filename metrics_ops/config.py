@@ -151,6 +151,12 @@ class Settings(BaseModel):
     def _empty_is_unset(cls, value):
         return None if isinstance(value, str) and value.strip() == "" else value
 
+    @field_validator("log_level", "sample_mode", mode="before")
+    @classmethod
+    def _choice_in_any_case(cls, value):
+        # INFO, Warning, VISITOR: a choice is a word, not its case (most tools write levels in capitals)
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("archive_url")
     @classmethod
     def _archive_url(cls, value: str | None) -> str | None:
