@@ -157,6 +157,16 @@ class Settings(BaseModel):
         # INFO, Warning, VISITOR: a choice is a word, not its case (most tools write levels in capitals)
         return value.strip().lower() if isinstance(value, str) else value
 
+    @field_validator("host")
+    @classmethod
+    def _host_printable(cls, value: str) -> str:
+        # a line break or ESC went to the bind as it was, and its error printed it raw (a forged line, a cleared
+        # terminal): no address or host name holds one (the value is shown escaped by the error line)
+        if not value.isprintable():
+            raise PydanticCustomError("host", "the host holds a control or other invisible character; give an IP "
+                                              "address or a host name")
+        return value
+
     @field_validator("archive_url")
     @classmethod
     def _archive_url(cls, value: str | None) -> str | None:
