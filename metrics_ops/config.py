@@ -30,6 +30,7 @@ from metrics_ops.origins import (  # noqa: F401  (re-exported: the config layer'
     TOML,
     ConfigError,
     Origin,
+    dotenv_file,
     env_name,
     env_values,
     format_errors,
@@ -430,8 +431,8 @@ def load_settings(
     warn_env_typos(Settings.model_fields)
     toml_data = read_toml(config_file, Settings.model_fields, config_spelled) if config_file is not None else {}
     toml_file = str(config_file) if config_file is not None else None
-    if env_file is not None and not Path(env_file).is_file():
-        env_file = None  # no .env (or not a regular file): nothing to read
+    if env_file is not None:
+        env_file = dotenv_file(env_file)  # None: no .env (or a directory: a virtualenv named .env)
     dotenv_found, dotenv_written = read_dotenv(env_file, Settings.model_fields) if env_file is not None else ({}, {})
     env_found = env_values(Settings.model_fields)
     origins = _origins(flags, spelled or {}, env_found, (dotenv_found, dotenv_written), env_file, toml_data, toml_file)

@@ -2,6 +2,8 @@
 characters, a .env that is no regular file. Each through the real CLI (a subprocess), as an operator meets it."""
 
 import json
+import os
+import socket
 
 import pytest
 
@@ -92,3 +94,62 @@ def test_a_host_serve_cannot_listen_on_is_one_line_shown_escaped(data_dir):
     with pytest.raises(ServeError) as err:
         check_port("bad\nhost\x1b", port)
     assert str(err.value).startswith(f"cannot listen on bad\\nhost\\x1b:{port}: ") and err.value.exit_code == 2
+
+
+def _dotenv_refused(cwd) -> str:
+    """The one error line of `config show` in ``cwd`` (a FIFO opened for reading would wait for ever: the timeout
+    is the test's guard)."""
+    return _one_error(cli("config", "show", cwd=cwd, timeout=30))
+
+
+def test_a_dotenv_that_is_a_dangling_symlink_is_one_line(isolated_env):
+    """It was skipped in silence: the settings the operator meant to give were never read, and nothing said so."""
+    (isolated_env / ".env").symlink_to(isolated_env / "settings.env")
+    assert _dotenv_refused(isolated_env) == (
+        f".env: a dangling symlink (to {isolated_env / 'settings.env'}, which does not exist); give it a file or "
+        "remove it")
+    (isolated_env / "loop").symlink_to("loop")
+    (isolated_env / ".env").unlink()
+    (isolated_env / ".env").symlink_to("loop")
+    assert _dotenv_refused(isolated_env) == ".env: a symlink loop; give it a file or remove it"
+
+
+def test_a_dotenv_that_is_a_fifo_a_socket_or_a_device_is_one_line_never_opened(isolated_env, tmp_path):
+    os.mkfifo(isolated_env / ".env")
+    assert _dotenv_refused(isolated_env) == ".env: a FIFO, not a file of settings; give it a file or remove it"
+    (isolated_env / ".env").unlink()
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(isolated_env / ".env"))
+    try:
+        assert _dotenv_refused(isolated_env) == ".env: a socket, not a file of settings; give it a file or remove it"
+    finally:
+        sock.close()
+    (isolated_env / ".env").unlink()
+    (isolated_env / ".env").symlink_to("/dev/zero")
+    assert _dotenv_refused(isolated_env) == (
+        ".env: a symlink to a character device (/dev/zero), not a file of settings; give it a file or remove it")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    (isolated_env / ".env").unlink()
+    (isolated_env / ".env").symlink_to(fifo)
+    assert _dotenv_refused(isolated_env) == (
+        f".env: a symlink to a FIFO ({fifo}), not a file of settings; give it a file or remove it")
+
+
+def test_a_dotenv_directory_or_dev_null_is_no_dotenv_as_before(isolated_env, tmp_path):
+    """A virtualenv is often named .env: a directory of that name is no settings file and stays ignored, linked
+    or not; /dev/null is the empty file it is for --config too."""
+    (isolated_env / ".env").mkdir()
+    (isolated_env / ".env" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    assert _shown(env={"METRICS_RETENTION": "9"})["retention"]["value"] == 9
+    r = cli("config", "show", cwd=isolated_env)
+    assert r.returncode == 0 and r.stderr == ""
+    (isolated_env / ".env" / "pyvenv.cfg").unlink()
+    (isolated_env / ".env").rmdir()
+    (isolated_env / ".env").symlink_to(tmp_path, target_is_directory=True)
+    r = cli("config", "show", cwd=isolated_env)
+    assert r.returncode == 0 and r.stderr == ""
+    (isolated_env / ".env").unlink()
+    (isolated_env / ".env").symlink_to(os.devnull)
+    r = cli("config", "show", cwd=isolated_env)
+    assert r.returncode == 0 and r.stderr == ""
