@@ -30,6 +30,7 @@ from metrics_ops.origins import (  # noqa: F401  (re-exported: the config layer'
     TOML,
     ConfigError,
     Origin,
+    dotenv_file,
     env_name,
     env_values,
     format_errors,
@@ -150,6 +151,22 @@ class Settings(BaseModel):
     @classmethod
     def _empty_is_unset(cls, value):
         return None if isinstance(value, str) and value.strip() == "" else value
+
+    @field_validator("log_level", "sample_mode", mode="before")
+    @classmethod
+    def _choice_in_any_case(cls, value):
+        # INFO, Warning, VISITOR: a choice is a word, not its case (most tools write levels in capitals)
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("host")
+    @classmethod
+    def _host_printable(cls, value: str) -> str:
+        # a line break or ESC went to the bind as it was, and its error printed it raw (a forged line, a cleared
+        # terminal): no address or host name holds one (the value is shown escaped by the error line)
+        if not value.isprintable():
+            raise PydanticCustomError("host", "the host holds a control or other invisible character; give an IP "
+                                              "address or a host name")
+        return value
 
     @field_validator("archive_url")
     @classmethod
@@ -414,8 +431,8 @@ def load_settings(
     warn_env_typos(Settings.model_fields)
     toml_data = read_toml(config_file, Settings.model_fields, config_spelled) if config_file is not None else {}
     toml_file = str(config_file) if config_file is not None else None
-    if env_file is not None and not Path(env_file).is_file():
-        env_file = None  # no .env (or not a regular file): nothing to read
+    if env_file is not None:
+        env_file = dotenv_file(env_file)  # None: no .env (or a directory: a virtualenv named .env)
     dotenv_found, dotenv_written = read_dotenv(env_file, Settings.model_fields) if env_file is not None else ({}, {})
     env_found = env_values(Settings.model_fields)
     origins = _origins(flags, spelled or {}, env_found, (dotenv_found, dotenv_written), env_file, toml_data, toml_file)

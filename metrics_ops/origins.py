@@ -233,6 +233,56 @@ def read_toml(path: str | os.PathLike, known: Iterable[str], spelled: str = "--c
 OTHER_ENV = frozenset({"METRICS_CONFIG", "METRICS_SERVE_PARENT_PID", "METRICS_SERVE_SETTINGS"})
 
 
+def dotenv_file(path: str | os.PathLike) -> str | os.PathLike | None:
+    """``path`` when it is a .env to read (a regular file, or a symlink to one); None when there is none: nothing
+    there, a directory (a virtualenv is often named .env), or /dev/null (the empty file it is for --config). A
+    dangling symlink, a symlink loop, a FIFO, a socket or a device is a one-line ConfigError: such a .env was
+    skipped in silence, its settings never read; a FIFO is never opened (it would wait for a writer)."""
+    import errno
+    import stat
+
+    fix = "give it a file or remove it"
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if not os.path.islink(path):
+            return None
+        raise ConfigError([f"{path}: a dangling symlink (to {os.readlink(path)}, which does not exist); {fix}"]
+                          ) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigError([f"{path}: a symlink loop; {fix}"]) from None
+        if exc.errno == errno.ENOTDIR:
+            return None  # a parent is no directory: there is no such file
+        raise ConfigError([f"{path}: cannot read it: {exc.strerror or exc}"]) from None
+    if stat.S_ISREG(st.st_mode):
+        return path
+    if stat.S_ISDIR(st.st_mode) or os.path.samestat(st, os.stat(os.devnull)):
+        return None
+    kinds = {stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket", stat.S_IFCHR: "character device",
+             stat.S_IFBLK: "block device"}
+    kind = kinds.get(stat.S_IFMT(st.st_mode), "special file")
+    what = f"a symlink to a {kind} ({os.readlink(path)})" if os.path.islink(path) else f"a {kind}"
+    raise ConfigError([f"{path}: {what}, not a file of settings; {fix}"])
+
+
+def _dotenv_bytes(path: str | os.PathLike) -> bytes:
+    """The bytes of a .env that :func:`dotenv_file` found a regular file, opened without waiting: a FIFO put in
+    its place since is refused, not waited on."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError([f"{path}: not a regular file (a FIFO, socket or device); give it a file or remove it"])
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
 def read_dotenv(path: str | os.PathLike, fields: Iterable[str]) -> tuple[dict[str, str], dict[str, str]]:
     """The settings a .env file gives, by exact name (python-dotenv's syntax, ``${VAR}`` expanded), and the text
     written for each whose value a ``${VAR}`` changed (for messages: ``${KEEP_DAYS}`` that gave ""). The file is
@@ -242,7 +292,7 @@ def read_dotenv(path: str | os.PathLike, fields: Iterable[str]) -> tuple[dict[st
     from dotenv.parser import parse_stream
 
     try:
-        raw = Path(path).read_bytes()
+        raw = _dotenv_bytes(path)
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[:exc.start].count(b"\n") + 1

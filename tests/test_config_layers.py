@@ -274,10 +274,10 @@ def test_serve_refuses_a_sample_key_that_is_not_utf8_before_binding(data_dir):
 
 def test_config_show_keeps_a_value_with_a_line_break_or_an_escape_on_its_row():
     """A value is printed escaped: its line break cannot split its row, an escape sequence never reaches the
-    terminal (the row of a value from the environment, which nothing else checks: serve's host)."""
-    r = cli("config", "show", env={"METRICS_HOST": "a\nb\x1b[31mred"})
+    terminal (the row of a value from the environment that may hold them: a path; serve's host refuses them)."""
+    r = cli("config", "show", env={"METRICS_STATE_FILE": "/tmp/a\nb\x1b[31mred"})
     assert r.returncode == 0 and "\x1b" not in r.stdout
-    assert "host\ta\\nb\\x1b[31mred\tenvironment\tMETRICS_HOST\n" in r.stdout
+    assert "state_file\t/tmp/a\\nb\\x1b[31mred\tenvironment\tMETRICS_STATE_FILE\n" in r.stdout
 
 
 @pytest.mark.parametrize("toml, shown", [("file_mode = 0o640", "416"), ("file_mode = 640", "640")])

@@ -15,7 +15,7 @@ from metrics_ops.exitcodes import ExitCode
               help="The browser's rate (VITE_METRICS_SAMPLE_RATE; env METRICS_CLIENT_SAMPLE_RATE).")
 @click.option("--server-rate", "sample_rate", type=float, default=None, metavar="RATE",
               help="The server's rate (env METRICS_SAMPLE_RATE).")
-@click.option("--mode", "sample_mode", type=click.Choice(["random", "visitor"]), default=None,
+@click.option("--mode", "sample_mode", type=click.Choice(["random", "visitor"], case_sensitive=False), default=None,
               help="serve's sampling mode (env METRICS_SAMPLE_MODE); either way the browser's per-visitor "
                    "stage (metrics.js) and serve compose to client x server.")
 @click.option("--events", type=click.IntRange(1, 10_000_000), default=None,

@@ -16,11 +16,12 @@ from metrics_ops.exitcodes import ExitCode
 @click.option("--port", type=int, default=None, help="Port to listen on (default 8001; env METRICS_PORT).")
 @click.option("--workers", type=int, default=None,
               help="Worker processes (default 2; env METRICS_WORKERS). They share one ring and one set of counters.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+              default=None,
               help="Log level (default warning; env METRICS_LOG_LEVEL); info adds one access line per request.")
 @click.option("--sample-rate", type=float, default=None, metavar="RATE",
               help="Server-side sampling rate: 0, or 0.000001..1 (default 1; env METRICS_SAMPLE_RATE).")
-@click.option("--sample-mode", type=click.Choice(["random", "visitor"]), default=None,
+@click.option("--sample-mode", type=click.Choice(["random", "visitor"], case_sensitive=False), default=None,
               help="random: per event; visitor: whole visitors by a keyed hash (env METRICS_SAMPLE_MODE).")
 @click.option("--max-mb", type=float, default=None, metavar="MIB",
               help="Start the next shard at this size (env METRICS_MAX_MB; unset: never).")

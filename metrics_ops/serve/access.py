@@ -64,6 +64,9 @@ def exposure_warning(host: str, token_set: bool) -> str | None:
     """One line for a serve bound to an address other machines can reach (None for loopback)."""
     if is_loopback(host):
         return None
+    from metrics_ops.origins import printable
+
+    host = printable(host)  # one line, whatever the host holds
     guard = ("the snapshot and /metrics need the admin token" if token_set
              else "the snapshot and /metrics still answer loopback peers only")
     return (f"warning: serve listens on {host}, which other machines can reach: keep it behind the edge (nginx) or "

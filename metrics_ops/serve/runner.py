@@ -41,18 +41,27 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 def check_port(host: str, port: int) -> None:
-    """Raise a one-line ServeError unless ``host:port`` can be bound now."""
+    """Raise a one-line ServeError unless ``host:port`` can be bound now. The host is shown escaped, whatever it
+    holds: an error line is one line, and no escape sequence reaches the terminal."""
+    from metrics_ops.origins import printable
+
+    shown = printable(host)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((host, port))
+    except (TypeError, ValueError) as exc:  # a NUL, or a name the resolver cannot even encode (UnicodeError)
+        raise ServeError(f"cannot listen on {shown}:{port}: not an address or a host name ({printable(str(exc))}) "
+                         "(--host / METRICS_HOST)", 2) from None
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise ServeError(f"port {port} on {host} is already in use (--port / METRICS_PORT)") from None
+            raise ServeError(f"port {port} on {shown} is already in use (--port / METRICS_PORT)") from None
         if exc.errno == errno.EACCES:
-            raise ServeError(f"no permission to listen on {host}:{port} (ports below 1024 need root)") from None
-        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+            raise ServeError(f"no permission to listen on {shown}:{port} (ports below 1024 need root)") from None
+        if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:  # no such name; not this host's
+            raise ServeError(f"cannot listen on {shown}:{port}: {exc.strerror} (--host / METRICS_HOST)", 2) from None
+        raise ServeError(f"cannot listen on {shown}:{port}: {exc.strerror}") from None
 
 
 def preflight(settings: Settings) -> list[Path]:

@@ -1,0 +1,155 @@
+"""Values of single settings as the operator writes them: the case of a choice, a serve host with control
+characters, a .env that is no regular file. Each through the real CLI (a subprocess), as an operator meets it."""
+
+import json
+import os
+import socket
+
+import pytest
+
+from .helpers import cli, free_port
+
+
+def _one_error(r) -> str:
+    """The one error line of a refused start: exit 2, a single line on stderr, no traceback."""
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("metrics-ops: "), r.stderr
+    return r.stderr[len("metrics-ops: "):-1]
+
+
+def _shown(*args, env=None) -> dict:
+    r = cli(*args, "config", "show", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+@pytest.mark.parametrize(("variable", "value", "expected"), [
+    ("METRICS_LOG_LEVEL", "INFO", "info"),
+    ("METRICS_LOG_LEVEL", "Warning", "warning"),
+    ("METRICS_LOG_LEVEL", " Debug ", "debug"),
+    ("METRICS_SAMPLE_MODE", "VISITOR", "visitor"),
+    ("METRICS_SAMPLE_MODE", "Random", "random"),
+])
+def test_a_choice_in_any_case_from_the_environment_is_taken_lowercased(variable, value, expected):
+    """METRICS_LOG_LEVEL=INFO (how most tools spell a level) was refused: want 'debug', 'info', ..."""
+    shown = _shown(env={variable: value})
+    field = variable[len("METRICS_"):].lower()
+    assert shown[field]["value"] == expected and shown[field]["source"] == "environment"
+
+
+def test_a_choice_in_any_case_from_dotenv_and_toml_is_taken_lowercased(isolated_env, tmp_path):
+    (isolated_env / ".env").write_text("METRICS_LOG_LEVEL=ERROR\n")
+    cfg = tmp_path / "m.toml"
+    cfg.write_text('sample_mode = "Visitor"\n')
+    shown = _shown("--config", cfg)
+    assert shown["log_level"]["value"] == "error" and shown["sample_mode"]["value"] == "visitor"
+
+
+def test_a_choice_flag_in_any_case_is_taken():
+    """serve --log-level INFO and --sample-mode VISITOR passed click's choice check only in lowercase; here the
+    start goes on to the next problem (--workers 0), which proves both flags were taken."""
+    r = cli("serve", "--port", free_port(), "--log-level", "INFO", "--sample-mode", "Visitor", "--workers", "0",
+            timeout=60)
+    assert _one_error(r).startswith("--workers 0 (from the command line): ")
+    r = cli("sample-test", "--mode", "VISITOR", "--client-rate", "0.5", "--events", "100")
+    assert r.returncode != 2 and "Invalid value" not in r.stderr, r.stderr  # 100 events: 0 or 4, inconclusive
+
+
+def test_a_choice_that_is_none_in_any_case_is_still_one_line():
+    line = _one_error(cli("config", "show", env={"METRICS_LOG_LEVEL": "LOUD"}))
+    assert line.startswith("METRICS_LOG_LEVEL=LOUD (from the environment): input should be 'debug', 'info'")
+    r = cli("serve", "--log-level", "LOUD")
+    assert r.returncode == 2 and "'LOUD' is not one of" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(("args", "env", "shown"), [
+    ((), {"METRICS_HOST": "127.0.0.1\nmetrics-ops: serve ready"},
+     "METRICS_HOST=127.0.0.1\\nmetrics-ops: serve ready (from the environment)"),
+    ((), {"METRICS_HOST": "\x1b[2J127.0.0.1"}, "METRICS_HOST=\\x1b[2J127.0.0.1 (from the environment)"),
+    (("--host", "127.0.0.1\t"), {}, "--host 127.0.0.1\\t (from the command line)"),
+])
+def test_a_serve_host_with_a_control_character_is_refused_at_load_shown_escaped(data_dir, args, env, shown):
+    """A host with a line break or an escape sequence went as it was to the bind, whose error printed it raw: a
+    forged second line, or a terminal cleared by ESC[2J. It is refused when the settings are read, escaped, and
+    the port is never bound."""
+    port = free_port()
+    line = _one_error(cli("--data-dir", data_dir, "serve", "--port", port, *args, env=env, timeout=60))
+    assert line == f"{shown}: the host holds a control or other invisible character; give an IP address or a host name"
+    assert "\x1b" not in line
+    assert _one_error(cli("config", "show", env={"METRICS_HOST": "a\x07b"})).startswith("METRICS_HOST=a\\x07b ")
+
+
+def test_a_host_serve_cannot_listen_on_is_one_line_shown_escaped(data_dir):
+    """A host no resolver knows, or one that cannot even be encoded as a host name (a TypeError traceback), is
+    one line naming the setting; the host in a bind error is shown escaped whatever it holds."""
+    from metrics_ops.serve.runner import ServeError, check_port
+
+    port = free_port()
+    r = cli("--data-dir", data_dir, "serve", "--port", port, "--host", "no-such-host.invalid", timeout=60)
+    line = _one_error(r)
+    assert line.startswith(f"cannot listen on no-such-host.invalid:{port}: ")
+    assert line.endswith("(--host / METRICS_HOST)")
+    r = cli("--data-dir", data_dir, "serve", "--port", port, env={"METRICS_HOST": "\u00e9" * 70}, timeout=60)
+    assert _one_error(r).startswith(f"cannot listen on {'é' * 70}:{port}: ")
+    with pytest.raises(ServeError) as err:
+        check_port("bad\nhost\x1b", port)
+    assert str(err.value).startswith(f"cannot listen on bad\\nhost\\x1b:{port}: ") and err.value.exit_code == 2
+
+
+def _dotenv_refused(cwd) -> str:
+    """The one error line of `config show` in ``cwd`` (a FIFO opened for reading would wait for ever: the timeout
+    is the test's guard)."""
+    return _one_error(cli("config", "show", cwd=cwd, timeout=30))
+
+
+def test_a_dotenv_that_is_a_dangling_symlink_is_one_line(isolated_env):
+    """It was skipped in silence: the settings the operator meant to give were never read, and nothing said so."""
+    (isolated_env / ".env").symlink_to(isolated_env / "settings.env")
+    assert _dotenv_refused(isolated_env) == (
+        f".env: a dangling symlink (to {isolated_env / 'settings.env'}, which does not exist); give it a file or "
+        "remove it")
+    (isolated_env / "loop").symlink_to("loop")
+    (isolated_env / ".env").unlink()
+    (isolated_env / ".env").symlink_to("loop")
+    assert _dotenv_refused(isolated_env) == ".env: a symlink loop; give it a file or remove it"
+
+
+def test_a_dotenv_that_is_a_fifo_a_socket_or_a_device_is_one_line_never_opened(isolated_env, tmp_path):
+    os.mkfifo(isolated_env / ".env")
+    assert _dotenv_refused(isolated_env) == ".env: a FIFO, not a file of settings; give it a file or remove it"
+    (isolated_env / ".env").unlink()
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(isolated_env / ".env"))
+    try:
+        assert _dotenv_refused(isolated_env) == ".env: a socket, not a file of settings; give it a file or remove it"
+    finally:
+        sock.close()
+    (isolated_env / ".env").unlink()
+    (isolated_env / ".env").symlink_to("/dev/zero")
+    assert _dotenv_refused(isolated_env) == (
+        ".env: a symlink to a character device (/dev/zero), not a file of settings; give it a file or remove it")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    (isolated_env / ".env").unlink()
+    (isolated_env / ".env").symlink_to(fifo)
+    assert _dotenv_refused(isolated_env) == (
+        f".env: a symlink to a FIFO ({fifo}), not a file of settings; give it a file or remove it")
+
+
+def test_a_dotenv_directory_or_dev_null_is_no_dotenv_as_before(isolated_env, tmp_path):
+    """A virtualenv is often named .env: a directory of that name is no settings file and stays ignored, linked
+    or not; /dev/null is the empty file it is for --config too."""
+    (isolated_env / ".env").mkdir()
+    (isolated_env / ".env" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    assert _shown(env={"METRICS_RETENTION": "9"})["retention"]["value"] == 9
+    r = cli("config", "show", cwd=isolated_env)
+    assert r.returncode == 0 and r.stderr == ""
+    (isolated_env / ".env" / "pyvenv.cfg").unlink()
+    (isolated_env / ".env").rmdir()
+    (isolated_env / ".env").symlink_to(tmp_path, target_is_directory=True)
+    r = cli("config", "show", cwd=isolated_env)
+    assert r.returncode == 0 and r.stderr == ""
+    (isolated_env / ".env").unlink()
+    (isolated_env / ".env").symlink_to(os.devnull)
+    r = cli("config", "show", cwd=isolated_env)
+    assert r.returncode == 0 and r.stderr == ""
