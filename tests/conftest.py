@@ -1,6 +1,8 @@
 """Fixtures every test may use; plain helpers are in helpers.py."""
 
 import os
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,22 @@ def isolated_env(tmp_path, monkeypatch):
     work.mkdir()
     monkeypatch.chdir(work)
     return work
+
+
+def seconds_to_midnight(now: datetime) -> float:
+    """Seconds from ``now`` (aware) to the next midnight of its own zone."""
+    return (datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), now.tzinfo) - now).total_seconds()
+
+
+@pytest.fixture(autouse=True)
+def not_across_midnight():
+    """Many tests take "today" in-process (``date.today()``, the UTC day of serve's files) and then check what a
+    subprocess wrote or reported for it: a test that straddles midnight compares two different days and fails for
+    no fault of the code (seen: 9 failures in a suite run that crossed 00:00 UTC). A test that would start in the
+    last 90 seconds of a day (local or UTC) waits for the next one: at most once per suite run."""
+    left = min(seconds_to_midnight(datetime.now().astimezone()), seconds_to_midnight(datetime.now(UTC)))
+    if left < 90:
+        time.sleep(left + 1)
 
 
 @pytest.fixture
