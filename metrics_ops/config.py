@@ -39,7 +39,15 @@ from metrics_ops.origins import (  # noqa: F401  (re-exported: the config layer'
     read_toml,
     warn_env_typos,
 )
-from metrics_ops.settingvalues import home_path, is_path, mode_text, origin_list, rate_names, raw_value_problem
+from metrics_ops.settingvalues import (
+    home_path,
+    is_path,
+    mode_text,
+    origin_list,
+    printable_host,
+    rate_names,
+    raw_value_problem,
+)
 
 
 def _json_value(text: str):
@@ -160,13 +168,8 @@ class Settings(BaseModel):
 
     @field_validator("host")
     @classmethod
-    def _host_printable(cls, value: str) -> str:
-        # a line break or ESC went to the bind as it was, and its error printed it raw (a forged line, a cleared
-        # terminal): no address or host name holds one (the value is shown escaped by the error line)
-        if not value.isprintable():
-            raise PydanticCustomError("host", "the host holds a control or other invisible character; give an IP "
-                                              "address or a host name")
-        return value
+    def _host(cls, value: str) -> str:
+        return printable_host(value)
 
     @field_validator("archive_url")
     @classmethod

@@ -172,9 +172,10 @@ def plain_value(value: Any) -> Any:
 MAX_TOML_BYTES = 1 << 20
 
 
-def _settings_file_bytes(path: Path, named: str) -> bytes:
-    """The bytes of a --config file: a regular file (or /dev/null, no settings) of at most MAX_TOML_BYTES. A FIFO
-    is refused, not waited on for a writer for ever; a device is not read without end."""
+def _settings_file_bytes(path: str | os.PathLike, named: str, fix: str = "give a TOML file") -> bytes:
+    """The bytes of a settings file (--config, or a .env that :func:`dotenv_file` found a file): a regular file (or
+    /dev/null, no settings) of at most MAX_TOML_BYTES. A FIFO (even one put in its place since it was looked at) is
+    refused, not waited on for a writer for ever; a device is not read without end."""
     import stat
 
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once, to be refused
@@ -183,7 +184,7 @@ def _settings_file_bytes(path: Path, named: str) -> bytes:
         if stat.S_ISDIR(st.st_mode):
             raise IsADirectoryError(path)
         if not stat.S_ISREG(st.st_mode) and not os.path.samestat(st, os.stat(os.devnull)):
-            raise ConfigError([f"{named}: not a regular file (a FIFO, socket or device); give a TOML file"])
+            raise ConfigError([f"{named}: not a regular file (a FIFO, socket or device); {fix}"])
         raw = os.read(fd, MAX_TOML_BYTES + 1) if st.st_size <= MAX_TOML_BYTES else b""
     finally:
         os.close(fd)
@@ -266,23 +267,6 @@ def dotenv_file(path: str | os.PathLike) -> str | os.PathLike | None:
     raise ConfigError([f"{path}: {what}, not a file of settings; {fix}"])
 
 
-def _dotenv_bytes(path: str | os.PathLike) -> bytes:
-    """The bytes of a .env that :func:`dotenv_file` found a regular file, opened without waiting: a FIFO put in
-    its place since is refused, not waited on."""
-    import stat
-
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ConfigError([f"{path}: not a regular file (a FIFO, socket or device); give it a file or remove it"])
-        chunks = []
-        while chunk := os.read(fd, 1 << 16):
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-    return b"".join(chunks)
-
-
 def read_dotenv(path: str | os.PathLike, fields: Iterable[str]) -> tuple[dict[str, str], dict[str, str]]:
     """The settings a .env file gives, by exact name (python-dotenv's syntax, ``${VAR}`` expanded), and the text
     written for each whose value a ``${VAR}`` changed (for messages: ``${KEEP_DAYS}`` that gave ""). The file is
@@ -292,7 +276,7 @@ def read_dotenv(path: str | os.PathLike, fields: Iterable[str]) -> tuple[dict[st
     from dotenv.parser import parse_stream
 
     try:
-        raw = _dotenv_bytes(path)
+        raw = _settings_file_bytes(path, str(path), "give it a file or remove it")
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[:exc.start].count(b"\n") + 1

@@ -95,6 +95,16 @@ def mode_text(value: Any) -> Any:
     return value
 
 
+def printable_host(value: str) -> str:
+    """serve's host: no address or host name holds a control or invisible character. A line break or ESC went to
+    the bind as it was and its error printed it raw (a forged line, a cleared terminal); the error line shows the
+    value escaped."""
+    if not value.isprintable():
+        raise PydanticCustomError("host", "the host holds a control or other invisible character; give an IP "
+                                          "address or a host name")
+    return value
+
+
 def rate_names(rates: Any) -> Any:
     """The per-event rates: every event name a name (not empty), every rate a number (not true or false)."""
     if not isinstance(rates, dict):

@@ -153,3 +153,9 @@ def test_a_dotenv_directory_or_dev_null_is_no_dotenv_as_before(isolated_env, tmp
     (isolated_env / ".env").symlink_to(os.devnull)
     r = cli("config", "show", cwd=isolated_env)
     assert r.returncode == 0 and r.stderr == ""
+
+
+def test_a_dotenv_over_a_mebibyte_is_no_settings_file_like_a_toml_file(isolated_env):
+    """The .env is read by the same reader as --config: the same cap, the same one line."""
+    (isolated_env / ".env").write_bytes(b"# padding\n" * 110_000)
+    assert _dotenv_refused(isolated_env) == ".env: larger than 1 MiB: not a settings file"
