@@ -143,7 +143,8 @@ def inside_tree(path: Path, directory: Path) -> bool:
     resolved on both sides: a file the tool writes for someone else (the status file at a place of the operator's
     choosing, the health textfile, export's output) never goes there, where passes, report and forget read,
     compress, roll up or delete what they find."""
-    target, tree = Path(path).resolve(), Path(directory).resolve()
+    # realpath: Path.resolve raises on a symlink loop
+    target, tree = Path(os.path.realpath(path)), Path(os.path.realpath(directory))
     return target == tree or tree in target.parents
 
 

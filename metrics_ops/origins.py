@@ -11,10 +11,10 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import SecretBytes, SecretStr, ValidationError
-from pydantic.fields import FieldInfo
+if TYPE_CHECKING:  # pydantic is imported only when the reference model words an error
+    from pydantic import ValidationError
 
 ENV_PREFIX = "METRICS_"
 
@@ -102,29 +102,35 @@ def redact_userinfo(text: str) -> str:
     return _USERINFO.sub(lambda m: f"{m[1]}{REDACTED}@", text, count=1)
 
 
-def toml_text(value: Any) -> str:
+def toml_text(value: Any, depth: int = 0) -> str:
     """A value of a TOML file written back as TOML (``true``, ``2024-01-01``, ``{ a = 2 }``), not as Python
-    (``True``, ``datetime.date(2024, 1, 1)``); a string quoted, its invisible characters escaped."""
+    (``True``, ``datetime.date(2024, 1, 1)``); a string quoted, its invisible characters escaped; an array or
+    table nested deeper than 8 levels as ``[...]`` (hundreds of levels would end the message in a traceback)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list | tuple):
-        return "[" + ", ".join(toml_text(v) for v in value) + "]"
+        return "[...]" if depth >= 8 else "[" + ", ".join(toml_text(v, depth + 1) for v in value) + "]"
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {toml_text(v)}" for k, v in value.items()) + " }"
+        if depth >= 8:
+            return "{ ... }"
+        return "{ " + ", ".join(f"{k} = {toml_text(v, depth + 1)}" for k, v in value.items()) + " }"
     if hasattr(value, "isoformat"):  # date, time, datetime
         return value.isoformat()
     return repr(value)
 
 
-def _redacted(value: Any) -> Any:
+def _redacted(value: Any, depth: int = 0) -> Any:
     """``value`` with the user-info of every URL in it redacted: a string, or the strings of a TOML array or table
-    (``archive_url = ["s3://KEY:SECRET@bucket"]`` is a wrong type, and is printed back)."""
+    (``archive_url = ["s3://KEY:SECRET@bucket"]`` is a wrong type, and is printed back); below the 8 levels that
+    :func:`toml_text` prints, nothing (it is never shown)."""
     if isinstance(value, str):
         return redact_userinfo(value)
+    if depth >= 8 and isinstance(value, list | tuple | dict):
+        return type(value)()
     if isinstance(value, list | tuple):
-        return type(value)(_redacted(v) for v in value)
+        return type(value)(_redacted(v, depth + 1) for v in value)
     if isinstance(value, dict):
-        return {_redacted(k): _redacted(v) for k, v in value.items()}
+        return {_redacted(k, depth + 1): _redacted(v, depth + 1) for k, v in value.items()}
     return value
 
 
@@ -146,13 +152,35 @@ def env_values(fields: Iterable[str]) -> dict[str, str]:
     return exact_names(fields, os.environ)
 
 
-def is_secret_field(field: FieldInfo) -> bool:
-    """Whether a setting is a secret no output may show (config show, error lines): marked
-    ``json_schema_extra={"secret": True}``, or typed SecretStr / SecretBytes."""
-    extra = field.json_schema_extra
-    if isinstance(extra, dict) and extra.get("secret"):
-        return True
-    return any(t in (SecretStr, SecretBytes) for t in (field.annotation, *getattr(field.annotation, "__args__", ())))
+class Secret:
+    """A secret setting's value (the admin token): shown as ``'**********'`` by repr and str, so that a log line
+    or a traceback that prints the settings cannot leak it; :meth:`get_secret_value` gives it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def __str__(self) -> str:
+        return "**********"
+
+
+def is_secret_field(field: Any) -> bool:
+    """Whether a setting (a :class:`metrics_ops.config.SettingField`) is a secret no output may show (config
+    show, error lines)."""
+    return bool(field.secret)
 
 
 def plain_value(value: Any) -> Any:
@@ -160,7 +188,7 @@ def plain_value(value: Any) -> Any:
     link must stay the link, not become the data file it points at), secrets revealed."""
     if isinstance(value, Path):
         return os.path.abspath(value)
-    if isinstance(value, SecretStr | SecretBytes):
+    if isinstance(value, Secret):
         return value.get_secret_value()
     return value
 
@@ -208,6 +236,11 @@ def read_toml(path: str | os.PathLike, known: Iterable[str], spelled: str = "--c
         raise ConfigError([f"{named}: permission denied"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{named}: malformed TOML: {exc}"]) from None
+    except RecursionError:  # arrays or tables nested hundreds deep
+        raise ConfigError([f"{named}: malformed TOML: nested too deep"]) from None
+    except ValueError as exc:  # Python's own limit: an integer of over 4,300 digits
+        why = "an integer of over 4300 digits" if "int_max_str_digits" in str(exc) else str(exc)
+        raise ConfigError([f"{named}: malformed TOML: {why}"]) from None
     except UnicodeDecodeError:
         raise ConfigError([f"{named}: malformed TOML: not UTF-8 text"]) from None
     known = set(known)

@@ -245,7 +245,7 @@ def test_every_setting_a_command_takes_has_an_option_named_after_it():
         cmd = cli.commands[name]
         ctx = click.Context(cmd, parent=click.Context(cli, info_name="metrics-ops"), info_name=name)
         for param in cmd.params:
-            if param.name in Settings.model_fields:
+            if param.name in Settings.fields:
                 assert option_for(ctx, param.name) in param.opts
         assert option_for(ctx, "dir") == "--data-dir"
 

@@ -45,6 +45,18 @@ def test_a_choice_in_any_case_from_dotenv_and_toml_is_taken_lowercased(isolated_
     assert shown["log_level"]["value"] == "error" and shown["sample_mode"]["value"] == "visitor"
 
 
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+def test_toml_infinity_for_a_whole_number_is_one_line(isolated_env, tmp_path, value):
+    """rollup_min_visitors = inf (valid TOML) ended in a traceback: its check turned the value into an integer."""
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(f"rollup_min_visitors = {value}\nretention = {value}\n")
+    r = cli("--config", cfg, "config", "show")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    finite = "input should be a finite number"
+    assert sorted(r.stderr.splitlines()) == [f"metrics-ops: retention = {value} (from {cfg}): {finite}",
+                                             f"metrics-ops: rollup_min_visitors = {value} (from {cfg}): {finite}"]
+
+
 def test_a_choice_flag_in_any_case_is_taken():
     """serve --log-level INFO and --sample-mode VISITOR passed click's choice check only in lowercase; here the
     start goes on to the next problem (--workers 0), which proves both flags were taken."""
@@ -159,3 +171,53 @@ def test_a_dotenv_over_a_mebibyte_is_no_settings_file_like_a_toml_file(isolated_
     """The .env is read by the same reader as --config: the same cap, the same one line."""
     (isolated_env / ".env").write_bytes(b"# padding\n" * 110_000)
     assert _dotenv_refused(isolated_env) == ".env: larger than 1 MiB: not a settings file"
+
+
+# Values that ended in a traceback (exit 1) instead of one line (found by attacking the settings' fast check):
+# Python's own limits (recursion, integer digits, float range), symlink loops, NUL and undecodable bytes.
+HOSTILE_ENV = [
+    ({"METRICS_CORS_ORIGINS": "[" * 3000}, "METRICS_CORS_ORIGINS=[[[[", "not valid JSON: nested too deep"),
+    ({"METRICS_SAMPLE_RATES": '{"a":' * 3000}, "METRICS_SAMPLE_RATES={", "not valid JSON: nested too deep"),
+    ({"METRICS_SAMPLE_RATES": '{"a": 1' + "0" * 400 + "}"}, "METRICS_SAMPLE_RATES=", "input should be"),
+    ({"METRICS_DIR": "~\udcff"}, "METRICS_DIR=~\\xff (from the environment): ~\\xff is no user", ""),
+    ({"METRICS_SAMPLE_RATES": "\udcff=2"}, "METRICS_SAMPLE_RATES=\\xff=2 (from the environment): ", "not UTF-8"),
+    ({"METRICS_SAMPLE_RATES": '{"\udcff": true}'}, "METRICS_SAMPLE_RATES=", "must be a number, not true"),
+    ({"METRICS_CORS_ORIGINS": "https://\udcff"}, "METRICS_CORS_ORIGINS=https://\\xff (from the environment): ",
+     "not UTF-8"),
+]
+
+
+@pytest.mark.parametrize(("env", "start", "words"), HOSTILE_ENV)
+def test_a_hostile_variable_is_one_line(env, start, words):
+    line = _one_error(cli("config", "show", env=env))
+    assert line.startswith(start) and words in line, line
+
+
+def test_a_symlink_loop_for_a_path_is_one_line(tmp_path):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    for variable, value in (("METRICS_DIR", loop), ("METRICS_STATUS_FILE", loop),
+                            ("METRICS_HEALTH_TEXTFILE", loop / "x"), ("METRICS_STATE_FILE", loop)):
+        for command in (("config", "show"), ("status",), ("rotate", "--once")):
+            line = _one_error(cli(*command, env={variable: str(value)}, cwd=tmp_path))
+            assert line == f"{variable}={value} (from the environment): the path is a symlink loop, or goes through one"
+
+
+@pytest.mark.parametrize(("toml", "words"), [
+    ("interval = 1" + "0" * 400, "interval = 1000"),
+    ("retention = 1" + "0" * 5000, "malformed TOML: an integer of over 4300 digits"),
+    ("cors_origins = " + "[" * 400 + "]" * 400, "cors_origins = [[[[[[[[[...]]]]]]]]]"),
+    ("cors_origins = " + "[" * 3000 + "]" * 3000, "malformed TOML: nested too deep"),
+    ('dir = "/tmp/a\\u0000b"', "dir = '/tmp/a\\x00b' (from m.toml): a path cannot hold a NUL character"),
+])
+def test_a_hostile_toml_value_is_one_line(tmp_path, toml, words):
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(toml + "\n")
+    line = _one_error(cli("--config", "m.toml", "config", "show", cwd=tmp_path))
+    assert words in line, line
+
+
+def test_a_nul_in_a_path_from_dotenv_is_one_line(tmp_path):
+    (tmp_path / ".env").write_bytes(b"METRICS_STATUS_FILE=/tmp/a\x00b\n")
+    line = _one_error(cli("config", "show", cwd=tmp_path))
+    assert line.endswith("a path cannot hold a NUL character"), line

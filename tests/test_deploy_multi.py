@@ -112,7 +112,7 @@ def test_credentials_come_the_aws_way_and_never_into_git_nor_our_settings():
     assert r.returncode == 0, "deploy/archive.env (the operator's credentials) must be ignored by git"
     from metrics_ops.config import Settings
 
-    assert not [f for f in Settings.model_fields if "secret" in f or "access_key" in f or "endpoint" in f]
+    assert not [f for f in Settings.fields if "secret" in f or "access_key" in f or "endpoint" in f]
 
 
 def test_no_multi_host_command_sets_a_setting_by_flag():

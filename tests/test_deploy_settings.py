@@ -37,7 +37,7 @@ def setting_flags(argv: list[str]) -> list[str]:
             command = command.commands[token]
             options.update({opt: p for p in command.params for opt in p.opts})
         elif token.startswith("-") and (param := options.get(token.split("=")[0])) is not None:
-            if {"data_dir": "dir"}.get(param.name, param.name) in Settings.model_fields:
+            if {"data_dir": "dir"}.get(param.name, param.name) in Settings.fields:
                 found.append(token)
     return found
 

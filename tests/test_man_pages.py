@@ -80,7 +80,7 @@ def test_every_page_lists_what_its_command_declares(page):
 
 def test_the_group_page_lists_every_status_and_every_setting():
     assert listed_statuses("metrics-ops.1") == [int(c) for c in ExitCode]
-    assert set(listed_variables("metrics-ops.1")) == {env_name(s) for s in Settings.model_fields} | set(VARIABLES_DOC)
+    assert set(listed_variables("metrics-ops.1")) == {env_name(s) for s in Settings.fields} | set(VARIABLES_DOC)
 
 
 # ------------------------------------------------------------------ the declarations hold for real runs
@@ -138,7 +138,7 @@ class ReadSettings:
     def __init__(self, monkeypatch):
         self.names: set[str] = set()
         self.on = False
-        fields, original, recorder = set(Settings.model_fields), Settings.__getattribute__, self
+        fields, original, recorder = set(Settings.fields), Settings.__getattribute__, self
 
         def getattribute(obj, name):
             if recorder.on and name in fields:

@@ -169,7 +169,7 @@ def test_config_show_keeps_setting_names_and_paths_whole_at_80_columns(ci_dir):
     assert code == 0
     assert fits(lines), lines
     words = cells(lines)
-    assert set(Settings.model_fields) <= words
+    assert set(Settings.fields) <= words
     assert "environment variables: METRICS_ and the setting in capitals" in lines  # the column that gave way
     for path in (ci_dir, ci_dir / "metrics.jsonl", ci_dir / ".metrics-ops.status", ci_dir / ".metrics-ops.state"):
         assert_whole_path(lines, str(path))
@@ -181,7 +181,7 @@ def test_config_show_puts_a_data_directory_that_fits_on_one_line(isolated_env):
     assert code == 0 and fits(lines), lines
     assert [line for line in lines if line.split()[:2] == ["dir", relative]]
     wide_code, wide = screen("config", "show", env={"METRICS_DIR": relative}, columns=160)
-    assert {env_name(name) for name in Settings.model_fields} <= cells(wide)  # room enough: the column is back
+    assert {env_name(name) for name in Settings.fields} <= cells(wide)  # room enough: the column is back
 
 
 def _report_dir(data_dir):

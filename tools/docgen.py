@@ -171,7 +171,7 @@ def _exit_and_environment(cmd: click.Command, group: bool) -> list[str]:
     out.append(".SH ENVIRONMENT")
     for name in settings:
         out += [".TP", f".B {_roff(env_name(name))}",
-                _roff(f"{Settings.model_fields[name].description} (TOML key {name})")]
+                _roff(f"{Settings.fields[name].description} (TOML key {name})")]
     for name in other:
         out += [".TP", f".B {_roff(name)}", _roff(VARIABLES_DOC[name])]
     if not settings and not other:

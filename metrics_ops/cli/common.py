@@ -52,20 +52,20 @@ def environment(cmd: click.Command) -> tuple[list[str], list[str]]:
     from metrics_ops.config import Settings
 
     declared = getattr(cmd, "declared", {})
-    names = set(declared.get("settings", ())) | {p.name for p in cmd.params if p.name in Settings.model_fields}
+    names = set(declared.get("settings", ())) | {p.name for p in cmd.params if p.name in Settings.fields}
     if "*" in names:
-        names = set(Settings.model_fields)
+        names = set(Settings.fields)
     other = set(declared.get("env", ()))
     for sub in getattr(cmd, "commands", {}).values():
         sub_names, sub_other = environment(sub)
         names |= set(sub_names)
         other |= set(sub_other)
-    unknown = names - set(Settings.model_fields)
+    unknown = names - set(Settings.fields)
     if unknown:
         raise LookupError(f"{cmd.name} declares settings that do not exist: {sorted(unknown)}")
     if names:
         other.add("METRICS_CONFIG")
-    return [n for n in Settings.model_fields if n in names], sorted(other)
+    return [n for n in Settings.fields if n in names], sorted(other)
 
 
 def maintenance_lock_busy(exc) -> str:

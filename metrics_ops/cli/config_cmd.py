@@ -37,7 +37,7 @@ def show(run):
 
     out, s = run.output(), run.settings()
     origins, secrets = origins_of(s), secret_fields()
-    values = {name: getattr(s, name) for name in Settings.model_fields}
+    values = {name: getattr(s, name) for name in Settings.fields}
     values["jsonl"] = s.link_path  # the paths the commands will use, not "unset" for a derived default
     values["state_file"] = s.state_path
     values["status_file"] = s.status_path

@@ -5,9 +5,7 @@ link given by METRICS_JSONL stays the link, never the data file it points at."""
 
 from __future__ import annotations
 
-from pydantic import ValidationError
-
-from metrics_ops.config import ConfigError, Origin, Settings, format_errors, origins_of, secret_fields
+from metrics_ops.config import FIELDS, Origin, Settings, origins_of
 from metrics_ops.origins import plain_value
 
 
@@ -18,7 +16,7 @@ def settings_to_json(settings: Settings) -> str:
 
     origins = origins_of(settings)
     return json.dumps({
-        "values": {name: plain_value(getattr(settings, name)) for name in Settings.model_fields},
+        "values": {name: plain_value(getattr(settings, name)) for name in FIELDS},
         "origins": {name: [o.source, o.spelled, o.raw, o.file] for name, o in origins.items()},
     }, default=str)
 
@@ -29,10 +27,6 @@ def settings_from_json(text: str) -> Settings:
 
     doc = json.loads(text)
     origins = {name: Origin(*o) for name, o in doc["origins"].items()}
-    try:
-        settings = Settings.model_validate(doc["values"])  # every field given, nothing read from anywhere
-    except ValidationError as exc:  # the file system changed under the main process's checks
-        raise ConfigError(format_errors(exc, origins, {f: i.default for f, i in Settings.model_fields.items()},
-                                        secret_fields())) from None
-    object.__setattr__(settings, "_origins", origins)
-    return settings
+    # every field given, nothing read from anywhere; a ConfigError if the file system changed under the main
+    # process's checks
+    return Settings(_origins=origins, **doc["values"])
