@@ -14,6 +14,9 @@ that counts responses saying "stored":1 (the hook costs wrk CPU, which on 2 core
 req/s are not the ones reported); afterwards the lines on disk are counted: lost = stored=1 responses missing
 from disk (must be 0); in flight = lines of requests wrk had sent when it stopped (at most the connection
 count). Targets (issue 3): >= 10x the baseline's req/s, p99 <= 10 ms at 32 connections, zero lost events.
+Two references frame the ratio, each under granian as serve runs: the ceiling (an app that does nothing,
+bench/ceiling_wsgi.py) and the floor (ANCHORS' minimal app that checks and appends each event and nothing more,
+bench/minimal_wsgi.py): what any endpoint that keeps every event pays on this machine.
 
 ``--batch N`` posts N-event batches; ``--mix N`` alternates one event and one N-event batch, the way metrics.js
 sends them (page views at once, other events queued), and reports events/s from the lines on disk. Both measure
@@ -38,6 +41,7 @@ import urllib.request
 from pathlib import Path
 
 CEILING = "ceiling: granian, 2 workers, an app that does nothing"
+FLOOR = "floor: granian, 2 workers, ANCHORS' minimal app (pydantic check, deque, one append per event)"
 BODY = '{"visitor_id":"v0123456789ab","event":"page_view","metadata":{"path":"/pricing","w":1280}}'
 PLAIN_LUA = """
 wrk.method = "POST"
@@ -128,9 +132,10 @@ def run_one(kind: str, root: Path, lua: Path, args) -> dict:
         python = args.also.get(kind, sys.executable)
         cmd = [python, "-m", "metrics_ops", "serve", "--port", str(port)]
         url = f"http://127.0.0.1:{port}/api/metrics/event{'s' if args.batch else ''}"  # --mix: the Lua's paths
-    elif kind.startswith("ceiling"):
+    elif kind.startswith(("ceiling", "floor")):
         cmd = [sys.executable, "-m", "granian", "--interface", "wsgi", "--workers", "2", "--blocking-threads", "1",
-               "--http", "1", "--no-ws", "--port", str(port), "--log-level", "warning", "ceiling_wsgi:app"]
+               "--http", "1", "--no-ws", "--port", str(port), "--log-level", "warning",
+               "ceiling_wsgi:app" if kind.startswith("ceiling") else "minimal_wsgi:app"]
         url = f"http://127.0.0.1:{port}/api/metrics/event"
     else:
         cmd = [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(__file__).parent), "baseline_fastapi:app",
@@ -190,20 +195,24 @@ def main() -> None:
         plain.write_text(mixed)
         counting.write_text(mixed + LUA.replace(PLAIN_LUA, "").replace("{body}", body))
     rounds = {"metrics-ops serve": [], **{kind: [] for kind in args.also}}
+    references = {}  # the floor and the ceiling: in the same alternating rounds, no verification round
     if not args.batch and not args.mix:
         rounds["baseline (FastAPI + uvicorn, 1 worker)"] = []
+        references = {FLOOR: [], CEILING: []}
     verify = {}
     try:
         for _ in range(args.rounds):
             for kind in rounds:
                 rounds[kind].append(run_one(kind, root, plain, args))
+            for kind in references:
+                references[kind].append(run_one(kind, root, plain, args))
         for kind in rounds:
             verify[kind] = run_one(kind, root, counting, args)
         if args.batch:
             return batch_summary(rounds, verify, args)
         if args.mix:
             return mix_summary(rounds, verify, args)
-        ceiling = max((run_one(CEILING, root, plain, args) for _ in range(args.rounds)), key=lambda r: r["rps"])
+        ceiling, floor = (max(references[kind], key=lambda r: r["rps"]) for kind in (CEILING, FLOOR))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     best = {kind: max(rs, key=lambda r: r["rps"]) for kind, rs in rounds.items()}
@@ -211,6 +220,9 @@ def main() -> None:
     summary = {"rounds": rounds, "best": best, "verify": verify, "ratio": round(ours["rps"] / base["rps"], 2),
                "ratio_to": {kind: round(ours["rps"] / best[kind]["rps"], 3) for kind in args.also},
                "ceiling": ceiling, "share_of_ceiling": round(ours["rps"] / ceiling["rps"], 2),
+               "floor": floor, "share_of_floor": round(ours["rps"] / floor["rps"], 2),
+               "floor_ratio": round(floor["rps"] / base["rps"], 2),
+               "ceiling_ratio": round(ceiling["rps"] / base["rps"], 2),
                "lost_events": sum(v["lost"] for v in verify.values())}
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -222,10 +234,12 @@ def main() -> None:
         v = verify[kind]
         print(f"| {kind} | {r['rps']:,.0f} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | "
               f"{v['stored_responses']:,} | {v['lines_on_disk']:,} | {v['lost']} |")
-    c = ceiling
-    print(f"| {CEILING} | {c['rps']:,.0f} | {c['p50_ms']:.2f} ms | {c['p99_ms']:.2f} ms | - | - | - |")
-    print(f"\nratio: {summary['ratio']}x the baseline's req/s, {summary['share_of_ceiling']:.0%} of the ceiling; "
-          f"lost events in the verification rounds: {summary['lost_events']}")
+    for label, c in ((FLOOR, floor), (CEILING, ceiling)):
+        print(f"| {label} | {c['rps']:,.0f} | {c['p50_ms']:.2f} ms | {c['p99_ms']:.2f} ms | - | - | - |")
+    print(f"\nratio: {summary['ratio']}x the baseline's req/s, {summary['share_of_floor']:.0%} of the floor "
+          f"({summary['floor_ratio']}x the baseline), {summary['share_of_ceiling']:.0%} of the ceiling "
+          f"({summary['ceiling_ratio']}x the baseline); lost events in the verification rounds: "
+          f"{summary['lost_events']}")
     for kind, ratio in summary["ratio_to"].items():
         print(f"metrics-ops serve / {kind}: {ratio}x")
 
