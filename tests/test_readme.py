@@ -70,9 +70,10 @@ def test_readme_opens_with_the_install_and_serve_command_then_the_test_command()
     assert README.startswith("# metrics-ops\n\n```sh\n"), "the README opens with the two commands"
     first = README.split("```sh\n", 1)[1].split("```", 1)[0]
     install, tests = [line.split("  #", 1)[0].strip() for line in first.splitlines()]
-    assert install.startswith("pip install . && ")
+    venv = "python3 -m venv .venv && . .venv/bin/activate && "  # pip refuses the system Python on Debian (PEP 668)
+    assert install.startswith(venv + "pip install . && ")
     assert [parse(cli, "metrics-ops", args) for args in metrics_ops_invocations(install)] == [["metrics-ops", "serve"]]
-    assert tests == "pip install -e '.[test]' && python3 -m pytest -q"
+    assert tests == venv + "pip install -e '.[test]' && python3 -m pytest -q"
     # CI runs the same command (in a fresh venv, with its own cache and temp settings appended)
     ci = (ROOT / ".ci" / "run").read_text()
     assert re.search(r'^"\$work/latest/bin/python" -m pytest -q ', ci, re.M), "the README's test command left .ci/run"
