@@ -6,11 +6,12 @@ keep their meaning. A bad value becomes a :class:`ConfigError` whose lines name 
 wrote it, the value and its source: ``METRICS_SAMPLE_RATE=1.5 (from the environment): input should be ...``.
 
 Every setting is declared once, in :mod:`metrics_ops.settingfields` (its checks in
-:mod:`metrics_ops.settingvalues`). The values a command is given are checked here without pydantic, which costs a read-only command a third of its
-start-up (``report`` from rollups: 0.1 s of 0.3 s): plain numbers, names, paths and defaults. Any value this
-check does not take, whether wrong or only unusual (``" 5 "``, ``"1_000"``, ``"yes"`` for a flag, a CORS list),
-goes to the reference model (:mod:`metrics_ops.settingsmodel`, pydantic, built from the same declarations),
-which decides it and words every error; tests/test_settings_fast.py holds the two to the same answers.
+:mod:`metrics_ops.settingvalues`). The values a command is given are checked here without pydantic, which
+cost a read-only command a third of its start-up (``report`` from rollups: 0.1 s of 0.3 s): plain numbers,
+names, paths and defaults. Any value this check does not take, whether wrong or only unusual (``" 5 "``,
+``"1_000"``, ``"yes"`` for a flag, a CORS list), goes to the reference model (:mod:`metrics_ops.settingsmodel`,
+pydantic, built from the same declarations), which decides it and words every error;
+tests/test_settings_fast.py holds the two to the same answers.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from metrics_ops.origins import (  # noqa: F401  (re-exported: the config layer'
     warn_env_typos,
 )
 from metrics_ops.settingfields import AFTER, BEFORE, FIELDS, MAX_INTERVAL, SettingField  # noqa: F401 (re-exported)
-from metrics_ops.settingvalues import SettingProblem, relation_problem
+from metrics_ops.settingvalues import SettingProblem, relation_problems
 
 
 class _Unsure(Exception):
@@ -109,7 +110,7 @@ def fast_values(values: dict[str, Any]) -> dict[str, Any] | None:
             checked[field] = value
     except (_Unsure, SettingProblem):
         return None
-    return None if relation_problem(checked) else checked
+    return None if relation_problems(checked) else checked
 
 
 class Settings:

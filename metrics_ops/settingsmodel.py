@@ -8,12 +8,12 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 from pydantic_core import PydanticCustomError
 
 from metrics_ops.origins import ConfigError, Origin, format_errors, printable
 from metrics_ops.settingfields import AFTER, BEFORE, FIELDS
-from metrics_ops.settingvalues import SettingProblem, relation_problem
+from metrics_ops.settingvalues import SettingProblem, relation_problems
 
 
 def _run(checks: list, field: str, value: Any) -> Any:
@@ -39,14 +39,6 @@ def _after(cls, value, info):
     return _run(AFTER.get(info.field_name, ()), info.field_name, value)
 
 
-def _relations(self):
-    problem = relation_problem({field: getattr(self, field) for field in FIELDS})
-    if problem is not None:
-        fields, why = problem
-        raise PydanticCustomError("relation", "{why}", _shown({"fields": fields, "why": why}))
-    return self
-
-
 @cache
 def model() -> type[BaseModel]:
     """The pydantic model of every setting (built once per process)."""
@@ -66,7 +58,6 @@ def model() -> type[BaseModel]:
         __validators__={
             "_before": field_validator("*", mode="before")(_before),
             "_after": field_validator("*")(_after),
-            "_relations": model_validator(mode="after")(_relations),
         },
         **fields,
     )
@@ -78,8 +69,15 @@ def reference_values(values: dict[str, Any], origins: dict[str, Origin], secrets
     named as ``origins`` says it was given, the value of a setting in ``secrets`` never shown) for anything
     wrong."""
     try:
-        checked = model().model_validate(values)
+        model_ = model()
+        checked = model_.model_validate(values)
+        result = {field: getattr(checked, field) for field in FIELDS}
+        # the settings that cannot go together, every group of them: checked once every value is right
+        if problems := relation_problems(result):
+            raise ValidationError.from_exception_data(model_.__name__, [
+                {"type": PydanticCustomError("relation", "{why}", _shown({"fields": fields, "why": why})),
+                 "loc": (), "input": None} for fields, why in problems])
     except ValidationError as exc:
         raise ConfigError(format_errors(exc, origins, {f: spec.default for f, spec in FIELDS.items()},
                                         secrets)) from None
-    return {field: getattr(checked, field) for field in FIELDS}
+    return result

@@ -1,5 +1,5 @@
 """The checks of every setting's value, beyond its type and bounds, and of the settings that cannot go together
-(:func:`relation_problem`); :data:`metrics_ops.config.BEFORE` and ``AFTER`` say which run on which setting.
+(:func:`relation_problems`); :data:`metrics_ops.config.BEFORE` and ``AFTER`` say which run on which setting.
 Before its type is parsed: text that is not UTF-8, true/false where a number is meant, the items of the CORS
 origin list and of the per-event rate map, ``~`` in a path, a file mode given as a number; after it: a known time
 zone, an octal file mode, a rate's floor, a path that is no symlink loop. Each problem is a
@@ -285,15 +285,16 @@ def no_symlink_loop(field: str, value: Path | None) -> Path | None:
 _TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{16,256}")
 
 
-def relation_problem(values: dict[str, Any]) -> tuple[tuple[str, ...], str] | None:
-    """The settings (by name) that cannot go together and why, or None; ``values`` holds every checked value.
+def relation_problems(values: dict[str, Any]) -> list[tuple[tuple[str, ...], str]]:
+    """Each group of settings (by name) that cannot go together, and why; ``values`` holds every checked value.
     gzip_after against retention is not checked here: only a command that runs both steps needs it (see
     require_gzip_before_prune); `prune --retention 2` must not fail on gzip_after's default."""
+    problems = []
     data_dir, jsonl = values["dir"], values["jsonl"]
     if jsonl is not None and _real(jsonl.parent) != _real(data_dir):
-        return ("jsonl", "dir"), "the link must be a file directly inside the data directory"
-    if jsonl is not None and (why := _not_a_link_name(jsonl.name)):
-        return ("jsonl",), why
+        problems.append((("jsonl", "dir"), "the link must be a file directly inside the data directory"))
+    elif jsonl is not None and (why := _not_a_link_name(jsonl.name)):
+        problems.append((("jsonl",), why))
     from metrics_ops.layout import STATE_NAME, STATUS_NAME
 
     # files the tool writes over and over: never the link, a data file or another of the tool's files; and
@@ -309,8 +310,8 @@ def relation_problem(values: dict[str, Any]) -> tuple[tuple[str, ...], str] | No
         if why is None and name != "state_file":
             why = _inside_data_tree(path, label, own, data_dir)
         if why is not None:
-            return (name,), why
-    return None
+            problems.append(((name,), why))
+    return problems
 
 
 def _real(path: Path) -> Path:

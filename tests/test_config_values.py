@@ -221,3 +221,20 @@ def test_a_nul_in_a_path_from_dotenv_is_one_line(tmp_path):
     (tmp_path / ".env").write_bytes(b"METRICS_STATUS_FILE=/tmp/a\x00b\n")
     line = _one_error(cli("config", "show", cwd=tmp_path))
     assert line.endswith("a path cannot hold a NUL character"), line
+
+
+def test_every_pair_of_settings_that_cannot_go_together_gets_its_line(tmp_path):
+    """The link, the state file, the status file and the health textfile all wrong at once: one line each, not
+    only the first (an operator fixed one and met the next at the next start)."""
+    d = tmp_path / "data"
+    env = {"METRICS_DIR": str(d), "METRICS_JSONL": str(tmp_path / "m.jsonl"), "METRICS_STATE_FILE": str(d / "x"),
+           "METRICS_STATUS_FILE": str(d / "metrics-2026-01-01.jsonl"),
+           "METRICS_HEALTH_TEXTFILE": str(d / "rollups" / "h.prom")}
+    r = cli("config", "show", env=env, cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.splitlines()
+    named = [f"metrics-ops: {name}={env[name]}" for name in ("METRICS_JSONL", "METRICS_STATUS_FILE",
+                                                             "METRICS_HEALTH_TEXTFILE")]
+    assert [line.split(" (from")[0] for line in lines] == named, lines  # the state file may be in the directory
+    assert lines[0].endswith("the link must be a file directly inside the data directory")
+    assert "cannot be a data file" in lines[1] and "cannot be inside the data directory" in lines[2]
