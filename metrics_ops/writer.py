@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from metrics_ops.changes import RECHECK_SECONDS, ChangeCounter
 from metrics_ops.layout import StoreError, current_target, day_bounds, day_of, file_name, make_dir, parse_name
-from metrics_ops.locks import OPEN_FLAGS
+from metrics_ops.locks import OPEN_FLAGS, this_pid
 
 # A writer looks for a newer shard (one listdir) on its first append this long after its last look. Measured: a look
 # every 16 appends cost ~10 % of serve's throughput; every 100 ms costs nothing measurable, and bounds the lag.
@@ -46,7 +46,7 @@ class Writer:
 
     def open_name(self, now: float) -> str | None:
         """The name of this process's open file while it is still the file of ``now``'s day, else None."""
-        if self._fd is not None and self._fd_pid == os.getpid() and self._bounds[0] <= now < self._bounds[1]:
+        if self._fd is not None and self._fd_pid == this_pid() and self._bounds[0] <= now < self._bounds[1]:
             return self._fd_name
         return None
 
@@ -172,14 +172,14 @@ class Writer:
             os.close(fd)
             raise StoreError(exc.errno, f"cannot append to {self.dir / name}: {exc.strerror}") from None
         self.close()
-        self._fd, self._fd_name, self._fd_pid = fd, name, os.getpid()
+        self._fd, self._fd_name, self._fd_pid = fd, name, this_pid()
         self._last_look = self._last_stat = time.monotonic()
         self._seen_changes = changes
         self._bounds = day_bounds(day, self.zone)
         self.on_new_file(name)
 
     def close(self) -> None:
-        if self._fd is not None and self._fd_pid == os.getpid():
+        if self._fd is not None and self._fd_pid == this_pid():
             os.close(self._fd)
         self._fd = None
         self._fd_name = None

@@ -46,6 +46,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from metrics_ops.locks import this_pid
 from metrics_ops.serve.counters import COUNTERS, INDEX
 
 MAGIC = b"MOPSTAT3"
@@ -206,10 +207,10 @@ class SharedState:
         return 0
 
     def _attach(self) -> mmap.mmap:
-        if self._map is not None and self._pid == os.getpid():
+        if self._map is not None and self._pid == this_pid():
             return self._map
         with self._lock:
-            if self._map is not None and self._pid == os.getpid():
+            if self._map is not None and self._pid == this_pid():
                 return self._map
             self._map = None  # inherited across fork: not ours
             fd = self._open()
@@ -230,7 +231,7 @@ class SharedState:
             self._seq = memoryview(mapping)[base + 8:base + 16].cast("Q")
             self._head_view = memoryview(mapping)[base + _LAST_OK:base + _LAST_ERROR + 8].cast("Q")
             self._counters = memoryview(mapping)[base + 64:base + 64 + 8 * len(COUNTERS)].cast("Q")
-            self._pid = os.getpid()
+            self._pid = this_pid()
             self._map = mapping
             return mapping
 
@@ -250,7 +251,7 @@ class SharedState:
         return free
 
     def close(self) -> None:
-        if self._map is not None and self._pid == os.getpid():
+        if self._map is not None and self._pid == this_pid():
             self._counters.release()
             self._seq.release()
             self._head_view.release()
@@ -287,7 +288,7 @@ class SharedState:
     def record_event(self, record: bytes, stored: bool, outcome: int) -> None:
         """The hot path of one accepted event: ring entry + requests, received and ``outcome`` counters."""
         m = self._map
-        if (m is None or self._pid != os.getpid()) and (m := self._mapped()) is None:  # (_attach's test, inlined)
+        if (m is None or self._pid != this_pid()) and (m := self._mapped()) is None:  # (_attach's test, inlined)
             return
         now_ns = time.time_ns()
         with self._lock:
