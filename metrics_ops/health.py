@@ -56,16 +56,24 @@ class PassStatus:
         return json.dumps(asdict(self), separators=(",", ":"))
 
 
+#: the largest status file read: a pass writes one line of a few hundred bytes
+MAX_STATUS_BYTES = 1 << 16
+
+
 class StatusUnreadable(ValueError):
     """The status file exists but does not hold a status line."""
 
 
 def read_status(path: Path) -> PassStatus | None:
     """The last pass's status, or None when no pass has written one yet."""
+    from metrics_ops.layout import NotARegularFile, read_small_file
+
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_small_file(path, MAX_STATUS_BYTES).decode("utf-8")
     except FileNotFoundError:
         return None
+    except NotARegularFile as exc:  # a FIFO would hang status and the pass, /dev/zero fill the memory
+        raise StatusUnreadable(f"cannot read the status file {path}: it is {exc.kind}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise StatusUnreadable(f"cannot read the status file {path}: {getattr(exc, 'strerror', None) or exc}") from None
     try:

@@ -131,11 +131,55 @@ def is_temp(name: str) -> bool:
 
 
 def unusable_dir(directory: Path) -> str | None:
-    """Why ``directory`` cannot be a data directory ("does not exist", "is not a directory"); None when it can.
-    Every command and serve word a bad data directory with it."""
-    if directory.is_dir():
-        return None
-    return "is not a directory" if directory.exists() else "does not exist"
+    """Why ``directory`` cannot be a data directory ("does not exist", "is not a directory", "cannot be looked
+    up: File name too long"); None when it can. Every command and serve word a bad data directory with it."""
+    try:
+        st = os.stat(directory)
+    except FileNotFoundError:
+        return "is not a directory" if os.path.lexists(directory) else "does not exist"  # lexists: a dangling link
+    except NotADirectoryError:
+        return "does not exist (a part of its path is a file)"
+    except OSError as exc:  # a name over 255 bytes, a /proc link of another process, a symlink loop
+        return f"cannot be looked up: {exc.strerror or exc}"
+    return None if stat.S_ISDIR(st.st_mode) else "is not a directory"
+
+
+class NotARegularFile(OSError):
+    """A small file to read is a FIFO, socket or device (``kind`` says which), or larger than its limit."""
+
+    def __init__(self, path, kind: str):
+        super().__init__(f"{path}: {kind}")
+        self.kind = kind
+
+
+def read_small_file(path: str | os.PathLike, limit: int) -> bytes:
+    """The bytes of a small file the tool reads whole (a settings file, the status line): a regular file, or
+    /dev/null (empty), of at most ``limit`` bytes. A FIFO (even one put in its place since it was looked at) is
+    refused at once, never waited on for a writer; a device is not read without end (NotARegularFile, ``kind``
+    "a FIFO, socket or device" or "larger than N bytes"); open's own errors as they are."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO opens at once, to be refused
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if not stat.S_ISREG(st.st_mode) and not os.path.samestat(st, os.stat(os.devnull)):
+            raise NotARegularFile(path, "a FIFO, socket or device")
+        raw = os.read(fd, limit + 1) if st.st_size <= limit else b""
+    finally:
+        os.close(fd)
+    if st.st_size > limit or len(raw) > limit:
+        raise NotARegularFile(path, f"larger than {limit} bytes")
+    return raw
+
+
+def real_path(path: Path) -> Path:
+    """``path`` absolute, symlinks resolved as far as they go; as given (made absolute) where a link cannot be
+    read (a /proc link of another process): Path.resolve raises on a symlink loop, os.path.realpath on such a
+    link."""
+    try:
+        return Path(os.path.realpath(path))
+    except OSError:
+        return Path(os.path.abspath(path))
 
 
 def inside_tree(path: Path, directory: Path) -> bool:
@@ -143,8 +187,7 @@ def inside_tree(path: Path, directory: Path) -> bool:
     resolved on both sides: a file the tool writes for someone else (the status file at a place of the operator's
     choosing, the health textfile, export's output) never goes there, where passes, report and forget read,
     compress, roll up or delete what they find."""
-    # realpath: Path.resolve raises on a symlink loop
-    target, tree = Path(os.path.realpath(path)), Path(os.path.realpath(directory))
+    target, tree = real_path(path), real_path(directory)
     return target == tree or tree in target.parents
 
 
@@ -235,7 +278,7 @@ def link_target_name(directory: Path, link: Path) -> str | None:
     p = Path(target)
     if not p.is_absolute():
         p = link.parent / p
-    return p.name if p.parent.resolve() == directory.resolve() else None
+    return p.name if real_path(p.parent) == real_path(directory) else None
 
 
 def fsync_dir(path: Path) -> None:

@@ -184,10 +184,12 @@ def is_secret_field(field: Any) -> bool:
 
 
 def plain_value(value: Any) -> Any:
-    """A setting's value for another process of the tool: paths absolute without following a last symlink (the
-    link must stay the link, not become the data file it points at), secrets revealed."""
+    """A setting's value for another process of the tool: paths absolute without following a symlink (the link
+    must stay the link, not become the data file it points at), secrets revealed."""
     if isinstance(value, Path):
-        return os.path.abspath(value)
+        # absolute() keeps a "..": abspath would drop it by the text, and link/.. is not link's directory's
+        # parent when link is a symlink: the worker would use another directory than the process that checked it
+        return str(value.absolute())
     if isinstance(value, Secret):
         return value.get_secret_value()
     return value
@@ -202,23 +204,15 @@ MAX_TOML_BYTES = 1 << 20
 
 def _settings_file_bytes(path: str | os.PathLike, named: str, fix: str = "give a TOML file") -> bytes:
     """The bytes of a settings file (--config, or a .env that :func:`dotenv_file` found a file): a regular file (or
-    /dev/null, no settings) of at most MAX_TOML_BYTES. A FIFO (even one put in its place since it was looked at) is
-    refused, not waited on for a writer for ever; a device is not read without end."""
-    import stat
+    /dev/null, no settings) of at most MAX_TOML_BYTES (:func:`metrics_ops.layout.read_small_file`)."""
+    from metrics_ops.layout import NotARegularFile, read_small_file
 
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once, to be refused
     try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(path)
-        if not stat.S_ISREG(st.st_mode) and not os.path.samestat(st, os.stat(os.devnull)):
-            raise ConfigError([f"{named}: not a regular file (a FIFO, socket or device); {fix}"])
-        raw = os.read(fd, MAX_TOML_BYTES + 1) if st.st_size <= MAX_TOML_BYTES else b""
-    finally:
-        os.close(fd)
-    if st.st_size > MAX_TOML_BYTES or len(raw) > MAX_TOML_BYTES:
-        raise ConfigError([f"{named}: larger than {MAX_TOML_BYTES >> 20} MiB: not a settings file"])
-    return raw
+        return read_small_file(path, MAX_TOML_BYTES)
+    except NotARegularFile as exc:
+        if exc.kind.startswith("larger"):
+            raise ConfigError([f"{named}: larger than {MAX_TOML_BYTES >> 20} MiB: not a settings file"]) from None
+        raise ConfigError([f"{named}: not a regular file (a FIFO, socket or device); {fix}"]) from None
 
 
 def read_toml(path: str | os.PathLike, known: Iterable[str], spelled: str = "--config") -> dict[str, Any]:
@@ -234,6 +228,8 @@ def read_toml(path: str | os.PathLike, known: Iterable[str], spelled: str = "--c
         raise ConfigError([f"{named}: is a directory, not a TOML file"]) from None
     except PermissionError:
         raise ConfigError([f"{named}: permission denied"]) from None
+    except OSError as exc:  # a name over 255 bytes, a path through a file, /proc/self/mem
+        raise ConfigError([f"{named}: cannot read it: {exc.strerror or exc}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{named}: malformed TOML: {exc}"]) from None
     except RecursionError:  # arrays or tables nested hundreds deep

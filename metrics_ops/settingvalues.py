@@ -291,7 +291,8 @@ def relation_problems(values: dict[str, Any]) -> list[tuple[tuple[str, ...], str
     require_gzip_before_prune); `prune --retention 2` must not fail on gzip_after's default."""
     problems = []
     data_dir, jsonl = values["dir"], values["jsonl"]
-    if jsonl is not None and _real(jsonl.parent) != _real(data_dir):
+    if jsonl is not None and (_real(jsonl.parent) != _real(data_dir) or _real(jsonl) == _real(data_dir)
+                              or jsonl.name in ("", ".", "..")):
         problems.append((("jsonl", "dir"), "the link must be a file directly inside the data directory"))
     elif jsonl is not None and (why := _not_a_link_name(jsonl.name)):
         problems.append((("jsonl",), why))
@@ -311,12 +312,19 @@ def relation_problems(values: dict[str, Any]) -> list[tuple[tuple[str, ...], str
             why = _inside_data_tree(path, label, own, data_dir)
         if why is not None:
             problems.append(((name,), why))
+    # one file for two of them: serve's state would be overwritten by a pass's status line, or the reverse
+    files = [name for name in ("state_file", "status_file", "health_textfile") if values[name] is not None]
+    for i, first in enumerate(files):
+        for second in files[i + 1:]:
+            if _real(values[first]) == _real(values[second]):
+                problems.append(((first, second), "two of the tool's files cannot be one file"))
     return problems
 
 
 def _real(path: Path) -> Path:
-    """``path`` absolute, symlinks resolved as far as they go (Path.resolve raises on a symlink loop)."""
-    return Path(os.path.realpath(path))
+    from metrics_ops.layout import real_path
+
+    return real_path(path)
 
 
 def _inside_data_tree(path: Path, label: str, own_name: str | None, data_dir: Path) -> str | None:

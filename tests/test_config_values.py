@@ -4,10 +4,12 @@ characters, a .env that is no regular file. Each through the real CLI (a subproc
 import json
 import os
 import socket
+import subprocess
+import urllib.request
 
 import pytest
 
-from .helpers import cli, free_port
+from .helpers import CLI, cli, free_port, wait_healthy
 
 
 def _one_error(r) -> str:
@@ -238,3 +240,69 @@ def test_every_pair_of_settings_that_cannot_go_together_gets_its_line(tmp_path):
     assert [line.split(" (from")[0] for line in lines] == named, lines  # the state file may be in the directory
     assert lines[0].endswith("the link must be a file directly inside the data directory")
     assert "cannot be a data file" in lines[1] and "cannot be inside the data directory" in lines[2]
+
+
+# Found by a second attack: paths the kernel will not look up or read, and settings that name one file twice.
+def test_a_path_that_cannot_be_looked_up_is_one_line_never_a_traceback(tmp_path):
+    long_dir = tmp_path / ("a" * 300)  # a name over 255 bytes: ENAMETOOLONG
+    (tmp_path / "file").write_text("")
+    for env, words in (({"METRICS_DIR": str(long_dir)}, "cannot be looked up: File name too long"),
+                       ({"METRICS_DIR": str(tmp_path / "file" / "x")}, "does not exist (a part of its path is a file)"),
+                       ({"METRICS_CONFIG": str(long_dir)}, "cannot read it: File name too long"),
+                       ({"METRICS_CONFIG": str(tmp_path / "file" / "m.toml")}, "cannot read it: Not a directory")):
+        for command in (("status",), ("report", "--since", "2026-01-01"), ("rotate", "--once")):
+            r = cli(*command, env=env, cwd=tmp_path)
+            assert r.returncode in (1, 2) and "Traceback" not in r.stderr and words in r.stderr, (command, r.stderr)
+            assert r.stderr.count("\n") == 1, r.stderr
+
+
+def test_one_file_for_two_of_the_tools_files_is_refused(tmp_path):
+    env = {"METRICS_STATE_FILE": str(tmp_path / "s"), "METRICS_STATUS_FILE": str(tmp_path / "s"),
+           "METRICS_HEALTH_TEXTFILE": f"{tmp_path}//s"}
+    r = cli("--data-dir", tmp_path / "data", "config", "show", env=env, cwd=tmp_path)
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 3, r.stderr
+    assert all(line.endswith("two of the tool's files cannot be one file") for line in r.stderr.splitlines())
+
+
+@pytest.mark.parametrize("link", ["data/..", "data/.", "data"])
+def test_the_link_cannot_be_the_data_directory_or_its_parent(tmp_path, link):
+    (tmp_path / "data").mkdir()
+    line = _one_error(cli("--data-dir", "data", "config", "show", env={"METRICS_JSONL": link}, cwd=tmp_path))
+    assert line.endswith("the link must be a file directly inside the data directory"), line
+
+
+def test_a_status_file_that_is_a_fifo_or_a_device_is_one_line_not_a_hang(tmp_path):
+    fifo = tmp_path / "status.fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "data").mkdir()
+    for status_file in (fifo, "/dev/zero"):
+        for command in (("status",), ("rotate", "--check")):
+            r = cli("--data-dir", tmp_path / "data", *command, env={"METRICS_STATUS_FILE": str(status_file)},
+                    timeout=60)
+            assert r.returncode == 7, r.stderr  # needs attention: the status cannot be read
+            assert r.stderr == f"metrics-ops: cannot read the status file {status_file}: it is a FIFO, socket or " \
+                               "device\n"
+
+
+def test_serve_hands_its_workers_the_directory_it_checked_through_a_symlink_and_dotdot(tmp_path):
+    """METRICS_DIR=link/.. is the parent of link's target for the kernel (and report, rotate); serve's workers were
+    handed the text's parent instead (abspath drops .. by the text) and stored the events elsewhere."""
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "here").mkdir()
+    (tmp_path / "here" / "link").symlink_to("../real/sub")
+    port = free_port()
+    proc = subprocess.Popen([*CLI, "serve", "--port", str(port)], cwd=tmp_path / "here", stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "METRICS_DIR": "link/..", "METRICS_STATUS_FILE": "st"})
+    try:
+        wait_healthy(port, proc)
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/metrics/event", method="POST",
+                                     data=b'{"visitor_id":"v1","event":"page_view"}',
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert json.loads(resp.read())["stored"] == 1
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert f"(data directory {tmp_path / 'real'}, 2 workers)" in err, err
+    assert [p.name for p in (tmp_path / "real").glob("metrics-*.jsonl")] != []
+    assert list((tmp_path / "here").glob("metrics-*")) == []

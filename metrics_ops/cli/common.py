@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 
@@ -117,19 +118,20 @@ def data_dir_problem(s, can_create: bool | None = None) -> str | None:
     can), naming the directory and where the setting came from: under cron the working directory is $HOME.
     ``can_create``: True adds "add --create", False "rotate --create makes it", None no hint."""
     from metrics_ops.config import DEFAULT, origins_of
+    from metrics_ops.layout import real_path
     from metrics_ops.store import unusable_dir
 
     why = unusable_dir(s.dir)
     if why is None:
         return None
     origin = origins_of(s)["dir"]
-    where = s.dir.resolve()
+    where = real_path(s.dir)
     if origin.source == DEFAULT:
         said = f"the default ./data in the working directory {where.parent}; set METRICS_DIR or --data-dir"
     else:
         said = origin.describe(s.dir)
-    hint = "" if s.dir.exists() else {False: "; rotate --create makes it", True: "; add --create to make it",
-                                      None: ""}[can_create]
+    hints = {False: "; rotate --create makes it", True: "; add --create to make it", None: ""}
+    hint = "" if os.path.lexists(s.dir) or why.startswith("cannot") else hints[can_create]
     return f"data directory {where} {why} ({said}){hint}"
 
 

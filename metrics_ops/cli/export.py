@@ -145,8 +145,8 @@ def _outside_the_data(path: str, directory) -> None:
     """--output never lands in the data directory's tree (rollups/ included): exit 2, nothing written."""
     from pathlib import Path
 
-    from metrics_ops.layout import inside_tree
+    from metrics_ops.layout import inside_tree, real_path
 
     if inside_tree(Path(path), directory):
-        raise Failure(f"--output {path}: inside the data directory {Path(directory).resolve()} (rollups/ included), "
+        raise Failure(f"--output {path}: inside the data directory {real_path(Path(directory))} (rollups/ included), "
                       "where passes, report and forget would take it for data; export elsewhere", ExitCode.USAGE)

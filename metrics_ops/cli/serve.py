@@ -59,11 +59,10 @@ def serve(run, host, port, workers, log_level, sample_rate, sample_mode, max_mb,
 
 
 def ready_line(s) -> str:
-    import os
-
+    from metrics_ops.layout import real_path
     from metrics_ops.origins import printable
 
     host = f"[{s.host}]" if ":" in s.host else s.host
     # printable: a directory name's byte that is not UTF-8 is shown as \xNN (it made the ready line a traceback)
-    return printable(f"serve ready on http://{host}:{s.port} (data directory {os.path.abspath(s.dir)}, "
+    return printable(f"serve ready on http://{host}:{s.port} (data directory {real_path(s.dir)}, "
                      f"{s.workers} worker{'s' if s.workers != 1 else ''})")
