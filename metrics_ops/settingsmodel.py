@@ -27,7 +27,7 @@ def _run(checks: list, field: str, value: Any) -> Any:
 
 def _shown(ctx: dict[str, Any] | None) -> dict[str, Any] | None:
     """A message's context with its text escaped: pydantic cannot render a message that holds a byte the
-    environment could not decode (``~\udcff``), and would end in a traceback."""
+    environment could not decode (``~\\udcff``), and would end in a traceback."""
     return ctx and {k: printable(v) if isinstance(v, str) else v for k, v in ctx.items()}
 
 
