@@ -18,13 +18,13 @@ from metrics_ops.settingvalues import (
     empty_is_unset,
     home_path,
     host_id_given,
-    host_printable,
     is_path,
     k_visitors,
     known_zone,
-    mode_as_text,
+    mode_text,
     no_symlink_loop,
     octal_mode,
+    printable_host,
     rate_floor,
     rate_map,
     rates_in_range,
@@ -152,12 +152,12 @@ _UNSET_WHEN_EMPTY = ("max_mb", "jsonl", "state_file", "max_total_mb", "min_free_
                      "status_file", "health_textfile", "admin_token", "archive_url")
 _BEFORE_ONE = {"log_level": choice_in_any_case, "sample_mode": choice_in_any_case, "host_id": host_id_given,
                "dir": dir_given, "cors_origins": cors_origins, "sample_rates": rate_map,
-               "file_mode": mode_as_text, "rollup_min_visitors": k_visitors}
+               "file_mode": mode_text, "rollup_min_visitors": k_visitors}
 #: each field's checks before its type, in the order they run (a field's own check first, the raw-value one last)
 BEFORE = {f: [c for c in (_BEFORE_ONE.get(f), empty_is_unset if f in _UNSET_WHEN_EMPTY else None, _raw_value) if c]
           for f in FIELDS}
 #: each field's checks after its type and bounds, in the order they run
-AFTER = {"host": [host_printable], "archive_url": [archive_url], "sample_rates": [rates_in_range],
+AFTER = {"host": [printable_host], "archive_url": [archive_url], "sample_rates": [rates_in_range],
          "sample_rate": [rate_floor], "client_sample_rate": [rate_floor], "admin_token": [token_shape],
          "file_mode": [octal_mode], "tz": [known_zone],
          **{f: [no_symlink_loop] for f, spec in FIELDS.items() if is_path(spec.annotation)}}

@@ -15,6 +15,7 @@ from typing import Any, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from metrics_ops.events import MIN_RATE, usable_rate
+from metrics_ops.layout import STATE_NAME, STATUS_NAME, inside_tree, real_path
 from metrics_ops.objectstore import host_id_problem, parse_archive_url
 
 
@@ -114,7 +115,7 @@ def origin_list(items: Any) -> Any:
     return origins
 
 
-def mode_text(value: Any) -> Any:
+def mode_text(field: str, value: Any) -> Any:
     """A file mode is text (``"0640"``): a TOML number has lost its spelling (``0o640`` is 416, ``640`` is no octal
     number at all), so it is refused with the form to use, not guessed."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -122,7 +123,7 @@ def mode_text(value: Any) -> Any:
     return value
 
 
-def printable_host(value: str) -> str:
+def printable_host(field: str, value: str) -> str:
     """serve's host: no address or host name holds a control or invisible character. A line break or ESC went to
     the bind as it was and its error printed it raw (a forged line, a cleared terminal); the error line shows the
     value escaped."""
@@ -212,10 +213,6 @@ def k_visitors(field: str, value: Any) -> Any:
     return value
 
 
-def host_printable(field: str, value: str) -> str:
-    return printable_host(value)
-
-
 def archive_url(field: str, value: str | None) -> str | None:
     try:
         return None if value is None else parse_archive_url(value).url
@@ -243,10 +240,6 @@ def token_shape(field: str, value: str | None) -> str | None:
         raise SettingProblem("token", "the admin token must be 16 to 256 characters of A-Z a-z 0-9 - . _ ~ + / = "
                                       "(what a bearer header carries), e.g. from: openssl rand -hex 32")
     return value
-
-
-def mode_as_text(field: str, value: Any) -> Any:
-    return mode_text(value)
 
 
 def octal_mode(field: str, value: str) -> str:
@@ -281,7 +274,6 @@ def no_symlink_loop(field: str, value: Path | None) -> Path | None:
     return value
 
 
-
 _TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{16,256}")
 
 
@@ -291,12 +283,11 @@ def relation_problems(values: dict[str, Any]) -> list[tuple[tuple[str, ...], str
     require_gzip_before_prune); `prune --retention 2` must not fail on gzip_after's default."""
     problems = []
     data_dir, jsonl = values["dir"], values["jsonl"]
-    if jsonl is not None and (_real(jsonl.parent) != _real(data_dir) or _real(jsonl) == _real(data_dir)
+    if jsonl is not None and (real_path(jsonl.parent) != real_path(data_dir) or real_path(jsonl) == real_path(data_dir)
                               or jsonl.name in ("", ".", "..")):
         problems.append((("jsonl", "dir"), "the link must be a file directly inside the data directory"))
     elif jsonl is not None and (why := _not_a_link_name(jsonl.name)):
         problems.append((("jsonl",), why))
-    from metrics_ops.layout import STATE_NAME, STATUS_NAME
 
     # files the tool writes over and over: never the link, a data file or another of the tool's files; and
     # what it writes for monitoring nowhere in the data directory's tree but the status file's own default
@@ -316,32 +307,24 @@ def relation_problems(values: dict[str, Any]) -> list[tuple[tuple[str, ...], str
     files = [name for name in ("state_file", "status_file", "health_textfile") if values[name] is not None]
     for i, first in enumerate(files):
         for second in files[i + 1:]:
-            if _real(values[first]) == _real(values[second]):
+            if real_path(values[first]) == real_path(values[second]):
                 problems.append(((first, second), "two of the tool's files cannot be one file"))
     return problems
 
 
-def _real(path: Path) -> Path:
-    from metrics_ops.layout import real_path
-
-    return real_path(path)
-
-
 def _inside_data_tree(path: Path, label: str, own_name: str | None, data_dir: Path) -> str | None:
-    from metrics_ops.layout import inside_tree
-
-    if own_name is not None and _real(path) == _real(data_dir / own_name):
+    if own_name is not None and real_path(path) == real_path(data_dir / own_name):
         return None  # the status file's default place, given explicitly
     if inside_tree(path, data_dir):
-        return (f"{label} cannot be inside the data directory {_real(data_dir)} (rollups/ included): passes, "
+        return (f"{label} cannot be inside the data directory {real_path(data_dir)} (rollups/ included): passes, "
                 "report and forget read and delete there; put it elsewhere")
     return None
 
 
 def _own_file_clash(path: Path, label: str, own_name: str | None, data_dir: Path, link: Path) -> str | None:
-    if _real(path) == _real(link) or _real(path) == link.absolute():
+    if real_path(path) == real_path(link) or real_path(path) == link.absolute():
         return f"{label} cannot be the link to the current data file"
-    if _real(path.parent) == _real(data_dir):
+    if real_path(path.parent) == real_path(data_dir):
         owner = _owner_of(path.name)
         if owner == "data":
             return (f"{label} cannot be a data file or have a data file's name (metrics-...: passes "
