@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -80,7 +80,7 @@ def read_status(path: Path) -> PassStatus | None:
         doc = json.loads(text)
         known = {f.name for f in fields(PassStatus)}
         return _checked(PassStatus(**{k: v for k, v in doc.items() if k in known}))
-    except (ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError, AttributeError, RecursionError):  # RecursionError: [[[... 60,000 deep
         raise StatusUnreadable(f"the status file {path} does not hold a metrics-ops status line") from None
 
 
@@ -106,7 +106,13 @@ def _checked(status: PassStatus) -> PassStatus:
                 status.archive_waiting_files, status.archive_waiting_days, status.archive_conflicts))
             and (status.archive_oldest_waiting is None or type(status.archive_oldest_waiting) is str)):
         raise ValueError("not a status line")
-    return status
+    # its text is shown on terminals and in logs: a line break, an escape sequence or a byte that is no character
+    # (a hand-edited or foreign file) is shown escaped, never acted on or a traceback
+    from metrics_ops.origins import printable
+
+    return replace(status, result=printable(status.result), message=printable(status.message),
+                   archive_oldest_waiting=None if status.archive_oldest_waiting is None
+                   else printable(status.archive_oldest_waiting))
 
 
 def next_status(previous: PassStatus | None, *, started: float, ended: float, result: str, interval: float,

@@ -174,12 +174,16 @@ def read_small_file(path: str | os.PathLike, limit: int) -> bytes:
 
 def real_path(path: Path) -> Path:
     """``path`` absolute, symlinks resolved as far as they go; as given (made absolute) where a link cannot be
-    read (a /proc link of another process): Path.resolve raises on a symlink loop, os.path.realpath on such a
-    link."""
+    read (a /proc link of another process), as given where the working directory is gone: Path.resolve raises
+    on a symlink loop, os.path.realpath on such a link, os.path.abspath without a working directory."""
     try:
         return Path(os.path.realpath(path))
     except OSError:
+        pass
+    try:
         return Path(os.path.abspath(path))
+    except OSError:  # the working directory was deleted: a relative path stays as it is
+        return Path(path)
 
 
 def inside_tree(path: Path, directory: Path) -> bool:

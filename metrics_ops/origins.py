@@ -189,7 +189,10 @@ def plain_value(value: Any) -> Any:
     if isinstance(value, Path):
         # absolute() keeps a "..": abspath would drop it by the text, and link/.. is not link's directory's
         # parent when link is a symlink: the worker would use another directory than the process that checked it
-        return str(value.absolute())
+        try:
+            return str(value.absolute())
+        except OSError:  # the working directory was deleted: the worker starts in the same one
+            return str(value)
     if isinstance(value, Secret):
         return value.get_secret_value()
     return value

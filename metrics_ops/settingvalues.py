@@ -322,7 +322,7 @@ def _inside_data_tree(path: Path, label: str, own_name: str | None, data_dir: Pa
 
 
 def _own_file_clash(path: Path, label: str, own_name: str | None, data_dir: Path, link: Path) -> str | None:
-    if real_path(path) == real_path(link) or real_path(path) == link.absolute():
+    if real_path(path) in (real_path(link), real_path(link.parent) / link.name):  # the link, or where it goes
         return f"{label} cannot be the link to the current data file"
     if real_path(path.parent) == real_path(data_dir):
         owner = _owner_of(path.name)

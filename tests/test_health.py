@@ -144,3 +144,33 @@ def test_a_status_file_that_cannot_be_written_is_one_line_and_exit_1(data_dir, t
     assert r.stderr == (f"metrics-ops: the pass's health was not recorded: cannot write {tmp_path}/missing/status: "
                         "No such file or directory\n")
     assert len(r.stderr.splitlines()) == 1 and (data_dir / "metrics.jsonl").is_symlink()  # the pass itself ran
+
+
+# Found by attacking the status surface: a status file nobody's pass wrote must not stop `status` or reach the
+# terminal raw.
+def test_a_status_file_nested_too_deep_is_no_status_line(tmp_path):
+    path = tmp_path / "status"
+    path.write_text("[" * 60_000 + "]" * 5_000)  # under the 64 KiB limit
+    with pytest.raises(ValueError, match="does not hold a metrics-ops status line"):
+        read_status(path)
+
+
+def test_the_text_of_a_status_file_is_read_escaped(tmp_path):
+    path = tmp_path / "status"
+    path.write_text('{"time":1,"result":"\\udcff","last_success":null,"duration":0,"interval":1,'
+                    '"message":"a\\u001b[31mred\\nfake","archive_oldest_waiting":"\\u202e"}')
+    status = read_status(path)
+    assert (status.result, status.message, status.archive_oldest_waiting) == (
+        "\\xff", "a\\x1b[31mred\\nfake", "\\u202e")
+
+
+def test_commands_in_a_deleted_working_directory_say_what_is_missing(tmp_path):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    for command in (("status",), ("report", "--since", "2026-01-01"), ("rotate", "--once"), ("config", "show")):
+        r = subprocess.run(["sh", "-c", 'cd "$1" && rmdir "$1" && shift && exec "$@"', "sh", str(gone),
+                            *CLI, *command], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "METRICS_STATE_FILE": "s"})
+        gone.mkdir()
+        assert "Traceback" not in r.stderr, (command, r.stderr)
+        assert r.returncode in (0, 1) and (r.returncode == 0 or "data directory data does not exist" in r.stderr)
